@@ -1,0 +1,520 @@
+//! Dispatch: from bytes the kernel sent to a [`Filesystem`] call with its
+//! reply handle.
+//!
+//! A [`Dispatcher`] owns the filesystem and the connection state that
+//! parsing depends on (agreed protocol minor, flags). Transports call
+//! [`Dispatcher::dispatch`] (contiguous message) or
+//! [`Dispatcher::dispatch_segments`] (FUSE-over-io_uring) from any number of
+//! worker threads; INIT is answered here, everything else goes to the
+//! filesystem. Malformed messages are answered with an error when their
+//! `unique` can be trusted and dropped otherwise; nothing panics.
+
+use crate::abi::*;
+use crate::dirent::DirentBuf;
+use crate::error::{Errno, ParseError};
+use crate::filesystem::{Filesystem, SetAttr};
+use crate::init::{
+    InitConfig, InitError, InitFlags, InitOutcome, KernelInit, Negotiated, negotiate,
+};
+use crate::opcode::Opcode;
+use crate::reply::*;
+use crate::request::{Operation, ParseContext, Request, parse_header};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use zerocopy::IntoBytes;
+
+const WAITING_INIT: u8 = 0;
+const RUNNING: u8 = 1;
+const DESTROYED: u8 = 2;
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Handed to the filesystem (answered, deferred, or needing no answer).
+    Handled(Opcode),
+    /// INIT was agreed with these parameters; the reply is sent. Transports
+    /// size their buffers from it.
+    Initialized(Negotiated),
+    /// INIT was answered with our version only; a second INIT follows.
+    InitDowngraded,
+    /// INIT was refused (answered with `EPROTO`); the connection is useless.
+    InitFailed(InitError),
+    /// DESTROY was handled: stop serving.
+    Destroyed,
+    /// The message could not be parsed; it was answered with an error when
+    /// `replied` is true and dropped otherwise.
+    Malformed {
+        /// What was wrong.
+        error: ParseError,
+        /// Whether an error reply was sent.
+        replied: bool,
+    },
+}
+
+/// Serves one FUSE connection's requests to a [`Filesystem`].
+#[derive(Debug)]
+pub struct Dispatcher<F> {
+    fs: F,
+    config: InitConfig,
+    read_only: bool,
+    state: AtomicU8,
+    minor: AtomicU32,
+    setxattr_ext: AtomicBool,
+}
+
+impl<F: Filesystem> Dispatcher<F> {
+    /// A dispatcher for `fs` that will ask for `config` at INIT.
+    pub fn new(fs: F, config: InitConfig) -> Self {
+        Dispatcher {
+            fs,
+            config,
+            read_only: false,
+            state: AtomicU8::new(WAITING_INIT),
+            minor: AtomicU32::new(FUSE_KERNEL_MINOR_VERSION),
+            setxattr_ext: AtomicBool::new(false),
+        }
+    }
+
+    /// Refuses every modifying request with `EROFS` (even if the kernel
+    /// sends one despite a read-only mount).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// The filesystem.
+    pub fn filesystem(&self) -> &F {
+        &self.fs
+    }
+
+    /// The INIT configuration.
+    pub fn config(&self) -> &InitConfig {
+        &self.config
+    }
+
+    /// Whether INIT has been agreed (and DESTROY not yet seen).
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// What the parser needs to know of the connection right now.
+    pub fn parse_context(&self) -> ParseContext {
+        ParseContext {
+            minor: self.minor.load(Ordering::Relaxed),
+            setxattr_ext: self.setxattr_ext.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Parses and serves one message received whole (`/dev/fuse`, a socket).
+    /// `scratch` is lent to READDIR(PLUS) for packing entries; it should be
+    /// at least a page.
+    pub fn dispatch<S: ReplySink>(&self, buf: &[u8], sink: S, scratch: &mut [u8]) -> Dispatched {
+        match Request::parse(buf, self.parse_context()) {
+            Ok(req) => self.dispatch_request(&req, sink, scratch),
+            Err(error) => self.malformed(buf, error, sink),
+        }
+    }
+
+    /// Parses and serves a message delivered in segments (FUSE-over-io_uring).
+    pub fn dispatch_segments<S: ReplySink>(
+        &self,
+        header: &[u8],
+        op_in: &[u8],
+        payload: &[u8],
+        sink: S,
+        scratch: &mut [u8],
+    ) -> Dispatched {
+        match Request::parse_segments(header, op_in, payload, self.parse_context()) {
+            Ok(req) => self.dispatch_request(&req, sink, scratch),
+            Err(error) => self.malformed(header, error, sink),
+        }
+    }
+
+    fn malformed<S: ReplySink>(
+        &self,
+        header_bytes: &[u8],
+        error: ParseError,
+        sink: S,
+    ) -> Dispatched {
+        let mut replied = false;
+        if error.can_reply()
+            && let Ok(h) = parse_header(header_bytes)
+        {
+            let no_reply = Opcode::from_u32(h.opcode).is_some_and(|op| op.is_no_reply());
+            if !no_reply {
+                ReplyHandle::new(h.unique, sink).send_error(error.errno());
+                replied = true;
+            }
+        }
+        Dispatched::Malformed { error, replied }
+    }
+
+    fn init<S: ReplySink>(&self, req: &Request<'_>, arg: &fuse_init_in, sink: S) -> Dispatched {
+        let handle = ReplyHandle::new(req.unique(), sink);
+        let kernel = KernelInit::from_wire(arg);
+        let mut config = self.config;
+        if let Err(e) = self.fs.init(&kernel, &mut config) {
+            handle.send_error(e);
+            return Dispatched::InitFailed(InitError::UnsupportedMinor(kernel.minor));
+        }
+        match negotiate(&kernel, &config) {
+            Ok(InitOutcome::Agreed {
+                reply,
+                reply_len,
+                negotiated,
+            }) => {
+                self.minor.store(negotiated.minor, Ordering::Relaxed);
+                self.setxattr_ext.store(
+                    negotiated.flags.contains(InitFlags::SETXATTR_EXT),
+                    Ordering::Relaxed,
+                );
+                self.fs.init_done(&negotiated);
+                self.state.store(RUNNING, Ordering::Release);
+                handle.send_ok(&[&reply.as_bytes()[..reply_len]]);
+                Dispatched::Initialized(negotiated)
+            }
+            Ok(InitOutcome::Downgrade { reply, reply_len }) => {
+                handle.send_ok(&[&reply.as_bytes()[..reply_len]]);
+                Dispatched::InitDowngraded
+            }
+            Err(e) => {
+                handle.send_error(Errno::EPROTO);
+                Dispatched::InitFailed(e)
+            }
+        }
+    }
+
+    /// Serves an already parsed request.
+    pub fn dispatch_request<S: ReplySink>(
+        &self,
+        req: &Request<'_>,
+        sink: S,
+        scratch: &mut [u8],
+    ) -> Dispatched {
+        let op = req.opcode();
+        let h = req.header;
+        let unique = h.unique;
+        let ino = h.nodeid;
+        if let Operation::Init { arg } = &req.operation {
+            return self.init(req, arg, sink);
+        }
+        if self.state.load(Ordering::Acquire) != RUNNING && op != Opcode::Destroy {
+            if !op.is_no_reply() {
+                ReplyHandle::new(unique, sink).send_error(Errno::EIO);
+            }
+            return Dispatched::Malformed {
+                error: ParseError::NotInitialized { opcode: op as u32 },
+                replied: !op.is_no_reply(),
+            };
+        }
+        if self.read_only && refused_read_only(&req.operation) {
+            ReplyHandle::new(unique, sink).send_error(Errno::EROFS);
+            return Dispatched::Handled(op);
+        }
+        let fs = &self.fs;
+        match req.operation {
+            Operation::Init { .. } => unreachable_init(),
+            Operation::Lookup { name } => fs.lookup(h, ino, name, ReplyEntry::new(unique, sink)),
+            Operation::Forget { arg } => fs.forget(h, ino, arg.nlookup),
+            Operation::BatchForget { nodes } => fs.batch_forget(h, nodes),
+            Operation::Getattr { arg } => {
+                let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
+                fs.getattr(h, ino, fh, ReplyAttr::new(unique, sink))
+            }
+            Operation::Setattr { arg } => fs.setattr(
+                h,
+                ino,
+                &SetAttr::from_wire(arg),
+                ReplyAttr::new(unique, sink),
+            ),
+            Operation::Readlink => fs.readlink(h, ino, ReplyData::new(unique, sink)),
+            Operation::Symlink { name, target } => {
+                fs.symlink(h, ino, name, target, ReplyEntry::new(unique, sink))
+            }
+            Operation::Mknod { arg, name } => fs.mknod(
+                h,
+                ino,
+                name,
+                arg.mode,
+                arg.umask,
+                arg.rdev,
+                ReplyEntry::new(unique, sink),
+            ),
+            Operation::Mkdir { arg, name } => fs.mkdir(
+                h,
+                ino,
+                name,
+                arg.mode,
+                arg.umask,
+                ReplyEntry::new(unique, sink),
+            ),
+            Operation::Unlink { name } => fs.unlink(h, ino, name, ReplyEmpty::new(unique, sink)),
+            Operation::Rmdir { name } => fs.rmdir(h, ino, name, ReplyEmpty::new(unique, sink)),
+            Operation::Rename { arg, name, newname } => fs.rename(
+                h,
+                ino,
+                name,
+                arg.newdir,
+                newname,
+                0,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Rename2 { arg, name, newname } => fs.rename(
+                h,
+                ino,
+                name,
+                arg.newdir,
+                newname,
+                arg.flags,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Link { arg, name } => {
+                fs.link(h, arg.oldnodeid, ino, name, ReplyEntry::new(unique, sink))
+            }
+            Operation::Open { arg } => fs.open(
+                h,
+                ino,
+                arg.flags,
+                arg.open_flags,
+                ReplyOpen::new(unique, sink),
+            ),
+            Operation::Read { arg } => {
+                let owner = (arg.read_flags & FUSE_READ_LOCKOWNER != 0).then_some(arg.lock_owner);
+                fs.read(
+                    h,
+                    ino,
+                    arg.fh,
+                    arg.offset,
+                    arg.size,
+                    arg.flags,
+                    owner,
+                    ReplyData::new(unique, sink),
+                )
+            }
+            Operation::Write { arg, data } => {
+                let owner = (arg.write_flags & FUSE_WRITE_LOCKOWNER != 0).then_some(arg.lock_owner);
+                fs.write(
+                    h,
+                    ino,
+                    arg.fh,
+                    arg.offset,
+                    data,
+                    arg.write_flags,
+                    arg.flags,
+                    owner,
+                    ReplyWrite::new(unique, sink),
+                )
+            }
+            Operation::Statfs => fs.statfs(h, ino, ReplyStatfs::new(unique, sink)),
+            Operation::Release { arg } => fs.release(
+                h,
+                ino,
+                arg.fh,
+                arg.flags,
+                arg.release_flags,
+                arg.lock_owner,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Fsync { arg } => fs.fsync(
+                h,
+                ino,
+                arg.fh,
+                arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Setxattr { arg, name, value } => fs.setxattr(
+                h,
+                ino,
+                name,
+                value,
+                arg.flags,
+                arg.setxattr_flags,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Getxattr { arg, name } => {
+                fs.getxattr(h, ino, name, arg.size, ReplyXattr::new(unique, sink))
+            }
+            Operation::Listxattr { arg } => {
+                fs.listxattr(h, ino, arg.size, ReplyXattr::new(unique, sink))
+            }
+            Operation::Removexattr { name } => {
+                fs.removexattr(h, ino, name, ReplyEmpty::new(unique, sink))
+            }
+            Operation::Flush { arg } => fs.flush(
+                h,
+                ino,
+                arg.fh,
+                arg.lock_owner,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Opendir { arg } => {
+                fs.opendir(h, ino, arg.flags, ReplyOpen::new(unique, sink))
+            }
+            Operation::Readdir { arg } => {
+                let buf = DirentBuf::new(scratch, arg.size as usize);
+                fs.readdir(
+                    h,
+                    ino,
+                    arg.fh,
+                    arg.offset,
+                    ReplyDirectory::new(unique, sink, buf),
+                )
+            }
+            Operation::Readdirplus { arg } => {
+                let buf = DirentBuf::new(scratch, arg.size as usize);
+                fs.readdirplus(
+                    h,
+                    ino,
+                    arg.fh,
+                    arg.offset,
+                    ReplyDirectory::new(unique, sink, buf),
+                )
+            }
+            Operation::Releasedir { arg } => {
+                fs.releasedir(h, ino, arg.fh, arg.flags, ReplyEmpty::new(unique, sink))
+            }
+            Operation::Fsyncdir { arg } => fs.fsyncdir(
+                h,
+                ino,
+                arg.fh,
+                arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Getlk { arg } => fs.getlk(
+                h,
+                ino,
+                arg.fh,
+                arg.owner,
+                &arg.lk,
+                ReplyLock::new(unique, sink),
+            ),
+            Operation::Setlk { arg } | Operation::Setlkw { arg } => fs.setlk(
+                h,
+                ino,
+                arg.fh,
+                arg.owner,
+                &arg.lk,
+                arg.lk_flags & FUSE_LK_FLOCK != 0,
+                op == Opcode::Setlkw,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Access { arg } => fs.access(h, ino, arg.mask, ReplyEmpty::new(unique, sink)),
+            Operation::Create { arg, name } => fs.create(
+                h,
+                ino,
+                name,
+                arg.mode,
+                arg.umask,
+                arg.flags,
+                ReplyCreate::new(unique, sink),
+            ),
+            Operation::Tmpfile { arg, name } => fs.tmpfile(
+                h,
+                ino,
+                name,
+                arg.mode,
+                arg.umask,
+                arg.flags,
+                ReplyCreate::new(unique, sink),
+            ),
+            Operation::Interrupt { arg } => fs.interrupt(h, arg.unique),
+            Operation::Bmap { arg } => fs.bmap(
+                h,
+                ino,
+                arg.blocksize,
+                arg.block,
+                ReplyBmap::new(unique, sink),
+            ),
+            Operation::Destroy => {
+                self.state.store(DESTROYED, Ordering::Release);
+                fs.destroy();
+                ReplyHandle::new(unique, sink).send_ok(&[]);
+                return Dispatched::Destroyed;
+            }
+            Operation::Ioctl { arg, data } => fs.ioctl(
+                h,
+                ino,
+                arg.fh,
+                arg.flags,
+                arg.cmd,
+                arg.arg,
+                data,
+                arg.out_size,
+                ReplyIoctl::new(unique, sink),
+            ),
+            Operation::Poll { arg } => fs.poll(
+                h,
+                ino,
+                arg.fh,
+                arg.kh,
+                arg.flags,
+                arg.events,
+                ReplyPoll::new(unique, sink),
+            ),
+            Operation::NotifyReply { arg, data } => fs.notify_reply(h, ino, arg.offset, data),
+            Operation::Fallocate { arg } => fs.fallocate(
+                h,
+                ino,
+                arg.fh,
+                arg.offset,
+                arg.length,
+                arg.mode,
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Lseek { arg } => fs.lseek(
+                h,
+                ino,
+                arg.fh,
+                arg.offset,
+                arg.whence,
+                ReplyLseek::new(unique, sink),
+            ),
+            Operation::CopyFileRange { arg } | Operation::CopyFileRange64 { arg } => fs
+                .copy_file_range(
+                    h,
+                    ino,
+                    arg.fh_in,
+                    arg.off_in,
+                    arg.nodeid_out,
+                    arg.fh_out,
+                    arg.off_out,
+                    arg.len,
+                    arg.flags,
+                    ReplyCopy::with_format(unique, sink, op == Opcode::CopyFileRange64),
+                ),
+            Operation::Setupmapping { arg } => {
+                fs.setupmapping(h, ino, arg, ReplyEmpty::new(unique, sink))
+            }
+            Operation::Removemapping { entries } => {
+                fs.removemapping(h, ino, entries, ReplyEmpty::new(unique, sink))
+            }
+            Operation::Syncfs { .. } => fs.syncfs(h, ino, ReplyEmpty::new(unique, sink)),
+            Operation::Statx { arg } => {
+                let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
+                fs.statx(
+                    h,
+                    ino,
+                    fh,
+                    arg.getattr_flags,
+                    arg.sx_flags,
+                    arg.sx_mask,
+                    ReplyStatx::new(unique, sink),
+                )
+            }
+            Operation::CuseInit { .. } => ReplyHandle::new(unique, sink).send_error(Errno::ENOSYS),
+        }
+        Dispatched::Handled(op)
+    }
+}
+
+#[inline]
+fn unreachable_init() {}
+
+/// Whether a read-only mount refuses `op` with EROFS.
+fn refused_read_only(op: &Operation<'_>) -> bool {
+    const O_ACCMODE: u32 = 0o3;
+    const O_TRUNC: u32 = 0o1000;
+    match op {
+        Operation::Open { arg } => arg.flags & O_ACCMODE != 0 || arg.flags & O_TRUNC != 0,
+        other => other.opcode().is_modifying(),
+    }
+}

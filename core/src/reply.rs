@@ -1,0 +1,758 @@
+//! Building replies and handing them to the transport.
+//!
+//! A reply is a `fuse_out_header` followed by the opcode's reply struct and,
+//! for some opcodes, data. fuselage never assembles it in one buffer: the
+//! header and struct live on the stack of the reply call and the data stays
+//! where the filesystem keeps it, and the transport receives the parts as a
+//! list of slices ([`ReplySink::send`]) to pass to one `writev`, or to copy
+//! into a ring entry. Data that lives in a host file can instead be named by
+//! a [`FileRange`] ([`ReplySink::send_file`]) so the transport splices it
+//! without copying through user memory.
+//!
+//! Every request that expects an answer comes with one typed reply handle
+//! (`ReplyEntry`, `ReplyData`, ...). Its methods take `self`, so a request
+//! cannot be answered twice; a handle dropped unanswered answers `EIO`, so a
+//! request is never left hanging. A handle owns only the request's `unique`
+//! and the sink: when the sink is `Send + 'static` the handle may be moved to
+//! another thread and answered later (a deferred reply). The request's
+//! buffer is *not* kept alive by the handle: copy what you need out of the
+//! request before returning from the `Filesystem` method.
+
+use crate::abi::*;
+use crate::dirent::DirentBuf;
+use crate::error::Errno;
+use core::time::Duration;
+use zerocopy::IntoBytes;
+
+/// A range of a host file that a reply carries as data, sent by splice when
+/// the transport can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRange {
+    /// The open host file (a raw descriptor, borrowed for the call).
+    pub fd: i32,
+    /// Offset in the file.
+    pub offset: u64,
+    /// Exact number of bytes: callers clamp it to the file size first, since
+    /// the reply header promising this length goes out before the data.
+    pub len: u32,
+}
+
+/// Where replies go: implemented by every transport (and by test harnesses).
+///
+/// The first part always starts with a `fuse_out_header` whose `len` is the
+/// total of all parts (plus the file range). A sink sends the message whole
+/// or not at all and deals with send errors itself: `ENOENT` (the kernel
+/// dropped an interrupted request) is normal, `ENODEV` means unmounted.
+pub trait ReplySink {
+    /// Sends the concatenation of `parts` as one message.
+    fn send(&self, parts: &[&[u8]]);
+
+    /// Sends `parts` followed by `file.len` bytes read from `file`.
+    ///
+    /// Transports splice where the channel allows it and copy otherwise. If
+    /// the file turns out shorter than promised, the sink must not send a
+    /// message with a wrong length: it re-reads and sends what the file has
+    /// (fixing the header's `len`), or answers `EIO`.
+    fn send_file(&self, parts: &[&[u8]], file: FileRange);
+}
+
+impl<T: ReplySink + ?Sized> ReplySink for &T {
+    fn send(&self, parts: &[&[u8]]) {
+        (**self).send(parts)
+    }
+    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        (**self).send_file(parts, file)
+    }
+}
+
+const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
+
+/// Most parts a reply is made of (header + struct + two data slices).
+pub const MAX_REPLY_PARTS: usize = 4;
+
+/// Converts a cache timeout into the protocol's (seconds, nanoseconds).
+pub const fn ttl_parts(ttl: Duration) -> (u64, u32) {
+    (ttl.as_secs(), ttl.subsec_nanos())
+}
+
+/// Builds a `fuse_entry_out`.
+pub fn entry_out(
+    attr: fuse_attr,
+    generation: u64,
+    entry_ttl: Duration,
+    attr_ttl: Duration,
+) -> fuse_entry_out {
+    let (entry_valid, entry_valid_nsec) = ttl_parts(entry_ttl);
+    let (attr_valid, attr_valid_nsec) = ttl_parts(attr_ttl);
+    fuse_entry_out {
+        nodeid: attr.ino,
+        generation,
+        entry_valid,
+        attr_valid,
+        entry_valid_nsec,
+        attr_valid_nsec,
+        attr,
+    }
+}
+
+/// The untyped core of every reply handle: a request's unique and the sink.
+#[derive(Debug)]
+pub struct ReplyHandle<S: ReplySink> {
+    unique: u64,
+    sink: Option<S>,
+}
+
+impl<S: ReplySink> ReplyHandle<S> {
+    /// A handle answering request `unique` through `sink`.
+    pub fn new(unique: u64, sink: S) -> Self {
+        ReplyHandle {
+            unique,
+            sink: Some(sink),
+        }
+    }
+
+    /// The unique of the request this handle answers.
+    pub fn unique(&self) -> u64 {
+        self.unique
+    }
+
+    fn header(&self, error: i32, body_len: usize) -> fuse_out_header {
+        fuse_out_header {
+            len: (OUT_HEADER_LEN + body_len) as u32,
+            error,
+            unique: self.unique,
+        }
+    }
+
+    /// Sends a successful reply made of `parts` (struct, then data).
+    pub fn send_ok(mut self, parts: &[&[u8]]) {
+        let Some(sink) = self.sink.take() else { return };
+        let body: usize = parts.iter().map(|p| p.len()).sum();
+        let header = self.header(0, body);
+        let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+        all[0] = header.as_bytes();
+        let n = parts.len().min(MAX_REPLY_PARTS);
+        all[1..=n].copy_from_slice(&parts[..n]);
+        sink.send(&all[..=n]);
+    }
+
+    /// Sends a successful reply of `parts` followed by a file range.
+    pub fn send_file(mut self, parts: &[&[u8]], file: FileRange) {
+        let Some(sink) = self.sink.take() else { return };
+        let body: usize = parts.iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
+        let header = self.header(0, body);
+        let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+        all[0] = header.as_bytes();
+        let n = parts.len().min(MAX_REPLY_PARTS);
+        all[1..=n].copy_from_slice(&parts[..n]);
+        sink.send_file(&all[..=n], file);
+    }
+
+    /// Answers with an error.
+    pub fn send_error(mut self, errno: Errno) {
+        let Some(sink) = self.sink.take() else { return };
+        let header = self.header(errno.to_wire(), 0);
+        sink.send(&[header.as_bytes()]);
+    }
+
+    /// Gives up the handle without answering: only for requests the kernel
+    /// expects no answer to.
+    pub fn forget(mut self) {
+        self.sink = None;
+    }
+}
+
+impl<S: ReplySink> Drop for ReplyHandle<S> {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            let header = self.header(Errno::EIO.to_wire(), 0);
+            sink.send(&[header.as_bytes()]);
+        }
+    }
+}
+
+macro_rules! reply_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<S: ReplySink>(ReplyHandle<S>);
+
+        impl<S: ReplySink> $name<S> {
+            /// A handle answering request `unique` through `sink`.
+            pub fn new(unique: u64, sink: S) -> Self {
+                $name(ReplyHandle::new(unique, sink))
+            }
+
+            /// Answers with an error.
+            pub fn error(self, errno: Errno) {
+                self.0.send_error(errno)
+            }
+
+            /// The unique of the request this handle answers.
+            pub fn unique(&self) -> u64 {
+                self.0.unique()
+            }
+        }
+    };
+}
+
+reply_type!(
+    /// Answers with no data (UNLINK, RMDIR, RENAME, RELEASE, FSYNC, FLUSH,
+    /// SETXATTR, REMOVEXATTR, ACCESS, SETLK, FALLOCATE, SYNCFS, ...).
+    ReplyEmpty
+);
+impl<S: ReplySink> ReplyEmpty<S> {
+    /// Answers success.
+    pub fn ok(self) {
+        self.0.send_ok(&[])
+    }
+}
+
+reply_type!(
+    /// Answers LOOKUP, MKNOD, MKDIR, SYMLINK and LINK with an entry.
+    ReplyEntry
+);
+impl<S: ReplySink> ReplyEntry<S> {
+    /// Answers with an entry (nodeid = `entry.attr.ino` by convention).
+    pub fn entry(self, entry: &fuse_entry_out) {
+        self.0.send_ok(&[entry.as_bytes()])
+    }
+
+    /// Answers LOOKUP with a cached "no such entry" (nodeid 0) that the
+    /// kernel remembers for `ttl`.
+    pub fn negative(self, ttl: Duration) {
+        let (entry_valid, entry_valid_nsec) = ttl_parts(ttl);
+        let out = fuse_entry_out {
+            entry_valid,
+            entry_valid_nsec,
+            ..Default::default()
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers GETATTR and SETATTR.
+    ReplyAttr
+);
+impl<S: ReplySink> ReplyAttr<S> {
+    /// Answers with attributes valid for `ttl`.
+    pub fn attr(self, ttl: Duration, attr: &fuse_attr) {
+        let (attr_valid, attr_valid_nsec) = ttl_parts(ttl);
+        let out = fuse_attr_out {
+            attr_valid,
+            attr_valid_nsec,
+            dummy: 0,
+            attr: *attr,
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers OPEN and OPENDIR.
+    ReplyOpen
+);
+impl<S: ReplySink> ReplyOpen<S> {
+    /// Answers with a file handle and `FOPEN_*` flags.
+    pub fn opened(self, fh: u64, open_flags: u32) {
+        let out = fuse_open_out {
+            fh,
+            open_flags,
+            backing_id: 0,
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+
+    /// Answers with kernel passthrough to backing file `backing_id`
+    /// (from `FUSE_DEV_IOC_BACKING_OPEN`); sets `FOPEN_PASSTHROUGH`.
+    pub fn opened_passthrough(self, fh: u64, open_flags: u32, backing_id: i32) {
+        let out = fuse_open_out {
+            fh,
+            open_flags: open_flags | FOPEN_PASSTHROUGH,
+            backing_id,
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers CREATE and TMPFILE: an entry and an open file.
+    ReplyCreate
+);
+impl<S: ReplySink> ReplyCreate<S> {
+    /// Answers with the new entry and its open handle.
+    pub fn created(self, entry: &fuse_entry_out, fh: u64, open_flags: u32) {
+        let open = fuse_open_out {
+            fh,
+            open_flags,
+            backing_id: 0,
+        };
+        self.0.send_ok(&[entry.as_bytes(), open.as_bytes()])
+    }
+
+    /// Answers with the new entry, opened with kernel passthrough.
+    pub fn created_passthrough(
+        self,
+        entry: &fuse_entry_out,
+        fh: u64,
+        open_flags: u32,
+        backing_id: i32,
+    ) {
+        let open = fuse_open_out {
+            fh,
+            open_flags: open_flags | FOPEN_PASSTHROUGH,
+            backing_id,
+        };
+        self.0.send_ok(&[entry.as_bytes(), open.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers READ and READLINK (and any reply that is plain bytes).
+    ReplyData
+);
+impl<S: ReplySink> ReplyData<S> {
+    /// Answers with `data` (borrowed; the transport copies or writes it
+    /// directly).
+    pub fn data(self, data: &[u8]) {
+        self.0.send_ok(&[data])
+    }
+
+    /// Answers with the concatenation of up to [`MAX_REPLY_PARTS`] slices
+    /// (e.g. the two halves of a ring buffer).
+    pub fn data_parts(self, parts: &[&[u8]]) {
+        self.0.send_ok(parts)
+    }
+
+    /// Answers with bytes of a host file, spliced when possible.
+    pub fn file(self, range: FileRange) {
+        self.0.send_file(&[], range)
+    }
+}
+
+reply_type!(
+    /// Answers WRITE and COPY_FILE_RANGE (32-bit result).
+    ReplyWrite
+);
+impl<S: ReplySink> ReplyWrite<S> {
+    /// Answers with the number of bytes written.
+    pub fn written(self, size: u32) {
+        let out = fuse_write_out { size, padding: 0 };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers COPY_FILE_RANGE and COPY_FILE_RANGE_64 in the format the
+    /// opcode asked for.
+    ReplyCopy
+);
+impl<S: ReplySink> ReplyCopy<S> {
+    /// A handle for COPY_FILE_RANGE (`wide` false) or _64 (`wide` true).
+    pub fn with_format(unique: u64, sink: S, wide: bool) -> ReplyCopyFormatted<S> {
+        ReplyCopyFormatted {
+            inner: ReplyCopy::new(unique, sink),
+            wide,
+        }
+    }
+}
+
+/// A [`ReplyCopy`] that knows whether to answer with 32 or 64 bits.
+#[derive(Debug)]
+pub struct ReplyCopyFormatted<S: ReplySink> {
+    inner: ReplyCopy<S>,
+    wide: bool,
+}
+
+impl<S: ReplySink> ReplyCopyFormatted<S> {
+    /// Answers with the number of bytes copied (clamped to `u32::MAX` for
+    /// the 32-bit opcode).
+    pub fn copied(self, bytes: u64) {
+        if self.wide {
+            let out = fuse_copy_file_range_out {
+                bytes_copied: bytes,
+            };
+            self.inner.0.send_ok(&[out.as_bytes()])
+        } else {
+            let out = fuse_write_out {
+                size: bytes.min(u32::MAX as u64) as u32,
+                padding: 0,
+            };
+            self.inner.0.send_ok(&[out.as_bytes()])
+        }
+    }
+
+    /// Answers with an error.
+    pub fn error(self, errno: Errno) {
+        self.inner.error(errno)
+    }
+}
+
+reply_type!(
+    /// Answers STATFS.
+    ReplyStatfs
+);
+impl<S: ReplySink> ReplyStatfs<S> {
+    /// Answers with filesystem statistics.
+    pub fn statfs(self, st: &fuse_kstatfs) {
+        let out = fuse_statfs_out { st: *st };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers GETXATTR and LISTXATTR: a size query (request size 0) or the
+    /// bytes.
+    ReplyXattr
+);
+impl<S: ReplySink> ReplyXattr<S> {
+    /// Answers a size query (the request's size was 0).
+    pub fn size(self, size: u32) {
+        let out = fuse_getxattr_out { size, padding: 0 };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+
+    /// Answers with the value (or the NUL-separated name list).
+    pub fn data(self, data: &[u8]) {
+        self.0.send_ok(&[data])
+    }
+}
+
+reply_type!(
+    /// Answers GETLK.
+    ReplyLock
+);
+impl<S: ReplySink> ReplyLock<S> {
+    /// Answers with the conflicting lock (or `F_UNLCK` when none).
+    pub fn lock(self, lk: &fuse_file_lock) {
+        let out = fuse_lk_out { lk: *lk };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers BMAP.
+    ReplyBmap
+);
+impl<S: ReplySink> ReplyBmap<S> {
+    /// Answers with the device block.
+    pub fn block(self, block: u64) {
+        let out = fuse_bmap_out { block };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers IOCTL.
+    ReplyIoctl
+);
+impl<S: ReplySink> ReplyIoctl<S> {
+    /// Answers with the ioctl's return value and output bytes.
+    pub fn ioctl(self, result: i32, data: &[u8]) {
+        let out = fuse_ioctl_out {
+            result,
+            flags: 0,
+            in_iovs: 0,
+            out_iovs: 0,
+        };
+        self.0.send_ok(&[out.as_bytes(), data])
+    }
+
+    /// Asks the kernel to retry an unrestricted ioctl with these buffers.
+    pub fn retry(self, in_iovs: &[fuse_ioctl_iovec], out_iovs: &[fuse_ioctl_iovec]) {
+        let out = fuse_ioctl_out {
+            result: 0,
+            flags: FUSE_IOCTL_RETRY,
+            in_iovs: in_iovs.len() as u32,
+            out_iovs: out_iovs.len() as u32,
+        };
+        self.0
+            .send_ok(&[out.as_bytes(), in_iovs.as_bytes(), out_iovs.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers POLL.
+    ReplyPoll
+);
+impl<S: ReplySink> ReplyPoll<S> {
+    /// Answers with the ready events.
+    pub fn revents(self, revents: u32) {
+        let out = fuse_poll_out {
+            revents,
+            padding: 0,
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers LSEEK.
+    ReplyLseek
+);
+impl<S: ReplySink> ReplyLseek<S> {
+    /// Answers with the resulting offset.
+    pub fn offset(self, offset: u64) {
+        let out = fuse_lseek_out { offset };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+reply_type!(
+    /// Answers STATX.
+    ReplyStatx
+);
+impl<S: ReplySink> ReplyStatx<S> {
+    /// Answers with extended attributes valid for `ttl`.
+    pub fn statx(self, ttl: Duration, flags: u32, stat: &fuse_statx) {
+        let (attr_valid, attr_valid_nsec) = ttl_parts(ttl);
+        let out = fuse_statx_out {
+            attr_valid,
+            attr_valid_nsec,
+            flags,
+            spare: [0; 2],
+            stat: *stat,
+        };
+        self.0.send_ok(&[out.as_bytes()])
+    }
+}
+
+/// Answers READDIR or READDIRPLUS: entries are packed straight into a buffer
+/// the transport lends for the call ([`DirentBuf`]), sized to what the kernel
+/// asked for.
+#[derive(Debug)]
+pub struct ReplyDirectory<'b, S: ReplySink> {
+    handle: ReplyHandle<S>,
+    buf: DirentBuf<'b>,
+}
+
+impl<'b, S: ReplySink> ReplyDirectory<'b, S> {
+    /// A handle answering `unique` with entries packed into `buf`.
+    pub fn new(unique: u64, sink: S, buf: DirentBuf<'b>) -> Self {
+        ReplyDirectory {
+            handle: ReplyHandle::new(unique, sink),
+            buf,
+        }
+    }
+
+    /// The buffer to pack entries into.
+    pub fn buf(&mut self) -> &mut DirentBuf<'b> {
+        &mut self.buf
+    }
+
+    /// Adds a READDIR entry; `false` when it does not fit (resume from this
+    /// entry next time). See [`DirentBuf::push`].
+    pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8]) -> bool {
+        self.buf.push(ino, next_offset, typ, name)
+    }
+
+    /// Adds a READDIRPLUS entry; `false` when it does not fit.
+    pub fn push_plus(
+        &mut self,
+        entry: &fuse_entry_out,
+        next_offset: u64,
+        typ: u32,
+        name: &[u8],
+    ) -> bool {
+        self.buf.push_plus(entry, next_offset, typ, name)
+    }
+
+    /// Sends the packed entries (none means end of directory).
+    pub fn ok(self) {
+        let ReplyDirectory { handle, buf } = self;
+        handle.send_ok(&[buf.as_bytes()])
+    }
+
+    /// Sends entries packed elsewhere (e.g. by a deferred worker).
+    pub fn packed(self, bytes: &[u8]) {
+        self.handle.send_ok(&[bytes])
+    }
+
+    /// Answers with an error.
+    pub fn error(self, errno: Errno) {
+        self.handle.send_error(errno)
+    }
+
+    /// The unique of the request this handle answers.
+    pub fn unique(&self) -> u64 {
+        self.handle.unique()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use core::cell::RefCell;
+    use zerocopy::FromBytes;
+
+    /// Collects sent messages into a fixed buffer (no allocation in core).
+    pub struct Capture {
+        pub buf: RefCell<([u8; 8192], usize, u32)>,
+    }
+
+    impl Capture {
+        pub fn new() -> Self {
+            Capture {
+                buf: RefCell::new(([0; 8192], 0, 0)),
+            }
+        }
+        pub fn bytes(&self) -> ([u8; 8192], usize) {
+            let b = self.buf.borrow();
+            (b.0, b.1)
+        }
+        pub fn sends(&self) -> u32 {
+            self.buf.borrow().2
+        }
+    }
+
+    impl ReplySink for Capture {
+        fn send(&self, parts: &[&[u8]]) {
+            let mut b = self.buf.borrow_mut();
+            let mut n = 0;
+            for p in parts {
+                b.0[n..n + p.len()].copy_from_slice(p);
+                n += p.len();
+            }
+            b.1 = n;
+            b.2 += 1;
+        }
+        fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+            let mut b = self.buf.borrow_mut();
+            let mut n = 0;
+            for p in parts {
+                b.0[n..n + p.len()].copy_from_slice(p);
+                n += p.len();
+            }
+            // Stand-in for the file bytes: 0xEE.
+            for i in 0..file.len as usize {
+                b.0[n + i] = 0xEE;
+            }
+            b.1 = n + file.len as usize;
+            b.2 += 1;
+        }
+    }
+
+    fn header(bytes: &[u8]) -> fuse_out_header {
+        fuse_out_header::read_from_prefix(bytes).unwrap().0
+    }
+
+    #[test]
+    fn error_reply_is_header_only() {
+        let cap = Capture::new();
+        ReplyEmpty::new(77, &cap).error(Errno::ENOENT);
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 16);
+        let h = header(&b);
+        assert_eq!((h.len, h.error, h.unique), (16, -2, 77));
+    }
+
+    #[test]
+    fn dropped_handle_answers_eio_once() {
+        let cap = Capture::new();
+        drop(ReplyAttr::new(5, &cap));
+        let (b, _) = cap.bytes();
+        assert_eq!(header(&b).error, -5);
+        assert_eq!(cap.sends(), 1);
+        ReplyEmpty::new(6, &cap).ok();
+        assert_eq!(cap.sends(), 2);
+    }
+
+    #[test]
+    fn entry_reply_layout() {
+        let cap = Capture::new();
+        let attr = fuse_attr {
+            ino: 42,
+            size: 1000,
+            mode: 0o100644,
+            nlink: 1,
+            ..Default::default()
+        };
+        let e = entry_out(attr, 3, Duration::new(1, 500), Duration::from_secs(2));
+        ReplyEntry::new(9, &cap).entry(&e);
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 16 + 128);
+        let h = header(&b);
+        assert_eq!((h.len, h.error, h.unique), (144, 0, 9));
+        let out = fuse_entry_out::read_from_bytes(&b[16..144]).unwrap();
+        assert_eq!(out.nodeid, 42);
+        assert_eq!(out.generation, 3);
+        assert_eq!((out.entry_valid, out.entry_valid_nsec), (1, 500));
+        assert_eq!(out.attr_valid, 2);
+        assert_eq!(out.attr.size, 1000);
+    }
+
+    #[test]
+    fn create_reply_is_entry_then_open() {
+        let cap = Capture::new();
+        let e = entry_out(
+            fuse_attr {
+                ino: 2,
+                ..Default::default()
+            },
+            0,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        ReplyCreate::new(1, &cap).created_passthrough(&e, 11, FOPEN_KEEP_CACHE, 4);
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 16 + 128 + 16);
+        let open = fuse_open_out::read_from_bytes(&b[144..160]).unwrap();
+        assert_eq!(open.fh, 11);
+        assert_eq!(open.open_flags, FOPEN_KEEP_CACHE | FOPEN_PASSTHROUGH);
+        assert_eq!(open.backing_id, 4);
+    }
+
+    #[test]
+    fn file_reply_counts_file_bytes_in_len() {
+        let cap = Capture::new();
+        ReplyData::new(3, &cap).file(FileRange {
+            fd: 0,
+            offset: 0,
+            len: 100,
+        });
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 116);
+        assert_eq!(header(&b).len, 116);
+    }
+
+    #[test]
+    fn copy_reply_formats() {
+        let cap = Capture::new();
+        ReplyCopy::with_format(1, &cap, true).copied(1 << 33);
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 24);
+        assert_eq!(u64::from_ne_bytes(b[16..24].try_into().unwrap()), 1 << 33);
+        ReplyCopy::with_format(1, &cap, false).copied(1 << 33);
+        let (b, n) = cap.bytes();
+        assert_eq!(n, 24);
+        assert_eq!(u32::from_ne_bytes(b[16..20].try_into().unwrap()), u32::MAX);
+    }
+
+    #[test]
+    fn small_replies_sizes() {
+        let cap = Capture::new();
+        ReplyWrite::new(1, &cap).written(4096);
+        assert_eq!(cap.bytes().1, 24);
+        ReplyXattr::new(1, &cap).size(12);
+        assert_eq!(cap.bytes().1, 24);
+        ReplyLseek::new(1, &cap).offset(12);
+        assert_eq!(cap.bytes().1, 24);
+        ReplyPoll::new(1, &cap).revents(1);
+        assert_eq!(cap.bytes().1, 24);
+        ReplyBmap::new(1, &cap).block(1);
+        assert_eq!(cap.bytes().1, 24);
+        ReplyStatfs::new(1, &cap).statfs(&fuse_kstatfs::default());
+        assert_eq!(cap.bytes().1, 16 + 80);
+        ReplyLock::new(1, &cap).lock(&fuse_file_lock::default());
+        assert_eq!(cap.bytes().1, 16 + 24);
+        ReplyAttr::new(1, &cap).attr(Duration::ZERO, &fuse_attr::default());
+        assert_eq!(cap.bytes().1, 16 + 104);
+        ReplyStatx::new(1, &cap).statx(Duration::ZERO, 0, &fuse_statx::default());
+        assert_eq!(cap.bytes().1, 16 + core::mem::size_of::<fuse_statx_out>());
+        ReplyIoctl::new(1, &cap).ioctl(7, b"abc");
+        assert_eq!(cap.bytes().1, 16 + 16 + 3);
+        ReplyOpen::new(1, &cap).opened(9, 0);
+        assert_eq!(cap.bytes().1, 32);
+    }
+}
