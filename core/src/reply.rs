@@ -67,8 +67,10 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
 
 const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
 
-/// Most parts a reply is made of (header + struct + two data slices).
-pub const MAX_REPLY_PARTS: usize = 4;
+/// Most parts one reply may pass besides the out-header: a struct and data
+/// split across up to 32 slices (e.g. the chunks of an in-memory file).
+/// Parts past this limit are dropped, so callers must stay within it.
+pub const MAX_REPLY_PARTS: usize = 33;
 
 /// Converts a cache timeout into the protocol's (seconds, nanoseconds).
 pub const fn ttl_parts(ttl: Duration) -> (u64, u32) {

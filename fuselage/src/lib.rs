@@ -1,1 +1,32 @@
-//! fuselage facade.
+//! # fuselage
+//!
+//! A FUSE server toolkit built to be the fastest and leanest way to serve a
+//! filesystem to a Linux kernel (or to a sandbox kernel such as gVisor). This
+//! facade crate re-exports the pieces and holds the `fuselage` binary's
+//! logic:
+//!
+//! - [`core`] (`fuselage-core`): the `no_std`, allocation-free protocol.
+//! - [`blocking`] (`fuselage-transport-blocking`): read/writev transport and
+//!   mounting.
+//! - [`backends`] (`fuselage-backends`): the in-memory filesystem (and the
+//!   host passthrough).
+//!
+//! Embedding: mount, then serve a backend on the channel:
+//!
+//! ```no_run
+//! use fuselage::blocking::{Channel, Mount, MountOptions, Session, SessionConfig};
+//! use fuselage::backends::memfs::{MemFs, MemFsConfig};
+//!
+//! let mount = Mount::new("/mnt/x".as_ref(), &MountOptions::default()).unwrap();
+//! let channel = Channel::new(mount.fd().try_clone_to_owned().unwrap()).unwrap();
+//! let fs = MemFs::new(MemFsConfig::default());
+//! Session::new(channel, fs, SessionConfig::default()).run().unwrap();
+//! ```
+
+pub use fuselage_backends as backends;
+pub use fuselage_core as core;
+pub use fuselage_transport_blocking as blocking;
+
+pub mod cli;
+pub mod log;
+pub mod serve;

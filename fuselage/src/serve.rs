@@ -1,0 +1,210 @@
+//! `fuselage mount`: choose a backend and transport, mount, serve, unmount.
+
+use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
+use crate::log;
+use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_core::Filesystem;
+use fuselage_transport_blocking::{Channel, Mount, MountOptions, ServeInfo, Session, SessionConfig, SessionEnd};
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Why `fuselage mount` could not start or serve.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The options cannot work together.
+    Options(String),
+    /// Mounting failed.
+    Mount(fuselage_transport_blocking::MountError),
+    /// The channel could not be used.
+    Channel(io::Error),
+    /// Serving failed.
+    Session(fuselage_transport_blocking::SessionError),
+    /// Signal handling could not be set up.
+    Signals(io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Options(s) => f.write_str(s),
+            ServeError::Mount(e) => write!(f, "{e}"),
+            ServeError::Channel(e) => write!(f, "cannot use the FUSE channel: {e}"),
+            ServeError::Session(e) => write!(f, "{e}"),
+            ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Capacity of the in-memory filesystem when `--size` is not given: a quarter
+/// of physical memory.
+pub fn default_memfs_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if pages > 0 && page > 0 {
+        (pages as u64 * page as u64) / 4
+    } else {
+        1 << 30
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and so in every
+/// thread it starts later) so that one thread can take them with sigwait.
+fn block_signals() -> io::Result<libc::sigset_t> {
+    // SAFETY: the sigset is initialized by sigemptyset before use, and
+    // pthread_sigmask gets valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(set)
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    loop {
+        // SAFETY: `set` is a valid initialized sigset and `sig` a valid out
+        // pointer.
+        let r = unsafe { libc::sigwait(set, &mut sig) };
+        if r == 0 {
+            return sig;
+        }
+    }
+}
+
+/// Runs `fuselage mount` to completion. Returns once the filesystem is
+/// unmounted (or the channel's peer closed it).
+pub fn run(args: &MountArgs) -> Result<(), ServeError> {
+    if args.source.is_some() {
+        return Err(ServeError::Options(
+            "--source: the passthrough backend is not part of this build yet; omit --source to serve the in-memory filesystem".into(),
+        ));
+    }
+    if args.passthrough == PassthroughChoice::On {
+        return Err(ServeError::Options(
+            "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
+        ));
+    }
+    let fallback = match args.transport {
+        TransportChoice::Blocking => None,
+        TransportChoice::Auto => Some("io_uring transports are not built into this version"),
+        TransportChoice::Uring | TransportChoice::UringRw => {
+            return Err(ServeError::Options(format!(
+                "--transport {}: io_uring transports are not built into this version; use --transport blocking or auto",
+                if args.transport == TransportChoice::Uring { "uring" } else { "uring-rw" }
+            )));
+        }
+    };
+    let size = args.size.unwrap_or_else(default_memfs_size);
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = MemFs::new(MemFsConfig { capacity_bytes: size, uid, gid, ..MemFsConfig::default() });
+    serve_fs(args, fs, "memfs", fallback)
+}
+
+fn serve_fs<F: Filesystem + Send + Sync + 'static>(
+    args: &MountArgs,
+    fs: F,
+    backend: &str,
+    fallback: Option<&str>,
+) -> Result<(), ServeError> {
+    let sigset = block_signals().map_err(ServeError::Signals)?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let fd_mode = is_fd_path(&args.mountpoint);
+    let (mount, fd): (Option<Arc<Mutex<Mount>>>, OwnedFd) = if fd_mode {
+        let m = Mount::from_fd_path(&args.mountpoint).map_err(ServeError::Mount)?;
+        let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
+        (None, fd)
+    } else {
+        let opts = MountOptions {
+            subtype: Some(backend.to_string()),
+            allow_other: args.allow_other,
+            read_only: args.read_only,
+            auto_unmount: args.auto_unmount,
+            ..MountOptions::default()
+        };
+        let m = Mount::new(&args.mountpoint, &opts).map_err(ServeError::Mount)?;
+        let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
+        (Some(Arc::new(Mutex::new(m))), fd)
+    };
+    let channel = Channel::new(fd).map_err(ServeError::Channel)?;
+
+    // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
+    // ends the session) or, serving a handed-over fd, just leave.
+    {
+        let mount = mount.clone();
+        std::thread::Builder::new()
+            .name("fuselage-signals".into())
+            .spawn(move || {
+                let sig = wait_signal(&sigset);
+                log!(Info, "signal {sig}: unmounting");
+                match &mount {
+                    Some(m) => {
+                        if let Ok(mut m) = m.lock() {
+                            let _ = m.unmount();
+                        }
+                        // Give the session a moment to see the unmount, then go.
+                        std::thread::sleep(std::time::Duration::from_secs(2));
+                        std::process::exit(0);
+                    }
+                    None => std::process::exit(0),
+                }
+            })
+            .map_err(ServeError::Signals)?;
+    }
+
+    let config = SessionConfig {
+        threads,
+        read_only: args.read_only,
+        ..SessionConfig::default()
+    };
+    let mountpoint = args.mountpoint.display().to_string();
+    let session = Session::new(channel, fs, config);
+    let result = session.run_with(|info: &ServeInfo| {
+        let mut line = format!(
+            "fuselage: mounted {mountpoint} backend={backend} transport=blocking threads={} passthrough=off",
+            info.threads
+        );
+        if let Some(reason) = fallback {
+            line.push_str(&format!(" (fallback: {reason})"));
+        }
+        eprintln!("{line}");
+        log!(
+            Info,
+            "protocol 7.{} max_write={} cloned_fds={}",
+            info.negotiated.minor,
+            info.negotiated.max_write,
+            info.cloned_fds
+        );
+    });
+    if let Some(m) = &mount
+        && let Ok(mut m) = m.lock()
+    {
+        let _ = m.unmount();
+    }
+    match result {
+        Ok(end) => {
+            log!(Info, "session ended: {end:?}");
+            let _ = SessionEnd::Unmounted;
+            Ok(())
+        }
+        Err(e) => Err(ServeError::Session(e)),
+    }
+}
+
+fn is_fd_path(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.starts_with("/dev/fd/"))
+}

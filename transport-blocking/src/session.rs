@@ -1,0 +1,432 @@
+//! Serving a FUSE channel with blocking worker threads.
+//!
+//! A [`Session`] reads INIT on the calling thread, sizes every buffer from
+//! what was agreed, then starts its workers. Each worker owns, allocated once:
+//! an 8-byte-aligned request buffer of `max_write + 4096` bytes, a scratch
+//! buffer that READDIR(PLUS) packs into, a copy buffer for file replies that
+//! cannot be spliced, and (on `/dev/fuse`) a pipe for splicing file data.
+//! The request path itself allocates nothing: read into the buffer, dispatch
+//! through the core, reply with one `writev` (or a splice).
+//!
+//! Workers read from their own clone of `/dev/fuse` (`FUSE_DEV_IOC_CLONE`)
+//! when the device can be opened again, and share the session fd otherwise
+//! (an fd from fusermount3 when /dev/fuse is not accessible to us, or a
+//! message socket). A stream socket has exactly one reader, since its
+//! messages are framed by their length and two readers would tear them.
+
+use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
+use crate::splice::{SpliceOutcome, SplicePipe};
+use fuselage_core::init::InitError;
+use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, InitConfig, Negotiated, ReplySink};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+/// How a session serves.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Worker threads (at least 1; a stream socket always uses 1).
+    pub threads: usize,
+    /// What to ask the kernel for at INIT.
+    pub init: InitConfig,
+    /// Refuse every modifying request with EROFS.
+    pub read_only: bool,
+    /// Send file-range replies by splice on `/dev/fuse` (copy elsewhere).
+    pub splice: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            threads: thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            init: InitConfig::default(),
+            read_only: false,
+            splice: true,
+        }
+    }
+}
+
+/// Why a session stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The filesystem was unmounted or the connection aborted (ENODEV).
+    Unmounted,
+    /// The peer closed a socket channel.
+    PeerClosed,
+    /// The kernel sent DESTROY.
+    Destroyed,
+}
+
+/// Why a session could not serve.
+#[derive(Debug)]
+pub enum SessionError {
+    /// The kernel's INIT could not be agreed.
+    Init(InitError),
+    /// The channel closed or was unmounted before INIT.
+    ClosedBeforeInit,
+    /// Reading or writing the channel failed.
+    Io(io::Error),
+    /// A worker thread could not be started.
+    Spawn(io::Error),
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Init(e) => write!(f, "FUSE INIT failed: {e}"),
+            SessionError::ClosedBeforeInit => {
+                f.write_str("the FUSE channel closed before INIT (was the mount aborted?)")
+            }
+            SessionError::Io(e) => write!(f, "FUSE channel I/O failed: {e}"),
+            SessionError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+/// What a running session knows after INIT, for the caller's startup line.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeInfo {
+    /// The agreed connection parameters.
+    pub negotiated: Negotiated,
+    /// Worker threads serving.
+    pub threads: usize,
+    /// Whether workers have their own cloned device fds.
+    pub cloned_fds: bool,
+    /// The channel's kind.
+    pub kind: ChannelKind,
+}
+
+/// A FUSE channel being served to a filesystem by blocking worker threads.
+pub struct Session<F> {
+    channel: Arc<Channel>,
+    dispatcher: Arc<Dispatcher<F>>,
+    config: SessionConfig,
+}
+
+impl<F: Filesystem + Send + Sync + 'static> Session<F> {
+    /// A session serving `fs` on `channel`.
+    pub fn new(channel: Channel, fs: F, config: SessionConfig) -> Self {
+        let dispatcher = Dispatcher::new(fs, config.init).with_read_only(config.read_only);
+        Session {
+            channel: Arc::new(channel),
+            dispatcher: Arc::new(dispatcher),
+            config,
+        }
+    }
+
+    /// The dispatcher (and through it the filesystem).
+    pub fn dispatcher(&self) -> &Arc<Dispatcher<F>> {
+        &self.dispatcher
+    }
+
+    /// Serves until the filesystem is unmounted, the peer closes the channel
+    /// or the kernel sends DESTROY.
+    pub fn run(self) -> Result<SessionEnd, SessionError> {
+        self.run_with(|_| {})
+    }
+
+    /// Like [`Session::run`], calling `ready` once INIT is answered.
+    pub fn run_with(self, ready: impl FnOnce(&ServeInfo)) -> Result<SessionEnd, SessionError> {
+        let negotiated = self.handshake()?;
+        let kind = self.channel.kind();
+        let threads = match kind {
+            ChannelKind::Stream => 1,
+            _ => self.config.threads.max(1),
+        };
+        let mut channels = Vec::with_capacity(threads);
+        let mut cloned_fds = kind == ChannelKind::Device;
+        for i in 0..threads {
+            let ch = if i == 0 {
+                self.channel.clone()
+            } else if cloned_fds {
+                match self.channel.clone_device() {
+                    Ok(c) => Arc::new(c),
+                    Err(_) => {
+                        cloned_fds = false;
+                        self.channel.clone()
+                    }
+                }
+            } else {
+                self.channel.clone()
+            };
+            channels.push(ch);
+        }
+        let info = ServeInfo {
+            negotiated,
+            threads,
+            cloned_fds: cloned_fds && threads > 1,
+            kind,
+        };
+        ready(&info);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::with_capacity(threads);
+        for (i, ch) in channels.into_iter().enumerate() {
+            let worker = Worker::new(ch, self.dispatcher.clone(), &negotiated, &self.config, stop.clone());
+            let h = thread::Builder::new()
+                .name(format!("fuselage-{i}"))
+                .spawn(move || worker.run())
+                .map_err(SessionError::Spawn)?;
+            handles.push(h);
+        }
+        let mut end = Ok(SessionEnd::Unmounted);
+        for h in handles {
+            match h.join() {
+                Ok(Ok(e)) => {
+                    if matches!(end, Ok(SessionEnd::Unmounted)) {
+                        end = Ok(e)
+                    }
+                }
+                Ok(Err(e)) => end = Err(SessionError::Io(e)),
+                Err(_) => end = Err(SessionError::Io(io::Error::other("worker panicked"))),
+            }
+        }
+        end
+    }
+
+    /// Reads and answers INIT (and the retry after a downgrade).
+    fn handshake(&self) -> Result<Negotiated, SessionError> {
+        let size = (self.config.init.max_write as usize + 4096).max(8192);
+        let mut buf = AlignedBuf::new(size);
+        let mut scratch = [0u8; 0];
+        loop {
+            let n = match self.channel.receive(buf.as_mut()) {
+                Ok(0) => return Err(SessionError::ClosedBeforeInit),
+                Ok(n) => n,
+                Err(e) if is_unmounted(&e) => return Err(SessionError::ClosedBeforeInit),
+                Err(e) if retryable(&e) => continue,
+                Err(e) => return Err(SessionError::Io(e)),
+            };
+            let sink = ChannelSink::plain(&self.channel);
+            match self.dispatcher.dispatch(&buf.as_ref()[..n], &sink, &mut scratch) {
+                Dispatched::Initialized(neg) => return Ok(neg),
+                Dispatched::InitFailed(e) => return Err(SessionError::Init(e)),
+                Dispatched::Destroyed => return Err(SessionError::ClosedBeforeInit),
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT)
+    )
+}
+
+/// A heap buffer allocated once and 8-byte aligned (the core's requirement).
+struct AlignedBuf {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Self {
+        AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
+    }
+    fn as_ref(&self) -> &[u8] {
+        &zerocopy::IntoBytes::as_bytes(self.words.as_slice())[..self.len]
+    }
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut zerocopy::IntoBytes::as_mut_bytes(self.words.as_mut_slice())[..self.len]
+    }
+}
+
+struct Worker<F> {
+    channel: Arc<Channel>,
+    dispatcher: Arc<Dispatcher<F>>,
+    stop: Arc<AtomicBool>,
+    buf: AlignedBuf,
+    scratch: Vec<u8>,
+    copy: RefCell<Vec<u8>>,
+    pipe: RefCell<Option<SplicePipe>>,
+    splice: bool,
+    pipe_capacity: usize,
+}
+
+impl<F: Filesystem> Worker<F> {
+    fn new(
+        channel: Arc<Channel>,
+        dispatcher: Arc<Dispatcher<F>>,
+        neg: &Negotiated,
+        config: &SessionConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let max_read = neg.max_read.max(neg.max_write) as usize;
+        let splice = config.splice && channel.kind() == ChannelKind::Device;
+        Worker {
+            buf: AlignedBuf::new(neg.request_buffer_size()),
+            scratch: vec![0u8; max_read.max(4096)],
+            copy: RefCell::new(vec![0u8; max_read + 4096]),
+            pipe: RefCell::new(None),
+            splice,
+            pipe_capacity: max_read + 4096,
+            channel,
+            dispatcher,
+            stop,
+        }
+    }
+
+    fn run(mut self) -> io::Result<SessionEnd> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(SessionEnd::Destroyed);
+            }
+            let n = match self.channel.receive(self.buf.as_mut()) {
+                Ok(0) => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    return Ok(SessionEnd::PeerClosed);
+                }
+                Ok(n) => n,
+                Err(e) if is_unmounted(&e) => return Ok(SessionEnd::Unmounted),
+                Err(e) if retryable(&e) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                    return Ok(SessionEnd::Unmounted);
+                }
+                Err(e) => return Err(e),
+            };
+            let sink = ChannelSink {
+                channel: &self.channel,
+                copy: Some(&self.copy),
+                pipe: if self.splice { Some(&self.pipe) } else { None },
+                pipe_capacity: self.pipe_capacity,
+            };
+            let outcome = self.dispatcher.dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
+            if outcome == Dispatched::Destroyed {
+                self.stop.store(true, Ordering::Relaxed);
+                return Ok(SessionEnd::Destroyed);
+            }
+        }
+    }
+}
+
+/// The reply sink of a blocking worker: writev on the channel, splice or copy
+/// for file ranges.
+struct ChannelSink<'w> {
+    channel: &'w Channel,
+    copy: Option<&'w RefCell<Vec<u8>>>,
+    pipe: Option<&'w RefCell<Option<SplicePipe>>>,
+    pipe_capacity: usize,
+}
+
+impl<'w> ChannelSink<'w> {
+    fn plain(channel: &'w Channel) -> Self {
+        ChannelSink { channel, copy: None, pipe: None, pipe_capacity: 0 }
+    }
+
+    fn send_parts(&self, parts: &[&[u8]]) {
+        if let Err(e) = self.channel.send(parts) {
+            // ENOENT: the kernel dropped an interrupted request; ENODEV: the
+            // connection is gone and the next read says so. Neither is ours
+            // to report.
+            if !is_interrupted_reply(&e) && !is_unmounted(&e) {
+                log_send_error(&e);
+            }
+        }
+    }
+
+    fn try_splice(&self, parts: &[&[u8]], file: FileRange) -> bool {
+        let Some(pipe) = self.pipe else { return false };
+        let Ok(mut slot) = pipe.try_borrow_mut() else { return false };
+        if slot.is_none() {
+            match SplicePipe::new(self.pipe_capacity) {
+                Ok(p) => *slot = Some(p),
+                Err(_) => return false,
+            }
+        }
+        let Some(p) = slot.as_mut() else { return false };
+        // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
+        // duration of this reply call (FileRange's contract); it is only
+        // borrowed here, never closed.
+        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
+        match p.send_file(self.channel.as_fd(), parts, file_fd, file.offset, file.len as usize) {
+            Ok(SpliceOutcome::Sent) => true,
+            Ok(SpliceOutcome::Short { .. }) => false,
+            Err(e) if is_interrupted_reply(&e) || is_unmounted(&e) => true,
+            Err(_) => {
+                // The pipe may hold leftovers after a failure: rebuild it next time.
+                *slot = None;
+                false
+            }
+        }
+    }
+
+    /// Reads the range into the copy buffer and sends it, fixing the header's
+    /// length if the file is shorter than promised.
+    fn copy_file(&self, parts: &[&[u8]], file: FileRange) {
+        let header = parts[0];
+        let Some(copy) = self.copy else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        let Ok(mut copy) = copy.try_borrow_mut() else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        let want = (file.len as usize).min(copy.len());
+        let mut got = 0;
+        while got < want {
+            // SAFETY: `copy[got..want]` is valid writable memory of exactly
+            // `want - got` bytes; `file.fd` is borrowed for this call.
+            let r = unsafe {
+                libc::pread(
+                    file.fd,
+                    copy[got..].as_mut_ptr().cast(),
+                    want - got,
+                    (file.offset + got as u64) as libc::off_t,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return self.send_error_for(header, e.raw_os_error().unwrap_or(libc::EIO));
+            }
+            if r == 0 {
+                break;
+            }
+            got += r as usize;
+        }
+        let mut fixed = [0u8; 16];
+        fixed.copy_from_slice(&header[..16]);
+        let others: usize = parts[1..].iter().map(|p| p.len()).sum();
+        let len = (16 + others + got) as u32;
+        fixed[..4].copy_from_slice(&len.to_ne_bytes());
+        let mut all: [&[u8]; 8] = [&[]; 8];
+        all[0] = &fixed;
+        let n = parts.len().min(6);
+        all[1..n].copy_from_slice(&parts[1..n]);
+        all[n] = &copy[..got];
+        self.send_parts(&all[..=n]);
+    }
+
+    fn send_error_for(&self, header: &[u8], errno: i32) {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&header[..16]);
+        h[..4].copy_from_slice(&16u32.to_ne_bytes());
+        h[4..8].copy_from_slice(&(-errno).to_ne_bytes());
+        self.send_parts(&[&h]);
+    }
+}
+
+impl ReplySink for ChannelSink<'_> {
+    fn send(&self, parts: &[&[u8]]) {
+        self.send_parts(parts)
+    }
+
+    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        if !self.try_splice(parts, file) {
+            self.copy_file(parts, file)
+        }
+    }
+}
+
+#[cold]
+fn log_send_error(e: &io::Error) {
+    eprintln!("fuselage: sending a reply failed: {e}");
+}
