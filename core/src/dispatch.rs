@@ -136,9 +136,12 @@ impl<F: Filesystem> Dispatcher<F> {
         sink: S,
     ) -> Dispatched {
         let mut replied = false;
-        if error.can_reply()
-            && let Ok(h) = parse_header(header_bytes)
-        {
+        // `Misaligned` after a readable header comes from the payload (the
+        // REMOVEMAPPING array sits at offset 44 of a contiguous message):
+        // the unique is sound then, so the request is answered, not left
+        // hanging. A misaligned header fails `parse_header` and is dropped.
+        let trusted = error.can_reply() || error == ParseError::Misaligned;
+        if trusted && let Ok(h) = parse_header(header_bytes) {
             let no_reply = Opcode::from_u32(h.opcode).is_some_and(|op| op.is_no_reply());
             if !no_reply {
                 ReplyHandle::new(h.unique, sink).send_error(error.errno());

@@ -129,11 +129,12 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// Sends a successful reply made of `parts` (struct, then data).
     pub fn send_ok(mut self, parts: &[&[u8]]) {
         let Some(sink) = self.sink.take() else { return };
-        let body: usize = parts.iter().map(|p| p.len()).sum();
+        let n = parts.len().min(MAX_REPLY_PARTS);
+        // Count only the parts sent, or `len` would promise dropped bytes.
+        let body: usize = parts[..n].iter().map(|p| p.len()).sum();
         let header = self.header(0, body);
         let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
         all[0] = header.as_bytes();
-        let n = parts.len().min(MAX_REPLY_PARTS);
         all[1..=n].copy_from_slice(&parts[..n]);
         sink.send(&all[..=n]);
     }
@@ -141,11 +142,11 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// Sends a successful reply of `parts` followed by a file range.
     pub fn send_file(mut self, parts: &[&[u8]], file: FileRange) {
         let Some(sink) = self.sink.take() else { return };
-        let body: usize = parts.iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
+        let n = parts.len().min(MAX_REPLY_PARTS);
+        let body: usize = parts[..n].iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
         let header = self.header(0, body);
         let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
         all[0] = header.as_bytes();
-        let n = parts.len().min(MAX_REPLY_PARTS);
         all[1..=n].copy_from_slice(&parts[..n]);
         sink.send_file(&all[..=n], file);
     }

@@ -378,10 +378,7 @@ fn split_extensions<'a>(
     Ok(body.split_at(body.len() - extlen))
 }
 
-fn arg<'a, T: FromBytes + KnownLayout + Immutable>(
-    op: Opcode,
-    bytes: &'a [u8],
-) -> Result<&'a T, ParseError> {
+fn arg<T: FromBytes + KnownLayout + Immutable>(op: Opcode, bytes: &[u8]) -> Result<&T, ParseError> {
     let needed = core::mem::size_of::<T>();
     if bytes.len() < needed {
         return Err(ParseError::ArgumentTruncated {
@@ -607,9 +604,12 @@ fn parse_operation<'a>(
             Operation::Removemapping { entries }
         }
         Opcode::Syncfs => Operation::Syncfs { arg: arg(op, a)? },
+        // The kernel sends the name of the unhashed dentry vfs_tmpfile()
+        // allocates, "/": not a directory entry name, so only its NUL and
+        // length are checked.
         Opcode::Tmpfile => Operation::Tmpfile {
             arg: arg(op, a)?,
-            name: entry_name(op, p)?.0,
+            name: cstr(op, p, NAME_MAX)?.0,
         },
         Opcode::Statx => Operation::Statx { arg: arg(op, a)? },
         Opcode::CopyFileRange64 => Operation::CopyFileRange64 { arg: arg(op, a)? },

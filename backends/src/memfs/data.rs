@@ -1,0 +1,317 @@
+//! File contents and attributes: OPEN, READ, WRITE, SETATTR, FALLOCATE,
+//! LSEEK and COPY_FILE_RANGE. Data locks are taken before metadata locks.
+
+use super::MemFs;
+use super::file::{CHUNK, FileData, Segment};
+use super::inode::{Inode, Meta, S_IFMT, Timespec, lock, read, write};
+use fuselage_core::abi::fuse_attr;
+use fuselage_core::reply::{ReplyData, ReplySink};
+use fuselage_core::{Errno, SetAttr, TimeOrNow};
+use std::sync::RwLock;
+
+const O_TRUNC: u32 = libc::O_TRUNC as u32;
+const FALLOC_FL_KEEP_SIZE: u32 = libc::FALLOC_FL_KEEP_SIZE as u32;
+const FALLOC_FL_PUNCH_HOLE: u32 = libc::FALLOC_FL_PUNCH_HOLE as u32;
+const FALLOC_FL_ZERO_RANGE: u32 = libc::FALLOC_FL_ZERO_RANGE as u32;
+const SEEK_DATA: u32 = libc::SEEK_DATA as u32;
+const SEEK_HOLE: u32 = libc::SEEK_HOLE as u32;
+
+/// Largest COPY_FILE_RANGE done in one request: what the 32-bit reply can
+/// report, page aligned (callers loop on short copies).
+const COPY_MAX: u64 = u32::MAX as u64 & !4095;
+
+/// Copies the file's size and allocation into its metadata.
+fn sync_size(m: &mut Meta, data: &FileData) {
+    m.size = data.size();
+    m.blocks = data.blocks();
+}
+
+/// The contents of `inode`, or the errno for using a non-file as one.
+fn file_of(inode: &Inode) -> Result<&RwLock<FileData>, Errno> {
+    match inode.file() {
+        Some(f) => Ok(f),
+        None if inode.is_dir() => Err(Errno::EISDIR),
+        None => Err(Errno::EINVAL),
+    }
+}
+
+fn time_of(t: TimeOrNow, now: Timespec) -> Timespec {
+    match t {
+        TimeOrNow::Now => now,
+        TimeOrNow::Specific { secs, nsecs } => Timespec {
+            secs,
+            nsecs: nsecs.min(999_999_999),
+        },
+    }
+}
+
+impl MemFs {
+    pub(super) fn open_impl(&self, ino: u64, flags: u32) -> Result<(), Errno> {
+        let inode = self.inode(ino)?;
+        lock(&inode.meta).opens += 1;
+        if flags & O_TRUNC != 0
+            && inode.file().is_some()
+            && let Err(e) = self.truncate_on_open(&inode)
+        {
+            self.unref(&inode, |m| m.opens -= 1);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// O_TRUNC: size 0, and (as Linux does for every O_TRUNC open) new
+    /// mtime and ctime.
+    pub(super) fn truncate_on_open(&self, inode: &Inode) -> Result<(), Errno> {
+        let mut data = write(file_of(inode)?);
+        data.set_size(&self.space, 0)?;
+        let mut m = lock(&inode.meta);
+        sync_size(&mut m, &data);
+        m.modified(Timespec::now());
+        Ok(())
+    }
+
+    /// READ: answers with borrowed slices while holding the read lock.
+    pub(super) fn read_impl<S: ReplySink>(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        reply: ReplyData<S>,
+    ) {
+        let inode = match self.inode(ino) {
+            Ok(inode) => inode,
+            Err(e) => return reply.error(e),
+        };
+        let file = match file_of(&inode) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        let data = read(file);
+        let parts = data.read(offset, size);
+        lock(&inode.meta).accessed(Timespec::now());
+        reply.data_parts(parts.as_slices());
+    }
+
+    pub(super) fn write_impl(&self, ino: u64, offset: u64, bytes: &[u8]) -> Result<u32, Errno> {
+        let inode = self.inode(ino)?;
+        let mut data = write(file_of(&inode)?);
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        data.write(&self.space, offset, bytes)?;
+        let mut m = lock(&inode.meta);
+        sync_size(&mut m, &data);
+        m.modified(Timespec::now());
+        Ok(bytes.len() as u32)
+    }
+
+    pub(super) fn setattr_impl(&self, ino: u64, attr: &SetAttr) -> Result<fuse_attr, Errno> {
+        let inode = self.inode(ino)?;
+        let now = Timespec::now();
+        let mut data = None;
+        let mut resized = false;
+        if let Some(size) = attr.size {
+            let mut d = write(file_of(&inode)?);
+            resized = d.size() != size;
+            d.set_size(&self.space, size)?;
+            data = Some(d);
+        }
+        let mut m = lock(&inode.meta);
+        if let Some(d) = &data {
+            sync_size(&mut m, d);
+            if resized {
+                m.mtime = now;
+            }
+        }
+        if let Some(mode) = attr.mode {
+            m.mode = (m.mode & S_IFMT) | (mode & 0o7777);
+        }
+        if let Some(uid) = attr.uid {
+            m.uid = uid;
+        }
+        if let Some(gid) = attr.gid {
+            m.gid = gid;
+        }
+        if let Some(t) = attr.atime {
+            m.atime = time_of(t, now);
+        }
+        if let Some(t) = attr.mtime {
+            m.mtime = time_of(t, now);
+        }
+        m.ctime = match attr.ctime {
+            Some((secs, nsecs)) => Timespec {
+                secs,
+                nsecs: nsecs.min(999_999_999),
+            },
+            None => now,
+        };
+        Ok(m.attr(ino))
+    }
+
+    pub(super) fn fallocate_impl(
+        &self,
+        ino: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    ) -> Result<(), Errno> {
+        let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+        let punch = mode & FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = mode & FALLOC_FL_ZERO_RANGE != 0;
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        if mode & !known != 0 || (punch && (!keep_size || zero)) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let inode = self.inode(ino)?;
+        let file = match inode.file() {
+            Some(f) => f,
+            None if inode.is_dir() => return Err(Errno::EISDIR),
+            None => return Err(Errno::ENODEV),
+        };
+        let mut data = write(file);
+        if punch {
+            data.punch_hole(&self.space, offset, length);
+        } else if zero {
+            data.zero_range(&self.space, offset, length, keep_size)?;
+        } else {
+            data.allocate(&self.space, offset, length, keep_size)?;
+        }
+        let mut m = lock(&inode.meta);
+        sync_size(&mut m, &data);
+        m.modified(Timespec::now());
+        Ok(())
+    }
+
+    pub(super) fn lseek_impl(&self, ino: u64, offset: u64, whence: u32) -> Result<u64, Errno> {
+        let inode = self.inode(ino)?;
+        let data = read(file_of(&inode)?);
+        match whence {
+            SEEK_DATA => data.seek_data(offset).ok_or(Errno::ENXIO),
+            SEEK_HOLE => data.seek_hole(offset).ok_or(Errno::ENXIO),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(super) fn copy_file_range_impl(
+        &self,
+        ino_in: u64,
+        off_in: u64,
+        ino_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> Result<u64, Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let src = self.inode(ino_in)?;
+        let dst = self.inode(ino_out)?;
+        let src_file = file_of(&src)?;
+        let dst_file = file_of(&dst)?;
+        let len = len.min(COPY_MAX);
+        let copied = if ino_in == ino_out {
+            let mut data = write(src_file);
+            let count = len.min(data.size().saturating_sub(off_in));
+            if count > 0 && off_out < off_in + count && off_in < off_out.saturating_add(count) {
+                return Err(Errno::EINVAL);
+            }
+            let copied = self.copy_within(&mut data, off_in, off_out, count)?;
+            let mut m = lock(&dst.meta);
+            sync_size(&mut m, &data);
+            if copied > 0 {
+                m.modified(Timespec::now());
+            }
+            copied
+        } else {
+            // Two data locks: ascending inode number.
+            let (from, mut to) = if ino_in < ino_out {
+                let from = read(src_file);
+                (from, write(dst_file))
+            } else {
+                let to = write(dst_file);
+                (read(src_file), to)
+            };
+            let copied = self.copy_between(&from, &mut to, off_in, off_out, len)?;
+            drop(from);
+            let mut m = lock(&dst.meta);
+            sync_size(&mut m, &to);
+            if copied > 0 {
+                m.modified(Timespec::now());
+            }
+            copied
+        };
+        Ok(copied)
+    }
+
+    /// Copies between two files, keeping holes holes. On `ENOSPC` after
+    /// some progress, returns the bytes copied so far.
+    fn copy_between(
+        &self,
+        from: &FileData,
+        to: &mut FileData,
+        off_in: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64, Errno> {
+        let end_out = |at: u64, n: u64| off_out + (at - off_in) + n;
+        let mut done = 0u64;
+        let result = from.for_each_segment(off_in, len, |at, seg| {
+            let dst_at = end_out(at, 0);
+            match seg {
+                Segment::Data(bytes) => to.write(&self.space, dst_at, bytes)?,
+                Segment::Hole(n) => {
+                    let end = dst_at.checked_add(n).ok_or(Errno::EFBIG)?;
+                    to.zero_stored(dst_at, end);
+                }
+            }
+            done = end_out(at, seg_len(seg)) - off_out;
+            Ok(())
+        });
+        let reached = off_out + done;
+        if reached > to.size() {
+            to.set_size(&self.space, reached)?;
+        }
+        match result {
+            Err(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// Copies within one file through a bounce buffer (the ranges do not
+    /// overlap).
+    fn copy_within(
+        &self,
+        data: &mut FileData,
+        off_in: u64,
+        off_out: u64,
+        count: u64,
+    ) -> Result<u64, Errno> {
+        let mut buf = Vec::new();
+        let mut done = 0u64;
+        while done < count {
+            let n = (count - done).min(CHUNK as u64) as u32;
+            buf.clear();
+            for part in data.read(off_in + done, n).as_slices() {
+                buf.extend_from_slice(part);
+            }
+            if buf.is_empty() {
+                break;
+            }
+            if let Err(e) = data.write(&self.space, off_out + done, &buf) {
+                return if done == 0 { Err(e) } else { Ok(done) };
+            }
+            done += buf.len() as u64;
+        }
+        Ok(done)
+    }
+}
+
+fn seg_len(seg: Segment<'_>) -> u64 {
+    match seg {
+        Segment::Data(b) => b.len() as u64,
+        Segment::Hole(n) => n,
+    }
+}

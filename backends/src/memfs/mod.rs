@@ -1,0 +1,923 @@
+//! `memfs`: an in-memory filesystem with tmpfs semantics.
+//!
+//! [`MemFs`] keeps every inode, name and byte in memory and serves them over
+//! FUSE through the [`Filesystem`] trait. It is meant to be mounted with
+//! `default_permissions` (the kernel checks permissions; memfs gets owners
+//! and modes right) and to be the only writer of its data, which is why it
+//! gives the kernel long cache timeouts and `FOPEN_KEEP_CACHE`.
+//!
+//! ```
+//! use fuselage_backends::{MemFs, MemFsConfig};
+//! use std::time::Duration;
+//!
+//! let fs = MemFs::new(MemFsConfig {
+//!     capacity_bytes: 64 << 20,
+//!     uid: 1000,
+//!     gid: 1000,
+//!     attr_ttl: Duration::from_secs(10),
+//!     ..MemFsConfig::default()
+//! });
+//! assert_eq!(fs.inode_count(), 1); // the root
+//! ```
+//!
+//! # Semantics
+//!
+//! - Nanosecond timestamps; mtime/ctime follow Linux (every change updates
+//!   ctime, content changes mtime, `relatime`-style atime on READ and
+//!   READDIR); birth time via STATX.
+//! - New inodes belong to the caller's uid and gid, except that a set-gid
+//!   parent directory passes on its group (and, to subdirectories, its
+//!   set-gid bit). `DONT_MASK` is negotiated, so memfs applies the umask
+//!   itself (`mode & !umask`; symlinks are always `0o777`).
+//! - Inode numbers come from a counter and are never reused; the generation
+//!   is always 0. An inode is freed once it has no name (`nlink` 0), no
+//!   lookup reference left (FORGET) and no open handle, so an unlinked file
+//!   stays readable until its last RELEASE.
+//! - Names up to 255 bytes (`ENAMETOOLONG` beyond); no limit on path
+//!   length or depth. Symlink targets up to 4095 bytes.
+//! - Sparse files up to `i64::MAX` bytes ([`MAX_FILE_SIZE`], like
+//!   tmpfs); holes read as zeros and take no space; `st_blocks` counts
+//!   stored data in 4 KiB units. SEEK_DATA/SEEK_HOLE, fallocate (allocate,
+//!   `KEEP_SIZE`, `PUNCH_HOLE`, `ZERO_RANGE`) and COPY_FILE_RANGE work on
+//!   that sparse representation.
+//! - Capacity: stored file data (rounded up to 4 KiB per chunk) plus the
+//!   bytes of extended attribute names and values count against
+//!   [`MemFsConfig::capacity_bytes`]; an operation that would exceed it
+//!   fails with `ENOSPC` and changes nothing. Inodes count against
+//!   [`MemFsConfig::max_inodes`]. Names, symlink targets and per-inode
+//!   bookkeeping are not charged.
+//! - Not implemented: POSIX/BSD locks (GETLK/SETLK answer `ENOSYS`, so the
+//!   kernel keeps locks locally), ioctl, poll, bmap, ACLs (`system.*`
+//!   attributes are `EOPNOTSUPP`), killing set-uid bits on write (the kernel
+//!   does it with SETATTR since memfs never asks for `HANDLE_KILLPRIV`).
+//!
+//! # Data layout and zero-copy reads
+//!
+//! A regular file's bytes live in 128 KiB chunks ([`CHUNK_SIZE`]), each a
+//! `Vec<u8>` holding a prefix of its chunk; missing chunks and the unstored
+//! tails of chunks are holes. READ answers with a list of borrowed slices of
+//! those vectors and of a static zero page, passed to
+//! [`ReplyData::data_parts`] while the file's read lock is held: no copy, no
+//! allocation. The chunk size is chosen so that the largest read the kernel
+//! sends (1 MiB) always fits in the 32 data slices a reply may have, at any
+//! alignment and any sparseness: at most 9 chunks, so at most 9 stored
+//! slices and 10 zero runs.
+//!
+//! # Concurrency and lock order
+//!
+//! `&MemFs` is shared by all worker threads. The inode table is sharded
+//! (16 `RwLock<HashMap>`s); every inode has a `Mutex` for its metadata and
+//! an `RwLock` for its contents (file data or directory entries), so reads
+//! of a file, lookups in a directory and GETATTRs run in parallel. Locks
+//! are always taken in this order, which rules out deadlocks:
+//!
+//! 1. the filesystem's rename lock (only cross-directory RENAME, which
+//!    alone changes the shape of the tree);
+//! 2. directory entry locks: a parent before its children; the two parents
+//!    of a rename ancestor first, or by ascending inode number when neither
+//!    contains the other (ancestry is read from each directory's atomic
+//!    parent pointer under the rename lock, without taking directory locks);
+//! 3. file data locks, two at once only by ascending inode number
+//!    (COPY_FILE_RANGE);
+//! 4. metadata mutexes, never two at once and never while acquiring any
+//!    other lock;
+//! 5. inode-table shard locks, innermost: held only to clone or insert an
+//!    `Arc<Inode>`.
+//!
+//! # Cache timeouts
+//!
+//! The kernel is the only client that changes a memfs, and every change it
+//! makes through FUSE it also applies to (or invalidates in) its own caches,
+//! so entries and attributes cannot go stale behind its back. The default
+//! [`MemFsConfig::entry_ttl`] and [`MemFsConfig::attr_ttl`] are therefore
+//! long (60 s), which saves most LOOKUP and GETATTR round trips; failed
+//! lookups are answered as negative entries cached for `entry_ttl` too.
+//!
+//! # Allocation
+//!
+//! GETATTR, LOOKUP of an existing name, READ, WRITE within already stored
+//! bytes, OPEN and RELEASE of existing files never allocate: names are
+//! looked up by borrowed `&[u8]` keys, replies are built on the stack, file
+//! handles are not tracked in a table (an open count on the inode is all
+//! memfs needs). Memory is allocated only for what is stored: new inodes,
+//! names, file contents, extended attributes (and the LISTXATTR answer).
+
+mod data;
+mod dir;
+mod file;
+mod inode;
+mod namespace;
+mod xattr;
+
+#[cfg(test)]
+mod tests;
+
+use self::dir::Dir;
+use self::file::Space;
+use self::inode::{Body, Inode, InodeTable, Meta, S_IFDIR, Timespec, lock, write};
+use fuselage_core::abi::{
+    FOPEN_KEEP_CACHE, FUSE_ROOT_ID, fuse_attr, fuse_entry_out, fuse_forget_one, fuse_kstatfs,
+};
+use fuselage_core::reply::*;
+use fuselage_core::{Errno, Filesystem, InitConfig, InitFlags, KernelInit, RequestHeader, SetAttr};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use self::file::{CHUNK as CHUNK_SIZE, MAX_FILE_SIZE};
+
+/// Longest name of a directory entry (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Longest symlink target in bytes (`PATH_MAX` without the NUL).
+pub const SYMLINK_MAX: usize = 4095;
+
+/// Block size reported by STATFS (`f_bsize` and `f_frsize`).
+pub const STATFS_BSIZE: u32 = 4096;
+
+/// The inode count STATFS reports when [`MemFsConfig::max_inodes`] is
+/// `None`.
+pub const UNLIMITED_INODES: u64 = u32::MAX as u64;
+
+/// How a [`MemFs`] is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemFsConfig {
+    /// Bytes of file data and extended attributes the filesystem may hold
+    /// (`ENOSPC` beyond). Default: 1 GiB.
+    pub capacity_bytes: u64,
+    /// Owner of the root directory. Default: 0.
+    pub uid: u32,
+    /// Group of the root directory. Default: 0.
+    pub gid: u32,
+    /// Permission bits of the root directory (file-type bits are forced to
+    /// `S_IFDIR`). Default: `0o755 | S_IFDIR`.
+    pub root_mode: u32,
+    /// How long the kernel may cache names (and negative lookups).
+    /// Default: 60 s; see the module docs for why long timeouts are right.
+    pub entry_ttl: Duration,
+    /// How long the kernel may cache attributes. Default: 60 s.
+    pub attr_ttl: Duration,
+    /// Most inodes that may exist at once, the root included (`ENOSPC`
+    /// beyond); `None` for no limit. Default: `None`.
+    pub max_inodes: Option<u64>,
+}
+
+impl Default for MemFsConfig {
+    fn default() -> Self {
+        MemFsConfig {
+            capacity_bytes: 1 << 30,
+            uid: 0,
+            gid: 0,
+            root_mode: 0o755 | S_IFDIR,
+            entry_ttl: Duration::from_secs(60),
+            attr_ttl: Duration::from_secs(60),
+            max_inodes: None,
+        }
+    }
+}
+
+/// An in-memory filesystem; see the [module docs](self).
+#[derive(Debug)]
+pub struct MemFs {
+    config: MemFsConfig,
+    table: InodeTable,
+    space: Space,
+    next_ino: AtomicU64,
+    live_inodes: AtomicU64,
+    rename_lock: Mutex<()>,
+}
+
+impl Default for MemFs {
+    fn default() -> Self {
+        MemFs::new(MemFsConfig::default())
+    }
+}
+
+impl MemFs {
+    /// An empty filesystem: just the root directory, owned by `config.uid`
+    /// and `config.gid` with `config.root_mode`.
+    pub fn new(config: MemFsConfig) -> MemFs {
+        let now = Timespec::now();
+        let mode = (config.root_mode & 0o7777) | S_IFDIR;
+        let mut meta = Meta::new(mode, config.uid, config.gid, 2, now);
+        meta.size = 2 * inode::DIRENT_BOGO_SIZE;
+        let root = Inode {
+            ino: FUSE_ROOT_ID,
+            kind: S_IFDIR,
+            meta: Mutex::new(meta),
+            body: Body::Dir(RwLock::new(Dir::new())),
+            parent: AtomicU64::new(FUSE_ROOT_ID),
+        };
+        let table = InodeTable::default();
+        table.insert(Arc::new(root));
+        MemFs {
+            config,
+            table,
+            space: Space::new(config.capacity_bytes),
+            next_ino: AtomicU64::new(FUSE_ROOT_ID + 1),
+            live_inodes: AtomicU64::new(1),
+            rename_lock: Mutex::new(()),
+        }
+    }
+
+    /// The configuration it was created with.
+    pub fn config(&self) -> &MemFsConfig {
+        &self.config
+    }
+
+    /// Bytes of capacity in use (stored file data and extended attributes).
+    pub fn used_bytes(&self) -> u64 {
+        self.space.used()
+    }
+
+    /// Inodes that exist, the root and unlinked-but-referenced ones
+    /// included.
+    pub fn inode_count(&self) -> u64 {
+        self.live_inodes.load(Ordering::Relaxed)
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>, Errno> {
+        self.table.get(ino).ok_or(Errno::ENOENT)
+    }
+
+    fn dir_inode(&self, ino: u64) -> Result<Arc<Inode>, Errno> {
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            Ok(inode)
+        } else {
+            Err(Errno::ENOTDIR)
+        }
+    }
+
+    fn entry(&self, attr: fuse_attr) -> fuse_entry_out {
+        entry_out(attr, 0, self.config.entry_ttl, self.config.attr_ttl)
+    }
+
+    /// Allocates an inode number and adds a new inode (with one lookup
+    /// reference and `opens` open handles) to the table; `ENOSPC` past
+    /// `max_inodes`.
+    fn new_inode(
+        &self,
+        mut meta: Meta,
+        body: Body,
+        parent: u64,
+        opens: u64,
+    ) -> Result<Arc<Inode>, Errno> {
+        let max = self.config.max_inodes.unwrap_or(u64::MAX);
+        self.live_inodes
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| Errno::ENOSPC)?;
+        let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+        meta.lookups = 1;
+        meta.opens = opens;
+        let inode = Arc::new(Inode {
+            ino,
+            kind: meta.mode & inode::S_IFMT,
+            meta: Mutex::new(meta),
+            body,
+            parent: AtomicU64::new(parent),
+        });
+        self.table.insert(inode.clone());
+        Ok(inode)
+    }
+
+    /// Applies `change` to the metadata, then frees the inode if nothing
+    /// refers to it any more. Call with no lock held.
+    fn unref(&self, inode: &Inode, change: impl FnOnce(&mut Meta)) {
+        let free = {
+            let mut m = lock(&inode.meta);
+            change(&mut m);
+            let free = !m.dead && inode.ino != FUSE_ROOT_ID && m.unreferenced();
+            if free {
+                m.dead = true;
+            }
+            free
+        };
+        if free {
+            self.free(inode);
+        }
+    }
+
+    /// Removes a dead inode from the table and gives back its space.
+    fn free(&self, inode: &Inode) {
+        self.table.remove(inode.ino);
+        self.live_inodes.fetch_sub(1, Ordering::AcqRel);
+        match &inode.body {
+            Body::File(data) => write(data).clear(&self.space),
+            Body::Dir(dir) => *write(dir) = Dir::new(),
+            Body::Symlink(_) | Body::Special => {}
+        }
+        let xattrs = std::mem::take(&mut lock(&inode.meta).xattrs);
+        self.space.release(xattrs.charged());
+    }
+
+    fn statfs_out(&self) -> fuse_kstatfs {
+        let bsize = u64::from(STATFS_BSIZE);
+        let capacity = self.space.capacity();
+        let free = capacity.saturating_sub(self.space.used()) / bsize;
+        let files = self.config.max_inodes.unwrap_or(UNLIMITED_INODES);
+        fuse_kstatfs {
+            blocks: capacity / bsize,
+            bfree: free,
+            bavail: free,
+            files,
+            ffree: files.saturating_sub(self.inode_count()),
+            bsize: STATFS_BSIZE,
+            namelen: NAME_MAX as u32,
+            frsize: STATFS_BSIZE,
+            ..Default::default()
+        }
+    }
+
+    fn getattr_impl(&self, ino: u64) -> Result<fuse_attr, Errno> {
+        let inode = self.inode(ino)?;
+        let m = lock(&inode.meta);
+        Ok(m.attr(ino))
+    }
+
+    fn access_impl(&self, req: &RequestHeader, ino: u64, mask: u32) -> Result<(), Errno> {
+        let inode = self.inode(ino)?;
+        let m = lock(&inode.meta);
+        let mask = mask & 0o7;
+        if mask == 0 {
+            return Ok(());
+        }
+        if req.uid == 0 {
+            let exec_ok = inode.is_dir() || m.mode & 0o111 != 0;
+            return if mask & 1 == 0 || exec_ok {
+                Ok(())
+            } else {
+                Err(Errno::EACCES)
+            };
+        }
+        let bits = if req.uid == m.uid {
+            m.mode >> 6
+        } else if req.gid == m.gid {
+            m.mode >> 3
+        } else {
+            m.mode
+        } & 0o7;
+        if bits & mask == mask {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    fn setxattr_impl(&self, ino: u64, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        xattr::check_name(name)?;
+        let inode = self.inode(ino)?;
+        let mut m = lock(&inode.meta);
+        let freed = m
+            .xattrs
+            .set(name, value, flags, |bytes| self.space.reserve(bytes))?;
+        self.space.release(freed);
+        m.ctime = Timespec::now();
+        Ok(())
+    }
+
+    fn removexattr_impl(&self, ino: u64, name: &[u8]) -> Result<(), Errno> {
+        xattr::check_name(name)?;
+        let inode = self.inode(ino)?;
+        let mut m = lock(&inode.meta);
+        let freed = m.xattrs.remove(name)?;
+        self.space.release(freed);
+        m.ctime = Timespec::now();
+        Ok(())
+    }
+}
+
+/// Answers `reply` with `result`'s value through `ok`, or its errno.
+macro_rules! answer {
+    ($reply:expr, $result:expr, |$v:pat_param| $ok:expr) => {
+        match $result {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(e),
+        }
+    };
+}
+
+impl Filesystem for MemFs {
+    /// Asks for `ATOMIC_O_TRUNC` and `DONT_MASK` (memfs handles O_TRUNC in
+    /// OPEN and applies the umask itself) and drops `HANDLE_KILLPRIV(_V2)`,
+    /// which memfs does not implement.
+    fn init(&self, _kernel: &KernelInit, config: &mut InitConfig) -> Result<(), Errno> {
+        config.wanted |= InitFlags::ATOMIC_O_TRUNC | InitFlags::DONT_MASK;
+        config
+            .wanted
+            .remove(InitFlags::HANDLE_KILLPRIV | InitFlags::HANDLE_KILLPRIV_V2);
+        Ok(())
+    }
+
+    fn lookup<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
+        match self.lookup_impl(parent, name.to_bytes()) {
+            Ok(entry) => reply.entry(&entry),
+            Err(Errno::ENOENT) if self.table.get(parent).is_some() => {
+                reply.negative(self.config.entry_ttl)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &RequestHeader, ino: u64, nlookup: u64) {
+        if let Some(inode) = self.table.get(ino) {
+            self.unref(&inode, |m| m.lookups = m.lookups.saturating_sub(nlookup));
+        }
+    }
+
+    fn batch_forget(&self, req: &RequestHeader, nodes: &[fuse_forget_one]) {
+        for n in nodes {
+            self.forget(req, n.nodeid, n.nlookup);
+        }
+    }
+
+    fn getattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: Option<u64>,
+        reply: ReplyAttr<S>,
+    ) {
+        answer!(reply, self.getattr_impl(ino), |attr| reply
+            .attr(self.config.attr_ttl, &attr))
+    }
+
+    fn setattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        attr: &SetAttr,
+        reply: ReplyAttr<S>,
+    ) {
+        answer!(reply, self.setattr_impl(ino, attr), |attr| reply
+            .attr(self.config.attr_ttl, &attr))
+    }
+
+    fn readlink<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, reply: ReplyData<S>) {
+        match self.inode(ino) {
+            Ok(inode) => match &inode.body {
+                Body::Symlink(target) => reply.data(target),
+                _ => reply.error(Errno::EINVAL),
+            },
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        target: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
+        answer!(
+            reply,
+            self.symlink_impl(req, parent, name.to_bytes(), target.to_bytes()),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn mknod<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry<S>,
+    ) {
+        answer!(
+            reply,
+            self.mknod_impl(req, parent, name.to_bytes(), mode, umask, rdev),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn mkdir<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry<S>,
+    ) {
+        answer!(
+            reply,
+            self.mkdir_impl(req, parent, name.to_bytes(), mode, umask),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn unlink<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(reply, self.unlink_impl(parent, name.to_bytes()), |()| reply
+            .ok())
+    }
+
+    fn rmdir<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(reply, self.rmdir_impl(parent, name.to_bytes()), |()| reply
+            .ok())
+    }
+
+    fn rename<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        newparent: u64,
+        newname: &CStr,
+        flags: u32,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(
+            reply,
+            self.rename_impl(
+                parent,
+                name.to_bytes(),
+                newparent,
+                newname.to_bytes(),
+                flags
+            ),
+            |()| reply.ok()
+        )
+    }
+
+    fn link<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        newparent: u64,
+        newname: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
+        answer!(
+            reply,
+            self.link_impl(ino, newparent, newname.to_bytes()),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn open<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        flags: u32,
+        _open_flags: u32,
+        reply: ReplyOpen<S>,
+    ) {
+        answer!(reply, self.open_impl(ino, flags), |()| reply
+            .opened(0, FOPEN_KEEP_CACHE))
+    }
+
+    fn read<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        size: u32,
+        _flags: u32,
+        _lock_owner: Option<u64>,
+        reply: ReplyData<S>,
+    ) {
+        self.read_impl(ino, offset, size, reply)
+    }
+
+    fn write<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        data: &[u8],
+        _write_flags: u32,
+        _flags: u32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite<S>,
+    ) {
+        answer!(reply, self.write_impl(ino, offset, data), |n| reply
+            .written(n))
+    }
+
+    fn statfs<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, reply: ReplyStatfs<S>) {
+        reply.statfs(&self.statfs_out())
+    }
+
+    fn release<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        _flags: u32,
+        _release_flags: u32,
+        _lock_owner: u64,
+        reply: ReplyEmpty<S>,
+    ) {
+        if let Some(inode) = self.table.get(ino) {
+            self.unref(&inode, |m| m.opens = m.opens.saturating_sub(1));
+        }
+        reply.ok()
+    }
+
+    fn fsync<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty<S>,
+    ) {
+        reply.ok()
+    }
+
+    fn setxattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+        _setxattr_flags: u32,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(
+            reply,
+            self.setxattr_impl(ino, name.to_bytes(), value, flags),
+            |()| reply.ok()
+        )
+    }
+
+    fn getxattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        name: &CStr,
+        size: u32,
+        reply: ReplyXattr<S>,
+    ) {
+        let name = name.to_bytes();
+        if let Err(e) = xattr::check_name(name) {
+            return reply.error(e);
+        }
+        let inode = match self.inode(ino) {
+            Ok(inode) => inode,
+            Err(e) => return reply.error(e),
+        };
+        let m = lock(&inode.meta);
+        match m.xattrs.get(name) {
+            None => reply.error(Errno::ENODATA),
+            Some(value) if size == 0 => reply.size(value.len() as u32),
+            Some(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
+            Some(value) => reply.data(value),
+        }
+    }
+
+    fn listxattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        size: u32,
+        reply: ReplyXattr<S>,
+    ) {
+        let inode = match self.inode(ino) {
+            Ok(inode) => inode,
+            Err(e) => return reply.error(e),
+        };
+        let m = lock(&inode.meta);
+        let len = m.xattrs.list_len();
+        if size == 0 {
+            reply.size(len as u32)
+        } else if len > size as usize {
+            reply.error(Errno::ERANGE)
+        } else {
+            let mut names = Vec::with_capacity(len);
+            m.xattrs.list_into(&mut names);
+            drop(m);
+            reply.data(&names)
+        }
+    }
+
+    fn removexattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(reply, self.removexattr_impl(ino, name.to_bytes()), |()| {
+            reply.ok()
+        })
+    }
+
+    fn flush<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _ino: u64,
+        _fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty<S>,
+    ) {
+        reply.ok()
+    }
+
+    fn opendir<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _flags: u32,
+        reply: ReplyOpen<S>,
+    ) {
+        answer!(reply, self.opendir_impl(ino), |()| reply.opened(0, 0))
+    }
+
+    fn readdir<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        reply: ReplyDirectory<'_, S>,
+    ) {
+        self.readdir_impl(ino, offset, false, reply)
+    }
+
+    fn readdirplus<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        reply: ReplyDirectory<'_, S>,
+    ) {
+        self.readdir_impl(ino, offset, true, reply)
+    }
+
+    fn releasedir<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        _flags: u32,
+        reply: ReplyEmpty<S>,
+    ) {
+        if let Some(inode) = self.table.get(ino) {
+            self.unref(&inode, |m| m.opens = m.opens.saturating_sub(1));
+        }
+        reply.ok()
+    }
+
+    fn fsyncdir<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty<S>,
+    ) {
+        reply.ok()
+    }
+
+    /// Checks the owner/group/other permission bits (the caller's
+    /// supplementary groups are not known); root passes except for execute
+    /// permission on a file without any `x` bit.
+    fn access<S: ReplySink>(&self, req: &RequestHeader, ino: u64, mask: u32, reply: ReplyEmpty<S>) {
+        answer!(reply, self.access_impl(req, ino, mask), |()| reply.ok())
+    }
+
+    fn create<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+        flags: u32,
+        reply: ReplyCreate<S>,
+    ) {
+        answer!(
+            reply,
+            self.create_impl(req, parent, name.to_bytes(), mode, umask, flags),
+            |attr| reply.created(&self.entry(attr), 0, FOPEN_KEEP_CACHE)
+        )
+    }
+
+    fn fallocate<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+        reply: ReplyEmpty<S>,
+    ) {
+        answer!(
+            reply,
+            self.fallocate_impl(ino, offset, length, mode),
+            |()| reply.ok()
+        )
+    }
+
+    fn lseek<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        whence: u32,
+        reply: ReplyLseek<S>,
+    ) {
+        answer!(reply, self.lseek_impl(ino, offset, whence), |off| reply
+            .offset(off))
+    }
+
+    fn copy_file_range<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino_in: u64,
+        _fh_in: u64,
+        off_in: u64,
+        ino_out: u64,
+        _fh_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+        reply: ReplyCopyFormatted<S>,
+    ) {
+        answer!(
+            reply,
+            self.copy_file_range_impl(ino_in, off_in, ino_out, off_out, len, flags),
+            |n| reply.copied(n)
+        )
+    }
+
+    fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, reply: ReplyEmpty<S>) {
+        reply.ok()
+    }
+
+    fn tmpfile<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        _name: &CStr,
+        mode: u32,
+        umask: u32,
+        _flags: u32,
+        reply: ReplyCreate<S>,
+    ) {
+        answer!(reply, self.tmpfile_impl(req, parent, mode, umask), |attr| {
+            reply.created(&self.entry(attr), 0, FOPEN_KEEP_CACHE)
+        })
+    }
+
+    fn statx<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: Option<u64>,
+        _getattr_flags: u32,
+        _sx_flags: u32,
+        _sx_mask: u32,
+        reply: ReplyStatx<S>,
+    ) {
+        match self.inode(ino) {
+            Ok(inode) => {
+                let stat = lock(&inode.meta).statx(ino);
+                reply.statx(self.config.attr_ttl, 0, &stat)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+/// `ENAMETOOLONG` for a name longer than [`NAME_MAX`].
+fn check_name(name: &[u8]) -> Result<(), Errno> {
+    if name.len() > NAME_MAX {
+        Err(Errno::ENAMETOOLONG)
+    } else {
+        Ok(())
+    }
+}

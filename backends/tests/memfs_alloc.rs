@@ -1,0 +1,199 @@
+//! The steady-state request path of memfs does not allocate: after warm-up,
+//! GETATTR, LOOKUP of an existing name, READ, WRITE within the file's stored
+//! bytes, and OPEN/RELEASE of an existing file make no heap allocation.
+//!
+//! A counting global allocator counts the allocations of the current thread;
+//! the reply sink copies into a buffer allocated up front.
+
+use fuselage_backends::{MemFs, MemFsConfig};
+use fuselage_core::abi::{fuse_attr_out, fuse_entry_out, fuse_in_header, fuse_out_header};
+use fuselage_core::reply::{
+    FileRange, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplySink,
+    ReplyWrite,
+};
+use fuselage_core::{Filesystem, RequestHeader};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::ffi::CString;
+use zerocopy::FromBytes;
+
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the thread-local may be gone while a thread shuts down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's
+// arguments unchanged, so `System`'s guarantees carry over; counting touches
+// only a const-initialized thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Keeps the last reply in a buffer reserved up front.
+struct Sink {
+    buf: RefCell<Vec<u8>>,
+}
+
+impl ReplySink for Sink {
+    fn send(&self, parts: &[&[u8]]) {
+        let mut b = self.buf.borrow_mut();
+        b.clear();
+        for p in parts {
+            assert!(b.len() + p.len() <= b.capacity(), "sink would grow");
+            b.extend_from_slice(p);
+        }
+    }
+    fn send_file(&self, _parts: &[&[u8]], _file: FileRange) {
+        unreachable!()
+    }
+}
+
+impl Sink {
+    /// The reply's error and body length.
+    fn result(&self) -> (i32, usize) {
+        let b = self.buf.borrow();
+        let (h, rest) = fuse_out_header::read_from_prefix(&b).unwrap();
+        (h.error, rest.len())
+    }
+}
+
+const ROOT: u64 = 1;
+const FILE_SIZE: usize = 1 << 20;
+
+#[test]
+fn steady_state_requests_do_not_allocate() {
+    let fs = MemFs::new(MemFsConfig::default());
+    let sink = Sink {
+        buf: RefCell::new(Vec::with_capacity(2 << 20)),
+    };
+    let req: RequestHeader = fuse_in_header {
+        uid: 1000,
+        gid: 1000,
+        unique: 1,
+        ..Default::default()
+    };
+    let name = CString::new("file").unwrap();
+
+    // Set up: a 1 MiB file, fully written, plus a sparse one.
+    fs.create(
+        &req,
+        ROOT,
+        &name,
+        0o644,
+        0o022,
+        libc::O_RDWR as u32,
+        ReplyCreate::new(1, &sink),
+    );
+    let ino = fuse_entry_out::read_from_prefix(&sink.buf.borrow()[16..])
+        .unwrap()
+        .0
+        .nodeid;
+    let data = vec![0x5Au8; FILE_SIZE];
+    fs.write(
+        &req,
+        ino,
+        0,
+        0,
+        &data,
+        0,
+        0,
+        None,
+        ReplyWrite::new(1, &sink),
+    );
+    assert_eq!(sink.result(), (0, 8));
+    let block = vec![0xA5u8; 4096];
+
+    let iteration = |i: usize| {
+        fs.getattr(&req, ino, None, ReplyAttr::new(1, &sink));
+        let (err, len) = sink.result();
+        assert_eq!((err, len), (0, size_of::<fuse_attr_out>()));
+
+        fs.lookup(&req, ROOT, &name, ReplyEntry::new(1, &sink));
+        assert_eq!(sink.result(), (0, size_of::<fuse_entry_out>()));
+        fs.forget(&req, ino, 1);
+
+        fs.open(&req, ino, libc::O_RDWR as u32, 0, ReplyOpen::new(1, &sink));
+        assert_eq!(sink.result(), (0, 16));
+
+        let off = ((i * 7 * 4096 + i) % (FILE_SIZE - 4096)) as u64;
+        fs.read(&req, ino, 0, off, 4096, 0, None, ReplyData::new(1, &sink));
+        assert_eq!(sink.result(), (0, 4096));
+        fs.write(
+            &req,
+            ino,
+            0,
+            off,
+            &block,
+            0,
+            0,
+            None,
+            ReplyWrite::new(1, &sink),
+        );
+        assert_eq!(sink.result(), (0, 8));
+        // A large read across chunk boundaries, too.
+        fs.read(
+            &req,
+            ino,
+            0,
+            off,
+            1 << 20,
+            0,
+            None,
+            ReplyData::new(1, &sink),
+        );
+        assert_eq!(sink.result(), (0, FILE_SIZE - off as usize));
+
+        fs.release(&req, ino, 0, 0, 0, 0, ReplyEmpty::new(1, &sink));
+        assert_eq!(sink.result(), (0, 0));
+    };
+
+    for i in 0..100 {
+        iteration(i);
+    }
+    let before = allocations();
+    for i in 0..10_000 {
+        iteration(i);
+    }
+    let made = allocations() - before;
+    assert_eq!(
+        made, 0,
+        "{made} allocations in 10,000 steady-state iterations"
+    );
+
+    // The counter works: creating a file does allocate.
+    let other = CString::new("other").unwrap();
+    let before = allocations();
+    fs.mkdir(&req, ROOT, &other, 0o755, 0, ReplyEntry::new(1, &sink));
+    assert!(allocations() > before);
+}

@@ -1,0 +1,158 @@
+//! Zero allocations per request: an in-process server (memfs over the
+//! blocking transport) on a real mount, and a client that allocates nothing
+//! itself (raw libc calls, pre-built C strings, pre-opened O_DIRECT fds).
+//! A counting global allocator sees every allocation of every thread, so
+//! after a warm-up the count must not move while thousands of stat (LOOKUP +
+//! GETATTR, the TTLs being 0), pread and pwrite requests are served.
+
+mod common;
+
+use common::*;
+use fuselage::backends::memfs::{MemFs, MemFsConfig};
+use fuselage::blocking::{Channel, Mount, MountOptions, Session, SessionConfig};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Counts every allocation (and reallocation) made by any thread.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees hold; counting touches only an atomic.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see the impl's comment).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+const FILE_SIZE: usize = 1 << 20;
+const BLOCK: usize = 4096;
+const WARMUP: usize = 500;
+const MEASURED: usize = 5000;
+
+/// What one pass of the client loop saw, counted without allocating.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    stat_failures: u64,
+    short_reads: u64,
+    short_writes: u64,
+    last_errno: i32,
+}
+
+/// stat + pread 4 KiB + pwrite 4 KiB, `n` times, with raw syscalls only.
+fn client_loop(n: usize, path: &std::ffi::CStr, read_fd: i32, write_fd: i32, buf: &mut [u8]) -> Tally {
+    let mut t = Tally::default();
+    for i in 0..n {
+        let offset = ((i * 7) % (FILE_SIZE / BLOCK) * BLOCK) as libc::off_t;
+        // SAFETY: an all-zero stat is valid; `path` is a valid C string and
+        // `st` a valid out pointer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 || st.st_size != FILE_SIZE as i64 {
+            t.stat_failures += 1;
+            t.last_errno = errno();
+        }
+        // SAFETY: `buf` has BLOCK writable bytes.
+        if unsafe { libc::pread(read_fd, buf.as_mut_ptr().cast(), BLOCK, offset) } != BLOCK as isize {
+            t.short_reads += 1;
+            t.last_errno = errno();
+        }
+        // SAFETY: `buf` has BLOCK readable bytes.
+        if unsafe { libc::pwrite(write_fd, buf.as_ptr().cast(), BLOCK, offset) } != BLOCK as isize {
+            t.short_writes += 1;
+            t.last_errno = errno();
+        }
+    }
+    t
+}
+
+#[test]
+fn steady_state_requests_allocate_nothing() {
+    if !require_fuse() {
+        return;
+    }
+    let dir = traversable_tempdir();
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+
+    let options = MountOptions { subtype: Some("memfs".into()), auto_unmount: false, ..MountOptions::default() };
+    // Dropped before `dir`: unmounts (lazily) even if the test panics.
+    let mut mount = Mount::new(&mountpoint, &options).expect("mount");
+    let channel = Channel::new(mount.try_clone_fd().expect("dup the FUSE fd")).expect("channel");
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = MemFs::new(MemFsConfig {
+        capacity_bytes: 64 << 20,
+        uid,
+        gid,
+        entry_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..MemFsConfig::default()
+    });
+    let session = Session::new(channel, fs, SessionConfig { threads: 2, ..SessionConfig::default() });
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = session.run_with(|_| {
+            let _ = ready_tx.send(());
+        });
+        let _ = done_tx.send(format!("{result:?}"));
+    });
+
+    // Setup, allowed to allocate. The first access completes INIT.
+    let file = mountpoint.join("file");
+    std::fs::write(&file, vec![0x5a; FILE_SIZE]).expect("create the file");
+    ready_rx.recv_timeout(Duration::from_secs(15)).expect("the session answered INIT");
+    let path = cpath(&file);
+    let read_fd = open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
+    let write_fd = open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
+    let mut buf = AlignedBuf::new(BLOCK);
+
+    let warm = client_loop(WARMUP, &path, read_fd.as_raw_fd(), write_fd.as_raw_fd(), &mut buf);
+    assert_eq!(warm, Tally::default(), "warm-up requests failed: {}", errno_name(warm.last_errno));
+
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let tally = client_loop(MEASURED, &path, read_fd.as_raw_fd(), write_fd.as_raw_fd(), &mut buf);
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+
+    assert_eq!(tally, Tally::default(), "measured requests failed: {}", errno_name(tally.last_errno));
+    let allocations = after - before;
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations during {MEASURED} rounds of stat + pread 4 KiB + pwrite 4 KiB \
+         ({:.3} per round; about 4 requests each)",
+        allocations as f64 / MEASURED as f64
+    );
+
+    drop((read_fd, write_fd));
+    mount.unmount().expect("unmount");
+    let end = done_rx.recv_timeout(Duration::from_secs(10));
+    assert!(end.is_ok(), "the session did not end within 10 s of the unmount");
+}

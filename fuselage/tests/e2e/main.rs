@@ -1,0 +1,79 @@
+//! End-to-end tests of the `fuselage` binary: every scenario in
+//! [`scenarios`] runs against every row (backend × transport) listed in the
+//! `e2e_suite!` invocation at the bottom. Adding a row is one line there.
+//!
+//! Each test mounts its own filesystem in a temporary directory (see
+//! `common::MountedFs`), and needs root and /dev/fuse; without them it
+//! prints `skipped: ...`, unless `FUSELAGE_REQUIRE_FUSE=1`, which makes it
+//! fail instead.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod scenarios;
+
+/// Instantiates one `#[test]` per scenario for a row.
+macro_rules! scenario_tests {
+    ($setup:expr; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $scenario() {
+                if $crate::common::require_fuse() {
+                    $crate::scenarios::$scenario(&$setup);
+                }
+            }
+        )+
+    };
+}
+
+/// One module per row, each with every scenario.
+macro_rules! e2e_suite {
+    ($($row:ident: $setup:expr),+ $(,)?) => {
+        $(
+            mod $row {
+                #[allow(unused_imports)]
+                use $crate::common::{Backend, Setup};
+
+                const SETUP: Setup = $setup;
+
+                scenario_tests!(SETUP;
+                    mounted_line,
+                    create_write_read,
+                    append,
+                    truncate,
+                    rename,
+                    hard_link,
+                    symlink,
+                    readdir_10000,
+                    xattr,
+                    chmod_chown_utimens,
+                    statfs,
+                    mmap,
+                    fsync,
+                    large_file_256m,
+                    concurrent_8_threads,
+                    sparse_seek,
+                    punch_hole,
+                    mkdir_rmdir,
+                    unlink_while_open,
+                    enospc,
+                    permissions_non_root,
+                    ownership,
+                    read_only,
+                    sigterm_with_open_files,
+                    sigkill_during_read,
+                    no_auto_unmount,
+                    unprivileged_fusermount3,
+                    user_namespace,
+                    error_missing_mountpoint,
+                    error_mountpoint_is_file,
+                    error_already_mounted,
+                    error_unknown_option,
+                );
+            }
+        )+
+    };
+}
+
+e2e_suite!(
+    memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking" },
+);
