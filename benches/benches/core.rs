@@ -23,7 +23,7 @@ fn main() {
 
 /// One message through `Dispatcher::dispatch` (parse, dispatch, filesystem
 /// call, reply, sink copy).
-#[divan::bench_group(sample_count = 200, sample_size = 2000)]
+#[divan::bench_group(sample_count = 1000, sample_size = 2000)]
 mod dispatch {
     use super::*;
 
@@ -71,7 +71,7 @@ mod dispatch {
 }
 
 /// The pieces of the GETATTR path on their own, to see where its time goes.
-#[divan::bench_group(sample_count = 200, sample_size = 5000)]
+#[divan::bench_group(sample_count = 1000, sample_size = 5000)]
 mod getattr_parts {
     use super::*;
 

@@ -63,7 +63,10 @@ fn init_7_45_full_negotiation() {
     assert_eq!((n.major, n.minor), (7, 45));
     assert_eq!(n.flags, DEFAULT_WANTED);
     assert_eq!(n.kernel_flags.bits(), FULL_OFFER);
-    assert_eq!((n.max_write, n.max_read, n.max_pages), (1 << 20, 1 << 20, 256));
+    assert_eq!(
+        (n.max_write, n.max_read, n.max_pages),
+        (1 << 20, 1 << 20, 256)
+    );
     assert_eq!(n.max_readahead, 131072);
     assert_eq!(n.request_buffer_size(), (1 << 20) + 4096);
     assert!(h.disp.is_running());
@@ -191,13 +194,21 @@ fn init_passthrough_timeout_and_setxattr_ext() {
     let mut r = ok_body(&out, u, 64);
     assert_eq!((r.u32(), r.u32()), (7, 45));
     assert_eq!(r.u32(), 4096, "max_readahead: the smaller");
-    assert_eq!(r.u32(), default_flags_word() | 1 << 29, "flags + SETXATTR_EXT");
+    assert_eq!(
+        r.u32(),
+        default_flags_word() | 1 << 29,
+        "flags + SETXATTR_EXT"
+    );
     assert_eq!((r.u16(), r.u16()), (10, 7));
     assert_eq!(r.u32(), 128 * 1024);
     assert_eq!(r.u32(), 1);
     assert_eq!(r.u16(), 32, "max_pages");
     assert_eq!(r.u16(), 0);
-    assert_eq!(r.u32(), bits(&[7, 5, 10]), "flags2: HAS_RESEND, PASSTHROUGH, REQUEST_TIMEOUT");
+    assert_eq!(
+        r.u32(),
+        bits(&[7, 5, 10]),
+        "flags2: HAS_RESEND, PASSTHROUGH, REQUEST_TIMEOUT"
+    );
     assert_eq!(r.u32(), 2, "max_stack_depth");
     assert_eq!(r.u16(), 30, "request_timeout");
     r.zeros(22);
@@ -376,10 +387,7 @@ fn setattr() {
     };
     assert_eq!(
         h.only_call(FUSE_SETATTR, u, 9),
-        Call::Setattr {
-            ino: 9,
-            attr: want
-        }
+        Call::Setattr { ino: 9, attr: want }
     );
     let mut r = ok_body(&out, u, 104);
     assert_eq!((r.u64(), r.u32(), r.u32()), (5, 6, 0));
@@ -402,7 +410,10 @@ fn setattr() {
 fn readlink() {
     let mut h = Harness::new();
     let (u, _, out) = h.send(FUSE_READLINK, 12, &[], &[]);
-    assert_eq!(h.only_call(FUSE_READLINK, u, 12), Call::Readlink { ino: 12 });
+    assert_eq!(
+        h.only_call(FUSE_READLINK, u, 12),
+        Call::Readlink { ino: 12 }
+    );
     let mut r = ok_body(&out, u, 11);
     assert_eq!(r.bytes(11), b"link/target");
 }
@@ -544,7 +555,10 @@ fn link() {
 #[test]
 fn open() {
     let mut h = Harness::new();
-    let arg = W::new().u32(0o2 | 0o2000).u32(FUSE_OPEN_KILL_SUIDGID).done();
+    let arg = W::new()
+        .u32(0o2 | 0o2000)
+        .u32(FUSE_OPEN_KILL_SUIDGID)
+        .done();
     let (u, _, out) = h.send(FUSE_OPEN, 8, &arg, &[]);
     assert_eq!(
         h.only_call(FUSE_OPEN, u, 8),
@@ -564,7 +578,12 @@ fn open() {
 #[test]
 fn open_passthrough() {
     let mut h = Harness::new();
-    let (u, _, out) = h.send(FUSE_OPEN, INO_PASSTHROUGH, &W::new().u32(0).u32(0).done(), &[]);
+    let (u, _, out) = h.send(
+        FUSE_OPEN,
+        INO_PASSTHROUGH,
+        &W::new().u32(0).u32(0).done(),
+        &[],
+    );
     let mut r = ok_body(&out, u, 16);
     assert_eq!(r.u64(), 0x1111);
     assert_eq!(r.u32(), FOPEN_KEEP_CACHE | FOPEN_PASSTHROUGH);
@@ -600,7 +619,15 @@ fn read() {
     assert_eq!(r.bytes(16), &want[..]);
 
     // Without FUSE_READ_LOCKOWNER the owner is not passed on.
-    let arg = W::new().u64(1).u64(0).u32(3).u32(0).u64(0xFEED).u32(0).u32(0).done();
+    let arg = W::new()
+        .u64(1)
+        .u64(0)
+        .u32(3)
+        .u32(0)
+        .u64(0xFEED)
+        .u32(0)
+        .u32(0)
+        .done();
     let (u, _, out) = h.send(FUSE_READ, 8, &arg, &[]);
     assert!(matches!(
         h.only_call(FUSE_READ, u, 8),
@@ -620,7 +647,15 @@ fn read_answered_with_a_file_range() {
         ..RecFs::new()
     };
     let mut h = Harness::ready(fs, InitConfig::default(), false);
-    let arg = W::new().u64(1).u64(4).u32(6).u32(0).u64(0).u32(0).u32(0).done();
+    let arg = W::new()
+        .u64(1)
+        .u64(4)
+        .u32(6)
+        .u32(0)
+        .u64(0)
+        .u32(0)
+        .u32(0)
+        .done();
     let (u, _, out) = h.send(FUSE_READ, INO_FILE_RANGE, &arg, &[]);
     assert_eq!(ok_body(&out, u, 6).bytes(6), b"456789");
 }
@@ -658,7 +693,15 @@ fn write() {
 
     // A large write, as with max_write 1 MiB.
     let data: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 253) as u8).collect();
-    let arg = W::new().u64(1).u64(0).u32(1 << 20).u32(0).u64(0).u32(0).u32(0).done();
+    let arg = W::new()
+        .u64(1)
+        .u64(0)
+        .u32(1 << 20)
+        .u32(0)
+        .u64(0)
+        .u32(0)
+        .u32(0)
+        .done();
     let (u, _, out) = h.send(FUSE_WRITE, 8, &arg, &data);
     let Call::Write {
         data: got,
@@ -757,7 +800,12 @@ fn setxattr_without_setxattr_ext() {
     ok_body(&out, u, 0).end();
 
     // An empty value.
-    let (u, _, _) = h.send(FUSE_SETXATTR, 8, &W::new().u32(0).u32(0).done(), b"user.e\0");
+    let (u, _, _) = h.send(
+        FUSE_SETXATTR,
+        8,
+        &W::new().u32(0).u32(0).done(),
+        b"user.e\0",
+    );
     assert!(matches!(
         h.only_call(FUSE_SETXATTR, u, 8),
         Call::Setxattr { value, .. } if value.is_empty()
@@ -797,7 +845,12 @@ fn setxattr_with_setxattr_ext() {
 fn getxattr() {
     let mut h = Harness::new();
     // Size probe.
-    let (u, _, out) = h.send(FUSE_GETXATTR, 8, &W::new().u32(0).u32(0).done(), b"user.k\0");
+    let (u, _, out) = h.send(
+        FUSE_GETXATTR,
+        8,
+        &W::new().u32(0).u32(0).done(),
+        b"user.k\0",
+    );
     assert_eq!(
         h.only_call(FUSE_GETXATTR, u, 8),
         Call::Getxattr {
@@ -809,11 +862,21 @@ fn getxattr() {
     let mut r = ok_body(&out, u, 8);
     assert_eq!((r.u32(), r.u32()), (5, 0), "fuse_getxattr_out");
     // The value.
-    let (u, _, out) = h.send(FUSE_GETXATTR, 8, &W::new().u32(64).u32(0).done(), b"user.k\0");
+    let (u, _, out) = h.send(
+        FUSE_GETXATTR,
+        8,
+        &W::new().u32(64).u32(0).done(),
+        b"user.k\0",
+    );
     h.calls();
     assert_eq!(ok_body(&out, u, 5).bytes(5), b"value");
     // Too small a buffer.
-    let (u, _, out) = h.send(FUSE_GETXATTR, 8, &W::new().u32(2).u32(0).done(), b"user.k\0");
+    let (u, _, out) = h.send(
+        FUSE_GETXATTR,
+        8,
+        &W::new().u32(2).u32(0).done(),
+        b"user.k\0",
+    );
     assert_error(&out, u, 34);
 }
 
@@ -879,11 +942,19 @@ fn opendir() {
 }
 
 fn read_in(fh: u64, offset: u64, size: u32) -> Vec<u8> {
-    W::new().u64(fh).u64(offset).u32(size).u32(0).u64(0).u32(0).u32(0).done()
+    W::new()
+        .u64(fh)
+        .u64(offset)
+        .u32(size)
+        .u32(0)
+        .u64(0)
+        .u32(0)
+        .u32(0)
+        .done()
 }
 
 fn dirent_len(name_len: usize) -> usize {
-    (24 + name_len + 7) / 8 * 8
+    (24 + name_len).div_ceil(8) * 8
 }
 
 /// Reads one READDIR record and checks it is listed entry `i`.
@@ -934,7 +1005,9 @@ fn readdir_packs_to_exact_size_and_resumes() {
     // The rest in one go, then the end of the directory.
     let (u, _, out) = h.send(FUSE_READDIR, 1, &read_in(0x2222, 8, 4096), &[]);
     h.calls();
-    let body: usize = (8..DIR_ENTRIES).map(|i| dirent_len(dir_name(i).len())).sum();
+    let body: usize = (8..DIR_ENTRIES)
+        .map(|i| dirent_len(dir_name(i).len()))
+        .sum();
     let mut r = ok_body(&out, u, body);
     for i in 8..DIR_ENTRIES {
         expect_dirent(&mut r, i);
@@ -1165,7 +1238,12 @@ fn create() {
 #[test]
 fn tmpfile_named_slash_as_the_kernel_sends_it() {
     let mut h = Harness::new();
-    let arg = W::new().u32(0o20000002).u32(0o100600).u32(0o077).u32(0).done();
+    let arg = W::new()
+        .u32(0o20000002)
+        .u32(0o100600)
+        .u32(0o077)
+        .u32(0)
+        .done();
     let (u, d, out) = h.send(FUSE_TMPFILE, 3, &arg, b"/\0");
     assert_eq!(d, Dispatched::Handled(Opcode::Tmpfile));
     assert_eq!(
@@ -1324,8 +1402,20 @@ fn notify_reply_gets_no_reply() {
 #[test]
 fn batch_forget_gets_no_reply() {
     let mut h = Harness::new();
-    let payload = W::new().u64(5).u64(1).u64(6).u64(2).u64(7).u64(u64::MAX).done();
-    let (u, d, out) = h.send(FUSE_BATCH_FORGET, 0, &W::new().u32(3).u32(0).done(), &payload);
+    let payload = W::new()
+        .u64(5)
+        .u64(1)
+        .u64(6)
+        .u64(2)
+        .u64(7)
+        .u64(u64::MAX)
+        .done();
+    let (u, d, out) = h.send(
+        FUSE_BATCH_FORGET,
+        0,
+        &W::new().u32(3).u32(0).done(),
+        &payload,
+    );
     assert_eq!(d, Dispatched::Handled(Opcode::BatchForget));
     assert!(out.is_empty());
     assert_eq!(
@@ -1440,7 +1530,13 @@ fn copy_file_range_64_answers_64_bits() {
 #[test]
 fn setupmapping() {
     let mut h = Harness::new();
-    let arg = W::new().u64(0x55).u64(1 << 21).u64(1 << 21).u64(3).u64(1 << 30).done();
+    let arg = W::new()
+        .u64(0x55)
+        .u64(1 << 21)
+        .u64(1 << 21)
+        .u64(3)
+        .u64(1 << 30)
+        .done();
     let (u, _, out) = h.send(FUSE_SETUPMAPPING, 8, &arg, &[]);
     assert_eq!(
         h.only_call(FUSE_SETUPMAPPING, u, 8),
@@ -1462,7 +1558,12 @@ fn setupmapping() {
 fn removemapping() {
     // In a ring entry the array has its own, aligned, buffer.
     let mut h = Harness::new();
-    let entries = W::new().u64(1 << 21).u64(4096).u64(1 << 22).u64(8192).done();
+    let entries = W::new()
+        .u64(1 << 21)
+        .u64(4096)
+        .u64(1 << 22)
+        .u64(8192)
+        .done();
     let (u, d, out) = h.send_segments(FUSE_REMOVEMAPPING, 8, &W::new().u32(2).done(), &entries);
     assert_eq!(d, Dispatched::Handled(Opcode::Removemapping));
     assert_eq!(
@@ -1535,13 +1636,21 @@ fn statx() {
     assert_eq!((r.u32(), r.u32(), r.u32()), (2, 501, 502), "nlink uid gid");
     assert_eq!(r.u16(), 0o100600, "mode");
     r.zeros(2);
-    assert_eq!((r.u64(), r.u64(), r.u64()), (8, 12345, 24), "ino size blocks");
+    assert_eq!(
+        (r.u64(), r.u64(), r.u64()),
+        (8, 12345, 24),
+        "ino size blocks"
+    );
     assert_eq!(r.u64(), 0x30, "attributes_mask");
     for (sec, nsec) in [(1, 2), (3, 4), (-5, 6), (7, 8)] {
         assert_eq!((r.i64(), r.u32()), (sec, nsec), "timestamp");
         r.zeros(4);
     }
-    assert_eq!((r.u32(), r.u32(), r.u32(), r.u32()), (9, 10, 11, 12), "devices");
+    assert_eq!(
+        (r.u32(), r.u32(), r.u32(), r.u32()),
+        (9, 10, 11, 12),
+        "devices"
+    );
     r.zeros(14 * 8);
     r.end();
 }
@@ -1711,6 +1820,23 @@ fn reply_handle_dropped_without_answer_is_eio() {
 }
 
 #[test]
+fn replies_of_too_many_parts_keep_len_consistent() {
+    use fuselage_core::reply::{MAX_REPLY_PARTS, ReplyData};
+    let rec = ReplyRecorder::new();
+    // Parts past the limit are dropped, and `len` counts only what is sent.
+    let parts = [&b"ab"[..]; MAX_REPLY_PARTS + 7];
+    ReplyData::new(0x10, &rec).data_parts(&parts);
+    let out = rec.take();
+    assert_eq!(out.len(), 1);
+    let len = 16 + 2 * MAX_REPLY_PARTS;
+    assert_eq!(out_header(&out[0]), (len as u32, 0, 0x10));
+    assert_eq!(out[0].len(), len);
+    // Within the limit, everything goes.
+    ReplyData::new(0x12, &rec).data_parts(&parts[..MAX_REPLY_PARTS]);
+    assert_eq!(rec.take_replies()[0].body, b"ab".repeat(MAX_REPLY_PARTS));
+}
+
+#[test]
 fn uniques_are_echoed_whole() {
     let mut h = Harness::new();
     for unique in [1, 0x7FFF_FFFF_FFFF_FFFE, FUSE_UNIQUE_RESEND | 6, u64::MAX] {
@@ -1856,7 +1982,10 @@ fn notifications_refuse_bad_names_and_too_many_ids() {
     let rec = ReplyRecorder::new();
     let n = Notifier::new(&rec);
     assert_eq!(n.inval_entry(1, b"", 0), Err(NotifyError::BadName));
-    assert_eq!(n.inval_entry(1, &[b'a'; 1025], 0), Err(NotifyError::BadName));
+    assert_eq!(
+        n.inval_entry(1, &[b'a'; 1025], 0),
+        Err(NotifyError::BadName)
+    );
     assert_eq!(n.delete(1, 2, b""), Err(NotifyError::BadName));
     assert_eq!(n.prune(&[0; PRUNE_MAX + 1]), Err(NotifyError::TooMany));
     assert!(rec.is_empty(), "nothing sent for refused notifications");

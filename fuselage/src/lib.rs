@@ -14,11 +14,11 @@
 //! Embedding: mount, then serve a backend on the channel:
 //!
 //! ```no_run
-//! use fuselage::blocking::{Channel, Mount, MountOptions, Session, SessionConfig};
+//! use fuselage::blocking::{Mount, MountOptions, Session, SessionConfig};
 //! use fuselage::backends::memfs::{MemFs, MemFsConfig};
 //!
 //! let mount = Mount::new("/mnt/x".as_ref(), &MountOptions::default()).unwrap();
-//! let channel = Channel::new(mount.fd().try_clone_to_owned().unwrap()).unwrap();
+//! let channel = mount.channel().unwrap();
 //! let fs = MemFs::new(MemFsConfig::default());
 //! Session::new(channel, fs, SessionConfig::default()).run().unwrap();
 //! ```

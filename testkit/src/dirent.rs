@@ -171,7 +171,7 @@ mod tests {
         .as_bytes()
         .to_vec();
         v.extend_from_slice(name);
-        while v.len() % 8 != 0 {
+        while !v.len().is_multiple_of(8) {
             v.push(pad);
         }
         v

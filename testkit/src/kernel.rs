@@ -4,10 +4,10 @@
 
 use crate::channel::{Received, recv_message, seqpacket_pair, set_recv_timeout, wait_readable};
 use crate::dirent::{DirEntry, DirEntryPlus, parse_direntplus, parse_dirents};
-use crate::wire::{Reply, encode_request};
+use crate::wire::{Reply, ReplyError, encode_request};
 use fuselage_core::abi::*;
 use fuselage_core::{InitFlags, Opcode};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -91,6 +91,8 @@ pub struct SimKernel {
     gid: u32,
     pid: u32,
     pending: VecDeque<Reply>,
+    /// Uniques of requests sent that still wait for their reply.
+    outstanding: HashSet<u64>,
     init_out: Option<fuse_init_out>,
 }
 
@@ -124,6 +126,7 @@ impl SimKernel {
             gid,
             pid: std::process::id(),
             pending: VecDeque::new(),
+            outstanding: HashSet::new(),
             init_out: None,
         })
     }
@@ -171,15 +174,24 @@ impl SimKernel {
     // Low level
     // ---------------------------------------------------------------------
 
-    /// Sends `msg` as one message, as it is (no checks, no unique).
-    pub fn send_raw(&self, msg: &[u8]) -> io::Result<()> {
-        crate::channel::send_parts(self.fd.as_fd(), &[msg])
+    /// Sends `msg` as one message, as it is. When it starts with an
+    /// in-header of an opcode that expects a reply, its unique is noted as
+    /// waiting for one.
+    pub fn send_raw(&mut self, msg: &[u8]) -> io::Result<()> {
+        crate::channel::send_parts(self.fd.as_fd(), &[msg])?;
+        if let Ok((h, _)) = fuse_in_header::read_from_prefix(msg) {
+            let no_reply = Opcode::from_u32(h.opcode).is_some_and(|o| o.is_no_reply());
+            if !no_reply && h.unique & 1 == 0 {
+                self.outstanding.insert(h.unique);
+            }
+        }
+        Ok(())
     }
 
     /// Sends a request with every header field from `header` but `len`,
     /// which is computed.
     pub fn send_request(
-        &self,
+        &mut self,
         header: &fuse_in_header,
         arg: &[u8],
         payload: &[&[u8]],
@@ -252,12 +264,28 @@ impl SimKernel {
 
     fn recv_one(&mut self) -> io::Result<Reply> {
         let msg = self.recv_raw()?;
-        Ok(Reply::parse(&msg)?)
+        let reply = Reply::parse(&msg)?;
+        let unique = reply.unique();
+        if unique & 1 != 0 {
+            // An answer to an INTERRUPT (ENOSYS: no interrupt support,
+            // EAGAIN: send it again): a header alone.
+            if !reply.body.is_empty() {
+                return Err(ReplyError::BodySize {
+                    expected: 0,
+                    got: reply.body.len(),
+                }
+                .into());
+            }
+        } else if unique != 0 && !self.outstanding.remove(&unique) {
+            return Err(ReplyError::NotWaiting { unique }.into());
+        }
+        Ok(reply)
     }
 
     /// Receives the next reply or notification (queued ones first), checked
     /// as the kernel checks what a server writes: a message the kernel would
-    /// refuse is an [`io::ErrorKind::InvalidData`] error.
+    /// refuse (including a second reply to one request) is an
+    /// [`io::ErrorKind::InvalidData`] error.
     pub fn recv_reply(&mut self) -> io::Result<Reply> {
         match self.pending.pop_front() {
             Some(r) => Ok(r),
@@ -529,9 +557,10 @@ impl SimKernel {
         self.fixed(FUSE_SETATTR, nodeid, arg.as_bytes(), &[])
     }
 
-    /// READLINK of `nodeid`.
+    /// READLINK of `nodeid`. Like the kernel, which reads the target into
+    /// one page, it takes at most 4095 bytes.
     pub fn readlink(&mut self, nodeid: u64) -> Result<Vec<u8>, i32> {
-        self.var(FUSE_READLINK, nodeid, &[], &[], 4096)
+        self.var(FUSE_READLINK, nodeid, &[], &[], 4095)
     }
 
     /// SYMLINK `name` -> `target` in `parent`.
@@ -993,5 +1022,79 @@ impl SimKernel {
 impl AsFd for SimKernel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::send_parts;
+
+    fn reply(unique: u64, error: i32) -> Vec<u8> {
+        fuse_out_header {
+            len: 16,
+            error,
+            unique,
+        }
+        .as_bytes()
+        .to_vec()
+    }
+
+    #[test]
+    fn replies_must_answer_a_waiting_request_once() {
+        let (mut k, server) = channel_pair().unwrap();
+        k.set_timeout(Duration::from_secs(2)).unwrap();
+        let u = k.request(FUSE_STATFS, 1, &[], &[]).unwrap();
+        assert_eq!(u, 2);
+        send_parts(server.as_fd(), &[&reply(u, -5)]).unwrap();
+        assert_eq!(k.recv_reply().unwrap().errno(), Some(5));
+        // A second answer to the same request.
+        send_parts(server.as_fd(), &[&reply(u, 0)]).unwrap();
+        let e = k.recv_reply().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("not waiting"), "{e}");
+        // An answer to FORGET, which expects none.
+        k.forget(5, 1);
+        send_parts(server.as_fd(), &[&reply(4, 0)]).unwrap();
+        assert!(k.recv_reply().is_err());
+        // An answer to an INTERRUPT is a bare header.
+        send_parts(server.as_fd(), &[&reply(3, -libc::EAGAIN)]).unwrap();
+        assert_eq!(k.recv_reply().unwrap().errno(), Some(libc::EAGAIN));
+        // A zero-length message is not a reply.
+        send_parts(server.as_fd(), &[]).unwrap();
+        assert!(k.recv_reply().is_err());
+        // The server going away is the end.
+        drop(server);
+        let e = k.recv_reply().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn requests_are_laid_out_as_the_kernel_writes_them() {
+        let (mut k, server) = channel_pair().unwrap();
+        k.set_credentials(1, 2, 3);
+        k.request(FUSE_LOOKUP, 1, &[], &[b"ab\0"]).unwrap();
+        k.interrupt(2);
+        let mut buf = [0u8; 64];
+        let Received::Message(n) = recv_message(server.as_fd(), &mut buf, 0).unwrap() else {
+            panic!()
+        };
+        let h = fuse_in_header::read_from_prefix(&buf[..n]).unwrap().0;
+        assert_eq!(n, 43);
+        assert_eq!(
+            (h.len, h.opcode, h.unique, h.nodeid),
+            (43, FUSE_LOOKUP, 2, 1)
+        );
+        assert_eq!((h.uid, h.gid, h.pid, h.total_extlen), (1, 2, 3, 0));
+        assert_eq!(&buf[40..43], b"ab\0");
+        let Received::Message(n) = recv_message(server.as_fd(), &mut buf, 0).unwrap() else {
+            panic!()
+        };
+        let h = fuse_in_header::read_from_prefix(&buf[..n]).unwrap().0;
+        assert_eq!(
+            (n, h.opcode, h.unique, h.nodeid, h.uid),
+            (48, FUSE_INTERRUPT, 3, 0, 0)
+        );
+        assert_eq!(&buf[40..48], &2u64.to_ne_bytes());
     }
 }

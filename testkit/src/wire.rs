@@ -80,6 +80,19 @@ pub enum ReplyError {
         /// Bytes after the header.
         body_len: usize,
     },
+    /// A notification (`unique` 0) with a code the kernel does not know
+    /// (`FUSE_NOTIFY_*` is 1 to 9).
+    UnknownNotification {
+        /// The `error` field.
+        code: i32,
+    },
+    /// A reply to a request that is not waiting for one: never sent, not
+    /// expecting a reply (FORGET, ...), or answered already. The kernel
+    /// fails such a write with `ENOENT`.
+    NotWaiting {
+        /// The `unique` of the reply.
+        unique: u64,
+    },
     /// The body is not the size the caller expected.
     BodySize {
         /// Bytes expected.
@@ -110,6 +123,14 @@ impl fmt::Display for ReplyError {
             ReplyError::ErrorWithBody { error, body_len } => {
                 write!(f, "error reply ({error}) carries {body_len} body bytes")
             }
+            ReplyError::UnknownNotification { code } => {
+                write!(f, "notification code {code} is not a FUSE_NOTIFY_* code")
+            }
+            ReplyError::NotWaiting { unique } => write!(
+                f,
+                "reply to request {unique}, which is not waiting for one (never sent, \
+                 no reply expected, or answered already)"
+            ),
             ReplyError::BodySize { expected, got } => {
                 write!(f, "reply body is {got} bytes, expected {expected}")
             }
@@ -128,8 +149,9 @@ impl From<ReplyError> for io::Error {
 impl Reply {
     /// Parses one message written by the server, with the checks of the
     /// kernel's `fuse_dev_do_write`: at least an out-header, `len` equal to
-    /// the bytes written; for replies (`unique` != 0) an `error` of 0 or a
-    /// negated errno below 512, and nothing after the header of an error.
+    /// the bytes written; for notifications (`unique` 0) a known code; for
+    /// replies an `error` of 0 or a negated errno below 512, and nothing
+    /// after the header of an error.
     pub fn parse(msg: &[u8]) -> Result<Reply, ReplyError> {
         let Ok((header, body)) = fuse_out_header::read_from_prefix(msg) else {
             return Err(ReplyError::TooShort { got: msg.len() });
@@ -139,6 +161,9 @@ impl Reply {
                 header_len: header.len,
                 got: msg.len(),
             });
+        }
+        if header.unique == 0 && !(1..=9).contains(&header.error) {
+            return Err(ReplyError::UnknownNotification { code: header.error });
         }
         if header.unique != 0 {
             if header.error > 0 || header.error <= -512 {
@@ -249,6 +274,12 @@ mod tests {
         // Notifications carry their code in `error`.
         let n = Reply::parse(&msg(24, 1, 0, &[7; 8])).unwrap();
         assert_eq!((n.errno(), n.notify_code()), (None, Some(1)));
+        for code in [0, 10, -2] {
+            assert_eq!(
+                Reply::parse(&msg(16, code, 0, &[])),
+                Err(ReplyError::UnknownNotification { code })
+            );
+        }
     }
 
     #[test]

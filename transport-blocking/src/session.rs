@@ -119,6 +119,21 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
         }
     }
 
+    /// A session serving through an existing `dispatcher`, which another
+    /// transport on the same connection may share (e.g. the io_uring
+    /// transport's `/dev/fuse` reader, or its fallback after INIT).
+    pub fn with_dispatcher(
+        channel: Channel,
+        dispatcher: Arc<Dispatcher<F>>,
+        config: SessionConfig,
+    ) -> Self {
+        Session {
+            channel: Arc::new(channel),
+            dispatcher,
+            config,
+        }
+    }
+
     /// The dispatcher (and through it the filesystem).
     pub fn dispatcher(&self) -> &Arc<Dispatcher<F>> {
         &self.dispatcher
@@ -133,6 +148,17 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
     /// Like [`Session::run`], calling `ready` once INIT is answered.
     pub fn run_with(self, ready: impl FnOnce(&ServeInfo)) -> Result<SessionEnd, SessionError> {
         let negotiated = self.handshake()?;
+        self.run_initialized(negotiated, ready)
+    }
+
+    /// Serves a connection whose INIT was already answered through this
+    /// session's dispatcher (see [`Session::with_dispatcher`]); `negotiated` is
+    /// what that INIT agreed. Calls `ready` once the workers are about to start.
+    pub fn run_initialized(
+        self,
+        negotiated: Negotiated,
+        ready: impl FnOnce(&ServeInfo),
+    ) -> Result<SessionEnd, SessionError> {
         let kind = self.channel.kind();
         let threads = match kind {
             ChannelKind::Stream => 1,

@@ -49,14 +49,15 @@ impl MemFs {
     pub(super) fn open_impl(&self, ino: u64, flags: u32) -> Result<(), Errno> {
         let inode = self.inode(ino)?;
         lock(&inode.meta).opens += 1;
-        if flags & O_TRUNC != 0
-            && inode.file().is_some()
-            && let Err(e) = self.truncate_on_open(&inode)
-        {
+        let truncated = if flags & O_TRUNC != 0 && inode.file().is_some() {
+            self.truncate_on_open(&inode)
+        } else {
+            Ok(())
+        };
+        if truncated.is_err() {
             self.unref(&inode, |m| m.opens -= 1);
-            return Err(e);
         }
-        Ok(())
+        truncated
     }
 
     /// O_TRUNC: size 0, and (as Linux does for every O_TRUNC open) new

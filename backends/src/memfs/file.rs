@@ -16,6 +16,7 @@
 //! a static zero page ([`ZEROS`]) that make up the requested range.
 
 use fuselage_core::Errno;
+use fuselage_core::reply::MAX_REPLY_PARTS;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,11 +36,20 @@ pub const ALLOC_UNIT: u64 = 4096;
 /// Largest file size, as tmpfs: `MAX_LFS_FILESIZE` (`i64::MAX`).
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
-/// Most data slices one read answer carries (the reply's struct-less limit
-/// of [`fuselage_core::reply::MAX_REPLY_PARTS`] minus one, to stay clear of it).
+/// Most data slices one READ answer carries (within the core's
+/// [`MAX_REPLY_PARTS`]).
 pub const MAX_READ_PARTS: usize = 32;
 
-const ZEROS_LEN: usize = 1 << 20;
+/// The largest READ the kernel sends (`max_pages` 256 of 4 KiB).
+const MAX_KERNEL_READ: usize = 1 << 20;
+
+// A read of `MAX_KERNEL_READ` bytes at any offset touches at most
+// `MAX_KERNEL_READ / CHUNK + 1` chunks: one slice each plus a zero run
+// before, between and after them must fit.
+const _: () = assert!(MAX_READ_PARTS <= MAX_REPLY_PARTS);
+const _: () = assert!(2 * (MAX_KERNEL_READ / CHUNK + 1) < MAX_READ_PARTS);
+
+const ZEROS_LEN: usize = MAX_KERNEL_READ;
 
 /// The bytes every hole reads as (1 MiB, one run per maximal read).
 static ZEROS: [u8; ZEROS_LEN] = [0; ZEROS_LEN];
@@ -315,16 +325,17 @@ impl FileData {
         let first_whole = from.div_ceil(CHUNK_U64);
         let removed = self.chunks.split_off(&first_whole);
         let mut freed: u64 = removed.values().map(|c| alloc_size(c.len())).sum();
-        if from % CHUNK_U64 != 0 {
-            let idx = from / CHUNK_U64;
-            let keep = (from - idx * CHUNK_U64) as usize;
-            if let Some(chunk) = self.chunks.get_mut(&idx)
-                && chunk.len() > keep
-            {
-                freed += alloc_size(chunk.len()) - alloc_size(keep);
-                chunk.truncate(keep);
-                shrink(chunk);
-            }
+        // The chunk `from` falls inside (if not at its start) keeps a prefix.
+        let idx = from / CHUNK_U64;
+        let keep = (from - idx * CHUNK_U64) as usize;
+        let partial = self
+            .chunks
+            .get_mut(&idx)
+            .filter(|c| keep != 0 && c.len() > keep);
+        if let Some(chunk) = partial {
+            freed += alloc_size(chunk.len()) - alloc_size(keep);
+            chunk.truncate(keep);
+            shrink(chunk);
         }
         self.allocated -= freed;
         space.release(freed);
@@ -566,7 +577,7 @@ mod tests {
             let bytes = r.as_slices().concat();
             for (i, b) in bytes.iter().enumerate() {
                 let pos = off + i as u64;
-                let expect = if pos % CHUNK_U64 == 0 { b'x' } else { 0 };
+                let expect = if pos & (CHUNK_U64 - 1) == 0 { b'x' } else { 0 };
                 assert_eq!(*b, expect, "at {pos}");
             }
         }

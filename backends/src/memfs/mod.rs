@@ -38,8 +38,13 @@
 //! - Sparse files up to `i64::MAX` bytes ([`MAX_FILE_SIZE`], like
 //!   tmpfs); holes read as zeros and take no space; `st_blocks` counts
 //!   stored data in 4 KiB units. SEEK_DATA/SEEK_HOLE, fallocate (allocate,
-//!   `KEEP_SIZE`, `PUNCH_HOLE`, `ZERO_RANGE`) and COPY_FILE_RANGE work on
-//!   that sparse representation.
+//!   `KEEP_SIZE`, `PUNCH_HOLE`, `ZERO_RANGE`) and COPY_FILE_RANGE (which
+//!   keeps holes) work on that sparse representation, whose granularity is
+//!   the chunk (below): a chunk is stored as a prefix, from its start to the
+//!   last byte ever written or allocated in it, so a write into a hole also
+//!   stores the zeros before it in its chunk, and PUNCH_HOLE frees whole
+//!   chunks and chunk tails but only zeroes bytes in the middle of a stored
+//!   prefix.
 //! - Capacity: stored file data (rounded up to 4 KiB per chunk) plus the
 //!   bytes of extended attribute names and values count against
 //!   [`MemFsConfig::capacity_bytes`]; an operation that would exceed it
@@ -83,6 +88,10 @@
 //!    other lock;
 //! 5. inode-table shard locks, innermost: held only to clone or insert an
 //!    `Arc<Inode>`.
+//!
+//! READ and GETXATTR answer while holding the file's read lock or the
+//! inode's metadata lock (the reply borrows the stored bytes), so a
+//! [`ReplySink`] must not call back into the filesystem.
 //!
 //! # Cache timeouts
 //!

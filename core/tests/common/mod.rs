@@ -147,7 +147,10 @@ impl<'a> R<'a> {
     /// Asserts the next `n` bytes are zero (padding, reserved).
     pub fn zeros(&mut self, n: usize) {
         let at = self.at;
-        assert!(self.bytes(n).iter().all(|&b| b == 0), "non-zero bytes at {at}");
+        assert!(
+            self.bytes(n).iter().all(|&b| b == 0),
+            "non-zero bytes at {at}"
+        );
     }
     pub fn remaining(&self) -> usize {
         self.b.len() - self.at
@@ -195,7 +198,7 @@ pub fn assert_error(out: &[Vec<u8>], unique: u64, errno: i32) {
 pub fn sample_attr(ino: u64) -> fuse_attr {
     fuse_attr {
         ino,
-        size: 0x1000 + ino,
+        size: ino.wrapping_add(0x1000),
         blocks: 9,
         atime: 1_700_000_001,
         mtime: 1_700_000_002,
@@ -217,7 +220,7 @@ pub fn sample_attr(ino: u64) -> fuse_attr {
 #[track_caller]
 pub fn expect_attr(r: &mut R<'_>, ino: u64) {
     assert_eq!(r.u64(), ino, "attr.ino");
-    assert_eq!(r.u64(), 0x1000 + ino, "attr.size");
+    assert_eq!(r.u64(), ino.wrapping_add(0x1000), "attr.size");
     assert_eq!(r.u64(), 9, "attr.blocks");
     assert_eq!(r.u64(), 1_700_000_001, "attr.atime");
     assert_eq!(r.u64(), 1_700_000_002, "attr.mtime");
@@ -318,7 +321,11 @@ pub fn dir_name(i: usize) -> Vec<u8> {
 
 /// `d_type` of listed entry `i`.
 pub fn dir_type(i: usize) -> u32 {
-    if i % 3 == 0 { dtype::DIR } else { dtype::REG }
+    if i.is_multiple_of(3) {
+        dtype::DIR
+    } else {
+        dtype::REG
+    }
 }
 
 // -------------------------------------------------------------------------
@@ -355,21 +362,79 @@ pub enum Call {
     Init(KernelInit),
     InitDone(Negotiated),
     Destroy,
-    Lookup { parent: u64, name: Vec<u8> },
-    Forget { ino: u64, nlookup: u64 },
-    BatchForget { nodes: Vec<(u64, u64)> },
-    Getattr { ino: u64, fh: Option<u64> },
-    Setattr { ino: u64, attr: SetAttr },
-    Readlink { ino: u64 },
-    Symlink { parent: u64, name: Vec<u8>, target: Vec<u8> },
-    Mknod { parent: u64, name: Vec<u8>, mode: u32, umask: u32, rdev: u32 },
-    Mkdir { parent: u64, name: Vec<u8>, mode: u32, umask: u32 },
-    Unlink { parent: u64, name: Vec<u8> },
-    Rmdir { parent: u64, name: Vec<u8> },
-    Rename { parent: u64, name: Vec<u8>, newparent: u64, newname: Vec<u8>, flags: u32 },
-    Link { ino: u64, newparent: u64, newname: Vec<u8> },
-    Open { ino: u64, flags: u32, open_flags: u32 },
-    Read { ino: u64, fh: u64, offset: u64, size: u32, flags: u32, lock_owner: Option<u64> },
+    Lookup {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Forget {
+        ino: u64,
+        nlookup: u64,
+    },
+    BatchForget {
+        nodes: Vec<(u64, u64)>,
+    },
+    Getattr {
+        ino: u64,
+        fh: Option<u64>,
+    },
+    Setattr {
+        ino: u64,
+        attr: SetAttr,
+    },
+    Readlink {
+        ino: u64,
+    },
+    Symlink {
+        parent: u64,
+        name: Vec<u8>,
+        target: Vec<u8>,
+    },
+    Mknod {
+        parent: u64,
+        name: Vec<u8>,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    },
+    Mkdir {
+        parent: u64,
+        name: Vec<u8>,
+        mode: u32,
+        umask: u32,
+    },
+    Unlink {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Rmdir {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Rename {
+        parent: u64,
+        name: Vec<u8>,
+        newparent: u64,
+        newname: Vec<u8>,
+        flags: u32,
+    },
+    Link {
+        ino: u64,
+        newparent: u64,
+        newname: Vec<u8>,
+    },
+    Open {
+        ino: u64,
+        flags: u32,
+        open_flags: u32,
+    },
+    Read {
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        flags: u32,
+        lock_owner: Option<u64>,
+    },
     Write {
         ino: u64,
         fh: u64,
@@ -379,31 +444,146 @@ pub enum Call {
         flags: u32,
         lock_owner: Option<u64>,
     },
-    Statfs { ino: u64 },
-    Release { ino: u64, fh: u64, flags: u32, release_flags: u32, lock_owner: u64 },
-    Fsync { ino: u64, fh: u64, datasync: bool },
-    Setxattr { ino: u64, name: Vec<u8>, value: Vec<u8>, flags: u32, setxattr_flags: u32 },
-    Getxattr { ino: u64, name: Vec<u8>, size: u32 },
-    Listxattr { ino: u64, size: u32 },
-    Removexattr { ino: u64, name: Vec<u8> },
-    Flush { ino: u64, fh: u64, lock_owner: u64 },
-    Opendir { ino: u64, flags: u32 },
-    Readdir { ino: u64, fh: u64, offset: u64, room: usize },
-    Readdirplus { ino: u64, fh: u64, offset: u64, room: usize },
-    Releasedir { ino: u64, fh: u64, flags: u32 },
-    Fsyncdir { ino: u64, fh: u64, datasync: bool },
-    Getlk { ino: u64, fh: u64, owner: u64, lock: fuse_file_lock },
-    Setlk { ino: u64, fh: u64, owner: u64, lock: fuse_file_lock, flock: bool, sleep: bool },
-    Access { ino: u64, mask: u32 },
-    Create { parent: u64, name: Vec<u8>, mode: u32, umask: u32, flags: u32 },
-    Tmpfile { parent: u64, name: Vec<u8>, mode: u32, umask: u32, flags: u32 },
-    Interrupt { unique: u64 },
-    Bmap { ino: u64, blocksize: u32, block: u64 },
-    Ioctl { ino: u64, fh: u64, flags: u32, cmd: u32, arg: u64, data: Vec<u8>, out_size: u32 },
-    Poll { ino: u64, fh: u64, kh: u64, flags: u32, events: u32 },
-    NotifyReply { ino: u64, offset: u64, data: Vec<u8> },
-    Fallocate { ino: u64, fh: u64, offset: u64, length: u64, mode: u32 },
-    Lseek { ino: u64, fh: u64, offset: u64, whence: u32 },
+    Statfs {
+        ino: u64,
+    },
+    Release {
+        ino: u64,
+        fh: u64,
+        flags: u32,
+        release_flags: u32,
+        lock_owner: u64,
+    },
+    Fsync {
+        ino: u64,
+        fh: u64,
+        datasync: bool,
+    },
+    Setxattr {
+        ino: u64,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: u32,
+        setxattr_flags: u32,
+    },
+    Getxattr {
+        ino: u64,
+        name: Vec<u8>,
+        size: u32,
+    },
+    Listxattr {
+        ino: u64,
+        size: u32,
+    },
+    Removexattr {
+        ino: u64,
+        name: Vec<u8>,
+    },
+    Flush {
+        ino: u64,
+        fh: u64,
+        lock_owner: u64,
+    },
+    Opendir {
+        ino: u64,
+        flags: u32,
+    },
+    Readdir {
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        room: usize,
+    },
+    Readdirplus {
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        room: usize,
+    },
+    Releasedir {
+        ino: u64,
+        fh: u64,
+        flags: u32,
+    },
+    Fsyncdir {
+        ino: u64,
+        fh: u64,
+        datasync: bool,
+    },
+    Getlk {
+        ino: u64,
+        fh: u64,
+        owner: u64,
+        lock: fuse_file_lock,
+    },
+    Setlk {
+        ino: u64,
+        fh: u64,
+        owner: u64,
+        lock: fuse_file_lock,
+        flock: bool,
+        sleep: bool,
+    },
+    Access {
+        ino: u64,
+        mask: u32,
+    },
+    Create {
+        parent: u64,
+        name: Vec<u8>,
+        mode: u32,
+        umask: u32,
+        flags: u32,
+    },
+    Tmpfile {
+        parent: u64,
+        name: Vec<u8>,
+        mode: u32,
+        umask: u32,
+        flags: u32,
+    },
+    Interrupt {
+        unique: u64,
+    },
+    Bmap {
+        ino: u64,
+        blocksize: u32,
+        block: u64,
+    },
+    Ioctl {
+        ino: u64,
+        fh: u64,
+        flags: u32,
+        cmd: u32,
+        arg: u64,
+        data: Vec<u8>,
+        out_size: u32,
+    },
+    Poll {
+        ino: u64,
+        fh: u64,
+        kh: u64,
+        flags: u32,
+        events: u32,
+    },
+    NotifyReply {
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Fallocate {
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    },
+    Lseek {
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        whence: u32,
+    },
     CopyFileRange {
         ino_in: u64,
         fh_in: u64,
@@ -414,10 +594,24 @@ pub enum Call {
         len: u64,
         flags: u64,
     },
-    Setupmapping { ino: u64, arg: fuse_setupmapping_in },
-    Removemapping { ino: u64, entries: Vec<(u64, u64)> },
-    Syncfs { ino: u64 },
-    Statx { ino: u64, fh: Option<u64>, getattr_flags: u32, sx_flags: u32, sx_mask: u32 },
+    Setupmapping {
+        ino: u64,
+        arg: fuse_setupmapping_in,
+    },
+    Removemapping {
+        ino: u64,
+        entries: Vec<(u64, u64)>,
+    },
+    Syncfs {
+        ino: u64,
+    },
+    Statx {
+        ino: u64,
+        fh: Option<u64>,
+        getattr_flags: u32,
+        sx_flags: u32,
+        sx_mask: u32,
+    },
 }
 
 /// Lookup names that make RecFs answer differently.
@@ -476,7 +670,13 @@ impl RecFs {
         std::mem::take(&mut *self.calls.lock().unwrap())
     }
 
-    fn dir<S: ReplySink>(&self, offset: u64, plus: bool, fh: u64, mut reply: ReplyDirectory<'_, S>) {
+    fn dir<S: ReplySink>(
+        &self,
+        offset: u64,
+        plus: bool,
+        fh: u64,
+        mut reply: ReplyDirectory<'_, S>,
+    ) {
         if fh == FH_DIR_ERROR {
             return reply.error(Errno::ENOTDIR);
         }
@@ -526,8 +726,20 @@ impl Filesystem for RecFs {
         self.rec_plain(Call::Destroy);
     }
 
-    fn lookup<S: ReplySink>(&self, req: &RequestHeader, parent: u64, name: &CStr, reply: ReplyEntry<S>) {
-        self.rec(req, Call::Lookup { parent, name: own(name) });
+    fn lookup<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Lookup {
+                parent,
+                name: own(name),
+            },
+        );
         match name.to_bytes() {
             NAME_MISSING => reply.error(Errno::ENOENT),
             NAME_NEGATIVE => reply.negative(Duration::new(5, 6)),
@@ -545,12 +757,24 @@ impl Filesystem for RecFs {
         self.rec(req, Call::BatchForget { nodes });
     }
 
-    fn getattr<S: ReplySink>(&self, req: &RequestHeader, ino: u64, fh: Option<u64>, reply: ReplyAttr<S>) {
+    fn getattr<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        fh: Option<u64>,
+        reply: ReplyAttr<S>,
+    ) {
         self.rec(req, Call::Getattr { ino, fh });
         reply.attr(Duration::new(5, 6), &sample_attr(ino))
     }
 
-    fn setattr<S: ReplySink>(&self, req: &RequestHeader, ino: u64, attr: &SetAttr, reply: ReplyAttr<S>) {
+    fn setattr<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        attr: &SetAttr,
+        reply: ReplyAttr<S>,
+    ) {
         self.rec(req, Call::Setattr { ino, attr: *attr });
         reply.attr(Duration::new(5, 6), &sample_attr(ino))
     }
@@ -568,7 +792,14 @@ impl Filesystem for RecFs {
         target: &CStr,
         reply: ReplyEntry<S>,
     ) {
-        self.rec(req, Call::Symlink { parent, name: own(name), target: own(target) });
+        self.rec(
+            req,
+            Call::Symlink {
+                parent,
+                name: own(name),
+                target: own(target),
+            },
+        );
         reply.entry(&sample_entry(202))
     }
 
@@ -582,7 +813,16 @@ impl Filesystem for RecFs {
         rdev: u32,
         reply: ReplyEntry<S>,
     ) {
-        self.rec(req, Call::Mknod { parent, name: own(name), mode, umask, rdev });
+        self.rec(
+            req,
+            Call::Mknod {
+                parent,
+                name: own(name),
+                mode,
+                umask,
+                rdev,
+            },
+        );
         reply.entry(&sample_entry(200))
     }
 
@@ -595,17 +835,49 @@ impl Filesystem for RecFs {
         umask: u32,
         reply: ReplyEntry<S>,
     ) {
-        self.rec(req, Call::Mkdir { parent, name: own(name), mode, umask });
+        self.rec(
+            req,
+            Call::Mkdir {
+                parent,
+                name: own(name),
+                mode,
+                umask,
+            },
+        );
         reply.entry(&sample_entry(201))
     }
 
-    fn unlink<S: ReplySink>(&self, req: &RequestHeader, parent: u64, name: &CStr, reply: ReplyEmpty<S>) {
-        self.rec(req, Call::Unlink { parent, name: own(name) });
+    fn unlink<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Unlink {
+                parent,
+                name: own(name),
+            },
+        );
         reply.ok()
     }
 
-    fn rmdir<S: ReplySink>(&self, req: &RequestHeader, parent: u64, name: &CStr, reply: ReplyEmpty<S>) {
-        self.rec(req, Call::Rmdir { parent, name: own(name) });
+    fn rmdir<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Rmdir {
+                parent,
+                name: own(name),
+            },
+        );
         reply.ok()
     }
 
@@ -621,7 +893,13 @@ impl Filesystem for RecFs {
     ) {
         self.rec(
             req,
-            Call::Rename { parent, name: own(name), newparent, newname: own(newname), flags },
+            Call::Rename {
+                parent,
+                name: own(name),
+                newparent,
+                newname: own(newname),
+                flags,
+            },
         );
         reply.ok()
     }
@@ -634,16 +912,37 @@ impl Filesystem for RecFs {
         newname: &CStr,
         reply: ReplyEntry<S>,
     ) {
-        self.rec(req, Call::Link { ino, newparent, newname: own(newname) });
+        self.rec(
+            req,
+            Call::Link {
+                ino,
+                newparent,
+                newname: own(newname),
+            },
+        );
         reply.entry(&sample_entry(203))
     }
 
-    fn open<S: ReplySink>(&self, req: &RequestHeader, ino: u64, flags: u32, open_flags: u32, reply: ReplyOpen<S>) {
-        self.rec(req, Call::Open { ino, flags, open_flags });
+    fn open<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        flags: u32,
+        open_flags: u32,
+        reply: ReplyOpen<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Open {
+                ino,
+                flags,
+                open_flags,
+            },
+        );
         if ino == INO_PASSTHROUGH {
             reply.opened_passthrough(0x1111, FOPEN_KEEP_CACHE, 9)
         } else {
-            reply.opened(0x1111 + ino, FOPEN_KEEP_CACHE)
+            reply.opened(ino.wrapping_add(0x1111), FOPEN_KEEP_CACHE)
         }
     }
 
@@ -658,12 +957,30 @@ impl Filesystem for RecFs {
         lock_owner: Option<u64>,
         reply: ReplyData<S>,
     ) {
-        self.rec(req, Call::Read { ino, fh, offset, size, flags, lock_owner });
+        self.rec(
+            req,
+            Call::Read {
+                ino,
+                fh,
+                offset,
+                size,
+                flags,
+                lock_owner,
+            },
+        );
         if ino == INO_FILE_RANGE {
-            let fd = self.file.as_ref().expect("RecFs::file set").as_raw_fd();
-            return reply.file(FileRange { fd, offset, len: size });
+            return match &self.file {
+                Some(f) => reply.file(FileRange {
+                    fd: f.as_raw_fd(),
+                    offset,
+                    len: size,
+                }),
+                None => reply.error(Errno::EIO),
+            };
         }
-        let data: Vec<u8> = (0..size.min(16) as u64).map(|i| (offset + i) as u8).collect();
+        let data: Vec<u8> = (0..size.min(16) as u64)
+            .map(|i| offset.wrapping_add(i) as u8)
+            .collect();
         reply.data(&data)
     }
 
@@ -681,7 +998,15 @@ impl Filesystem for RecFs {
     ) {
         self.rec(
             req,
-            Call::Write { ino, fh, offset, data: data.to_vec(), write_flags, flags, lock_owner },
+            Call::Write {
+                ino,
+                fh,
+                offset,
+                data: data.to_vec(),
+                write_flags,
+                flags,
+                lock_owner,
+            },
         );
         reply.written(data.len() as u32)
     }
@@ -701,11 +1026,27 @@ impl Filesystem for RecFs {
         lock_owner: u64,
         reply: ReplyEmpty<S>,
     ) {
-        self.rec(req, Call::Release { ino, fh, flags, release_flags, lock_owner });
+        self.rec(
+            req,
+            Call::Release {
+                ino,
+                fh,
+                flags,
+                release_flags,
+                lock_owner,
+            },
+        );
         reply.ok()
     }
 
-    fn fsync<S: ReplySink>(&self, req: &RequestHeader, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty<S>) {
+    fn fsync<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        fh: u64,
+        datasync: bool,
+        reply: ReplyEmpty<S>,
+    ) {
         self.rec(req, Call::Fsync { ino, fh, datasync });
         reply.ok()
     }
@@ -722,13 +1063,33 @@ impl Filesystem for RecFs {
     ) {
         self.rec(
             req,
-            Call::Setxattr { ino, name: own(name), value: value.to_vec(), flags, setxattr_flags },
+            Call::Setxattr {
+                ino,
+                name: own(name),
+                value: value.to_vec(),
+                flags,
+                setxattr_flags,
+            },
         );
         reply.ok()
     }
 
-    fn getxattr<S: ReplySink>(&self, req: &RequestHeader, ino: u64, name: &CStr, size: u32, reply: ReplyXattr<S>) {
-        self.rec(req, Call::Getxattr { ino, name: own(name), size });
+    fn getxattr<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        name: &CStr,
+        size: u32,
+        reply: ReplyXattr<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Getxattr {
+                ino,
+                name: own(name),
+                size,
+            },
+        );
         const VALUE: &[u8] = b"value";
         match size {
             0 => reply.size(VALUE.len() as u32),
@@ -737,7 +1098,13 @@ impl Filesystem for RecFs {
         }
     }
 
-    fn listxattr<S: ReplySink>(&self, req: &RequestHeader, ino: u64, size: u32, reply: ReplyXattr<S>) {
+    fn listxattr<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        size: u32,
+        reply: ReplyXattr<S>,
+    ) {
         self.rec(req, Call::Listxattr { ino, size });
         const LIST: &[u8] = b"user.a\0user.b\0";
         match size {
@@ -747,17 +1114,49 @@ impl Filesystem for RecFs {
         }
     }
 
-    fn removexattr<S: ReplySink>(&self, req: &RequestHeader, ino: u64, name: &CStr, reply: ReplyEmpty<S>) {
-        self.rec(req, Call::Removexattr { ino, name: own(name) });
+    fn removexattr<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        name: &CStr,
+        reply: ReplyEmpty<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Removexattr {
+                ino,
+                name: own(name),
+            },
+        );
         reply.ok()
     }
 
-    fn flush<S: ReplySink>(&self, req: &RequestHeader, ino: u64, fh: u64, lock_owner: u64, reply: ReplyEmpty<S>) {
-        self.rec(req, Call::Flush { ino, fh, lock_owner });
+    fn flush<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        fh: u64,
+        lock_owner: u64,
+        reply: ReplyEmpty<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Flush {
+                ino,
+                fh,
+                lock_owner,
+            },
+        );
         reply.ok()
     }
 
-    fn opendir<S: ReplySink>(&self, req: &RequestHeader, ino: u64, flags: u32, reply: ReplyOpen<S>) {
+    fn opendir<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        flags: u32,
+        reply: ReplyOpen<S>,
+    ) {
         self.rec(req, Call::Opendir { ino, flags });
         reply.opened(0x2222, FOPEN_CACHE_DIR)
     }
@@ -771,7 +1170,15 @@ impl Filesystem for RecFs {
         mut reply: ReplyDirectory<'_, S>,
     ) {
         let room = reply.buf().remaining();
-        self.rec(req, Call::Readdir { ino, fh, offset, room });
+        self.rec(
+            req,
+            Call::Readdir {
+                ino,
+                fh,
+                offset,
+                room,
+            },
+        );
         self.dir(offset, false, fh, reply)
     }
 
@@ -784,16 +1191,38 @@ impl Filesystem for RecFs {
         mut reply: ReplyDirectory<'_, S>,
     ) {
         let room = reply.buf().remaining();
-        self.rec(req, Call::Readdirplus { ino, fh, offset, room });
+        self.rec(
+            req,
+            Call::Readdirplus {
+                ino,
+                fh,
+                offset,
+                room,
+            },
+        );
         self.dir(offset, true, fh, reply)
     }
 
-    fn releasedir<S: ReplySink>(&self, req: &RequestHeader, ino: u64, fh: u64, flags: u32, reply: ReplyEmpty<S>) {
+    fn releasedir<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        fh: u64,
+        flags: u32,
+        reply: ReplyEmpty<S>,
+    ) {
         self.rec(req, Call::Releasedir { ino, fh, flags });
         reply.ok()
     }
 
-    fn fsyncdir<S: ReplySink>(&self, req: &RequestHeader, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty<S>) {
+    fn fsyncdir<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        fh: u64,
+        datasync: bool,
+        reply: ReplyEmpty<S>,
+    ) {
         self.rec(req, Call::Fsyncdir { ino, fh, datasync });
         reply.ok()
     }
@@ -807,10 +1236,18 @@ impl Filesystem for RecFs {
         lock: &fuse_file_lock,
         reply: ReplyLock<S>,
     ) {
-        self.rec(req, Call::Getlk { ino, fh, owner, lock: *lock });
+        self.rec(
+            req,
+            Call::Getlk {
+                ino,
+                fh,
+                owner,
+                lock: *lock,
+            },
+        );
         reply.lock(&fuse_file_lock {
-            start: lock.start + 1,
-            end: lock.end + 1,
+            start: lock.start.wrapping_add(1),
+            end: lock.end.wrapping_add(1),
             typ: 1,
             pid: 4242,
         })
@@ -827,7 +1264,17 @@ impl Filesystem for RecFs {
         sleep: bool,
         reply: ReplyEmpty<S>,
     ) {
-        self.rec(req, Call::Setlk { ino, fh, owner, lock: *lock, flock, sleep });
+        self.rec(
+            req,
+            Call::Setlk {
+                ino,
+                fh,
+                owner,
+                lock: *lock,
+                flock,
+                sleep,
+            },
+        );
         reply.ok()
     }
 
@@ -846,11 +1293,24 @@ impl Filesystem for RecFs {
         flags: u32,
         reply: ReplyCreate<S>,
     ) {
-        self.rec(req, Call::Create { parent, name: own(name), mode, umask, flags });
+        self.rec(
+            req,
+            Call::Create {
+                parent,
+                name: own(name),
+                mode,
+                umask,
+                flags,
+            },
+        );
         if name.to_bytes() == b"passthrough" {
             reply.created_passthrough(&sample_entry(300), 0x3333, FOPEN_DIRECT_IO, 5)
         } else {
-            reply.created(&sample_entry(300), 0x3333, FOPEN_DIRECT_IO | FOPEN_KEEP_CACHE)
+            reply.created(
+                &sample_entry(300),
+                0x3333,
+                FOPEN_DIRECT_IO | FOPEN_KEEP_CACHE,
+            )
         }
     }
 
@@ -864,7 +1324,16 @@ impl Filesystem for RecFs {
         flags: u32,
         reply: ReplyCreate<S>,
     ) {
-        self.rec(req, Call::Tmpfile { parent, name: own(name), mode, umask, flags });
+        self.rec(
+            req,
+            Call::Tmpfile {
+                parent,
+                name: own(name),
+                mode,
+                umask,
+                flags,
+            },
+        );
         reply.created(&sample_entry(301), 0x3334, 0)
     }
 
@@ -872,9 +1341,23 @@ impl Filesystem for RecFs {
         self.rec(req, Call::Interrupt { unique });
     }
 
-    fn bmap<S: ReplySink>(&self, req: &RequestHeader, ino: u64, blocksize: u32, block: u64, reply: ReplyBmap<S>) {
-        self.rec(req, Call::Bmap { ino, blocksize, block });
-        reply.block(block * 2 + 1)
+    fn bmap<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        ino: u64,
+        blocksize: u32,
+        block: u64,
+        reply: ReplyBmap<S>,
+    ) {
+        self.rec(
+            req,
+            Call::Bmap {
+                ino,
+                blocksize,
+                block,
+            },
+        );
+        reply.block(block.wrapping_mul(2).wrapping_add(1))
     }
 
     fn ioctl<S: ReplySink>(
@@ -891,11 +1374,25 @@ impl Filesystem for RecFs {
     ) {
         self.rec(
             req,
-            Call::Ioctl { ino, fh, flags, cmd, arg, data: in_data.to_vec(), out_size },
+            Call::Ioctl {
+                ino,
+                fh,
+                flags,
+                cmd,
+                arg,
+                data: in_data.to_vec(),
+                out_size,
+            },
         );
         if in_data == b"retry" {
-            let i = fuse_ioctl_iovec { base: 0x1000, len: 8 };
-            let o = fuse_ioctl_iovec { base: 0x2000, len: 16 };
+            let i = fuse_ioctl_iovec {
+                base: 0x1000,
+                len: 8,
+            };
+            let o = fuse_ioctl_iovec {
+                base: 0x2000,
+                len: 16,
+            };
             return reply.retry(&[i], &[o, i]);
         }
         let mut out: Vec<u8> = in_data.iter().rev().copied().collect();
@@ -913,12 +1410,28 @@ impl Filesystem for RecFs {
         events: u32,
         reply: ReplyPoll<S>,
     ) {
-        self.rec(req, Call::Poll { ino, fh, kh, flags, events });
+        self.rec(
+            req,
+            Call::Poll {
+                ino,
+                fh,
+                kh,
+                flags,
+                events,
+            },
+        );
         reply.revents(events & 0x5)
     }
 
     fn notify_reply(&self, req: &RequestHeader, ino: u64, offset: u64, data: &[u8]) {
-        self.rec(req, Call::NotifyReply { ino, offset, data: data.to_vec() });
+        self.rec(
+            req,
+            Call::NotifyReply {
+                ino,
+                offset,
+                data: data.to_vec(),
+            },
+        );
     }
 
     fn fallocate<S: ReplySink>(
@@ -931,7 +1444,16 @@ impl Filesystem for RecFs {
         mode: u32,
         reply: ReplyEmpty<S>,
     ) {
-        self.rec(req, Call::Fallocate { ino, fh, offset, length, mode });
+        self.rec(
+            req,
+            Call::Fallocate {
+                ino,
+                fh,
+                offset,
+                length,
+                mode,
+            },
+        );
         reply.ok()
     }
 
@@ -944,8 +1466,16 @@ impl Filesystem for RecFs {
         whence: u32,
         reply: ReplyLseek<S>,
     ) {
-        self.rec(req, Call::Lseek { ino, fh, offset, whence });
-        reply.offset(offset + 100)
+        self.rec(
+            req,
+            Call::Lseek {
+                ino,
+                fh,
+                offset,
+                whence,
+            },
+        );
+        reply.offset(offset.wrapping_add(100))
     }
 
     fn copy_file_range<S: ReplySink>(
@@ -963,7 +1493,16 @@ impl Filesystem for RecFs {
     ) {
         self.rec(
             req,
-            Call::CopyFileRange { ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags },
+            Call::CopyFileRange {
+                ino_in,
+                fh_in,
+                off_in,
+                ino_out,
+                fh_out,
+                off_out,
+                len,
+                flags,
+            },
         );
         reply.copied(len)
     }
@@ -1006,7 +1545,16 @@ impl Filesystem for RecFs {
         sx_mask: u32,
         reply: ReplyStatx<S>,
     ) {
-        self.rec(req, Call::Statx { ino, fh, getattr_flags, sx_flags, sx_mask });
+        self.rec(
+            req,
+            Call::Statx {
+                ino,
+                fh,
+                getattr_flags,
+                sx_flags,
+                sx_mask,
+            },
+        );
         reply.statx(Duration::new(7, 8), 0, &sample_statx(ino))
     }
 }
@@ -1018,7 +1566,15 @@ impl Filesystem for RecFs {
 /// A valid argument struct and payload for `op`, as the kernel would send
 /// them (`setxattr_ext`: the 16-byte SETXATTR head).
 pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
-    let read_in = W::new().u64(3).u64(4096).u32(4096).u32(0).u64(0).u32(0).u32(0).done();
+    let read_in = W::new()
+        .u64(3)
+        .u64(4096)
+        .u32(4096)
+        .u32(0)
+        .u64(0)
+        .u32(0)
+        .u32(0)
+        .done();
     let release_in = W::new().u64(3).u32(0).u32(0).u64(0).done();
     let fsync_in = W::new().u64(3).u32(0).u32(0).done();
     let lk_in = W::new()
@@ -1032,7 +1588,15 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
         .u32(0)
         .done();
     let create_in = W::new().u32(0o100).u32(0o100644).u32(0o022).u32(0).done();
-    let copy_in = W::new().u64(3).u64(0).u64(8).u64(4).u64(0).u64(100).u64(0).done();
+    let copy_in = W::new()
+        .u64(3)
+        .u64(0)
+        .u64(8)
+        .u64(4)
+        .u64(0)
+        .u64(100)
+        .u64(0)
+        .done();
     let none = Vec::new;
     match op {
         Opcode::Lookup => (none(), W::new().name(b"file").done()),
@@ -1051,7 +1615,10 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
             W::new().u32(0o010644).u32(0).u32(0o022).u32(0).done(),
             W::new().name(b"fifo").done(),
         ),
-        Opcode::Mkdir => (W::new().u32(0o755).u32(0o022).done(), W::new().name(b"dir").done()),
+        Opcode::Mkdir => (
+            W::new().u32(0o755).u32(0o022).done(),
+            W::new().name(b"dir").done(),
+        ),
         Opcode::Unlink | Opcode::Rmdir => (none(), W::new().name(b"gone").done()),
         Opcode::Rename => (
             W::new().u64(1).done(),
@@ -1061,7 +1628,15 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
         Opcode::Open | Opcode::Opendir => (W::new().u32(0).u32(0).done(), none()),
         Opcode::Read | Opcode::Readdir | Opcode::Readdirplus => (read_in, none()),
         Opcode::Write => (
-            W::new().u64(3).u64(0).u32(5).u32(0).u64(0).u32(1).u32(0).done(),
+            W::new()
+                .u64(3)
+                .u64(0)
+                .u32(5)
+                .u32(0)
+                .u64(0)
+                .u32(1)
+                .u32(0)
+                .done(),
             b"hello".to_vec(),
         ),
         Opcode::Statfs => (none(), none()),
@@ -1074,7 +1649,10 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
             }
             (a.done(), W::new().name(b"user.x").bytes(b"abc").done())
         }
-        Opcode::Getxattr => (W::new().u32(64).u32(0).done(), W::new().name(b"user.x").done()),
+        Opcode::Getxattr => (
+            W::new().u32(64).u32(0).done(),
+            W::new().name(b"user.x").done(),
+        ),
         Opcode::Listxattr => (W::new().u32(64).u32(0).done(), none()),
         Opcode::Removexattr => (none(), W::new().name(b"user.x").done()),
         Opcode::Flush => (W::new().u64(3).u32(0).u32(0).u64(0).done(), none()),
@@ -1089,7 +1667,14 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
         Opcode::Bmap => (W::new().u64(10).u32(512).u32(0).done(), none()),
         Opcode::Destroy => (none(), none()),
         Opcode::Ioctl => (
-            W::new().u64(3).u32(0).u32(0x5401).u64(0).u32(4).u32(8).done(),
+            W::new()
+                .u64(3)
+                .u32(0)
+                .u32(0x5401)
+                .u64(0)
+                .u32(4)
+                .u32(8)
+                .done(),
             b"data".to_vec(),
         ),
         Opcode::Poll => (W::new().u64(3).u64(7).u32(1).u32(1).done(), none()),
@@ -1101,17 +1686,26 @@ pub fn sample(op: Opcode, setxattr_ext: bool) -> (Vec<u8>, Vec<u8>) {
             W::new().u32(2).u32(0).done(),
             W::new().u64(5).u64(1).u64(6).u64(2).done(),
         ),
-        Opcode::Fallocate => (W::new().u64(3).u64(0).u64(4096).u32(0).u32(0).done(), none()),
+        Opcode::Fallocate => (
+            W::new().u64(3).u64(0).u64(4096).u32(0).u32(0).done(),
+            none(),
+        ),
         Opcode::Rename2 => (
             W::new().u64(1).u32(1).u32(0).done(),
             W::new().name(b"old").name(b"new").done(),
         ),
         Opcode::Lseek => (W::new().u64(3).u64(0).u32(3).u32(0).done(), none()),
         Opcode::CopyFileRange | Opcode::CopyFileRange64 => (copy_in, none()),
-        Opcode::Setupmapping => (W::new().u64(3).u64(0).u64(4096).u64(3).u64(0).done(), none()),
+        Opcode::Setupmapping => (
+            W::new().u64(3).u64(0).u64(4096).u64(3).u64(0).done(),
+            none(),
+        ),
         Opcode::Removemapping => (W::new().u32(0).done(), none()),
         Opcode::Syncfs => (W::new().u64(0).done(), none()),
-        Opcode::Statx => (W::new().u32(0).u32(0).u64(0).u32(0).u32(0x7ff).done(), none()),
+        Opcode::Statx => (
+            W::new().u32(0).u32(0).u64(0).u32(0).u32(0x7ff).done(),
+            none(),
+        ),
         Opcode::CuseInit => (W::new().u32(7).u32(45).u32(0).u32(0).done(), none()),
     }
 }
@@ -1149,7 +1743,14 @@ impl Harness<RecFs> {
         let mut calls = self.calls();
         assert_eq!(calls.len(), 1, "expected one call, got {calls:?}");
         let (h, c) = calls.pop().unwrap();
-        let want = Hdr { opcode, unique, nodeid, uid: UID, gid: GID, pid: PID };
+        let want = Hdr {
+            opcode,
+            unique,
+            nodeid,
+            uid: UID,
+            gid: GID,
+            pid: PID,
+        };
         assert_eq!(h, want, "request header as the filesystem saw it");
         c
     }
@@ -1211,16 +1812,43 @@ impl<F: Filesystem> Harness<F> {
         arg: &[u8],
         payload: &[u8],
     ) -> (u64, Dispatched, Vec<Vec<u8>>) {
+        self.segments(opcode, nodeid, arg, payload, true)
+    }
+
+    /// Like [`send_segments`](Self::send_segments), with the argument area
+    /// exactly `arg` long.
+    pub fn send_segments_exact(
+        &mut self,
+        opcode: u32,
+        nodeid: u64,
+        arg: &[u8],
+        payload: &[u8],
+    ) -> (u64, Dispatched, Vec<Vec<u8>>) {
+        self.segments(opcode, nodeid, arg, payload, false)
+    }
+
+    fn segments(
+        &mut self,
+        opcode: u32,
+        nodeid: u64,
+        arg: &[u8],
+        payload: &[u8],
+        whole_areas: bool,
+    ) -> (u64, Dispatched, Vec<Vec<u8>>) {
         let unique = self.unique();
         let len = (40 + arg.len() + payload.len()) as u32;
         let mut header = AlignedBuf::zeroed(128);
         header[..40].copy_from_slice(&in_header(len, opcode, unique, nodeid, 0));
         let mut op_in = AlignedBuf::zeroed(128.max(arg.len()));
         op_in[..arg.len()].copy_from_slice(arg);
+        if !whole_areas {
+            header.resize(40);
+            op_in.resize(arg.len());
+        }
         let payload = AlignedBuf::from_bytes(payload);
-        let d = self
-            .disp
-            .dispatch_segments(&header, &op_in, &payload, &self.rec, &mut self.scratch);
+        let d =
+            self.disp
+                .dispatch_segments(&header, &op_in, &payload, &self.rec, &mut self.scratch);
         (unique, d, self.rec.take())
     }
 }
