@@ -49,11 +49,20 @@ pub const fn direntplus_size(namelen: usize) -> usize {
     ENTRY_LEN + dirent_size(namelen)
 }
 
+/// Whether the kernel accepts `name` in a directory record: 1 to 1024 bytes,
+/// no `/` and no NUL (the kernel fails the whole READDIR with EIO otherwise).
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= crate::request::NAME_MAX
+        && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
 /// A reply buffer being filled with directory records.
 #[derive(Debug)]
 pub struct DirentBuf<'b> {
     buf: &'b mut [u8],
     len: usize,
+    limit: usize,
 }
 
 impl<'b> DirentBuf<'b> {
@@ -63,7 +72,13 @@ impl<'b> DirentBuf<'b> {
         DirentBuf {
             buf: &mut buf[..cap],
             len: 0,
+            limit: max,
         }
+    }
+
+    /// The size the kernel asked for: no reply may be longer.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Bytes packed so far.
@@ -91,7 +106,7 @@ impl<'b> DirentBuf<'b> {
     /// `false`, packing nothing, when the record does not fit or the name is
     /// empty or longer than the protocol's 1024 bytes.
     pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8]) -> bool {
-        if name.is_empty() || name.len() > crate::request::NAME_MAX {
+        if !valid_name(name) {
             return false;
         }
         let size = dirent_size(name.len());
@@ -182,6 +197,16 @@ mod tests {
         assert!(!b.push(3, 3, dtype::DIR, b"c"));
         assert_eq!(b.len(), 64);
         assert!(!b.push(3, 3, dtype::DIR, b""));
+    }
+
+    #[test]
+    fn refuses_names_the_kernel_rejects() {
+        let mut raw = [0u8; 4096];
+        let mut b = DirentBuf::new(&mut raw, 4096);
+        assert!(!b.push(1, 1, dtype::REG, b"a/b"));
+        assert!(!b.push(1, 1, dtype::REG, b"a\0b"));
+        assert!(!b.push(1, 1, dtype::REG, &[b'x'; 1025]));
+        assert!(b.push(1, 1, dtype::REG, &[b'x'; 1024]));
     }
 
     #[test]

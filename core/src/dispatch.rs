@@ -157,7 +157,7 @@ impl<F: Filesystem> Dispatcher<F> {
         let mut config = self.config;
         if let Err(e) = self.fs.init(&kernel, &mut config) {
             handle.send_error(e);
-            return Dispatched::InitFailed(InitError::UnsupportedMinor(kernel.minor));
+            return Dispatched::InitFailed(InitError::Refused(e));
         }
         match negotiate(&kernel, &config) {
             Ok(InitOutcome::Agreed {

@@ -622,7 +622,7 @@ pub trait Filesystem {
         &self,
         req: &RequestHeader,
         ino: u64,
-        entries: &[fuse_removemapping_one],
+        entries: crate::request::RemovemappingEntries<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)

@@ -272,6 +272,8 @@ pub enum InitError {
     UnsupportedMajor(u32),
     /// The kernel's minor is older than [`MIN_MINOR`].
     UnsupportedMinor(u32),
+    /// The filesystem refused the connection in `Filesystem::init`.
+    Refused(crate::error::Errno),
 }
 
 impl core::fmt::Display for InitError {
@@ -283,6 +285,7 @@ impl core::fmt::Display for InitError {
                     "kernel FUSE protocol major {m} is not supported (need 7)"
                 )
             }
+            InitError::Refused(e) => write!(f, "the filesystem refused INIT: {e}"),
             InitError::UnsupportedMinor(m) => write!(
                 f,
                 "kernel FUSE protocol 7.{m} is older than the oldest supported 7.{MIN_MINOR}"

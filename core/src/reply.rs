@@ -127,33 +127,80 @@ impl<S: ReplySink> ReplyHandle<S> {
     }
 
     /// Sends a successful reply made of `parts` (struct, then data).
+    ///
+    /// More than [`MAX_REPLY_PARTS`] parts is a filesystem bug: the request
+    /// is answered `EIO` rather than with truncated data.
+    #[inline]
     pub fn send_ok(mut self, parts: &[&[u8]]) {
         let Some(sink) = self.sink.take() else { return };
-        let n = parts.len().min(MAX_REPLY_PARTS);
-        // Count only the parts sent, or `len` would promise dropped bytes.
-        let body: usize = parts[..n].iter().map(|p| p.len()).sum();
-        let header = self.header(0, body);
-        let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
-        all[0] = header.as_bytes();
-        all[1..=n].copy_from_slice(&parts[..n]);
-        sink.send(&all[..=n]);
+        // Fast paths for the common shapes: no 34-slot array to fill.
+        match parts {
+            [] => {
+                let header = self.header(0, 0);
+                sink.send(&[header.as_bytes()])
+            }
+            [a] => {
+                let header = self.header(0, a.len());
+                sink.send(&[header.as_bytes(), a])
+            }
+            [a, b] => {
+                let header = self.header(0, a.len() + b.len());
+                sink.send(&[header.as_bytes(), a, b])
+            }
+            _ if parts.len() > MAX_REPLY_PARTS => {
+                let header = self.header(Errno::EIO.to_wire(), 0);
+                sink.send(&[header.as_bytes()])
+            }
+            _ => {
+                let n = parts.len();
+                let body: usize = parts.iter().map(|p| p.len()).sum();
+                let header = self.header(0, body);
+                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                all[0] = header.as_bytes();
+                all[1..=n].copy_from_slice(parts);
+                sink.send(&all[..=n])
+            }
+        }
     }
 
     /// Sends a successful reply of `parts` followed by a file range.
     pub fn send_file(mut self, parts: &[&[u8]], file: FileRange) {
         let Some(sink) = self.sink.take() else { return };
-        let n = parts.len().min(MAX_REPLY_PARTS);
-        let body: usize = parts[..n].iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
-        let header = self.header(0, body);
-        let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
-        all[0] = header.as_bytes();
-        all[1..=n].copy_from_slice(&parts[..n]);
-        sink.send_file(&all[..=n], file);
+        let body: usize = parts.iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
+        match parts {
+            [] => {
+                let header = self.header(0, body);
+                sink.send_file(&[header.as_bytes()], file)
+            }
+            [a] => {
+                let header = self.header(0, body);
+                sink.send_file(&[header.as_bytes(), a], file)
+            }
+            _ if parts.len() > MAX_REPLY_PARTS => {
+                let header = self.header(Errno::EIO.to_wire(), 0);
+                sink.send(&[header.as_bytes()])
+            }
+            _ => {
+                let n = parts.len();
+                let header = self.header(0, body);
+                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                all[0] = header.as_bytes();
+                all[1..=n].copy_from_slice(parts);
+                sink.send_file(&all[..=n], file)
+            }
+        }
     }
 
-    /// Answers with an error.
+    /// Answers with an error. Values outside the kernel's accepted range
+    /// (1..=511) would make it reject the reply and leave the request
+    /// hanging, so they are sent as `EIO`.
     pub fn send_error(mut self, errno: Errno) {
         let Some(sink) = self.sink.take() else { return };
+        let errno = if (1..512).contains(&errno.0) {
+            errno
+        } else {
+            Errno::EIO
+        };
         let header = self.header(errno.to_wire(), 0);
         sink.send(&[header.as_bytes()]);
     }
@@ -567,8 +614,13 @@ impl<'b, S: ReplySink> ReplyDirectory<'b, S> {
         handle.send_ok(&[buf.as_bytes()])
     }
 
-    /// Sends entries packed elsewhere (e.g. by a deferred worker).
+    /// Sends entries packed elsewhere (e.g. by a deferred worker). More
+    /// bytes than the request's size would make the kernel fail the READDIR,
+    /// so they are answered `EIO` instead.
     pub fn packed(self, bytes: &[u8]) {
+        if bytes.len() > self.buf.limit() {
+            return self.handle.send_error(Errno::EIO);
+        }
         self.handle.send_ok(&[bytes])
     }
 
@@ -717,6 +769,30 @@ pub(crate) mod tests {
         let (b, n) = cap.bytes();
         assert_eq!(n, 116);
         assert_eq!(header(&b).len, 116);
+    }
+
+    #[test]
+    fn out_of_range_errno_becomes_eio() {
+        for bad in [0, -5, 512, 600] {
+            let cap = Capture::new();
+            ReplyEmpty::new(1, &cap).error(Errno(bad));
+            assert_eq!(header(&cap.bytes().0).error, -5, "errno {bad}");
+        }
+    }
+
+    #[test]
+    fn too_many_parts_is_eio_not_truncation() {
+        let cap = Capture::new();
+        let parts = [&b"x"[..]; MAX_REPLY_PARTS + 1];
+        ReplyData::new(1, &cap).data_parts(&parts);
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        let cap = Capture::new();
+        ReplyData::new(1, &cap).data_parts(&parts[..MAX_REPLY_PARTS]);
+        let (b, n) = cap.bytes();
+        assert_eq!(
+            (header(&b).len as usize, n),
+            (16 + MAX_REPLY_PARTS, 16 + MAX_REPLY_PARTS)
+        );
     }
 
     #[test]

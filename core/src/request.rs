@@ -62,6 +62,32 @@ pub struct SetxattrArgs {
     pub setxattr_flags: u32,
 }
 
+/// The `fuse_removemapping_one` array of a REMOVEMAPPING request, viewed in
+/// place without alignment requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovemappingEntries<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> RemovemappingEntries<'a> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / core::mem::size_of::<fuse_removemapping_one>()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries, read by value.
+    pub fn iter(&self) -> impl Iterator<Item = fuse_removemapping_one> + 'a {
+        self.bytes
+            .chunks_exact(core::mem::size_of::<fuse_removemapping_one>())
+            .filter_map(|c| fuse_removemapping_one::read_from_bytes(c).ok())
+    }
+}
+
 /// One decoded request: the header and its operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -207,9 +233,7 @@ pub enum Operation<'a> {
     /// SETUPMAPPING (DAX).
     Setupmapping { arg: &'a fuse_setupmapping_in },
     /// REMOVEMAPPING (DAX) of `entries`.
-    Removemapping {
-        entries: &'a [fuse_removemapping_one],
-    },
+    Removemapping { entries: RemovemappingEntries<'a> },
     /// SYNCFS.
     Syncfs { arg: &'a fuse_syncfs_in },
     /// TMPFILE in directory `header.nodeid`.
@@ -594,14 +618,16 @@ fn parse_operation<'a>(
         Opcode::Setupmapping => Operation::Setupmapping { arg: arg(op, a)? },
         Opcode::Removemapping => {
             let arg: &fuse_removemapping_in = arg(op, a)?;
-            let entries =
-                <[fuse_removemapping_one]>::ref_from_prefix_with_elems(p, arg.count as usize)
-                    .map(|(n, _)| n)
-                    .map_err(|e| match e {
-                        zerocopy::CastError::Alignment(_) => ParseError::Misaligned,
-                        _ => ParseError::PayloadTruncated { opcode: op as u32 },
-                    })?;
-            Operation::Removemapping { entries }
+            // The array follows a 4-byte struct, so in a contiguous message
+            // it is not 8-byte aligned: keep it as bytes and read entries by
+            // value.
+            let len = (arg.count as usize)
+                .checked_mul(core::mem::size_of::<fuse_removemapping_one>())
+                .ok_or(ParseError::PayloadTruncated { opcode: op as u32 })?;
+            let bytes = data(op, p, len)?;
+            Operation::Removemapping {
+                entries: RemovemappingEntries { bytes },
+            }
         }
         Opcode::Syncfs => Operation::Syncfs { arg: arg(op, a)? },
         // The kernel sends the name of the unhashed dentry vfs_tmpfile()

@@ -91,15 +91,35 @@ pub enum UsageError {
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsageError::MissingCommand => f.write_str("no command given; try 'fuselage mount MOUNTPOINT' or 'fuselage --help'"),
-            UsageError::UnknownCommand(c) => write!(f, "unknown command '{c}'; the command is 'mount' (see 'fuselage --help')"),
-            UsageError::UnknownOption(o) => write!(f, "unknown option '{o}' (see 'fuselage --help')"),
-            UsageError::MissingValue(o) => write!(f, "option {o} needs a value (see 'fuselage --help')"),
-            UsageError::BadValue { option, value, expected } => {
-                write!(f, "invalid value '{value}' for {option}: expected {expected}")
+            UsageError::MissingCommand => f.write_str(
+                "no command given; try 'fuselage mount MOUNTPOINT' or 'fuselage --help'",
+            ),
+            UsageError::UnknownCommand(c) => write!(
+                f,
+                "unknown command '{c}'; the command is 'mount' (see 'fuselage --help')"
+            ),
+            UsageError::UnknownOption(o) => {
+                write!(f, "unknown option '{o}' (see 'fuselage --help')")
             }
-            UsageError::MissingMountpoint => f.write_str("no MOUNTPOINT given: fuselage mount [OPTIONS] MOUNTPOINT"),
-            UsageError::ExtraArgument(a) => write!(f, "unexpected argument '{a}': give exactly one MOUNTPOINT"),
+            UsageError::MissingValue(o) => {
+                write!(f, "option {o} needs a value (see 'fuselage --help')")
+            }
+            UsageError::BadValue {
+                option,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "invalid value '{value}' for {option}: expected {expected}"
+                )
+            }
+            UsageError::MissingMountpoint => {
+                f.write_str("no MOUNTPOINT given: fuselage mount [OPTIONS] MOUNTPOINT")
+            }
+            UsageError::ExtraArgument(a) => {
+                write!(f, "unexpected argument '{a}': give exactly one MOUNTPOINT")
+            }
         }
     }
 }
@@ -141,7 +161,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
         't' | 'T' => (&s[..s.len() - 1], 1 << 40),
         _ => (s, 1),
     };
-    num.parse::<u64>().ok()?.checked_mul(mult).filter(|&n| n > 0)
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|&n| n > 0)
 }
 
 /// Parses the arguments after the program name.
@@ -198,9 +221,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             }
             "--threads" => {
                 let v = value("--threads")?;
-                m.threads = Some(v.parse::<usize>().ok().filter(|&n| (1..=1024).contains(&n)).ok_or(
-                    UsageError::BadValue { option: "--threads", value: v, expected: "a number from 1 to 1024" },
-                )?);
+                m.threads = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| (1..=1024).contains(&n))
+                        .ok_or(UsageError::BadValue {
+                            option: "--threads",
+                            value: v,
+                            expected: "a number from 1 to 1024",
+                        })?,
+                );
             }
             "--passthrough" => {
                 let v = value("--passthrough")?;
@@ -253,8 +283,20 @@ mod tests {
     #[test]
     fn parses_the_contract() {
         let Command::Mount(m) = p(&[
-            "mount", "--source", "/src", "--transport", "uring-rw", "--threads=3", "--passthrough", "off",
-            "--read-only", "--allow-other", "--no-auto-unmount", "--size", "64M", "/mnt",
+            "mount",
+            "--source",
+            "/src",
+            "--transport",
+            "uring-rw",
+            "--threads=3",
+            "--passthrough",
+            "off",
+            "--read-only",
+            "--allow-other",
+            "--no-auto-unmount",
+            "--size",
+            "64M",
+            "/mnt",
         ])
         .unwrap() else {
             panic!()
@@ -270,15 +312,29 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let Command::Mount(m) = p(&["mount", "/m"]).unwrap() else { panic!() };
+        let Command::Mount(m) = p(&["mount", "/m"]).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.transport, TransportChoice::Auto);
         assert!(m.auto_unmount);
         assert_eq!(p(&["mount"]), Err(UsageError::MissingMountpoint));
         assert_eq!(p(&[]), Err(UsageError::MissingCommand));
-        assert!(matches!(p(&["mount", "--transport", "x", "/m"]), Err(UsageError::BadValue { .. })));
-        assert!(matches!(p(&["mount", "--bogus", "/m"]), Err(UsageError::UnknownOption(_))));
-        assert!(matches!(p(&["mount", "/a", "/b"]), Err(UsageError::ExtraArgument(_))));
-        assert_eq!(p(&["mount", "--size"]), Err(UsageError::MissingValue("--size")));
+        assert!(matches!(
+            p(&["mount", "--transport", "x", "/m"]),
+            Err(UsageError::BadValue { .. })
+        ));
+        assert!(matches!(
+            p(&["mount", "--bogus", "/m"]),
+            Err(UsageError::UnknownOption(_))
+        ));
+        assert!(matches!(
+            p(&["mount", "/a", "/b"]),
+            Err(UsageError::ExtraArgument(_))
+        ));
+        assert_eq!(
+            p(&["mount", "--size"]),
+            Err(UsageError::MissingValue("--size"))
+        );
         assert_eq!(parse_size("1G"), Some(1 << 30));
         assert_eq!(parse_size("0"), None);
     }

@@ -4,7 +4,9 @@ use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_core::Filesystem;
-use fuselage_transport_blocking::{Channel, Mount, MountOptions, ServeInfo, Session, SessionConfig, SessionEnd};
+use fuselage_transport_blocking::{
+    Channel, Mount, MountOptions, ServeInfo, Session, SessionConfig, SessionEnd,
+};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -104,14 +106,23 @@ pub fn run(args: &MountArgs) -> Result<(), ServeError> {
         TransportChoice::Uring | TransportChoice::UringRw => {
             return Err(ServeError::Options(format!(
                 "--transport {}: io_uring transports are not built into this version; use --transport blocking or auto",
-                if args.transport == TransportChoice::Uring { "uring" } else { "uring-rw" }
+                if args.transport == TransportChoice::Uring {
+                    "uring"
+                } else {
+                    "uring-rw"
+                }
             )));
         }
     };
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = MemFs::new(MemFsConfig { capacity_bytes: size, uid, gid, ..MemFsConfig::default() });
+    let fs = MemFs::new(MemFsConfig {
+        capacity_bytes: size,
+        uid,
+        gid,
+        ..MemFsConfig::default()
+    });
     serve_fs(args, fs, "memfs", fallback)
 }
 
@@ -122,7 +133,11 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
     fallback: Option<&str>,
 ) -> Result<(), ServeError> {
     let sigset = block_signals().map_err(ServeError::Signals)?;
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let fd_mode = is_fd_path(&args.mountpoint);
     let (mount, fd): (Option<Arc<Mutex<Mount>>>, OwnedFd) = if fd_mode {
         let m = Mount::from_fd_path(&args.mountpoint).map_err(ServeError::Mount)?;

@@ -66,7 +66,13 @@ struct Tally {
 }
 
 /// stat + pread 4 KiB + pwrite 4 KiB, `n` times, with raw syscalls only.
-fn client_loop(n: usize, path: &std::ffi::CStr, read_fd: i32, write_fd: i32, buf: &mut [u8]) -> Tally {
+fn client_loop(
+    n: usize,
+    path: &std::ffi::CStr,
+    read_fd: i32,
+    write_fd: i32,
+    buf: &mut [u8],
+) -> Tally {
     let mut t = Tally::default();
     for i in 0..n {
         let offset = ((i * 7) % (FILE_SIZE / BLOCK) * BLOCK) as libc::off_t;
@@ -79,7 +85,8 @@ fn client_loop(n: usize, path: &std::ffi::CStr, read_fd: i32, write_fd: i32, buf
             t.last_errno = errno();
         }
         // SAFETY: `buf` has BLOCK writable bytes.
-        if unsafe { libc::pread(read_fd, buf.as_mut_ptr().cast(), BLOCK, offset) } != BLOCK as isize {
+        if unsafe { libc::pread(read_fd, buf.as_mut_ptr().cast(), BLOCK, offset) } != BLOCK as isize
+        {
             t.short_reads += 1;
             t.last_errno = errno();
         }
@@ -101,7 +108,11 @@ fn steady_state_requests_allocate_nothing() {
     let mountpoint = dir.path().join("mnt");
     std::fs::create_dir(&mountpoint).expect("mkdir");
 
-    let options = MountOptions { subtype: Some("memfs".into()), auto_unmount: false, ..MountOptions::default() };
+    let options = MountOptions {
+        subtype: Some("memfs".into()),
+        auto_unmount: false,
+        ..MountOptions::default()
+    };
     // Dropped before `dir`: unmounts (lazily) even if the test panics.
     let mut mount = Mount::new(&mountpoint, &options).expect("mount");
     let channel = Channel::new(mount.try_clone_fd().expect("dup the FUSE fd")).expect("channel");
@@ -115,7 +126,14 @@ fn steady_state_requests_allocate_nothing() {
         attr_ttl: Duration::ZERO,
         ..MemFsConfig::default()
     });
-    let session = Session::new(channel, fs, SessionConfig { threads: 2, ..SessionConfig::default() });
+    let session = Session::new(
+        channel,
+        fs,
+        SessionConfig {
+            threads: 2,
+            ..SessionConfig::default()
+        },
+    );
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -128,20 +146,46 @@ fn steady_state_requests_allocate_nothing() {
     // Setup, allowed to allocate. The first access completes INIT.
     let file = mountpoint.join("file");
     std::fs::write(&file, vec![0x5a; FILE_SIZE]).expect("create the file");
-    ready_rx.recv_timeout(Duration::from_secs(15)).expect("the session answered INIT");
+    ready_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the session answered INIT");
     let path = cpath(&file);
-    let read_fd = open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
-    let write_fd = open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
+    let read_fd =
+        open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
+    let write_fd =
+        open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
     let mut buf = AlignedBuf::new(BLOCK);
 
-    let warm = client_loop(WARMUP, &path, read_fd.as_raw_fd(), write_fd.as_raw_fd(), &mut buf);
-    assert_eq!(warm, Tally::default(), "warm-up requests failed: {}", errno_name(warm.last_errno));
+    let warm = client_loop(
+        WARMUP,
+        &path,
+        read_fd.as_raw_fd(),
+        write_fd.as_raw_fd(),
+        &mut buf,
+    );
+    assert_eq!(
+        warm,
+        Tally::default(),
+        "warm-up requests failed: {}",
+        errno_name(warm.last_errno)
+    );
 
     let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let tally = client_loop(MEASURED, &path, read_fd.as_raw_fd(), write_fd.as_raw_fd(), &mut buf);
+    let tally = client_loop(
+        MEASURED,
+        &path,
+        read_fd.as_raw_fd(),
+        write_fd.as_raw_fd(),
+        &mut buf,
+    );
     let after = ALLOCATIONS.load(Ordering::SeqCst);
 
-    assert_eq!(tally, Tally::default(), "measured requests failed: {}", errno_name(tally.last_errno));
+    assert_eq!(
+        tally,
+        Tally::default(),
+        "measured requests failed: {}",
+        errno_name(tally.last_errno)
+    );
     let allocations = after - before;
     assert_eq!(
         allocations,
@@ -154,5 +198,8 @@ fn steady_state_requests_allocate_nothing() {
     drop((read_fd, write_fd));
     mount.unmount().expect("unmount");
     let end = done_rx.recv_timeout(Duration::from_secs(10));
-    assert!(end.is_ok(), "the session did not end within 10 s of the unmount");
+    assert!(
+        end.is_ok(),
+        "the session did not end within 10 s of the unmount"
+    );
 }

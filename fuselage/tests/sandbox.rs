@@ -31,10 +31,12 @@ trait KernelEnd {
 
 impl KernelEnd for SimKernel {
     fn send(&mut self, header: &fuse_in_header, arg: &[u8], payload: &[&[u8]]) {
-        self.send_request(header, arg, payload).expect("send a request on the SOCK_SEQPACKET channel");
+        self.send_request(header, arg, payload)
+            .expect("send a request on the SOCK_SEQPACKET channel");
     }
     fn recv(&mut self) -> Reply {
-        self.recv_reply().expect("a reply on the SOCK_SEQPACKET channel")
+        self.recv_reply()
+            .expect("a reply on the SOCK_SEQPACKET channel")
     }
 }
 
@@ -44,16 +46,25 @@ struct StreamKernel(UnixStream);
 impl KernelEnd for StreamKernel {
     fn send(&mut self, header: &fuse_in_header, arg: &[u8], payload: &[&[u8]]) {
         let msg = encode_request(header, arg, payload);
-        self.0.write_all(&msg).expect("send a request on the SOCK_STREAM channel");
+        self.0
+            .write_all(&msg)
+            .expect("send a request on the SOCK_STREAM channel");
     }
     fn recv(&mut self) -> Reply {
         let mut head = [0u8; 16];
-        self.0.read_exact(&mut head).expect("a reply header on the SOCK_STREAM channel");
+        self.0
+            .read_exact(&mut head)
+            .expect("a reply header on the SOCK_STREAM channel");
         let len = u32::from_ne_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-        assert!((16..=16 << 20).contains(&len), "implausible reply length {len}");
+        assert!(
+            (16..=16 << 20).contains(&len),
+            "implausible reply length {len}"
+        );
         let mut msg = head.to_vec();
         msg.resize(len, 0);
-        self.0.read_exact(&mut msg[16..]).expect("a reply body on the SOCK_STREAM channel");
+        self.0
+            .read_exact(&mut msg[16..])
+            .expect("a reply body on the SOCK_STREAM channel");
         Reply::parse(&msg).unwrap_or_else(|e| panic!("a reply the kernel would refuse: {e:?}"))
     }
 }
@@ -69,7 +80,10 @@ impl<K: KernelEnd> Driver<K> {
         self.unique += 2;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let creds = !matches!(opcode, FUSE_INIT | FUSE_FORGET | FUSE_RELEASE | FUSE_DESTROY);
+        let creds = !matches!(
+            opcode,
+            FUSE_INIT | FUSE_FORGET | FUSE_RELEASE | FUSE_DESTROY
+        );
         let header = fuse_in_header {
             opcode,
             unique: self.unique,
@@ -87,21 +101,41 @@ impl<K: KernelEnd> Driver<K> {
     fn call(&mut self, opcode: u32, nodeid: u64, arg: &[u8], payload: &[&[u8]]) -> Reply {
         let unique = self.send(opcode, nodeid, arg, payload);
         let reply = self.kernel.recv();
-        assert_eq!(reply.unique(), unique, "reply to opcode {opcode} answers another request: {reply:?}");
+        assert_eq!(
+            reply.unique(),
+            unique,
+            "reply to opcode {opcode} answers another request: {reply:?}"
+        );
         reply
     }
 
     /// Like `call`, expecting success and decoding the body.
-    fn ok<T: zerocopy::FromBytes>(&mut self, opcode: u32, nodeid: u64, arg: &[u8], payload: &[&[u8]]) -> T {
+    fn ok<T: zerocopy::FromBytes>(
+        &mut self,
+        opcode: u32,
+        nodeid: u64,
+        arg: &[u8],
+        payload: &[&[u8]],
+    ) -> T {
         let r = self.call(opcode, nodeid, arg, payload);
-        assert_eq!(r.errno(), None, "opcode {opcode} failed: {}", errno_name(r.errno().unwrap_or(0)));
-        r.decode().unwrap_or_else(|e| panic!("opcode {opcode}: reply body {e:?}"))
+        assert_eq!(
+            r.errno(),
+            None,
+            "opcode {opcode} failed: {}",
+            errno_name(r.errno().unwrap_or(0))
+        );
+        r.decode()
+            .unwrap_or_else(|e| panic!("opcode {opcode}: reply body {e:?}"))
     }
 }
 
 /// Spawns `fuselage mount [--source DIR] /dev/fd/N` with `server` as fd N
 /// (close-on-exec cleared in the child only).
-fn spawn_server(backend: Backend, server: &OwnedFd, scratch: &std::path::Path) -> (ServerProcess, String) {
+fn spawn_server(
+    backend: Backend,
+    server: &OwnedFd,
+    scratch: &std::path::Path,
+) -> (ServerProcess, String) {
     let fd = server.as_raw_fd();
     let path = format!("/dev/fd/{fd}");
     let mut cmd = Command::new(fuselage_bin());
@@ -142,24 +176,53 @@ fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, back
     };
     let init: fuse_init_out = k.ok(FUSE_INIT, 0, init_in.as_bytes(), &[]);
     assert_eq!(init.major, FUSE_KERNEL_VERSION, "INIT major");
-    assert!(init.minor <= FUSE_KERNEL_MINOR_VERSION && init.minor >= 31, "INIT minor {}", init.minor);
+    assert!(
+        init.minor <= FUSE_KERNEL_MINOR_VERSION && init.minor >= 31,
+        "INIT minor {}",
+        init.minor
+    );
     assert!(init.max_write >= 4096, "INIT max_write {}", init.max_write);
 
     let line = server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
-    let want = format!("fuselage: mounted {path} backend={} transport=blocking threads=", backend.name());
-    assert!(line.starts_with(&want), "mounted line {line:?} does not start with {want:?}");
+    let want = format!(
+        "fuselage: mounted {path} backend={} transport=blocking threads=",
+        backend.name()
+    );
+    assert!(
+        line.starts_with(&want),
+        "mounted line {line:?} does not start with {want:?}"
+    );
 
     // The root.
-    let root: fuse_attr_out = k.ok(FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes(), &[]);
-    assert_eq!(root.attr.mode & libc::S_IFMT, libc::S_IFDIR, "root mode {:o}", root.attr.mode);
+    let root: fuse_attr_out = k.ok(
+        FUSE_GETATTR,
+        FUSE_ROOT_ID,
+        fuse_getattr_in::default().as_bytes(),
+        &[],
+    );
+    assert_eq!(
+        root.attr.mode & libc::S_IFMT,
+        libc::S_IFDIR,
+        "root mode {:o}",
+        root.attr.mode
+    );
 
     // LOOKUP of a missing name: ENOENT, or a negative entry (nodeid 0).
     let missing = k.call(FUSE_LOOKUP, FUSE_ROOT_ID, &[], &[b"missing\0"]);
     match missing.errno() {
-        Some(e) => assert_eq!(e, libc::ENOENT, "LOOKUP of a missing name: {}", errno_name(e)),
+        Some(e) => assert_eq!(
+            e,
+            libc::ENOENT,
+            "LOOKUP of a missing name: {}",
+            errno_name(e)
+        ),
         None => {
             let entry: fuse_entry_out = missing.decode().expect("entry_out");
-            assert_eq!(entry.nodeid, 0, "LOOKUP of a missing name found node {}", entry.nodeid);
+            assert_eq!(
+                entry.nodeid, 0,
+                "LOOKUP of a missing name found node {}",
+                entry.nodeid
+            );
         }
     }
 
@@ -171,18 +234,39 @@ fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, back
         umask: 0o022,
         open_flags: 0,
     };
-    let created = k.call(FUSE_CREATE, FUSE_ROOT_ID, create_in.as_bytes(), &[b"hello\0"]);
-    assert_eq!(created.errno(), None, "CREATE failed: {}", errno_name(created.errno().unwrap_or(0)));
-    let (entry, rest) = created.decode_prefix::<fuse_entry_out>().expect("CREATE entry_out");
+    let created = k.call(
+        FUSE_CREATE,
+        FUSE_ROOT_ID,
+        create_in.as_bytes(),
+        &[b"hello\0"],
+    );
+    assert_eq!(
+        created.errno(),
+        None,
+        "CREATE failed: {}",
+        errno_name(created.errno().unwrap_or(0))
+    );
+    let (entry, rest) = created
+        .decode_prefix::<fuse_entry_out>()
+        .expect("CREATE entry_out");
     let open: fuse_open_out = zerocopy::FromBytes::read_from_bytes(rest).expect("CREATE open_out");
     let node = entry.nodeid;
     assert_ne!(node, 0, "CREATE returned node 0");
     assert_ne!(node, FUSE_ROOT_ID, "CREATE returned the root");
     assert_eq!(entry.attr.mode & libc::S_IFMT, libc::S_IFREG);
-    let write_in = fuse_write_in { fh: open.fh, offset: 0, size: data.len() as u32, ..Default::default() };
+    let write_in = fuse_write_in {
+        fh: open.fh,
+        offset: 0,
+        size: data.len() as u32,
+        ..Default::default()
+    };
     let written: fuse_write_out = k.ok(FUSE_WRITE, node, write_in.as_bytes(), &[&data]);
     assert_eq!(written.size as usize, data.len(), "WRITE size");
-    let release_in = fuse_release_in { fh: open.fh, flags: create_in.flags, ..Default::default() };
+    let release_in = fuse_release_in {
+        fh: open.fh,
+        flags: create_in.flags,
+        ..Default::default()
+    };
     let released = k.call(FUSE_RELEASE, node, release_in.as_bytes(), &[]);
     assert_eq!(released.errno(), None, "RELEASE");
 
@@ -190,31 +274,77 @@ fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, back
     let found: fuse_entry_out = k.ok(FUSE_LOOKUP, FUSE_ROOT_ID, &[], &[b"hello\0"]);
     assert_eq!(found.nodeid, node, "LOOKUP finds the created node");
     assert_eq!(found.attr.size, data.len() as u64, "size after WRITE");
-    let open_in = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
+    let open_in = fuse_open_in {
+        flags: libc::O_RDONLY as u32,
+        open_flags: 0,
+    };
     let opened: fuse_open_out = k.ok(FUSE_OPEN, node, open_in.as_bytes(), &[]);
-    let read_in = fuse_read_in { fh: opened.fh, offset: 0, size: 65536, ..Default::default() };
+    let read_in = fuse_read_in {
+        fh: opened.fh,
+        offset: 0,
+        size: 65536,
+        ..Default::default()
+    };
     let all = k.call(FUSE_READ, node, read_in.as_bytes(), &[]);
     assert_eq!(all.errno(), None, "READ");
-    assert!(all.body == data, "READ returned {} bytes, first difference at {:?}", all.body.len(), first_difference(&all.body, &data));
-    let read_in = fuse_read_in { fh: opened.fh, offset: 4096, size: 100, ..Default::default() };
+    assert!(
+        all.body == data,
+        "READ returned {} bytes, first difference at {:?}",
+        all.body.len(),
+        first_difference(&all.body, &data)
+    );
+    let read_in = fuse_read_in {
+        fh: opened.fh,
+        offset: 4096,
+        size: 100,
+        ..Default::default()
+    };
     let part = k.call(FUSE_READ, node, read_in.as_bytes(), &[]);
     assert_eq!(part.body, &data[4096..4196], "READ at an offset");
-    let read_in = fuse_read_in { fh: opened.fh, offset: 20_000, size: 100, ..Default::default() };
+    let read_in = fuse_read_in {
+        fh: opened.fh,
+        offset: 20_000,
+        size: 100,
+        ..Default::default()
+    };
     let past = k.call(FUSE_READ, node, read_in.as_bytes(), &[]);
     assert_eq!((past.errno(), past.body.len()), (None, 0), "READ past EOF");
-    let release_in = fuse_release_in { fh: opened.fh, flags: open_in.flags, ..Default::default() };
-    assert_eq!(k.call(FUSE_RELEASE, node, release_in.as_bytes(), &[]).errno(), None, "RELEASE");
+    let release_in = fuse_release_in {
+        fh: opened.fh,
+        flags: open_in.flags,
+        ..Default::default()
+    };
+    assert_eq!(
+        k.call(FUSE_RELEASE, node, release_in.as_bytes(), &[])
+            .errno(),
+        None,
+        "RELEASE"
+    );
 
     // FORGET gets no reply; the next reply must be the STATFS one.
-    k.send(FUSE_FORGET, node, fuse_forget_in { nlookup: 2 }.as_bytes(), &[]);
+    k.send(
+        FUSE_FORGET,
+        node,
+        fuse_forget_in { nlookup: 2 }.as_bytes(),
+        &[],
+    );
     let _statfs: fuse_statfs_out = k.ok(FUSE_STATFS, FUSE_ROOT_ID, &[], &[]);
 
     // Closing the kernel end ends the session: exit 0.
     drop(k);
     let status = server.wait_exit(EXIT_TIMEOUT);
-    let status = status.unwrap_or_else(|| panic!("the server did not exit within {EXIT_TIMEOUT:?} of the peer closing; stderr: {:?}", server.stderr_lines()));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the server did not exit within {EXIT_TIMEOUT:?} of the peer closing; stderr: {:?}",
+            server.stderr_lines()
+        )
+    });
     server.drain_stderr(Duration::from_secs(2));
-    assert!(status.success(), "exit status {status} after the peer closed; stderr: {:?}", server.stderr_lines());
+    assert!(
+        status.success(),
+        "exit status {status} after the peer closed; stderr: {:?}",
+        server.stderr_lines()
+    );
 }
 
 /// A SOCK_SEQPACKET channel, through the testkit's simulated kernel.
@@ -230,7 +360,9 @@ fn seqpacket(backend: Backend) {
 fn stream(backend: Backend) {
     let scratch = traversable_tempdir();
     let (kernel, server_end) = UnixStream::pair().expect("socketpair");
-    kernel.set_read_timeout(Some(Duration::from_secs(10))).expect("SO_RCVTIMEO");
+    kernel
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("SO_RCVTIMEO");
     let server_fd = OwnedFd::from(server_end);
     let (server, path) = spawn_server(backend, &server_fd, scratch.path());
     drop(server_fd);

@@ -35,8 +35,8 @@
 pub mod channel;
 pub mod error;
 pub mod mount;
-pub mod splice;
 pub mod session;
+pub mod splice;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{ChannelError, MountError};

@@ -17,10 +17,12 @@
 use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use crate::splice::{SpliceOutcome, SplicePipe};
 use fuselage_core::init::InitError;
-use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, InitConfig, Negotiated, ReplySink};
+use fuselage_core::{
+    Dispatched, Dispatcher, FileRange, Filesystem, InitConfig, Negotiated, ReplySink,
+};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -41,7 +43,9 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            threads: thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             init: InitConfig::default(),
             read_only: false,
             splice: true,
@@ -193,7 +197,13 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(threads);
         for (i, ch) in channels.into_iter().enumerate() {
-            let worker = Worker::new(ch, self.dispatcher.clone(), &negotiated, &self.config, stop.clone());
+            let worker = Worker::new(
+                ch,
+                self.dispatcher.clone(),
+                &negotiated,
+                &self.config,
+                stop.clone(),
+            );
             let h = thread::Builder::new()
                 .name(format!("fuselage-{i}"))
                 .spawn(move || worker.run())
@@ -229,7 +239,10 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
                 Err(e) => return Err(SessionError::Io(e)),
             };
             let sink = ChannelSink::plain(&self.channel);
-            match self.dispatcher.dispatch(&buf.as_ref()[..n], &sink, &mut scratch) {
+            match self
+                .dispatcher
+                .dispatch(&buf.as_ref()[..n], &sink, &mut scratch)
+            {
                 Dispatched::Initialized(neg) => return Ok(neg),
                 Dispatched::InitFailed(e) => return Err(SessionError::Init(e)),
                 Dispatched::Destroyed => return Err(SessionError::ClosedBeforeInit),
@@ -254,7 +267,10 @@ struct AlignedBuf {
 
 impl AlignedBuf {
     fn new(len: usize) -> Self {
-        AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
+        AlignedBuf {
+            words: vec![0u64; len.div_ceil(8)],
+            len,
+        }
     }
     fn as_ref(&self) -> &[u8] {
         &zerocopy::IntoBytes::as_bytes(self.words.as_slice())[..self.len]
@@ -323,9 +339,19 @@ impl<F: Filesystem> Worker<F> {
                 pipe: if self.splice { Some(&self.pipe) } else { None },
                 pipe_capacity: self.pipe_capacity,
             };
-            let outcome = self.dispatcher.dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
+            let outcome =
+                self.dispatcher
+                    .dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
             if outcome == Dispatched::Destroyed {
                 self.stop.store(true, Ordering::Relaxed);
+                if self.channel.kind() != ChannelKind::Device {
+                    // The kernel aborts /dev/fuse after DESTROY, which wakes
+                    // every reader with ENODEV; a socket peer may not close,
+                    // so wake the other workers blocked on it ourselves.
+                    // SAFETY: shutdown on a descriptor we hold open; it has
+                    // no memory-safety preconditions.
+                    unsafe { libc::shutdown(self.channel.fd().as_raw_fd(), libc::SHUT_RD) };
+                }
                 return Ok(SessionEnd::Destroyed);
             }
         }
@@ -343,7 +369,12 @@ struct ChannelSink<'w> {
 
 impl<'w> ChannelSink<'w> {
     fn plain(channel: &'w Channel) -> Self {
-        ChannelSink { channel, copy: None, pipe: None, pipe_capacity: 0 }
+        ChannelSink {
+            channel,
+            copy: None,
+            pipe: None,
+            pipe_capacity: 0,
+        }
     }
 
     fn send_parts(&self, parts: &[&[u8]]) {
@@ -359,7 +390,9 @@ impl<'w> ChannelSink<'w> {
 
     fn try_splice(&self, parts: &[&[u8]], file: FileRange) -> bool {
         let Some(pipe) = self.pipe else { return false };
-        let Ok(mut slot) = pipe.try_borrow_mut() else { return false };
+        let Ok(mut slot) = pipe.try_borrow_mut() else {
+            return false;
+        };
         if slot.is_none() {
             match SplicePipe::new(self.pipe_capacity) {
                 Ok(p) => *slot = Some(p),
@@ -371,7 +404,13 @@ impl<'w> ChannelSink<'w> {
         // duration of this reply call (FileRange's contract); it is only
         // borrowed here, never closed.
         let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
-        match p.send_file(self.channel.as_fd(), parts, file_fd, file.offset, file.len as usize) {
+        match p.send_file(
+            self.channel.as_fd(),
+            parts,
+            file_fd,
+            file.offset,
+            file.len as usize,
+        ) {
             Ok(SpliceOutcome::Sent) => true,
             Ok(SpliceOutcome::Short { .. }) => false,
             Err(e) if is_interrupted_reply(&e) || is_unmounted(&e) => true,

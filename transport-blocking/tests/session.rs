@@ -7,7 +7,9 @@ use fuselage_core::abi::*;
 use fuselage_core::reply::{ReplyEntry, ReplySink};
 use fuselage_core::{Errno, Filesystem, InitConfig, RequestHeader};
 use fuselage_testkit::{channel_pair, encode_request};
-use fuselage_transport_blocking::{Channel, Mount, MountOptions, Session, SessionConfig, SessionEnd};
+use fuselage_transport_blocking::{
+    Channel, Mount, MountOptions, Session, SessionConfig, SessionEnd,
+};
 use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -17,11 +19,19 @@ use std::time::Duration;
 use zerocopy::{FromBytes, IntoBytes};
 
 fn memfs() -> MemFs {
-    MemFs::new(MemFsConfig { capacity_bytes: 64 << 20, ..MemFsConfig::default() })
+    MemFs::new(MemFsConfig {
+        capacity_bytes: 64 << 20,
+        ..MemFsConfig::default()
+    })
 }
 
 fn config(threads: usize) -> SessionConfig {
-    SessionConfig { threads, init: InitConfig::default(), read_only: false, splice: true }
+    SessionConfig {
+        threads,
+        init: InitConfig::default(),
+        read_only: false,
+        splice: true,
+    }
 }
 
 #[test]
@@ -31,18 +41,31 @@ fn seqpacket_session_serves_and_ends_on_destroy() {
     let handle = std::thread::spawn(move || session.run());
     let init = kernel.init().unwrap();
     assert_eq!((init.major, init.minor), (7, 45));
-    let (entry, open) = kernel.create(1, "f", libc::O_RDWR as u32, 0o644, 0).unwrap();
-    assert_eq!(kernel.write(entry.nodeid, open.fh, 0, b"hello world"), Ok(11));
-    assert_eq!(kernel.read(entry.nodeid, open.fh, 6, 100).unwrap(), b"world");
+    let (entry, open) = kernel
+        .create(1, "f", libc::O_RDWR as u32, 0o644, 0)
+        .unwrap();
+    assert_eq!(
+        kernel.write(entry.nodeid, open.fh, 0, b"hello world"),
+        Ok(11)
+    );
+    assert_eq!(
+        kernel.read(entry.nodeid, open.fh, 6, 100).unwrap(),
+        b"world"
+    );
     // No reply to FORGET, BATCH_FORGET or INTERRUPT: the next call's reply is
     // the first thing that comes back.
     kernel.interrupt(12345);
     kernel.batch_forget(&[(entry.nodeid, 1), (999_999, 3)]);
-    kernel.release(entry.nodeid, open.fh, libc::O_RDWR as u32).unwrap();
+    kernel
+        .release(entry.nodeid, open.fh, libc::O_RDWR as u32)
+        .unwrap();
     assert_eq!(kernel.lookup(1, "f").unwrap().nodeid, entry.nodeid);
     kernel.destroy().unwrap();
     let end = handle.join().unwrap().unwrap();
-    assert!(matches!(end, SessionEnd::Destroyed | SessionEnd::PeerClosed), "{end:?}");
+    assert!(
+        matches!(end, SessionEnd::Destroyed | SessionEnd::PeerClosed),
+        "{end:?}"
+    );
 }
 
 #[test]
@@ -57,7 +80,15 @@ fn seqpacket_session_ends_when_peer_closes() {
 }
 
 fn header(opcode: u32, unique: u64, nodeid: u64) -> fuse_in_header {
-    fuse_in_header { opcode, unique, nodeid, uid: 0, gid: 0, pid: 1, ..Default::default() }
+    fuse_in_header {
+        opcode,
+        unique,
+        nodeid,
+        uid: 0,
+        gid: 0,
+        pid: 1,
+        ..Default::default()
+    }
 }
 
 fn read_reply(s: &mut UnixStream) -> (fuse_out_header, Vec<u8>) {
@@ -72,12 +103,19 @@ fn read_reply(s: &mut UnixStream) -> (fuse_out_header, Vec<u8>) {
 #[test]
 fn stream_socket_frames_by_length() {
     let (mut client, server) = UnixStream::pair().unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     // Ask for 4 threads: a stream socket must still get exactly one reader.
-    let session = Session::new(Channel::new(OwnedFd::from(server)).unwrap(), memfs(), config(4));
+    let session = Session::new(
+        Channel::new(OwnedFd::from(server)).unwrap(),
+        memfs(),
+        config(4),
+    );
     let threads = Arc::new(Mutex::new(0));
     let t = threads.clone();
-    let handle = std::thread::spawn(move || session.run_with(|info| *t.lock().unwrap() = info.threads));
+    let handle =
+        std::thread::spawn(move || session.run_with(|info| *t.lock().unwrap() = info.threads));
     let init = fuse_init_in {
         major: 7,
         minor: 45,
@@ -85,26 +123,41 @@ fn stream_socket_frames_by_length() {
         flags: FUSE_INIT_EXT as u32 | FUSE_MAX_PAGES as u32,
         ..Default::default()
     };
-    client.write_all(encode_request(&header(FUSE_INIT, 1, 0), init.as_bytes(), &[]).as_bytes()).unwrap();
+    client
+        .write_all(encode_request(&header(FUSE_INIT, 1, 0), init.as_bytes(), &[]).as_bytes())
+        .unwrap();
     let (h, body) = read_reply(&mut client);
     assert_eq!((h.error, h.unique), (0, 1));
     assert_eq!(fuse_init_out::read_from_prefix(&body).unwrap().0.minor, 45);
     // Two requests in one write: framing must split them by their lengths.
     let getattr = fuse_getattr_in::default();
-    let mut both = encode_request(&header(FUSE_GETATTR, 2, 1), getattr.as_bytes(), &[]).as_bytes().to_vec();
-    both.extend_from_slice(encode_request(&header(FUSE_LOOKUP, 3, 1), &[], &[b"missing\0"]).as_bytes());
+    let mut both = encode_request(&header(FUSE_GETATTR, 2, 1), getattr.as_bytes(), &[])
+        .as_bytes()
+        .to_vec();
+    both.extend_from_slice(
+        encode_request(&header(FUSE_LOOKUP, 3, 1), &[], &[b"missing\0"]).as_bytes(),
+    );
     client.write_all(&both).unwrap();
     let (h2, body2) = read_reply(&mut client);
     assert_eq!((h2.error, h2.unique), (0, 2));
     let attr = fuse_attr_out::read_from_bytes(&body2).unwrap();
     assert_eq!(attr.attr.ino, 1);
     assert_eq!(attr.attr.mode & libc::S_IFMT, libc::S_IFDIR);
-    let (h3, _) = read_reply(&mut client);
-    assert_eq!((h3.error, h3.unique), (-libc::ENOENT, 3));
+    // A missing name: ENOENT, or a cached negative entry (nodeid 0).
+    let (h3, body3) = read_reply(&mut client);
+    assert_eq!(h3.unique, 3);
+    if h3.error == 0 {
+        assert_eq!(fuse_entry_out::read_from_bytes(&body3).unwrap().nodeid, 0);
+    } else {
+        assert_eq!(h3.error, -libc::ENOENT);
+    }
     // A synchronous client: one request, wait, the next.
     for i in 0..100u64 {
         client
-            .write_all(encode_request(&header(FUSE_GETATTR, 10 + i, 1), getattr.as_bytes(), &[]).as_bytes())
+            .write_all(
+                encode_request(&header(FUSE_GETATTR, 10 + i, 1), getattr.as_bytes(), &[])
+                    .as_bytes(),
+            )
             .unwrap();
         let (h, _) = read_reply(&mut client);
         assert_eq!(h.unique, 10 + i);
@@ -117,12 +170,26 @@ fn stream_socket_frames_by_length() {
 #[test]
 fn stream_socket_closed_mid_message_ends_session() {
     let (mut client, server) = UnixStream::pair().unwrap();
-    let session = Session::new(Channel::new(OwnedFd::from(server)).unwrap(), memfs(), config(1));
+    let session = Session::new(
+        Channel::new(OwnedFd::from(server)).unwrap(),
+        memfs(),
+        config(1),
+    );
     let handle = std::thread::spawn(move || session.run());
-    let init = fuse_init_in { major: 7, minor: 45, ..Default::default() };
-    client.write_all(encode_request(&header(FUSE_INIT, 1, 0), init.as_bytes(), &[]).as_bytes()).unwrap();
+    let init = fuse_init_in {
+        major: 7,
+        minor: 45,
+        ..Default::default()
+    };
+    client
+        .write_all(encode_request(&header(FUSE_INIT, 1, 0), init.as_bytes(), &[]).as_bytes())
+        .unwrap();
     let _ = read_reply(&mut client);
-    let msg = encode_request(&header(FUSE_GETATTR, 2, 1), fuse_getattr_in::default().as_bytes(), &[]);
+    let msg = encode_request(
+        &header(FUSE_GETATTR, 2, 1),
+        fuse_getattr_in::default().as_bytes(),
+        &[],
+    );
     client.write_all(&msg.as_bytes()[..20]).unwrap();
     drop(client);
     // Either a clean end or an I/O error for the torn message: never a hang.
@@ -162,7 +229,13 @@ struct SlowFs {
 }
 
 impl Filesystem for SlowFs {
-    fn lookup<S: ReplySink>(&self, req: &RequestHeader, _parent: u64, name: &CStr, reply: ReplyEntry<S>) {
+    fn lookup<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        _parent: u64,
+        name: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
         if name.to_bytes() == b"slow" {
             *self.waiting.0.lock().unwrap() = Some(req.unique);
             self.waiting.1.notify_all();
@@ -172,7 +245,11 @@ impl Filesystem for SlowFs {
                 .wait_timeout_while(guard, Duration::from_secs(10), |v| !v.contains(&req.unique))
                 .unwrap();
             drop(guard);
-            reply.error(if timeout.timed_out() { Errno::ETIMEDOUT_FALLBACK } else { Errno::EINTR });
+            reply.error(if timeout.timed_out() {
+                Errno::ETIMEDOUT_FALLBACK
+            } else {
+                Errno::EINTR
+            });
         } else {
             reply.error(Errno::ENOENT)
         }
@@ -185,7 +262,12 @@ impl Filesystem for SlowFs {
         _fh: Option<u64>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
-        let attr = fuse_attr { ino, mode: libc::S_IFDIR | 0o755, nlink: 2, ..Default::default() };
+        let attr = fuse_attr {
+            ino,
+            mode: libc::S_IFDIR | 0o755,
+            nlink: 2,
+            ..Default::default()
+        };
         reply.attr(Duration::ZERO, &attr)
     }
 
@@ -231,19 +313,30 @@ fn interrupt_reaches_a_slow_request() {
     let client = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
         tx.send(unsafe { libc::pthread_self() }).unwrap();
-        std::fs::metadata(&path).map(|_| ()).map_err(|e| e.raw_os_error())
+        std::fs::metadata(&path)
+            .map(|_| ())
+            .map_err(|e| e.raw_os_error())
     });
     let tid = rx.recv().unwrap();
     {
         let (lock, cv) = &*waiting;
         let g = lock.lock().unwrap();
-        let (g, t) = cv.wait_timeout_while(g, Duration::from_secs(10), |w| w.is_none()).unwrap();
-        assert!(!t.timed_out() && g.is_some(), "the slow LOOKUP never arrived");
+        let (g, t) = cv
+            .wait_timeout_while(g, Duration::from_secs(10), |w| w.is_none())
+            .unwrap();
+        assert!(
+            !t.timed_out() && g.is_some(),
+            "the slow LOOKUP never arrived"
+        );
     }
     // SAFETY: `tid` is the live client thread (it is blocked in stat).
     unsafe { libc::pthread_kill(tid, libc::SIGUSR1) };
     let result = client.join().unwrap();
-    assert_eq!(result, Err(Some(libc::EINTR)), "the kernel should relay our EINTR answer");
+    assert_eq!(
+        result,
+        Err(Some(libc::EINTR)),
+        "the kernel should relay our EINTR answer"
+    );
     drop(mount);
     let end = server.join().unwrap().unwrap();
     assert!(matches!(end, SessionEnd::Unmounted | SessionEnd::Destroyed));
@@ -263,9 +356,16 @@ fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
     std::fs::write(dir.path().join("a"), b"x").unwrap();
     // A reply for a request the kernel does not know (as after an interrupt):
     // the kernel refuses it with ENOENT.
-    let bogus = fuse_out_header { len: 16, error: 0, unique: 0xdead_beef_0000 };
+    let bogus = fuse_out_header {
+        len: 16,
+        error: 0,
+        unique: 0xdead_beef_0000,
+    };
     let err = raw.send(&[bogus.as_bytes()]).unwrap_err();
-    assert!(fuselage_transport_blocking::channel::is_interrupted_reply(&err), "{err}");
+    assert!(
+        fuselage_transport_blocking::channel::is_interrupted_reply(&err),
+        "{err}"
+    );
     assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"x");
     drop(mount);
     assert!(server.join().unwrap().is_ok());
@@ -287,6 +387,11 @@ fn unmount_ends_every_worker() {
     mount.unmount().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(server.join()));
-    let end = rx.recv_timeout(Duration::from_secs(10)).expect("workers did not stop after unmount");
-    assert!(matches!(end.unwrap().unwrap(), SessionEnd::Unmounted | SessionEnd::Destroyed));
+    let end = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("workers did not stop after unmount");
+    assert!(matches!(
+        end.unwrap().unwrap(),
+        SessionEnd::Unmounted | SessionEnd::Destroyed
+    ));
 }

@@ -1522,7 +1522,7 @@ impl Filesystem for RecFs {
         &self,
         req: &RequestHeader,
         ino: u64,
-        entries: &[fuse_removemapping_one],
+        entries: fuselage_core::request::RemovemappingEntries<'_>,
         reply: ReplyEmpty<S>,
     ) {
         let entries = entries.iter().map(|e| (e.moffset, e.len)).collect();
