@@ -80,6 +80,11 @@ impl<'a> RemovemappingEntries<'a> {
         self.len() == 0
     }
 
+    /// The raw bytes of the array (a multiple of 16).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The entries, read by value.
     pub fn iter(&self) -> impl Iterator<Item = fuse_removemapping_one> + 'a {
         self.bytes

@@ -903,7 +903,7 @@ impl Filesystem for FuzzFs {
         &self,
         _: &RequestHeader,
         _i: u64,
-        _e: &[fuse_removemapping_one],
+        _e: fuselage_core::request::RemovemappingEntries<'_>,
         r: ReplyEmpty<S>,
     ) {
         self.empty(r)
@@ -1067,25 +1067,7 @@ impl Session {
         };
 
         let cur = self.checker.cur.borrow();
-        let mut expected = u32::from(trusted && !no_reply(opcode));
-        if opcode == FUSE_REMOVEMAPPING
-            && !segments
-            && cur.replies == 0
-            && matches!(
-                outcome,
-                Dispatched::Malformed {
-                    error: fuselage_core::ParseError::Misaligned,
-                    replied: false
-                }
-            )
-            && !strict()
-        {
-            // Known core bug: the fuse_removemapping_one array follows a
-            // 4-byte argument struct, so in a contiguous buffer it sits at
-            // offset 44 and is refused as misaligned, and the request is
-            // never answered. Tolerated unless FUSELAGE_FUZZ_STRICT=1.
-            expected = 0;
-        }
+        let expected = u32::from(trusted && !no_reply(opcode));
         assert_eq!(
             cur.replies, expected,
             "opcode {opcode} (trusted {trusted}) got {} replies, outcome {outcome:?}",
@@ -1110,12 +1092,6 @@ impl Session {
             }
         }
     }
-}
-
-/// Whether known core bugs fail the run too (`FUSELAGE_FUZZ_STRICT=1`).
-fn strict() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("FUSELAGE_FUZZ_STRICT").is_some_and(|v| v == "1"))
 }
 
 /// Runs one input (see the module docs for its layout).

@@ -228,8 +228,9 @@ pub fn check_request(req: &Request<'_>, segs: &[&[u8]], ctx: ParseContext) {
             assert_eq!(b.len(), nodes.len() * 16);
         }
         Operation::Removemapping { entries } => {
-            let b = zerocopy::IntoBytes::as_bytes(entries);
+            let b = entries.as_bytes();
             assert!(within(b.as_ptr(), b.len(), segs), "mapping array outside");
+            assert_eq!(entries.iter().count(), entries.len());
         }
         Operation::Forget { arg } => arg_ok!(arg),
         Operation::Getattr { arg } => arg_ok!(arg),
