@@ -15,5 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod memfs;
+pub mod passthrough;
 
 pub use memfs::{MemFs, MemFsConfig};
+pub use passthrough::{PassthroughConfig, PassthroughFs};

@@ -4,9 +4,8 @@ use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_core::Filesystem;
-use fuselage_transport_blocking::{
-    Channel, Mount, MountOptions, ServeInfo, Session, SessionConfig, SessionEnd,
-};
+use fuselage_transport_blocking::{Channel, Mount, MountOptions, SessionEnd};
+use fuselage_transport_uring::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -24,6 +23,9 @@ pub enum ServeError {
     Channel(io::Error),
     /// Serving failed.
     Session(fuselage_transport_blocking::SessionError),
+    /// Serving over io_uring failed, or a forced io_uring transport turned
+    /// out unavailable at INIT.
+    Transport(fuselage_transport_uring::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
 }
@@ -35,6 +37,7 @@ impl fmt::Display for ServeError {
             ServeError::Mount(e) => write!(f, "{e}"),
             ServeError::Channel(e) => write!(f, "cannot use the FUSE channel: {e}"),
             ServeError::Session(e) => write!(f, "{e}"),
+            ServeError::Transport(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
         }
     }
@@ -100,20 +103,7 @@ pub fn run(args: &MountArgs) -> Result<(), ServeError> {
             "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
         ));
     }
-    let fallback = match args.transport {
-        TransportChoice::Blocking => None,
-        TransportChoice::Auto => Some("io_uring transports are not built into this version"),
-        TransportChoice::Uring | TransportChoice::UringRw => {
-            return Err(ServeError::Options(format!(
-                "--transport {}: io_uring transports are not built into this version; use --transport blocking or auto",
-                if args.transport == TransportChoice::Uring {
-                    "uring"
-                } else {
-                    "uring-rw"
-                }
-            )));
-        }
-    };
+    let fallback = transport_preflight(args.transport)?;
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -181,28 +171,34 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
             .map_err(ServeError::Signals)?;
     }
 
-    let config = SessionConfig {
+    // --threads N: worker threads for uring-rw and blocking; for native
+    // io_uring (one queue per possible CPU, a kernel rule) the ring depth
+    // per queue. The startup line reports the threads that really serve.
+    let config = UringConfig {
+        choice: uring_choice(args.transport),
         threads,
+        depth: args.threads.unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
         read_only: args.read_only,
-        ..SessionConfig::default()
+        ..UringConfig::default()
     };
     let mountpoint = args.mountpoint.display().to_string();
-    let session = Session::new(channel, fs, config);
-    let result = session.run_with(|info: &ServeInfo| {
+    let result = fuselage_transport_uring::serve(channel, fs, &config, |info: &UringServeInfo| {
         let mut line = format!(
-            "fuselage: mounted {mountpoint} backend={backend} transport=blocking threads={} passthrough=off",
-            info.threads
+            "fuselage: mounted {mountpoint} backend={backend} transport={} threads={} passthrough=off",
+            info.transport, info.threads
         );
-        if let Some(reason) = fallback {
+        if let Some(reason) = info.fallback {
+            line.push_str(&format!(" (fallback: {reason})"));
+        } else if let Some(reason) = fallback {
             line.push_str(&format!(" (fallback: {reason})"));
         }
         eprintln!("{line}");
         log!(
             Info,
-            "protocol 7.{} max_write={} cloned_fds={}",
+            "protocol 7.{} max_write={} depth={}",
             info.negotiated.minor,
             info.negotiated.max_write,
-            info.cloned_fds
+            info.depth
         );
     });
     if let Some(m) = &mount
@@ -216,7 +212,33 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
             let _ = SessionEnd::Unmounted;
             Ok(())
         }
-        Err(e) => Err(ServeError::Session(e)),
+        Err(fuselage_transport_uring::ServeError::Session(e)) => Err(ServeError::Session(e)),
+        Err(e) => Err(ServeError::Transport(e)),
+    }
+}
+
+/// Checks before mounting that a forced io_uring transport can work here
+/// (`--transport uring` and `uring-rw` never fall back). Automatic selection
+/// decides after INIT and reports its own `(fallback: REASON)`.
+fn transport_preflight(choice: TransportChoice) -> Result<Option<&'static str>, ServeError> {
+    match fuselage_transport_uring::preflight(uring_choice(choice)) {
+        Ok(_) => Ok(None),
+        Err(reason) => Err(ServeError::Options(format!(
+            "--transport {}: {reason}",
+            match choice {
+                TransportChoice::Uring => "uring",
+                _ => "uring-rw",
+            }
+        ))),
+    }
+}
+
+fn uring_choice(choice: TransportChoice) -> Choice {
+    match choice {
+        TransportChoice::Auto => Choice::Auto,
+        TransportChoice::Uring => Choice::Uring,
+        TransportChoice::UringRw => Choice::UringRw,
+        TransportChoice::Blocking => Choice::Blocking,
     }
 }
 

@@ -126,6 +126,25 @@ fn steady_state_requests_allocate_nothing() {
         attr_ttl: Duration::ZERO,
         ..MemFsConfig::default()
     });
+    // A hung request must fail the test, not hang it: at the deadline, abort
+    // the connection (so blocked calls return ENOTCONN) or, failing that,
+    // the process.
+    let connection = mount.connection_id();
+    let (disarm, armed) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(TEST_DEADLINE) {
+            eprintln!(
+                "watchdog: the test is still running after {TEST_DEADLINE:?}; aborting the FUSE connection"
+            );
+            let aborted = connection.is_some_and(|id| {
+                std::fs::write(format!("/sys/fs/fuse/connections/{id}/abort"), "1").is_ok()
+            });
+            if !aborted {
+                eprintln!("watchdog: no fusectl abort file; aborting the process");
+                std::process::abort();
+            }
+        }
+    });
     let session = Session::new(
         channel,
         fs,
@@ -202,4 +221,5 @@ fn steady_state_requests_allocate_nothing() {
         end.is_ok(),
         "the session did not end within 10 s of the unmount"
     );
+    drop(disarm);
 }

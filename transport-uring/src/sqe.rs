@@ -72,7 +72,7 @@ pub fn get_len(entry: &squeue::Entry128) -> u32 {
 pub fn register(fd: types::Fixed, qid: u16, iovecs: *const libc::iovec, user_data: u64) -> squeue::Entry128 {
     let mut e = opcode::UringCmd80::new(fd, FUSE_URING_CMD_REGISTER)
         .cmd(cmd_area(0, qid))
-        .addr(iovecs as u64)
+        .addr(Some(iovecs as u64))
         .build()
         .user_data(user_data);
     set_len(&mut e, 2);
@@ -126,7 +126,7 @@ mod tests {
         // apart from 24..28.
         let plain = opcode::UringCmd80::new(types::Fixed(0), FUSE_URING_CMD_REGISTER)
             .cmd(cmd_area(0, 7))
-            .addr(iov.as_ptr() as u64)
+            .addr(Some(iov.as_ptr() as u64))
             .build()
             .user_data(99);
         let p = bytes(&plain);

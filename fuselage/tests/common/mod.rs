@@ -139,7 +139,72 @@ pub struct ServerProcess {
     lines: Arc<Mutex<Vec<String>>>,
     events: Receiver<StderrEvent>,
     status: Option<ExitStatus>,
+    watchdog: Watchdog,
 }
+
+/// Kills a server that is still alive when its test's time is up, so that
+/// requests it left unanswered fail (ENOTCONN) instead of hanging the test
+/// until nextest terminates it.
+struct Watchdog {
+    armed: Arc<(Mutex<Option<i32>>, std::sync::Condvar)>,
+}
+
+impl Watchdog {
+    fn arm(pid: i32, deadline: Duration) -> Watchdog {
+        let armed = Arc::new((Mutex::new(Some(pid)), std::sync::Condvar::new()));
+        let state = armed.clone();
+        std::thread::Builder::new()
+            .name("fuselage-watchdog".into())
+            .spawn(move || {
+                let (lock, cond) = &*state;
+                let end = Instant::now() + deadline;
+                let mut pid = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while pid.is_some() {
+                    let Some(left) = end.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    pid = cond.wait_timeout(pid, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                if let Some(p) = pid.take() {
+                    eprintln!(
+                        "watchdog: the test is still running after {deadline:?}; SIGKILLing server pid {p} \
+                         so that hung FUSE requests fail with ENOTCONN instead of hanging"
+                    );
+                    // SAFETY: kill has no memory-safety preconditions; the pid is
+                    // an unreaped child (disarm runs before any reaping).
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            })
+            .expect("spawn the watchdog");
+        Watchdog { armed }
+    }
+
+    /// Stops the watchdog; call before reaping the process.
+    fn disarm(&self) {
+        let (lock, cond) = &*self.armed;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        cond.notify_all();
+    }
+}
+
+/// Whether child `pid` has exited, without reaping it.
+fn has_exited(pid: i32) -> bool {
+    // SAFETY: all-zero is a valid siginfo_t; waitid gets valid pointers and,
+    // with WNOWAIT, leaves the child waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        r == 0 && info.si_pid() != 0
+    }
+}
+
+/// How long a test may run before its server is killed (see `Watchdog`).
+pub const TEST_DEADLINE: Duration = Duration::from_secs(50);
 
 impl ServerProcess {
     /// Spawns `cmd` with stderr piped (stdin and stdout null) and
@@ -149,6 +214,17 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env_remove("FUSELAGE_LOG");
+        // If the test process dies (e.g. nextest kills it), take the server
+        // with it so that auto-unmount removes the mount.
+        // SAFETY: the closure runs between fork and exec and only calls
+        // prctl, which is async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
@@ -179,11 +255,13 @@ impl ServerProcess {
                 let _ = tx.send(StderrEvent::Eof);
             })
             .expect("spawn stderr reader");
+        let watchdog = Watchdog::arm(child.id() as i32, TEST_DEADLINE);
         ServerProcess {
             child,
             lines,
             events,
             status: None,
+            watchdog,
         }
     }
 
@@ -239,7 +317,9 @@ impl ServerProcess {
 
     /// The exit status if the process has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
+        if self.status.is_none() && has_exited(self.pid()) {
+            // Disarm first: once reaped, the pid may name another process.
+            self.watchdog.disarm();
             self.status = self.child.try_wait().ok().flatten();
         }
         self.status
@@ -484,6 +564,13 @@ impl MountedFs {
 
 impl Drop for MountedFs {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "server stderr ({}):\n{}",
+                self.mountpoint.display(),
+                self.server.stderr_lines().join("\n")
+            );
+        }
         self.cleanup();
     }
 }
@@ -1181,4 +1268,64 @@ pub fn read_direct(path: &Path) -> Vec<u8> {
         path.display()
     );
     out
+}
+
+// ---------------------------------------------------------------------------
+// /dev/fuse for unprivileged users
+// ---------------------------------------------------------------------------
+
+/// Holds /dev/fuse open to every user (mode 0666, as Debian's udev rule sets
+/// it) for as long as it lives, under an exclusive lock shared by every test
+/// process, and restores the mode it found when dropped.
+///
+/// fusermount3 opens /dev/fuse with the caller's own identity (it drops its
+/// setuid privilege for that), so unprivileged mounting needs this mode.
+pub struct DevFuseForAll {
+    _lock: fs::File,
+    restore: Option<u32>,
+}
+
+/// The permission bits of /dev/fuse.
+pub fn dev_fuse_mode() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/dev/fuse").expect("stat /dev/fuse").mode() & 0o7777
+}
+
+impl DevFuseForAll {
+    /// Takes the lock (waiting at most 60 s), then calls `before` with the
+    /// mode found, then opens /dev/fuse to everyone.
+    pub fn acquire(before: impl FnOnce(u32)) -> DevFuseForAll {
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("fuselage-tests-dev-fuse.lock"))
+            .expect("open the /dev/fuse lock file");
+        let locked = wait_until(Duration::from_secs(60), || {
+            // SAFETY: a valid fd.
+            unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+        });
+        assert!(locked, "another test held the /dev/fuse lock for 60 s");
+        let mode = dev_fuse_mode();
+        before(mode);
+        let restore = (mode & 0o666 != 0o666).then(|| {
+            fs::set_permissions("/dev/fuse", Permissions::from_mode(mode | 0o666))
+                .expect("chmod /dev/fuse");
+            mode
+        });
+        DevFuseForAll {
+            _lock: lock,
+            restore,
+        }
+    }
+}
+
+impl Drop for DevFuseForAll {
+    fn drop(&mut self) {
+        if let Some(mode) = self.restore {
+            if let Err(e) = fs::set_permissions("/dev/fuse", Permissions::from_mode(mode)) {
+                eprintln!("warning: cannot restore /dev/fuse to mode {mode:o}: {e}");
+            }
+        }
+    }
 }

@@ -76,4 +76,6 @@ macro_rules! e2e_suite {
 
 e2e_suite!(
     memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking" },
+    memfs_uring: Setup { backend: Backend::Memfs, transport: "uring" },
+    memfs_uring_rw: Setup { backend: Backend::Memfs, transport: "uring-rw" },
 );

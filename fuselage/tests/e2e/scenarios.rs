@@ -1981,13 +1981,14 @@ pub fn sigkill_during_read(setup: &Setup) {
         let reads = reads.clone();
         let fd = open_raw(&p, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT");
         std::thread::spawn(move || {
-            let mut buf = AlignedBuf::new(MIB as usize);
+            // 128 KiB: the size of the kernel's own readahead requests.
+            let mut buf = AlignedBuf::new((128 * KIB) as usize);
             let mut off = 0u64;
             let err = loop {
                 match pread_full(fd.as_raw_fd(), &mut buf, off) {
                     Ok(_) => {
                         reads.fetch_add(1, Ordering::Relaxed);
-                        off = (off + MIB) % (64 * MIB);
+                        off = (off + 128 * KIB) % (64 * MIB);
                     }
                     Err(e) => break e,
                 }
@@ -2057,6 +2058,45 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
     if !require_program("fusermount3") || !require_program("setpriv") {
         return;
     }
+    // fusermount3 opens /dev/fuse as the calling user: a server started
+    // while that is refused must say so in one line; then open it to all.
+    let _dev_fuse = DevFuseForAll::acquire(|mode| {
+        if mode & 0o006 == 0o006 {
+            return;
+        }
+        let dir = traversable_tempdir();
+        let mp = dir.path().join("mnt");
+        fs::create_dir(&mp).expect("mkdir");
+        chown(&mp, NOBODY, NOBODY);
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            fuselage_bin(),
+        ])
+        .args(start_args(setup, dir.path(), &[]))
+        .arg(&mp);
+        let out = run_bounded(
+            cmd,
+            EXIT_TIMEOUT,
+            "an unprivileged server without /dev/fuse access",
+        );
+        let what = format!("uid 65534 serving while /dev/fuse is {mode:o}");
+        assert!(!out.status.success(), "{what}: exit status {}", out.status);
+        let lines = out.stderr_lines();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: expected one line on stderr, got {lines:?}"
+        );
+        assert!(
+            lines[0].starts_with("fuselage: ") && lines[0].contains("/dev/fuse"),
+            "{what}: {:?}",
+            lines[0]
+        );
+        assert!(!is_mountpoint(&mp), "{what}: something got mounted");
+    });
     let mut fs = MountedFs::mount_with(
         setup,
         MountConfig {

@@ -1,0 +1,491 @@
+//! The inode table: every host inode the kernel knows, by node id and by
+//! identity.
+//!
+//! An [`Inode`] is created the first time a name resolves to a host inode
+//! and lives while the kernel holds lookup references to it. Its node id is
+//! its slab slot plus one (the root, inserted first, is node id 1, the
+//! protocol's `FUSE_ROOT_ID`); a slot is reused only after the kernel has
+//! forgotten the inode that had it.
+//!
+//! Identity is `(st_ino, st_dev, mount id)`: two names of one host inode
+//! (hard links) resolve to the same entry and so to the same node id, which
+//! is what makes the kernel show one inode with a shared link count.
+//!
+//! # Reference counts
+//!
+//! Each successful LOOKUP, CREATE, MKNOD, MKDIR, SYMLINK, LINK, TMPFILE and
+//! each READDIRPLUS entry with a node id adds one reference; FORGET and
+//! BATCH_FORGET subtract theirs, saturating at zero, so a confused or hostile
+//! peer cannot underflow the count into a use of freed state. A lookup can
+//! only add to an entry whose count is still above zero ([`Inode::try_ref`]):
+//! an entry that dropped to zero is being removed, and a lookup racing with
+//! that removal makes a fresh entry instead of reviving the dying one.
+//!
+//! # Anchors and the descriptor limit
+//!
+//! An inode is anchored either by an `O_PATH` descriptor held for its whole
+//! life ([`Anchor::Fd`]) or by a kernel file handle ([`Anchor::Handle`]) plus
+//! an `O_PATH` descriptor that is only *cached*. With file handles (the
+//! filesystem supports them and we have CAP_DAC_READ_SEARCH for
+//! open_by_handle_at), the number of cached descriptors is bounded
+//! ([`InodeStore::new`]'s `max_cached`): past it a CLOCK sweep (second chance
+//! for recently used entries) closes the descriptors of idle inodes, and the
+//! next request for such an inode reopens it from its handle. Inodes with
+//! open files are never swept. So the table can hold far more inodes than
+//! the process may have descriptors, without ever resolving a path again:
+//! a handle names the inode itself, and the filesystem's generation number
+//! inside it makes a reused inode number fail with `ESTALE` instead of
+//! reaching a different file.
+
+use super::sys::{self, FileHandle, SysResult};
+use fuselage_core::Errno;
+use slab::Slab;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The node id of the root.
+pub(crate) const ROOT_ID: u64 = fuselage_core::abi::FUSE_ROOT_ID;
+
+/// Locks a mutex, ignoring poisoning (every critical section here leaves
+/// its data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What identifies a host inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InodeIds {
+    /// Inode number.
+    pub ino: u64,
+    /// Device (`makedev` of statx's dev fields).
+    pub dev: u64,
+    /// Mount id.
+    pub mnt_id: u64,
+}
+
+impl InodeIds {
+    pub(crate) fn of(st: &libc::statx) -> InodeIds {
+        InodeIds {
+            ino: st.stx_ino,
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            mnt_id: st.stx_mnt_id,
+        }
+    }
+}
+
+/// A kernel file handle and the `O_PATH` descriptor cached for it.
+#[derive(Debug)]
+pub(crate) struct HandleAnchor {
+    handle: FileHandle,
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+    used: AtomicBool,
+}
+
+/// How an inode is held.
+#[derive(Debug)]
+pub(crate) enum Anchor {
+    /// An `O_PATH` descriptor for the inode's whole life.
+    Fd(OwnedFd),
+    /// A file handle, with an evictable cached descriptor.
+    Handle(HandleAnchor),
+}
+
+/// A descriptor for an inode: borrowed from a permanent anchor, or a share
+/// of a cached one (which stays open while this lives, even if evicted).
+#[derive(Debug)]
+pub(crate) enum InodeFd<'a> {
+    /// The inode's permanent descriptor.
+    Borrowed(BorrowedFd<'a>),
+    /// A cached descriptor.
+    Shared(Arc<OwnedFd>),
+}
+
+impl AsFd for InodeFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            InodeFd::Borrowed(fd) => *fd,
+            InodeFd::Shared(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// A backing file registered for kernel passthrough, shared by all
+/// passthrough opens of one inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backing {
+    /// The id `FUSE_DEV_IOC_BACKING_OPEN` returned.
+    pub id: i32,
+    /// Open files using it.
+    pub opens: u32,
+}
+
+/// What the kernel's page cache for a file was built from: compared at the
+/// next open to decide on `FOPEN_KEEP_CACHE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheStamp {
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    pub size: u64,
+}
+
+/// One host inode the kernel knows.
+#[derive(Debug)]
+pub(crate) struct Inode {
+    /// Its identity.
+    pub ids: InodeIds,
+    /// Its file type (`S_IFMT` bits); never changes for an inode.
+    pub kind: u32,
+    refcount: AtomicU64,
+    anchor: Anchor,
+    /// Open files (and directories); while non-zero the anchor descriptor
+    /// is not evicted.
+    pub opens: AtomicU32,
+    removed: AtomicBool,
+    /// The passthrough backing file, while any passthrough open exists.
+    pub backing: Mutex<Option<Backing>>,
+    /// The file's state when the kernel last cached its pages.
+    pub stamp: Mutex<Option<CacheStamp>>,
+}
+
+impl Inode {
+    fn new(ids: InodeIds, kind: u32, anchor: Anchor, refs: u64) -> Inode {
+        Inode {
+            ids,
+            kind,
+            refcount: AtomicU64::new(refs),
+            anchor,
+            opens: AtomicU32::new(0),
+            removed: AtomicBool::new(false),
+            backing: Mutex::new(None),
+            stamp: Mutex::new(None),
+        }
+    }
+
+    /// Adds one lookup reference unless the count already dropped to zero.
+    fn try_ref(&self) -> bool {
+        self.refcount
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c > 0).then_some(c + 1)
+            })
+            .is_ok()
+    }
+
+    /// Whether this entry holds a descriptor that keeps the host inode (and
+    /// so its inode number) alive, which makes equal ids mean "same inode".
+    fn pins_identity(&self) -> bool {
+        match &self.anchor {
+            Anchor::Fd(_) => true,
+            Anchor::Handle(h) => lock(&h.fd).is_some(),
+        }
+    }
+
+    /// Whether this is a regular file.
+    pub(crate) fn is_reg(&self) -> bool {
+        self.kind == libc::S_IFREG
+    }
+
+    /// Whether this is a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+}
+
+struct Table {
+    slab: Slab<Arc<Inode>>,
+    by_ids: HashMap<InodeIds, u64>,
+}
+
+fn slot(nodeid: u64) -> usize {
+    nodeid.wrapping_sub(1) as usize
+}
+
+/// The inode table; see the [module docs](self).
+pub(crate) struct InodeStore {
+    table: RwLock<Table>,
+    /// A descriptor on the served mount, for open_by_handle_at.
+    mount_fd: OwnedFd,
+    handles: bool,
+    cached: AtomicUsize,
+    max_cached: usize,
+    hand: AtomicUsize,
+    evicting: Mutex<()>,
+    reopened: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl std::fmt::Debug for InodeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InodeStore")
+            .field("inodes", &self.len())
+            .field("handles", &self.handles)
+            .field("cached", &self.cached.load(Ordering::Relaxed))
+            .field("max_cached", &self.max_cached)
+            .finish()
+    }
+}
+
+impl InodeStore {
+    /// A table holding just the root (`root`, an `O_PATH` descriptor, with
+    /// attributes `st`). `handles` anchors further inodes by file handle,
+    /// caching at most `max_cached` descriptors.
+    pub(crate) fn new(
+        root: OwnedFd,
+        st: &libc::statx,
+        handles: bool,
+        max_cached: usize,
+    ) -> SysResult<InodeStore> {
+        let mount_fd = root.try_clone().map_err(|_| sys::last_errno())?;
+        let ids = InodeIds::of(st);
+        let root = Arc::new(Inode::new(
+            ids,
+            u32::from(st.stx_mode) & libc::S_IFMT,
+            Anchor::Fd(root),
+            1,
+        ));
+        let mut slab = Slab::with_capacity(1024);
+        let key = slab.insert(root);
+        debug_assert_eq!(key as u64 + 1, ROOT_ID);
+        let mut by_ids = HashMap::with_capacity(1024);
+        by_ids.insert(ids, ROOT_ID);
+        Ok(InodeStore {
+            table: RwLock::new(Table { slab, by_ids }),
+            mount_fd,
+            handles,
+            cached: AtomicUsize::new(0),
+            max_cached: max_cached.max(16),
+            hand: AtomicUsize::new(0),
+            evicting: Mutex::new(()),
+            reopened: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        })
+    }
+
+    /// The inode with node id `nodeid`; `ESTALE` if the kernel names one it
+    /// has forgotten.
+    pub(crate) fn get(&self, nodeid: u64) -> SysResult<Arc<Inode>> {
+        read(&self.table)
+            .slab
+            .get(slot(nodeid))
+            .cloned()
+            .ok_or(Errno::ESTALE)
+    }
+
+    /// Inodes in the table (the root included).
+    pub(crate) fn len(&self) -> usize {
+        read(&self.table).slab.len()
+    }
+
+    /// Whether inodes are anchored by file handles.
+    pub(crate) fn uses_handles(&self) -> bool {
+        self.handles
+    }
+
+    /// Descriptors currently cached for handle-anchored inodes.
+    pub(crate) fn cached_fds(&self) -> usize {
+        self.cached.load(Ordering::Relaxed)
+    }
+
+    /// The cache's bound.
+    pub(crate) fn max_cached_fds(&self) -> usize {
+        self.max_cached
+    }
+
+    /// Descriptors reopened from file handles, and descriptors evicted.
+    pub(crate) fn handle_counters(&self) -> (u64, u64) {
+        (
+            self.reopened.load(Ordering::Relaxed),
+            self.evicted.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A descriptor for `inode`, reopened from its file handle if the cached
+    /// one was evicted.
+    pub(crate) fn fd<'a>(&self, inode: &'a Inode) -> SysResult<InodeFd<'a>> {
+        let h = match &inode.anchor {
+            Anchor::Fd(fd) => return Ok(InodeFd::Borrowed(fd.as_fd())),
+            Anchor::Handle(h) => h,
+        };
+        h.used.store(true, Ordering::Relaxed);
+        let mut slot = lock(&h.fd);
+        if let Some(fd) = &*slot {
+            return Ok(InodeFd::Shared(fd.clone()));
+        }
+        let fd = match sys::open_by_handle(self.mount_fd.as_fd(), &h.handle, libc::O_PATH) {
+            Err(Errno::EMFILE) | Err(Errno::ENFILE) => {
+                // Out of descriptors: sweep the cache (without holding this
+                // inode's slot, which the sweep and inserts may lock) and
+                // try once more.
+                drop(slot);
+                self.evict(true);
+                slot = lock(&h.fd);
+                if let Some(fd) = &*slot {
+                    return Ok(InodeFd::Shared(fd.clone()));
+                }
+                sys::open_by_handle(self.mount_fd.as_fd(), &h.handle, libc::O_PATH)?
+            }
+            other => other?,
+        };
+        let fd = Arc::new(fd);
+        self.reopened.fetch_add(1, Ordering::Relaxed);
+        if inode.removed.load(Ordering::Acquire) {
+            // Forgotten meanwhile: serve this request without caching.
+            return Ok(InodeFd::Shared(fd));
+        }
+        *slot = Some(fd.clone());
+        drop(slot);
+        if self.cached.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cached {
+            self.evict(false);
+        }
+        Ok(InodeFd::Shared(fd))
+    }
+
+    /// Adds a lookup reference to the inode `fd` (a fresh `O_PATH`
+    /// descriptor with attributes `st`) refers to, entering it if new.
+    /// Returns its node id and entry.
+    pub(crate) fn insert_or_ref(
+        &self,
+        fd: OwnedFd,
+        st: &libc::statx,
+    ) -> SysResult<(u64, Arc<Inode>)> {
+        let ids = InodeIds::of(st);
+        {
+            let t = read(&self.table);
+            if let Some(&id) = t.by_ids.get(&ids)
+                && let Some(inode) = t.slab.get(slot(id))
+                && inode.pins_identity()
+                && inode.try_ref()
+            {
+                return Ok((id, inode.clone()));
+            }
+        }
+        let handle = if self.handles {
+            sys::name_to_handle(fd.as_fd()).ok()
+        } else {
+            None
+        };
+        let mut t = write(&self.table);
+        if let Some(&id) = t.by_ids.get(&ids)
+            && let Some(inode) = t.slab.get(slot(id)).cloned()
+        {
+            let same = inode.pins_identity()
+                || matches!((&inode.anchor, &handle), (Anchor::Handle(h), Some(new)) if h.handle == *new);
+            if same && inode.try_ref() {
+                return Ok((id, inode));
+            }
+        }
+        let cached = handle.is_some();
+        let anchor = match handle {
+            Some(handle) => Anchor::Handle(HandleAnchor {
+                handle,
+                fd: Mutex::new(Some(Arc::new(fd))),
+                used: AtomicBool::new(true),
+            }),
+            None => Anchor::Fd(fd),
+        };
+        let kind = u32::from(st.stx_mode) & libc::S_IFMT;
+        let inode = Arc::new(Inode::new(ids, kind, anchor, 1));
+        let entry = t.slab.vacant_entry();
+        let id = entry.key() as u64 + 1;
+        entry.insert(inode.clone());
+        t.by_ids.insert(ids, id);
+        drop(t);
+        if cached && self.cached.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cached {
+            self.evict(false);
+        }
+        Ok((id, inode))
+    }
+
+    /// Drops `n` lookup references (saturating); removes the entry when none
+    /// are left. The root is never removed.
+    pub(crate) fn forget(&self, nodeid: u64, n: u64) {
+        if nodeid == ROOT_ID {
+            return;
+        }
+        let Ok(inode) = self.get(nodeid) else { return };
+        let prev = match inode
+            .refcount
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(n))
+            }) {
+            Ok(p) | Err(p) => p,
+        };
+        if prev == 0 || prev > n {
+            return;
+        }
+        {
+            let mut t = write(&self.table);
+            if inode.refcount.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            if t.slab
+                .get(slot(nodeid))
+                .is_some_and(|cur| Arc::ptr_eq(cur, &inode))
+            {
+                t.slab.remove(slot(nodeid));
+            }
+            if t.by_ids.get(&inode.ids) == Some(&nodeid) {
+                t.by_ids.remove(&inode.ids);
+            }
+        }
+        if let Anchor::Handle(h) = &inode.anchor {
+            let mut slot = lock(&h.fd);
+            inode.removed.store(true, Ordering::Release);
+            if slot.take().is_some() {
+                self.cached.fetch_sub(1, Ordering::Relaxed);
+            }
+        } else {
+            inode.removed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Closes cached descriptors of idle inodes (CLOCK: a recently used
+    /// inode gets a second chance) until the cache is 1/8 below its bound,
+    /// or, with `urgent` (a descriptor limit was hit), at least one 1/8.
+    fn evict(&self, urgent: bool) {
+        let Ok(_one) = self.evicting.try_lock() else {
+            return;
+        };
+        let target = if urgent {
+            self.cached
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.max_cached / 8 + 1)
+        } else {
+            self.max_cached - self.max_cached / 8
+        };
+        let t = read(&self.table);
+        let cap = t.slab.capacity();
+        if cap == 0 {
+            return;
+        }
+        let mut i = self.hand.load(Ordering::Relaxed) % cap;
+        let mut scanned = 0;
+        while self.cached.load(Ordering::Relaxed) > target && scanned < 2 * cap {
+            i = (i + 1) % cap;
+            scanned += 1;
+            let Some(inode) = t.slab.get(i) else { continue };
+            let Anchor::Handle(h) = &inode.anchor else {
+                continue;
+            };
+            if inode.opens.load(Ordering::Acquire) > 0 || h.used.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            if let Ok(mut slot) = h.fd.try_lock()
+                && slot.take().is_some()
+            {
+                self.cached.fetch_sub(1, Ordering::Relaxed);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.hand.store(i, Ordering::Relaxed);
+    }
+}

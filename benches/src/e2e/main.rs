@@ -1,0 +1,803 @@
+//! `fuselage-bench`: end-to-end benchmarks of fuselage beside the native filesystem and other
+//! FUSE servers. See `fuselage-bench --help` and BENCHMARKS.md at the repository root.
+//!
+//! For every repetition it mounts each configuration in turn (fuselage passthrough and memfs
+//! on every transport, bindfs, peers given with `--peer`), times the workloads on the mount
+//! and on the source directory itself ("native"), and unmounts. A configuration the binary
+//! refuses is recorded as "unavailable" with the server's own one-line reason. Results go to
+//! stdout as markdown, to a JSON file and to an SVG chart of the ratios to native.
+
+mod cleanup;
+mod cli;
+mod cpuset;
+mod procfs;
+mod report;
+mod server;
+mod source;
+mod workload;
+
+use cli::{Options, Parsed, SourceFs};
+use cpuset::{CpuSet, PinGuard};
+use report::{ConfigResult, Report};
+use server::{Launch, Server};
+use source::{Layout, Source};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use workload::{Sample, Workload};
+
+/// The transports of `fuselage mount --transport`, in report order.
+const TRANSPORTS: [&str; 3] = ["blocking", "uring-rw", "uring"];
+
+/// What a configuration serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memfs,
+    Passthrough,
+}
+
+/// What is measured.
+#[derive(Debug, Clone)]
+enum Target {
+    /// The source directory itself.
+    Native,
+    Fuselage {
+        backend: Backend,
+        transport: &'static str,
+        passthrough: Option<&'static str>,
+    },
+    Peer {
+        cmd: String,
+    },
+}
+
+impl Target {
+    /// An in-memory filesystem (fuselage memfs, or a peer whose command has no `{src}`):
+    /// the harness writes the data set into it after mounting.
+    fn serves_own_data(&self) -> bool {
+        match self {
+            Target::Native => false,
+            Target::Fuselage { backend, .. } => *backend == Backend::Memfs,
+            Target::Peer { cmd } => !cmd.contains("{src}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    target: Target,
+    pinned: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match cli::parse(args.clone()) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("fuselage-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = cleanup::install_signal_handlers() {
+        eprintln!("fuselage-bench: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = run(&opts, &args);
+    cleanup::undo_all();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fuselage-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plans(opts: &Options) -> Vec<Plan> {
+    let mut base = vec![Plan {
+        name: "native".into(),
+        target: Target::Native,
+        pinned: false,
+    }];
+    let transports: &[&'static str] = if opts.quick {
+        &TRANSPORTS[..1]
+    } else {
+        &TRANSPORTS
+    };
+    for t in transports {
+        base.push(Plan {
+            name: format!("memfs/{t}"),
+            target: Target::Fuselage {
+                backend: Backend::Memfs,
+                transport: t,
+                passthrough: None,
+            },
+            pinned: false,
+        });
+    }
+    for t in transports {
+        let modes: &[&'static str] = if opts.quick { &["off"] } else { &["off", "on"] };
+        for pt in modes {
+            base.push(Plan {
+                name: format!("passthrough/{t}/pt-{pt}"),
+                target: Target::Fuselage {
+                    backend: Backend::Passthrough,
+                    transport: t,
+                    passthrough: Some(pt),
+                },
+                pinned: false,
+            });
+        }
+    }
+    if opts.bindfs {
+        base.push(Plan {
+            name: "bindfs".into(),
+            target: Target::Peer {
+                cmd: "bindfs -f {src} {mnt}".into(),
+            },
+            pinned: false,
+        });
+    }
+    for p in &opts.peers {
+        base.push(Plan {
+            name: p.name.clone(),
+            target: Target::Peer { cmd: p.cmd.clone() },
+            pinned: false,
+        });
+    }
+    base.retain(|p| {
+        matches!(p.target, Target::Native)
+            || opts.only.is_empty()
+            || opts.only.iter().any(|w| p.name.contains(w.as_str()))
+    });
+    if opts.load_cpus.is_some() || opts.server_cpus.is_some() {
+        let pinned: Vec<Plan> = base
+            .iter()
+            .map(|p| Plan {
+                name: format!("{} [pinned]", p.name),
+                target: p.target.clone(),
+                pinned: true,
+            })
+            .collect();
+        base.extend(pinned);
+    }
+    base
+}
+
+fn find_fuselage(opts: &Options) -> Option<PathBuf> {
+    if let Some(p) = &opts.fuselage {
+        return Some(p.clone());
+    }
+    let beside = std::env::current_exe().ok()?.parent()?.join("fuselage");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("fuselage"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+}
+
+fn command_line(args: &[String]) -> String {
+    let mut s = String::from("fuselage-bench");
+    for a in args {
+        s.push(' ');
+        if a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c))
+        {
+            s.push_str(a);
+        } else {
+            s.push_str(&format!("'{}'", a.replace('\'', "'\\''")));
+        }
+    }
+    s
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}
+
+fn machine(opts: &Options, fuselage: Option<&Path>, fio: bool) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    m.insert(
+        "kernel".into(),
+        read("/proc/sys/kernel/osrelease").trim().to_string(),
+    );
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    m.insert("cpus".into(), format!("{cpus} × {model}"));
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    m.insert("memory".into(), mem);
+    if let Some(d) = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]) {
+        m.insert("date".into(), d);
+    }
+    m.insert(
+        "fio".into(),
+        if fio {
+            first_line("fio", &["--version"]).unwrap_or_default()
+        } else if opts.use_fio {
+            "not installed: built-in loops".into()
+        } else {
+            "not used (--no-fio): built-in loops".into()
+        },
+    );
+    if let Some(f) = fuselage {
+        let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        m.insert(
+            "fuselage".into(),
+            format!("{} ({} bytes)", f.display(), size),
+        );
+    }
+    if opts.bindfs
+        && let Some(v) = first_line("bindfs", &["--version"])
+    {
+        m.insert("bindfs".into(), v);
+    }
+    m.insert(
+        "fuse enable_uring".into(),
+        read("/sys/module/fuse/parameters/enable_uring")
+            .trim()
+            .to_string(),
+    );
+    if opts.load_cpus.is_some() || opts.server_cpus.is_some() {
+        let show = |c: &Option<CpuSet>| c.as_ref().map(|c| c.to_string()).unwrap_or("any".into());
+        m.insert(
+            "pinning".into(),
+            format!(
+                "[pinned] rows: load on CPUs {}, server on CPUs {}",
+                show(&opts.load_cpus),
+                show(&opts.server_cpus)
+            ),
+        );
+    }
+    m
+}
+
+struct Progress {
+    total: usize,
+    done: usize,
+    tty: bool,
+}
+
+impl Progress {
+    fn step(&mut self, rep: usize, reps: usize, config: &str, what: &str) {
+        self.done += 1;
+        let line = format!(
+            "[{:>3}/{}] rep {}/{} {config}: {what}",
+            self.done.min(self.total),
+            self.total,
+            rep + 1,
+            reps
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Kills a stuck server if a workload outlives `limit`, so the harness never hangs on a
+/// deadlocked mount (the stuck request then fails with ENOTCONN).
+struct Deadline {
+    tx: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Deadline {
+    fn new(pid: Option<i32>, limit: Duration) -> Deadline {
+        let Some(pid) = pid else {
+            return Deadline {
+                tx: None,
+                thread: None,
+            };
+        };
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return true;
+            }
+            false
+        });
+        Deadline {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// True if it had to kill the server.
+    fn finish(mut self) -> bool {
+        drop(self.tx.take());
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or(false))
+            .unwrap_or(false)
+    }
+}
+
+struct Ctx<'a> {
+    opts: &'a Options,
+    layout: Layout,
+    source: &'a Source,
+    fuselage: Option<&'a Path>,
+    fio: bool,
+    mount_base: &'a Path,
+}
+
+fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
+    let layout = Layout {
+        big_bytes: opts.big_bytes,
+        files: opts.files,
+        small_bytes: opts.small_bytes,
+    };
+    let fuselage = find_fuselage(opts);
+    let fio = opts.use_fio && workload::fio_available();
+    let cold = procfs::is_root();
+    let plans = plans(opts);
+    let workloads = &opts.workloads;
+
+    eprintln!(
+        "fuselage-bench: preparing the source ({}, {} + {} small files)",
+        match opts.source_fs {
+            SourceFs::Tmpfs => opts.source_dir.display().to_string(),
+            SourceFs::Ext4 => format!("ext4 image {}", opts.image.display()),
+        },
+        workload::human_bytes(layout.big_bytes),
+        layout.files
+    );
+    let source = Source::prepare(opts.source_fs, &opts.source_dir, &opts.image, &layout)?;
+    let mount_base = PathBuf::from(format!("/tmp/fuselage-bench.{}", std::process::id()));
+    std::fs::create_dir_all(&mount_base)
+        .map_err(|e| format!("cannot create {}: {e}", mount_base.display()))?;
+    let _mount_base_guard =
+        cleanup::Registration::new(cleanup::Undo::RemoveEmptyDir(mount_base.clone()));
+    // Serve from a private copy, so a rebuild of the binary during the run changes nothing.
+    let mut _copy_guard = None;
+    let under_test = match &fuselage {
+        Some(f) => {
+            let copy = mount_base.join("fuselage-under-test");
+            std::fs::copy(f, &copy).map_err(|e| format!("cannot copy {}: {e}", f.display()))?;
+            _copy_guard = Some(cleanup::Registration::new(cleanup::Undo::RemoveFile(
+                copy.clone(),
+            )));
+            Some(copy)
+        }
+        None => None,
+    };
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    if let Some(d) = &opts.strace_dir {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+
+    let mut results: Vec<ConfigResult> = plans
+        .iter()
+        .map(|p| {
+            let (kind, backend, transport, passthrough) = match &p.target {
+                Target::Native => ("native", None, None, None),
+                Target::Fuselage {
+                    backend,
+                    transport,
+                    passthrough,
+                } => (
+                    "fuselage",
+                    Some(match backend {
+                        Backend::Memfs => "memfs".to_string(),
+                        Backend::Passthrough => "passthrough".to_string(),
+                    }),
+                    Some(transport.to_string()),
+                    passthrough.map(str::to_string),
+                ),
+                Target::Peer { .. } => ("peer", None, None, None),
+            };
+            ConfigResult {
+                name: p.name.clone(),
+                kind,
+                backend,
+                transport,
+                passthrough,
+                pinned: p.pinned,
+                ..Default::default()
+            }
+        })
+        .collect();
+    // Peers that are not installed are unavailable from the start.
+    for (p, r) in plans.iter().zip(results.iter_mut()) {
+        if let Target::Peer { cmd } = &p.target {
+            let prog = cmd.split_whitespace().next().unwrap_or("");
+            let exists = if prog.contains('/') {
+                Path::new(prog).is_file()
+            } else {
+                on_path(prog)
+            };
+            if !exists {
+                r.unavailable = Some(format!("{prog}: not installed"));
+            }
+        }
+        if matches!(p.target, Target::Fuselage { .. }) && fuselage.is_none() {
+            r.unavailable = Some(
+                "fuselage binary not found: build it (cargo build --release -p fuselage) or pass --fuselage PATH"
+                    .into(),
+            );
+        }
+    }
+
+    let ctx = Ctx {
+        opts,
+        layout,
+        source: &source,
+        fuselage: under_test.as_deref(),
+        fio,
+        mount_base: &mount_base,
+    };
+    let mut progress = Progress {
+        total: opts.reps * plans.len() * workloads.len().max(1),
+        done: 0,
+        tty: std::io::stderr().is_terminal(),
+    };
+    for rep in 0..opts.reps {
+        for (plan, res) in plans.iter().zip(results.iter_mut()) {
+            if res.unavailable.is_some() {
+                progress.done += workloads.len();
+                continue;
+            }
+            run_one(&ctx, plan, res, rep, &mut progress)?;
+        }
+    }
+    progress.finish();
+
+    let mut machine = machine(opts, fuselage.as_deref(), fio);
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    machine.insert(
+        "load average (1/5/15 min)".into(),
+        format!(
+            "{} at start, {} at end",
+            three(&load_before),
+            three(&load_after)
+        ),
+    );
+    let report = Report {
+        command: command_line(args),
+        machine,
+        source: source.describe(),
+        layout,
+        reps: opts.reps,
+        workloads: workloads.clone(),
+        cold,
+        results,
+    };
+    drop(source);
+    print!("{}", report.markdown());
+    let json = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
+    std::fs::write(&opts.json, json + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", opts.json.display()))?;
+    std::fs::write(&opts.svg, report.svg())
+        .map_err(|e| format!("cannot write {}: {e}", opts.svg.display()))?;
+    eprintln!(
+        "fuselage-bench: wrote {} and {}",
+        opts.json.display(),
+        opts.svg.display()
+    );
+
+    if opts.quick {
+        return Ok(quick_verdict(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--quick` fails when the harness itself did not work: a workload failed somewhere, or
+/// (with FUSELAGE_REQUIRE_FUSE=1) fuselage's memfs could not be mounted.
+fn quick_verdict(report: &Report) -> ExitCode {
+    let mut ok = true;
+    for r in &report.results {
+        for (w, e) in &r.errors {
+            eprintln!(
+                "fuselage-bench --quick: {} / {} failed: {e}",
+                r.name,
+                w.name()
+            );
+            ok = false;
+        }
+    }
+    let require = std::env::var("FUSELAGE_REQUIRE_FUSE").is_ok_and(|v| v == "1");
+    if let Some(r) = report.results.iter().find(|r| r.name == "memfs/blocking")
+        && let Some(why) = &r.unavailable
+    {
+        if require {
+            eprintln!(
+                "fuselage-bench --quick: memfs/blocking unavailable with FUSELAGE_REQUIRE_FUSE=1: {why}"
+            );
+            ok = false;
+        } else {
+            eprintln!("fuselage-bench --quick: note: memfs/blocking unavailable: {why}");
+        }
+    }
+    if ok {
+        eprintln!("fuselage-bench --quick: harness OK");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_one(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    res: &mut ConfigResult,
+    rep: usize,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let opts = ctx.opts;
+    let workloads = &opts.workloads;
+    let server_cpus = if plan.pinned {
+        opts.server_cpus.as_ref()
+    } else {
+        None
+    };
+    let mountpoint = ctx.mount_base.join(sanitize(&plan.name));
+    let launch = match &plan.target {
+        Target::Native => None,
+        Target::Fuselage {
+            backend,
+            transport,
+            passthrough,
+        } => Some(Launch::Fuselage {
+            bin: ctx.fuselage.ok_or("no fuselage binary")?,
+            source: (*backend == Backend::Passthrough).then_some(ctx.source.dir.as_path()),
+            transport,
+            passthrough: *passthrough,
+            threads: opts.threads,
+        }),
+        Target::Peer { cmd } => Some(Launch::Peer {
+            cmd,
+            source: &ctx.source.dir,
+        }),
+    };
+    let mut server = None;
+    if let Some(launch) = &launch {
+        progress.step(rep, opts.reps, &plan.name, "mount");
+        std::fs::create_dir_all(&mountpoint)
+            .map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
+        match Server::start(launch, &mountpoint, server_cpus) {
+            Ok(s) => server = Some(s),
+            Err(reason) => {
+                let _ = std::fs::remove_dir(&mountpoint);
+                progress.done += workloads.len().saturating_sub(1);
+                res.unavailable = Some(reason);
+                return Ok(());
+            }
+        }
+    } else {
+        progress.done += usize::from(workloads.contains(&Workload::Mount));
+    }
+    let pid = server.as_ref().map(|s| s.pid);
+    if let Some(s) = &server {
+        res.startup_line = s.startup_line.clone();
+        if workloads.contains(&Workload::Mount) {
+            res.samples
+                .entry(Workload::Mount)
+                .or_default()
+                .push(Sample {
+                    secs: s.mount_time.as_secs_f64(),
+                    value: s.mount_time.as_secs_f64() * 1000.0,
+                    server_cpu: None,
+                    load_cpu: None,
+                    engine: if matches!(plan.target, Target::Fuselage { .. }) {
+                        "until the startup line".into()
+                    } else {
+                        "until listed in /proc/self/mountinfo".into()
+                    },
+                    cold: false,
+                });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(rss) = s.rss_kib() {
+            res.idle_rss_kib.push(rss);
+        }
+    }
+    let root = server
+        .as_ref()
+        .map(|s| s.mountpoint.clone())
+        .unwrap_or_else(|| ctx.source.dir.clone());
+
+    let measured: Vec<Workload> = workloads
+        .iter()
+        .copied()
+        .filter(|w| *w != Workload::Mount)
+        .collect();
+    let mut ready = true;
+    if plan.target.serves_own_data()
+        && !measured.is_empty()
+        && let Err(e) = source::populate(&root, &ctx.layout)
+    {
+        for w in &measured {
+            res.errors.insert(
+                *w,
+                format!("could not fill the mount with the data set: {e}"),
+            );
+        }
+        ready = false;
+    }
+    let limit = Duration::from_secs(300) + ctx.opts.runtime * 20;
+    if ready {
+        let env = workload::Env {
+            root: &root,
+            layout: &ctx.layout,
+            runtime: opts.runtime,
+            fio: ctx.fio,
+            server_pid: pid,
+            rep,
+        };
+        let pin = PinGuard::new(if plan.pinned {
+            opts.load_cpus.as_ref()
+        } else {
+            None
+        })
+        .map_err(|e| format!("cannot pin the load: {e}"))?;
+        for w in &measured {
+            progress.step(rep, opts.reps, &plan.name, w.name());
+            let deadline = Deadline::new(pid, limit);
+            let r = workload::run(*w, &env);
+            if deadline.finish() {
+                res.errors.insert(
+                    *w,
+                    format!("no progress for {limit:?}: the server was killed"),
+                );
+                break;
+            }
+            match r {
+                Ok(s) => res.samples.entry(*w).or_default().push(s),
+                Err(e) => {
+                    res.errors.insert(*w, e);
+                }
+            }
+        }
+        if rep == 0
+            && let (Some(dir), Some(pid)) = (&opts.strace_dir, pid)
+        {
+            for w in &measured {
+                progress.step(
+                    rep,
+                    opts.reps,
+                    &plan.name,
+                    &format!("{} under strace", w.name()),
+                );
+                progress.done -= 1;
+                let file = dir.join(format!("{}.{}.txt", sanitize(&plan.name), w.name()));
+                strace_run(*w, &env, pid, &file);
+            }
+        }
+        drop(pin);
+    }
+    if let Some(s) = &server
+        && let Some(hwm) = s.hwm_kib()
+    {
+        res.peak_rss_kib.push(hwm);
+    }
+    if !plan.target.serves_own_data() {
+        let _ = std::fs::remove_dir_all(root.join(source::SCRATCH));
+    }
+    if let Some(mut s) = server {
+        let stopped = s.stop();
+        let fuselage = matches!(plan.target, Target::Fuselage { .. });
+        match stopped.status {
+            Some(st) if st.success() && !stopped.signalled => {}
+            Some(st) if !fuselage && stopped.signalled => {
+                // Peers that need a signal after the unmount are noted but normal for some.
+                res.exit_notes.push(format!(
+                    "rep {}: still running 10 s after the unmount; stopped by signal ({st})",
+                    rep + 1
+                ));
+            }
+            other => res.exit_notes.push(format!(
+                "rep {}: after the unmount it {}{}",
+                rep + 1,
+                if stopped.signalled {
+                    "did not exit within 10 s and was signalled; "
+                } else {
+                    ""
+                },
+                match other {
+                    Some(st) => format!("ended with {st}"),
+                    None => "could not be reaped".into(),
+                },
+            )),
+        }
+        let _ = std::fs::remove_dir(&mountpoint);
+    }
+    Ok(())
+}
+
+/// Runs `w` once more with `strace -c -f` attached to the server; the summary lands in `file`.
+fn strace_run(w: Workload, env: &workload::Env<'_>, pid: i32, file: &Path) {
+    let child = Command::new("strace")
+        .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("fuselage-bench: strace not available; skipping --strace-dir");
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let r = workload::run(w, env);
+    // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    if let Ok(s) = r {
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .and_then(|mut f| {
+                writeln!(
+                    f,
+                    "\n# {} under strace: {} {} in {:.3} s ({})",
+                    w.name(),
+                    report::fmt_figure(s.value),
+                    w.unit(),
+                    s.secs,
+                    s.engine
+                )
+            });
+    }
+}

@@ -1,0 +1,614 @@
+//! Results: statistics, the markdown table, JSON and the SVG chart of ratios to native.
+
+use crate::source::Layout;
+use crate::workload::{Sample, Workload, human_bytes};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What was measured of one configuration (one server on one transport, pinned or not).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigResult {
+    /// Name in the tables, e.g. `memfs/blocking` or `bindfs [pinned]`.
+    pub name: String,
+    /// `native`, `fuselage` or `peer`.
+    pub kind: &'static str,
+    pub backend: Option<String>,
+    pub transport: Option<String>,
+    pub passthrough: Option<String>,
+    pub pinned: bool,
+    /// Set when the server refused to start: its one-line reason.
+    pub unavailable: Option<String>,
+    pub startup_line: Option<String>,
+    pub samples: BTreeMap<Workload, Vec<Sample>>,
+    /// Workloads that failed on this configuration (the last error).
+    pub errors: BTreeMap<Workload, String>,
+    /// VmRSS of the idle server right after mounting, one per repetition.
+    pub idle_rss_kib: Vec<u64>,
+    /// VmHWM of the server after all workloads, one per repetition.
+    pub peak_rss_kib: Vec<u64>,
+    /// Anything odd about how the server ended (non-zero exit, needed a signal).
+    pub exit_notes: Vec<String>,
+}
+
+/// Median, min and max of a set of figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+/// Statistics of `values` (None when empty).
+pub fn stats(values: &[f64]) -> Option<Stats> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
+}
+
+impl ConfigResult {
+    /// Statistics of a workload's figures.
+    pub fn stats(&self, w: Workload) -> Option<Stats> {
+        let values: Vec<f64> = self.samples.get(&w)?.iter().map(|s| s.value).collect();
+        stats(&values)
+    }
+
+    fn median_of(&self, w: Workload, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.samples.get(&w)?.iter().filter_map(f).collect();
+        stats(&v).map(|s| s.median)
+    }
+
+    /// Median server CPU use during a workload, in percent of one CPU.
+    pub fn server_cpu_pct(&self, w: Workload) -> Option<f64> {
+        self.median_of(w, |s| Some(s.server_cpu? / s.secs * 100.0))
+    }
+
+    /// Median load CPU use during a workload, in percent of one CPU.
+    pub fn load_cpu_pct(&self, w: Workload) -> Option<f64> {
+        self.median_of(w, |s| Some(s.load_cpu? / s.secs * 100.0))
+    }
+}
+
+/// Everything one run of the harness measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub command: String,
+    pub machine: BTreeMap<String, String>,
+    pub source: String,
+    pub layout: Layout,
+    pub reps: usize,
+    pub workloads: Vec<Workload>,
+    pub cold: bool,
+    pub results: Vec<ConfigResult>,
+}
+
+impl Report {
+    /// The native result measured under the same pinning as `r`.
+    pub fn native_for(&self, r: &ConfigResult) -> Option<&ConfigResult> {
+        self.results
+            .iter()
+            .find(|n| n.kind == "native" && n.pinned == r.pinned)
+    }
+
+    /// Median of `r` over median of native, for workloads that have a native figure.
+    pub fn ratio(&self, r: &ConfigResult, w: Workload) -> Option<f64> {
+        if w == Workload::Mount {
+            return None;
+        }
+        let native = self.native_for(r)?.stats(w)?.median;
+        let own = r.stats(w)?.median;
+        (native > 0.0).then_some(own / native)
+    }
+
+    fn measured_workloads(&self) -> Vec<Workload> {
+        self.workloads
+            .iter()
+            .copied()
+            .filter(|w| *w != Workload::Mount)
+            .collect()
+    }
+
+    /// The markdown report.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "## fuselage-bench results\n");
+        let _ = writeln!(s, "- command: `{}`", self.command);
+        for (k, v) in &self.machine {
+            let _ = writeln!(s, "- {k}: {v}");
+        }
+        let _ = writeln!(
+            s,
+            "- source: {}; big file {}, {} small files of {} in one directory",
+            self.source,
+            human_bytes(self.layout.big_bytes),
+            self.layout.files,
+            human_bytes(self.layout.small_bytes as u64)
+        );
+        let _ = writeln!(
+            s,
+            "- {} repetition(s); caches dropped before cold workloads: {}",
+            self.reps,
+            if self.cold { "yes" } else { "no (not root)" }
+        );
+        let _ = writeln!(
+            s,
+            "- figures: median over repetitions; `×0.50` = half of native (the source \
+             directory itself) in the same run\n"
+        );
+
+        // Summary.
+        let _ = writeln!(s, "### Summary: median (× native)\n");
+        let mut header = String::from("| configuration |");
+        let mut rule = String::from("|---|");
+        if self.workloads.contains(&Workload::Mount) {
+            header.push_str(" exec→mounted ms | idle RSS MiB |");
+            rule.push_str("---:|---:|");
+        }
+        for w in self.measured_workloads() {
+            let _ = write!(header, " {} {} |", w.title(&self.layout), w.unit());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(s, "{header}\n{rule}");
+        for r in self.results.iter().filter(|r| r.unavailable.is_none()) {
+            let _ = write!(s, "| {} |", r.name);
+            if self.workloads.contains(&Workload::Mount) {
+                let mount = r
+                    .stats(Workload::Mount)
+                    .map(|st| format!("{:.1}", st.median))
+                    .unwrap_or_else(|| "—".into());
+                let rss = stats(&r.idle_rss_kib.iter().map(|k| *k as f64).collect::<Vec<_>>())
+                    .map(|st| format!("{:.1}", st.median / 1024.0))
+                    .unwrap_or_else(|| "—".into());
+                let _ = write!(s, " {mount} | {rss} |");
+            }
+            for w in self.measured_workloads() {
+                let cell = match (r.stats(w), r.errors.get(&w)) {
+                    (Some(st), _) => match self.ratio(r, w) {
+                        Some(x) if r.kind != "native" => {
+                            format!("{} ×{x:.2}", fmt_figure(st.median))
+                        }
+                        _ => fmt_figure(st.median),
+                    },
+                    (None, Some(_)) => "failed".into(),
+                    (None, None) => "—".into(),
+                };
+                let _ = write!(s, " {cell} |");
+            }
+            let _ = writeln!(s);
+        }
+
+        let unavailable: Vec<&ConfigResult> = self
+            .results
+            .iter()
+            .filter(|r| r.unavailable.is_some())
+            .collect();
+        if !unavailable.is_empty() {
+            let _ = writeln!(s, "\n### Unavailable configurations\n");
+            for r in unavailable {
+                let _ = writeln!(
+                    s,
+                    "- {}: unavailable: {}",
+                    r.name,
+                    r.unavailable.as_deref().unwrap_or("")
+                );
+            }
+        }
+        let failures: Vec<String> = self
+            .results
+            .iter()
+            .flat_map(|r| {
+                r.errors
+                    .iter()
+                    .map(move |(w, e)| format!("- {} / {}: {e}", r.name, w.name()))
+            })
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(s, "\n### Failed workloads\n");
+            for f in failures {
+                let _ = writeln!(s, "{f}");
+            }
+        }
+        let notes: Vec<String> = self
+            .results
+            .iter()
+            .flat_map(|r| {
+                r.exit_notes
+                    .iter()
+                    .map(move |n| format!("- {}: {n}", r.name))
+            })
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\n### Server exits\n");
+            for n in notes {
+                let _ = writeln!(s, "{n}");
+            }
+        }
+
+        // Details.
+        let _ = writeln!(s, "\n### Details\n");
+        let _ = writeln!(
+            s,
+            "CPU columns: CPU time during the timed part over its wall time, in % of one CPU \
+             (server: all its threads; load: the harness and fio).\n"
+        );
+        for w in &self.workloads {
+            let _ = writeln!(s, "#### {} ({})\n", w.title(&self.layout), w.unit());
+            if *w == Workload::Mount {
+                let _ = writeln!(
+                    s,
+                    "| configuration | median | min | max | idle VmRSS KiB | peak VmRSS KiB |\n|---|---:|---:|---:|---:|---:|"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "| configuration | median | min | max | × native | server CPU % | load CPU % | how |\n|---|---:|---:|---:|---:|---:|---:|---|"
+                );
+            }
+            for r in self.results.iter().filter(|r| r.unavailable.is_none()) {
+                let Some(st) = r.stats(*w) else { continue };
+                if *w == Workload::Mount {
+                    let rss = stats(&r.idle_rss_kib.iter().map(|k| *k as f64).collect::<Vec<_>>());
+                    let hwm = stats(&r.peak_rss_kib.iter().map(|k| *k as f64).collect::<Vec<_>>());
+                    let _ = writeln!(
+                        s,
+                        "| {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                        r.name,
+                        st.median,
+                        st.min,
+                        st.max,
+                        rss.map(|x| format!("{:.0}", x.median))
+                            .unwrap_or("—".into()),
+                        hwm.map(|x| format!("{:.0}", x.max)).unwrap_or("—".into()),
+                    );
+                } else {
+                    let pct = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or("—".into());
+                    let engine = r
+                        .samples
+                        .get(w)
+                        .and_then(|v| v.first())
+                        .map(|s| s.engine.clone())
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                        r.name,
+                        fmt_figure(st.median),
+                        fmt_figure(st.min),
+                        fmt_figure(st.max),
+                        self.ratio(r, *w)
+                            .map(|x| format!("{x:.3}"))
+                            .unwrap_or("—".into()),
+                        pct(r.server_cpu_pct(*w)),
+                        pct(r.load_cpu_pct(*w)),
+                        engine
+                    );
+                }
+            }
+            let _ = writeln!(s);
+        }
+        s
+    }
+
+    /// The JSON document.
+    pub fn json(&self) -> Value {
+        let results: Vec<Value> = self
+            .results
+            .iter()
+            .map(|r| {
+                let mut workloads = serde_json::Map::new();
+                for w in &self.workloads {
+                    let samples: Vec<Value> = r
+                        .samples
+                        .get(w)
+                        .map(|v| {
+                            v.iter()
+                                .map(|s| {
+                                    json!({
+                                        "secs": s.secs,
+                                        "value": s.value,
+                                        "server_cpu_secs": s.server_cpu,
+                                        "load_cpu_secs": s.load_cpu,
+                                        "engine": s.engine,
+                                        "cold": s.cold,
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let st = r.stats(*w);
+                    workloads.insert(
+                        w.name().to_string(),
+                        json!({
+                            "unit": w.unit(),
+                            "higher_is_better": w.higher_is_better(),
+                            "median": st.map(|s| s.median),
+                            "min": st.map(|s| s.min),
+                            "max": st.map(|s| s.max),
+                            "ratio_to_native": self.ratio(r, *w),
+                            "server_cpu_pct": r.server_cpu_pct(*w),
+                            "load_cpu_pct": r.load_cpu_pct(*w),
+                            "error": r.errors.get(w),
+                            "samples": samples,
+                        }),
+                    );
+                }
+                json!({
+                    "name": r.name,
+                    "kind": r.kind,
+                    "backend": r.backend,
+                    "transport": r.transport,
+                    "passthrough": r.passthrough,
+                    "pinned": r.pinned,
+                    "available": r.unavailable.is_none(),
+                    "unavailable": r.unavailable.as_ref().map(|e| format!("unavailable: {e}")),
+                    "startup_line": r.startup_line,
+                    "idle_rss_kib": r.idle_rss_kib,
+                    "peak_rss_kib": r.peak_rss_kib,
+                    "exit_notes": r.exit_notes,
+                    "workloads": workloads,
+                })
+            })
+            .collect();
+        json!({
+            "tool": "fuselage-bench",
+            "command": self.command,
+            "machine": self.machine,
+            "source": self.source,
+            "layout": {
+                "big_bytes": self.layout.big_bytes,
+                "files": self.layout.files,
+                "small_bytes": self.layout.small_bytes,
+            },
+            "reps": self.reps,
+            "caches_dropped": self.cold,
+            "results": results,
+        })
+    }
+
+    /// A horizontal bar chart of the median ratios to native, one group per workload.
+    pub fn svg(&self) -> String {
+        let configs: Vec<&ConfigResult> = self
+            .results
+            .iter()
+            .filter(|r| r.kind != "native" && r.unavailable.is_none())
+            .collect();
+        let workloads = self.measured_workloads();
+        let palette = [
+            "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+            "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+        ];
+        let max_ratio = configs
+            .iter()
+            .flat_map(|r| workloads.iter().filter_map(|w| self.ratio(r, *w)))
+            .fold(1.0f64, f64::max)
+            * 1.08;
+        let (left, right, bar, gap, top) = (190.0, 80.0, 14.0, 22.0, 40.0);
+        let legend_rows = configs.len().div_ceil(3) as f64;
+        let plot_w = 620.0;
+        let width = left + plot_w + right;
+        let group_h = configs.len().max(1) as f64 * (bar + 2.0) + gap;
+        let legend_top = top + workloads.len() as f64 * group_h + 10.0;
+        let height = legend_top + legend_rows * 18.0 + 20.0;
+        let x = |ratio: f64| left + ratio / max_ratio * plot_w;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"##
+        );
+        let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/>"##);
+        let _ = writeln!(
+            s,
+            r##"<text x="{left}" y="20" font-size="14" font-weight="bold">Throughput relative to native (median of {} run(s); 1.0 = native)</text>"##,
+            self.reps
+        );
+        // Grid.
+        let step = if max_ratio > 4.0 {
+            1.0
+        } else if max_ratio > 2.0 {
+            0.5
+        } else {
+            0.25
+        };
+        let mut g = 0.0;
+        while g <= max_ratio {
+            let gx = x(g);
+            let colour = if (g - 1.0).abs() < 1e-9 {
+                "#333"
+            } else {
+                "#ddd"
+            };
+            let _ = writeln!(
+                s,
+                r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{:.1}" stroke="{colour}"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#555">{g:.2}</text>"##,
+                legend_top - 14.0,
+                top - 4.0
+            );
+            g += step;
+        }
+        for (wi, w) in workloads.iter().enumerate() {
+            let gy = top + wi as f64 * group_h;
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"##,
+                left - 8.0,
+                gy + 12.0,
+                xml_escape(&w.title(&self.layout))
+            );
+            for (ci, r) in configs.iter().enumerate() {
+                let y = gy + ci as f64 * (bar + 2.0);
+                let colour = palette[ci % palette.len()];
+                match self.ratio(r, *w) {
+                    Some(ratio) => {
+                        let _ = writeln!(
+                            s,
+                            r##"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{bar}" fill="{colour}"><title>{}: {ratio:.3}</title></rect><text x="{:.1}" y="{:.1}" fill="#222">{ratio:.2}</text>"##,
+                            (x(ratio) - left).max(0.5),
+                            xml_escape(&r.name),
+                            x(ratio) + 3.0,
+                            y + bar - 3.0
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            s,
+                            r##"<text x="{:.1}" y="{:.1}" fill="#999">{}: n/a</text>"##,
+                            left + 3.0,
+                            y + bar - 3.0,
+                            xml_escape(&r.name)
+                        );
+                    }
+                }
+            }
+        }
+        for (ci, r) in configs.iter().enumerate() {
+            let lx = 20.0 + (ci % 3) as f64 * 290.0;
+            let ly = legend_top + (ci / 3) as f64 * 18.0;
+            let _ = writeln!(
+                s,
+                r##"<rect x="{lx}" y="{ly:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"##,
+                palette[ci % palette.len()],
+                lx + 16.0,
+                ly + 10.0,
+                xml_escape(&r.name)
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+/// 3 significant digits, with thousands separators for large figures.
+pub fn fmt_figure(v: f64) -> String {
+    if v >= 1000.0 {
+        let n = v.round() as u64;
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(v: f64) -> Sample {
+        Sample {
+            secs: 1.0,
+            value: v,
+            server_cpu: Some(0.5),
+            load_cpu: Some(0.25),
+            engine: "test".into(),
+            cold: true,
+        }
+    }
+
+    fn report() -> Report {
+        let mut native = ConfigResult {
+            name: "native".into(),
+            kind: "native",
+            ..Default::default()
+        };
+        native.samples.insert(
+            Workload::SeqRead,
+            vec![sample(100.0), sample(300.0), sample(200.0)],
+        );
+        let mut memfs = ConfigResult {
+            name: "memfs/blocking".into(),
+            kind: "fuselage",
+            ..Default::default()
+        };
+        memfs.samples.insert(Workload::SeqRead, vec![sample(50.0)]);
+        memfs.samples.insert(Workload::Mount, vec![sample(3.0)]);
+        memfs.idle_rss_kib.push(2048);
+        let down = ConfigResult {
+            name: "memfs/uring".into(),
+            kind: "fuselage",
+            unavailable: Some("--transport uring: not built".into()),
+            ..Default::default()
+        };
+        Report {
+            command: "fuselage-bench --test".into(),
+            machine: BTreeMap::new(),
+            source: "tmpfs".into(),
+            layout: Layout {
+                big_bytes: 1 << 20,
+                files: 10,
+                small_bytes: 4096,
+            },
+            reps: 3,
+            workloads: vec![Workload::Mount, Workload::SeqRead],
+            cold: true,
+            results: vec![native, memfs, down],
+        }
+    }
+
+    #[test]
+    fn median_min_max() {
+        let s = stats(&[3.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.5, 1.0, 10.0, 4));
+        assert!(stats(&[]).is_none());
+    }
+
+    #[test]
+    fn ratios_and_outputs() {
+        let r = report();
+        assert_eq!(r.ratio(&r.results[1], Workload::SeqRead), Some(0.25));
+        assert_eq!(r.ratio(&r.results[1], Workload::Mount), None);
+        let md = r.markdown();
+        assert!(md.contains("50.0 ×0.25"), "{md}");
+        assert!(
+            md.contains("memfs/uring: unavailable: --transport uring: not built"),
+            "{md}"
+        );
+        let j = r.json();
+        assert_eq!(
+            j["results"][1]["workloads"]["seqread"]["ratio_to_native"],
+            0.25
+        );
+        assert_eq!(j["results"][2]["available"], false);
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("memfs/blocking: 0.250"));
+    }
+
+    #[test]
+    fn figures() {
+        assert_eq!(fmt_figure(1234567.0), "1,234,567");
+        assert_eq!(fmt_figure(123.4), "123");
+        assert_eq!(fmt_figure(1.234), "1.23");
+    }
+}

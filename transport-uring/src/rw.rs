@@ -1,0 +1,509 @@
+//! `uring-rw`: io_uring READ/WRITEV on `/dev/fuse`, for kernels without
+//! (or with disabled) FUSE-over-io_uring.
+//!
+//! Each of `threads` worker threads owns a ring (64-byte SQEs), a `/dev/fuse`
+//! fd of its own (`FUSE_DEV_IOC_CLONE`, made non-blocking so a READ with no
+//! request waiting parks on the ring's poll instead of an io-wq thread; the
+//! shared session fd, left blocking, when cloning fails) registered as fixed
+//! file 0, and `depth` request buffers with a READ in flight on each.
+//!
+//! A completed READ is dispatched from its buffer; the reply goes out as a
+//! WRITEV SQE whose iovecs point at the reply's parts, submitted together
+//! with any re-armed READs and waited for before the sink returns, so the
+//! parts need no copy and never outlive their borrow. Completions of other
+//! READs that arrive meanwhile are parked in a fixed queue and served next.
+//!
+//! File-range replies of two pages or more go through a per-thread pipe:
+//! the header is written into it, then one IORING_OP_SPLICE moves the range
+//! from the file into the pipe, linked to a second that moves the whole,
+//! exactly sized reply into `/dev/fuse`. If the file is shorter than
+//! promised, the second splice is cancelled, the pipe drained, and the
+//! reply sent by copy (pread into a per-thread buffer, header fixed).
+//!
+//! Everything is allocated when a thread starts; a request allocates
+//! nothing. The sink borrows the thread's state, so replies are sent before
+//! the filesystem method returns (as with the blocking transport).
+
+use crate::region::Region;
+use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, Negotiated, ReplySink};
+use fuselage_transport_blocking::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+/// Default READs in flight per thread.
+pub const DEFAULT_RW_DEPTH: usize = 2;
+/// Replies with file data of at least this many bytes are spliced.
+pub const SPLICE_MIN: usize = 8192;
+
+const REPLY_TAG: u64 = 1 << 62;
+const SPLICE_IN_TAG: u64 = REPLY_TAG + 1;
+const SPLICE_OUT_TAG: u64 = REPLY_TAG + 2;
+const OUT_HEADER_LEN: usize = 16;
+
+/// How a uring-rw session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RwEnd {
+    /// The connection is gone (ENODEV): unmounted or aborted.
+    Unmounted,
+    /// The kernel sent DESTROY.
+    Destroyed,
+}
+
+/// Serves the connection of `channel` (INIT already answered) with
+/// `threads` ring threads, each with `depth` READs in flight.
+pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
+    channel: Arc<Channel>,
+    dispatcher: Arc<Dispatcher<F>>,
+    neg: &Negotiated,
+    threads: usize,
+    depth: usize,
+    splice: bool,
+) -> io::Result<RwEnd> {
+    let threads = threads.max(1);
+    let depth = depth.clamp(1, 64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        // Own fds when /dev/fuse can be opened again; else share, blocking.
+        let (fd, own) = match channel.clone_device() {
+            Ok(c) => {
+                let fd = c.into_fd();
+                set_nonblocking(fd.as_raw_fd())?;
+                (Some(fd), true)
+            }
+            Err(_) => (None, false),
+        };
+        let _ = own;
+        let raw = fd.as_ref().map_or(channel.fd().as_raw_fd(), |f| f.as_raw_fd());
+        let (channel, dispatcher, neg, stop) = (channel.clone(), dispatcher.clone(), *neg, stop.clone());
+        workers.push(
+            thread::Builder::new()
+                .name(format!("fuselage-rw{i}"))
+                .spawn(move || {
+                    // Built here: the ring context holds raw iovec pointers.
+                    RwThread::new(raw, fd, &channel, dispatcher, &neg, depth, splice, stop)?.run()
+                })?,
+        );
+    }
+    let mut end = Ok(RwEnd::Unmounted);
+    for w in workers {
+        match w.join() {
+            Ok(Ok(RwEnd::Destroyed)) => {
+                if end.is_ok() {
+                    end = Ok(RwEnd::Destroyed)
+                }
+            }
+            Ok(Ok(RwEnd::Unmounted)) => {}
+            Ok(Err(e)) => end = Err(e),
+            Err(_) => end = Err(io::Error::other("a uring-rw thread panicked")),
+        }
+    }
+    end
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL only change the open file's status flags.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A non-blocking pipe for spliced replies.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    size: usize,
+}
+
+impl Pipe {
+    fn new(capacity: usize) -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two fds pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let want = capacity.next_power_of_two().min(libc::c_int::MAX as usize);
+        // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+        let set = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Pipe {
+            read,
+            write,
+            size: set as usize,
+        })
+    }
+
+    /// Whether a reply of `header` bytes plus `len` bytes from `offset` fits.
+    fn fits(&self, header: usize, offset: u64, len: usize) -> bool {
+        let page = 4096;
+        let pages = ((offset % page as u64) as usize + len).div_ceil(page) + 1;
+        header <= page && pages * page <= self.size
+    }
+
+    /// Empties the pipe after an abandoned reply.
+    fn drain(&self) {
+        let mut scratch = [0u8; 4096];
+        loop {
+            // SAFETY: `scratch` is valid for writes of its length.
+            let n = unsafe { libc::read(self.read.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len()) };
+            if n <= 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// The state a thread's sink needs: the ring and reply resources.
+struct RingCtx {
+    ring: IoUring<squeue::Entry, cqueue::Entry>,
+    /// Completions that arrived while a reply was waited for.
+    parked: VecDeque<(u64, i32)>,
+    iov: [libc::iovec; MAX_SEND_PARTS + 1],
+    pipe: Option<Pipe>,
+    /// For file replies sent by copy: max_read bytes.
+    copy: Region,
+}
+
+impl RingCtx {
+    fn push(&mut self, e: &squeue::Entry) {
+        loop {
+            // SAFETY: every buffer an entry names (request buffers, iovec
+            // arrays, parts borrowed for a reply) outlives the entry: READ
+            // buffers live in the thread's region until the thread ends,
+            // which only happens once no READ is in flight; replies are
+            // waited for before the borrowed parts go away.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return;
+            }
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Submits and waits until a completion tagged `tag` arrives; others are
+    /// parked. Returns its result.
+    fn wait_for(&mut self, tag: u64) -> i32 {
+        // A batch may already have brought it (linked SQEs complete together).
+        if let Some(at) = self.parked.iter().position(|&(t, _)| t == tag) {
+            if let Some((_, r)) = self.parked.remove(at) {
+                return r;
+            }
+        }
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                Err(_) => return -libc::EIO,
+            }
+            let mut found = None;
+            let mut cq = self.ring.completion();
+            cq.sync();
+            for cqe in &mut cq {
+                if cqe.user_data() == tag && found.is_none() {
+                    found = Some(cqe.result());
+                } else {
+                    self.parked.push_back((cqe.user_data(), cqe.result()));
+                }
+            }
+            drop(cq);
+            if let Some(r) = found {
+                return r;
+            }
+        }
+    }
+
+    fn send_parts(&mut self, parts: &[&[u8]]) {
+        let n = parts.len().min(self.iov.len());
+        for (slot, p) in self.iov.iter_mut().zip(&parts[..n]) {
+            slot.iov_base = p.as_ptr().cast_mut().cast();
+            slot.iov_len = p.len();
+        }
+        let e = opcode::Writev::new(types::Fixed(0), self.iov.as_ptr(), n as u32)
+            .build()
+            .user_data(REPLY_TAG);
+        self.push(&e);
+        let r = self.wait_for(REPLY_TAG);
+        if r < 0 && !matches!(-r, libc::ENOENT | libc::ENODEV | libc::ECONNABORTED) {
+            log_error("sending a reply", &io::Error::from_raw_os_error(-r));
+        }
+    }
+
+    /// Tries to send `parts` + `file` by splice; false if it must be copied.
+    fn splice_file(&mut self, parts: &[&[u8]], file: FileRange) -> bool {
+        let header_len: usize = parts.iter().map(|p| p.len()).sum();
+        let len = file.len as usize;
+        let Some(pipe) = self.pipe.as_ref() else {
+            return false;
+        };
+        if !pipe.fits(header_len, file.offset, len) {
+            return false;
+        }
+        let (pr, pw) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+        // 1. The header, by plain writev into the empty pipe (tens of bytes).
+        let n = parts.len().min(self.iov.len());
+        for (slot, p) in self.iov.iter_mut().zip(&parts[..n]) {
+            slot.iov_base = p.as_ptr().cast_mut().cast();
+            slot.iov_len = p.len();
+        }
+        // SAFETY: the first `n` iovecs point into live `parts`, read only.
+        let w = unsafe { libc::writev(pw, self.iov.as_ptr(), n as libc::c_int) };
+        if w < 0 || w as usize != header_len {
+            if let Some(p) = &self.pipe {
+                p.drain();
+            }
+            return false;
+        }
+        // 2. file -> pipe, linked to 3. pipe -> /dev/fuse (whole reply).
+        let total = header_len + len;
+        let into_pipe = opcode::Splice::new(types::Fd(file.fd), file.offset as i64, types::Fd(pw), -1, file.len)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(SPLICE_IN_TAG);
+        let out = opcode::Splice::new(types::Fd(pr), -1, types::Fixed(0), -1, total as u32)
+            .build()
+            .user_data(SPLICE_OUT_TAG);
+        self.push(&into_pipe);
+        self.push(&out);
+        let got = self.wait_for(SPLICE_IN_TAG);
+        let sent = self.wait_for(SPLICE_OUT_TAG);
+        if got as usize == len && sent as usize == total {
+            return true;
+        }
+        if sent < 0 && matches!(-sent, libc::ENOENT | libc::ENODEV | libc::ECONNABORTED) {
+            return true; // the kernel no longer wants it
+        }
+        if let Some(p) = &self.pipe {
+            p.drain();
+        }
+        if sent > 0 {
+            // Part of a reply reached the device: nothing to repair.
+            log_error("splicing a reply", &io::Error::from_raw_os_error(libc::EIO));
+            return true;
+        }
+        false
+    }
+
+    /// Sends `parts` + `file` by copying the range (clamped to what the
+    /// file has, fixing the header's length).
+    fn copy_file(&mut self, parts: &[&[u8]], file: FileRange) {
+        let cap = self.copy.len();
+        let want = (file.len as usize).min(cap);
+        let dst = self.copy.at(0, cap);
+        let mut got = 0usize;
+        let mut err = 0;
+        while got < want {
+            // SAFETY: `dst..dst+cap` is this thread's copy buffer, not
+            // borrowed anywhere; `got < want <= cap`.
+            let r = unsafe {
+                libc::pread(file.fd, dst.add(got).cast(), want - got, (file.offset + got as u64) as libc::off_t)
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                err = e.raw_os_error().unwrap_or(libc::EIO);
+                break;
+            }
+            if r == 0 {
+                break;
+            }
+            got += r as usize;
+        }
+        let mut head = [0u8; OUT_HEADER_LEN];
+        let h = parts[0];
+        head.copy_from_slice(&h[..OUT_HEADER_LEN]);
+        if err != 0 {
+            head[..4].copy_from_slice(&(OUT_HEADER_LEN as u32).to_ne_bytes());
+            head[4..8].copy_from_slice(&(-err).to_ne_bytes());
+            return self.send_parts(&[&head]);
+        }
+        let others: usize = parts[1..].iter().map(|p| p.len()).sum();
+        head[..4].copy_from_slice(&((OUT_HEADER_LEN + others + got) as u32).to_ne_bytes());
+        // SAFETY: the first `got` bytes of the copy buffer were just written
+        // and nothing else refers to them until the send below completes.
+        let data = unsafe { std::slice::from_raw_parts(dst.cast_const(), got) };
+        let mut all: [&[u8]; MAX_SEND_PARTS + 1] = [&[]; MAX_SEND_PARTS + 1];
+        all[0] = &head;
+        let n = parts.len().min(MAX_SEND_PARTS);
+        all[1..n].copy_from_slice(&parts[1..n]);
+        all[n] = data;
+        self.send_parts(&all[..=n]);
+    }
+}
+
+/// The reply sink of a uring-rw thread.
+struct RwSink<'a> {
+    ctx: &'a RefCell<RingCtx>,
+    splice: bool,
+}
+
+impl ReplySink for RwSink<'_> {
+    fn send(&self, parts: &[&[u8]]) {
+        self.ctx.borrow_mut().send_parts(parts)
+    }
+
+    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        let mut ctx = self.ctx.borrow_mut();
+        if self.splice && file.len as usize >= SPLICE_MIN && ctx.splice_file(parts, file) {
+            return;
+        }
+        ctx.copy_file(parts, file)
+    }
+}
+
+struct RwThread<F> {
+    ctx: RefCell<RingCtx>,
+    dispatcher: Arc<Dispatcher<F>>,
+    /// Request buffers (`depth` of `stride` bytes) and READDIR scratch.
+    bufs: Region,
+    stride: usize,
+    depth: usize,
+    scratch: Vec<u8>,
+    splice: bool,
+    stop: Arc<AtomicBool>,
+    _own_fd: Option<OwnedFd>,
+    _shared: Arc<Channel>,
+}
+
+impl<F: Filesystem> RwThread<F> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        fd: RawFd,
+        own_fd: Option<OwnedFd>,
+        channel: &Arc<Channel>,
+        dispatcher: Arc<Dispatcher<F>>,
+        neg: &Negotiated,
+        depth: usize,
+        splice: bool,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Self> {
+        let entries = ((depth + 4) as u32).next_power_of_two();
+        let ring = IoUring::<squeue::Entry, cqueue::Entry>::builder()
+            .setup_cqsize(entries * 2)
+            .build(entries)?;
+        ring.submitter().register_files(&[fd])?;
+        let stride = neg.request_buffer_size().next_multiple_of(4096);
+        let max_read = neg.max_read.max(neg.max_write) as usize;
+        let pipe = if splice && channel.kind() == ChannelKind::Device {
+            Pipe::new(max_read + 2 * 4096).ok()
+        } else {
+            None
+        };
+        Ok(RwThread {
+            ctx: RefCell::new(RingCtx {
+                ring,
+                parked: VecDeque::with_capacity(entries as usize * 2),
+                iov: [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; MAX_SEND_PARTS + 1],
+                pipe,
+                copy: Region::new(max_read.max(4096))?,
+            }),
+            dispatcher,
+            bufs: Region::new(stride * depth)?,
+            stride,
+            depth,
+            scratch: vec![0u8; max_read.max(4096)],
+            splice,
+            stop,
+            _own_fd: own_fd,
+            _shared: channel.clone(),
+        })
+    }
+
+    fn arm_read(&self, slot: usize) {
+        let buf = self.bufs.at(slot * self.stride, self.stride);
+        let e = opcode::Read::new(types::Fixed(0), buf, self.stride as u32)
+            .build()
+            .user_data(slot as u64);
+        self.ctx.borrow_mut().push(&e);
+    }
+
+    fn run(mut self) -> io::Result<RwEnd> {
+        for s in 0..self.depth {
+            self.arm_read(s);
+        }
+        let mut live = self.depth;
+        let mut end = RwEnd::Unmounted;
+        while live > 0 {
+            let next = self.ctx.borrow_mut().parked.pop_front();
+            let (tag, res) = match next {
+                Some(c) => c,
+                None => {
+                    let mut ctx = self.ctx.borrow_mut();
+                    match ctx.ring.submit_and_wait(1) {
+                        Ok(_) => {}
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    let RingCtx { ring, parked, .. } = &mut *ctx;
+                    let mut cq = ring.completion();
+                    cq.sync();
+                    for cqe in &mut cq {
+                        parked.push_back((cqe.user_data(), cqe.result()));
+                    }
+                    continue;
+                }
+            };
+            if tag >= REPLY_TAG {
+                continue; // a stale reply completion
+            }
+            let slot = tag as usize;
+            if res > 0 {
+                let n = res as usize;
+                let outcome = {
+                    // SAFETY: the READ for this slot completed, so the kernel
+                    // is done writing its buffer until `arm_read` below; the
+                    // slice ends before that.
+                    let buf = unsafe {
+                        std::slice::from_raw_parts(self.bufs.at(slot * self.stride, n).cast_const(), n)
+                    };
+                    let sink = RwSink {
+                        ctx: &self.ctx,
+                        splice: self.splice,
+                    };
+                    self.dispatcher.dispatch(buf, &sink, &mut self.scratch)
+                };
+                if outcome == Dispatched::Destroyed {
+                    self.stop.store(true, Ordering::Release);
+                    end = RwEnd::Destroyed;
+                }
+                if self.stop.load(Ordering::Acquire) {
+                    live -= 1;
+                    continue;
+                }
+                self.arm_read(slot);
+                continue;
+            }
+            match -res {
+                libc::EINTR | libc::EAGAIN | libc::ENOENT => self.arm_read(slot),
+                libc::ENODEV | libc::ECONNABORTED | libc::ECANCELED => live -= 1,
+                errno => {
+                    log_error("reading /dev/fuse", &io::Error::from_raw_os_error(errno));
+                    live -= 1;
+                }
+            }
+        }
+        Ok(end)
+    }
+}
+
+#[cold]
+fn log_error(what: &str, e: &io::Error) {
+    eprintln!("fuselage: uring-rw: {what}: {e}");
+}

@@ -1,0 +1,105 @@
+//! Zero allocations per request in steady state, on each transport: a
+//! counting global allocator sees every allocation of every thread in this
+//! process (server and client); after a warm-up, GETATTR, LOOKUP, READ and
+//! WRITE requests (memfs, TTL 0, O_DIRECT, raw libc calls with pre-built
+//! CStrings so the client allocates nothing) must not allocate at all.
+
+mod common;
+
+use common::*;
+use fuselage_transport_uring::{Choice, Transport};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// One round of requests; returns how many it sent.
+fn round(path: &CString, fd: i32, buf: *mut u8) -> u64 {
+    // SAFETY: `path` is NUL-terminated, `st` a writable stat, `buf` a live
+    // 4 KiB-aligned buffer of 4096 bytes, `fd` an open file.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::stat(path.as_ptr(), &mut st), 0); // LOOKUP + GETATTR
+        assert_eq!(libc::fstat(fd, &mut st), 0); // GETATTR
+        assert_eq!(libc::pwrite(fd, buf.cast(), 4096, 8192), 4096); // WRITE
+        assert_eq!(libc::pread(fd, buf.cast(), 4096, 8192), 4096); // READ
+    }
+    4
+}
+
+fn no_allocations_on(choice: Choice, want: Transport) {
+    let served = serve(config(choice)).expect("serve");
+    assert_eq!(served.info.transport, want);
+    let file = served.path().join("f");
+    std::fs::write(&file, vec![7u8; 65536]).unwrap();
+    let path = CString::new(file.to_str().unwrap()).unwrap();
+    // SAFETY: valid path; O_DIRECT so every read and write reaches the server.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_DIRECT) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    let layout = Layout::from_size_align(4096, 4096).unwrap();
+    // SAFETY: non-zero size.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    for _ in 0..200 {
+        round(&path, fd, buf);
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let mut requests = 0;
+    for _ in 0..1000 {
+        requests += round(&path, fd, buf);
+    }
+    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    eprintln!("{want}: {allocs} allocations for {requests} requests");
+    assert_eq!(allocs, 0, "{want}: {allocs} allocations in {requests} requests");
+    // SAFETY: `fd` and `buf` are ours.
+    unsafe {
+        libc::close(fd);
+        std::alloc::dealloc(buf, layout);
+    }
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn native_allocates_nothing_per_request() {
+    let Some(_on) = EnableUring::set(true) else { return };
+    no_allocations_on(Choice::Uring, Transport::Uring);
+}
+
+#[test]
+fn uring_rw_allocates_nothing_per_request() {
+    if !require_uring() {
+        return;
+    }
+    no_allocations_on(Choice::UringRw, Transport::UringRw);
+}
+
+#[test]
+fn blocking_fallback_allocates_nothing_per_request() {
+    if !require_fuse() {
+        return;
+    }
+    no_allocations_on(Choice::Blocking, Transport::Blocking);
+}

@@ -1,0 +1,157 @@
+//! Both io_uring transports through a real mount, beyond memfs: deferred
+//! replies (native), file-range replies (pread into the ring entry; splice
+//! or copy on uring-rw), uring-rw serving memfs.
+
+mod common;
+
+use common::testfs::{TestFs, pattern};
+use common::*;
+use fuselage_transport_uring::{Choice, Transport};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+const SIZE: usize = 1_000_000;
+
+/// Reads `data` through the mount in chunks of `chunk` bytes and compares.
+fn check_reads(root: &std::path::Path, chunk: usize) {
+    let want = pattern(SIZE);
+    let f = std::fs::File::open(root.join("data")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), SIZE as u64);
+    let mut buf = vec![0u8; chunk];
+    let mut off = 0;
+    while off < SIZE {
+        let n = f.read_at(&mut buf, off as u64).unwrap();
+        assert!(n > 0, "short read at {off}");
+        assert_eq!(&buf[..n], &want[off..off + n], "data at {off}");
+        off += n;
+    }
+    assert_eq!(f.read_at(&mut buf, SIZE as u64).unwrap(), 0);
+}
+
+#[test]
+fn native_deferred_replies_and_file_ranges() {
+    let Some(_on) = EnableUring::set(true) else { return };
+    let mut fs = TestFs::new(SIZE);
+    fs.defer = true;
+    let served = serve_fs(config(Choice::Uring), fs).expect("serve");
+    assert_eq!(served.info.transport, Transport::Uring);
+    for chunk in [4096, 65536, 128 * 1024] {
+        check_reads(served.path(), chunk);
+    }
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn native_deferred_replies_are_really_deferred() {
+    let Some(_on) = EnableUring::set(true) else { return };
+    let mut fs = TestFs::new(SIZE);
+    fs.defer = true;
+    let fs = std::sync::Arc::new(fs);
+    let served = serve_fs(config(Choice::Uring), Shared(fs.clone())).expect("serve");
+    check_reads(served.path(), 65536);
+    assert!(fs.deferred.load(Ordering::Relaxed) > 10, "replies were not deferred");
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn native_serves_memfs_writes_and_xattrs() {
+    let Some(_on) = EnableUring::set(true) else { return };
+    let served = serve(config(Choice::Uring)).expect("serve");
+    assert_eq!(served.info.transport, Transport::Uring);
+    for _ in 0..3 {
+        exercise(served.path());
+    }
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn uring_rw_serves_memfs() {
+    if !require_uring() {
+        return;
+    }
+    let served = serve(config(Choice::UringRw)).expect("serve");
+    assert_eq!(served.info.transport, Transport::UringRw);
+    assert_eq!(served.info.threads, 2);
+    for _ in 0..3 {
+        exercise(served.path());
+    }
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn uring_rw_splices_and_copies_file_ranges() {
+    if !require_uring() {
+        return;
+    }
+    let served = serve_fs(config(Choice::UringRw), TestFs::new(SIZE)).expect("serve");
+    // 4 KiB replies are copied, 64 KiB and 128 KiB ones spliced.
+    for chunk in [4096, 65536, 128 * 1024] {
+        check_reads(served.path(), chunk);
+    }
+    served.unmount_and_join().unwrap();
+}
+
+#[test]
+fn uring_rw_file_shorter_than_promised_is_sent_by_copy() {
+    if !require_uring() {
+        return;
+    }
+    let mut fs = TestFs::new(SIZE);
+    fs.extra = 50_000; // promises bytes past the end: splice comes up short
+    let served = serve_fs(config(Choice::UringRw), fs).expect("serve");
+    let f = std::fs::File::open(served.path().join("data")).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = f.read_at(&mut buf, (SIZE - 1000) as u64).unwrap();
+    assert_eq!(n, 1000);
+    assert_eq!(&buf[..n], &pattern(SIZE)[SIZE - 1000..]);
+    drop(f); // an open file keeps a lazily unmounted connection alive
+    served.unmount_and_join().unwrap();
+}
+
+/// Serves an `Arc<TestFs>` so the test can look at its counters.
+struct Shared(std::sync::Arc<TestFs>);
+
+impl fuselage_core::Filesystem for Shared {
+    fn lookup<S: fuselage_core::ReplySink>(
+        &self,
+        req: &fuselage_core::RequestHeader,
+        parent: u64,
+        name: &std::ffi::CStr,
+        reply: fuselage_core::reply::ReplyEntry<S>,
+    ) {
+        self.0.lookup(req, parent, name, reply)
+    }
+    fn getattr<S: fuselage_core::ReplySink>(
+        &self,
+        req: &fuselage_core::RequestHeader,
+        ino: u64,
+        fh: Option<u64>,
+        reply: fuselage_core::reply::ReplyAttr<S>,
+    ) {
+        self.0.getattr(req, ino, fh, reply)
+    }
+    fn open<S: fuselage_core::ReplySink>(
+        &self,
+        req: &fuselage_core::RequestHeader,
+        ino: u64,
+        flags: u32,
+        open_flags: u32,
+        reply: fuselage_core::reply::ReplyOpen<S>,
+    ) {
+        self.0.open(req, ino, flags, open_flags, reply)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn read<S: fuselage_core::ReplySink>(
+        &self,
+        req: &fuselage_core::RequestHeader,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        flags: u32,
+        lock_owner: Option<u64>,
+        reply: fuselage_core::reply::ReplyData<S>,
+    ) {
+        self.0.read(req, ino, fh, offset, size, flags, lock_owner, reply)
+    }
+}
