@@ -79,7 +79,10 @@ fn symlinks_pointing_outside_are_returned_not_followed() {
     for name in ["abs", "rel"] {
         let md = fs::symlink_metadata(m.join(name)).unwrap();
         assert!(md.file_type().is_symlink());
-        assert_eq!(md.ino(), fs::symlink_metadata(tree.src().join(name)).unwrap().ino());
+        assert_eq!(
+            md.ino(),
+            fs::symlink_metadata(tree.src().join(name)).unwrap().ino()
+        );
         assert_eq!(
             fs::read_link(m.join(name)).unwrap(),
             fs::read_link(tree.src().join(name)).unwrap()
@@ -116,7 +119,10 @@ fn symlinks_pointing_outside_are_returned_not_followed() {
     fs::hard_link(m.join("rel"), m.join("rel2")).unwrap();
     let rel2 = fs::symlink_metadata(tree.src().join("rel2")).unwrap();
     assert!(rel2.file_type().is_symlink());
-    assert_eq!(rel2.ino(), fs::symlink_metadata(tree.src().join("rel")).unwrap().ino());
+    assert_eq!(
+        rel2.ino(),
+        fs::symlink_metadata(tree.src().join("rel")).unwrap().ino()
+    );
     // Names through a symlink component are the client kernel's business:
     // a client that refuses to follow symlinks gets ELOOP, and the server
     // was never asked to resolve anything beyond the link.
@@ -182,7 +188,11 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
     // to / would land on the canary.
     let mirror = canary.strip_prefix("/").unwrap().to_path_buf();
     fs::create_dir_all(tree.src().join("sub").join(&mirror).join("dir")).unwrap();
-    fs::write(tree.src().join("sub").join(&mirror).join("victim"), b"inside").unwrap();
+    fs::write(
+        tree.src().join("sub").join(&mirror).join("victim"),
+        b"inside",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("/", tree.src().join("swap")).unwrap();
     let before = snapshot(&canary);
 
@@ -210,7 +220,13 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
             while !stop.load(Ordering::Relaxed) {
                 // SAFETY: valid dirfd and names.
                 let r = unsafe {
-                    libc::renameat2(dfd, c"sub".as_ptr(), dfd, c"swap".as_ptr(), libc::RENAME_EXCHANGE)
+                    libc::renameat2(
+                        dfd,
+                        c"sub".as_ptr(),
+                        dfd,
+                        c"swap".as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
                 };
                 assert_eq!(r, 0, "swap: {}", std::io::Error::last_os_error());
                 swaps.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +312,10 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
     drop(m);
-    assert!(swaps.load(Ordering::Relaxed) > 100, "the host barely swapped");
+    assert!(
+        swaps.load(Ordering::Relaxed) > 100,
+        "the host barely swapped"
+    );
     assert!(ok > 10, "the client barely got through ({ok} operations)");
     assert_eq!(snapshot(&canary), before, "nothing outside DIR changed");
     // The work landed inside DIR, in whichever name is the directory now.
@@ -359,7 +378,10 @@ fn mounts_below_the_source_are_not_crossed() {
     assert!(!m.join("m/secret").exists());
     // Writes go to the covered directory, never into the other mount.
     fs::write(m.join("m/new"), b"x").unwrap();
-    assert!(!tree.src().join("m/new").exists(), "nothing reached the tmpfs");
+    assert!(
+        !tree.src().join("m/new").exists(),
+        "nothing reached the tmpfs"
+    );
     // Every inode seen through the mount is on the source's device.
     let dev = fs::metadata(m.join("m/covered")).unwrap().dev();
     assert_eq!(dev, fs::metadata(m.path()).unwrap().dev());

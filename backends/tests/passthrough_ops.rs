@@ -44,8 +44,16 @@ fn host_visibility_both_ways() {
     for (name, len) in [("empty", 0usize), ("small", 1000), ("big", 3 << 20)] {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         fs::write(m.join(name), &data).unwrap();
-        assert_eq!(fs::read(tree.src().join(name)).unwrap(), data, "{name} on the host");
-        assert_eq!(fs::read(m.join(name)).unwrap(), data, "{name} through the mount");
+        assert_eq!(
+            fs::read(tree.src().join(name)).unwrap(),
+            data,
+            "{name} on the host"
+        );
+        assert_eq!(
+            fs::read(m.join(name)).unwrap(),
+            data,
+            "{name} through the mount"
+        );
     }
     // Ranged reads near the end: clamped to the file size.
     let f = fs::File::open(m.join("big")).unwrap();
@@ -161,11 +169,21 @@ fn rename_noreplace_and_exchange() {
     fs::write(m.join("a"), b"A").unwrap();
     fs::write(m.join("b"), b"B").unwrap();
     fs::create_dir(m.join("d")).unwrap();
-    let (a, b, d) = (cpath(&m.join("a")), cpath(&m.join("b")), cpath(&m.join("d")));
+    let (a, b, d) = (
+        cpath(&m.join("a")),
+        cpath(&m.join("b")),
+        cpath(&m.join("d")),
+    );
     let rename2 = |from: &CString, to: &CString, flags: u32| {
         // SAFETY: valid paths.
         let r = unsafe {
-            libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                flags,
+            )
         };
         if r == 0 { 0 } else { errno() }
     };
@@ -242,11 +260,18 @@ fn fallocate_modes_and_holes() {
     // ZERO_RANGE and COLLAPSE/INSERT where the host supports them (ext4,
     // xfs): the same answer as on the host.
     assert_eq!(falloc(libc::FALLOC_FL_ZERO_RANGE, 0, 4096), 0);
-    assert!(fs::read(tree.src().join("f")).unwrap()[..4096].iter().all(|&b| b == 0));
+    assert!(
+        fs::read(tree.src().join("f")).unwrap()[..4096]
+            .iter()
+            .all(|&b| b == 0)
+    );
     let r = falloc(libc::FALLOC_FL_COLLAPSE_RANGE, 0, 4096);
     assert!(r == 0 || r == libc::EOPNOTSUPP, "collapse: {r}");
     if r == 0 {
-        assert_eq!(fs::metadata(tree.src().join("f")).unwrap().len(), (1 << 20) - 4096);
+        assert_eq!(
+            fs::metadata(tree.src().join("f")).unwrap().len(),
+            (1 << 20) - 4096
+        );
         assert_eq!(falloc(libc::FALLOC_FL_INSERT_RANGE, 0, 4096), 0);
         assert_eq!(fs::metadata(tree.src().join("f")).unwrap().len(), 1 << 20);
     }
@@ -312,11 +337,22 @@ fn xattrs_and_posix_acls() {
     // SAFETY: valid strings and buffers in all the xattr calls below.
     unsafe {
         assert_eq!(
-            libc::setxattr(p.as_ptr(), c"user.k".as_ptr(), b"value".as_ptr().cast(), 5, 0),
+            libc::setxattr(
+                p.as_ptr(),
+                c"user.k".as_ptr(),
+                b"value".as_ptr().cast(),
+                5,
+                0
+            ),
             0
         );
         let mut buf = [0u8; 64];
-        let n = libc::getxattr(host.as_ptr(), c"user.k".as_ptr(), buf.as_mut_ptr().cast(), 64);
+        let n = libc::getxattr(
+            host.as_ptr(),
+            c"user.k".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            64,
+        );
         assert_eq!(&buf[..n as usize], b"value");
         let n = libc::getxattr(p.as_ptr(), c"user.k".as_ptr(), std::ptr::null_mut(), 0);
         assert_eq!(n, 5);
@@ -335,17 +371,30 @@ fn xattrs_and_posix_acls() {
         );
         assert_eq!(errno(), libc::EEXIST);
         assert_eq!(libc::removexattr(p.as_ptr(), c"user.k".as_ptr()), 0);
-        let n = libc::getxattr(host.as_ptr(), c"user.k".as_ptr(), buf.as_mut_ptr().cast(), 64);
+        let n = libc::getxattr(
+            host.as_ptr(),
+            c"user.k".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            64,
+        );
         assert_eq!((n, errno()), (-1, libc::ENODATA));
     }
     // POSIX ACLs through setfacl/getfacl.
-    if std::process::Command::new("setfacl").arg("--version").output().is_ok() {
+    if std::process::Command::new("setfacl")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         let out = std::process::Command::new("setfacl")
             .args(["-m", "u:65534:rw"])
             .arg(m.join("f"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = std::process::Command::new("getfacl")
             .arg("-n")
             .arg(tree.src().join("f"))
@@ -394,7 +443,13 @@ fn xattrs_of_symlinks_are_their_own() {
     // SAFETY: valid strings and buffers.
     unsafe {
         assert_eq!(
-            libc::lsetxattr(link.as_ptr(), c"trusted.k".as_ptr(), b"L".as_ptr().cast(), 1, 0),
+            libc::lsetxattr(
+                link.as_ptr(),
+                c"trusted.k".as_ptr(),
+                b"L".as_ptr().cast(),
+                1,
+                0
+            ),
             0,
             "{}",
             std::io::Error::last_os_error()
@@ -414,7 +469,12 @@ fn xattrs_of_symlinks_are_their_own() {
             8,
         );
         assert_eq!((n, errno()), (-1, libc::ENODATA), "the target does not");
-        let n = libc::lgetxattr(link.as_ptr(), c"trusted.k".as_ptr(), buf.as_mut_ptr().cast(), 8);
+        let n = libc::lgetxattr(
+            link.as_ptr(),
+            c"trusted.k".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            8,
+        );
         assert_eq!(n, 1);
     }
 }
@@ -455,7 +515,14 @@ fn tmpfile_copy_range_and_unlink_while_open() {
     let (mut off_in, mut off_out) = (0i64, 0i64);
     // SAFETY: valid fds and offsets.
     let n = unsafe {
-        libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, 9, 0)
+        libc::copy_file_range(
+            src.as_raw_fd(),
+            &mut off_in,
+            dst.as_raw_fd(),
+            &mut off_out,
+            9,
+            0,
+        )
     };
     assert_eq!(n, 9, "{}", std::io::Error::last_os_error());
     drop(dst);
@@ -487,14 +554,22 @@ fn modes_owners_sizes_and_special_files() {
     let m = mount(&tree);
     fs::write(m.join("f"), b"0123456789").unwrap();
     fs::set_permissions(m.join("f"), fs::Permissions::from_mode(0o4751)).unwrap();
-    assert_eq!(fs::metadata(tree.src().join("f")).unwrap().mode() & 0o7777, 0o4751);
+    assert_eq!(
+        fs::metadata(tree.src().join("f")).unwrap().mode() & 0o7777,
+        0o4751
+    );
     std::os::unix::fs::chown(m.join("f"), Some(1234), Some(5678)).unwrap();
     let host = fs::metadata(tree.src().join("f")).unwrap();
     assert_eq!((host.uid(), host.gid()), (1234, 5678));
     // chown of a set-uid file clears set-uid (host semantics).
     assert_eq!(host.mode() & 0o4000, 0);
     // Truncate and extend.
-    fs::OpenOptions::new().write(true).open(m.join("f")).unwrap().set_len(4).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("f"))
+        .unwrap()
+        .set_len(4)
+        .unwrap();
     assert_eq!(fs::read(tree.src().join("f")).unwrap(), b"0123");
     let c = cpath(&m.join("f"));
     // SAFETY: valid path.
@@ -503,7 +578,10 @@ fn modes_owners_sizes_and_special_files() {
     // O_TRUNC, O_APPEND, O_EXCL.
     fs::write(m.join("f"), b"abc").unwrap();
     assert_eq!(fs::read(tree.src().join("f")).unwrap(), b"abc");
-    let mut a = fs::OpenOptions::new().append(true).open(m.join("f")).unwrap();
+    let mut a = fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("f"))
+        .unwrap();
     a.write_all(b"def").unwrap();
     assert_eq!(fs::read(tree.src().join("f")).unwrap(), b"abcdef");
     let e = fs::OpenOptions::new()
@@ -526,7 +604,10 @@ fn modes_owners_sizes_and_special_files() {
     assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
     let host = fs::metadata(tree.src().join("null")).unwrap();
     assert_eq!(host.rdev(), libc::makedev(1, 3));
-    assert_eq!(fs::metadata(m.join("null")).unwrap().rdev(), libc::makedev(1, 3));
+    assert_eq!(
+        fs::metadata(m.join("null")).unwrap().rdev(),
+        libc::makedev(1, 3)
+    );
     // statfs answers with the host filesystem's numbers.
     let mut a: libc::statfs = unsafe { std::mem::zeroed() };
     let mut b: libc::statfs = unsafe { std::mem::zeroed() };
@@ -548,8 +629,16 @@ fn posix_and_flock_locks_reach_the_host() {
     let tree = Tree::new("pt-locks");
     let m = mount(&tree);
     fs::write(m.join("f"), b"lock me").unwrap();
-    let a = fs::OpenOptions::new().read(true).write(true).open(m.join("f")).unwrap();
-    let b = fs::OpenOptions::new().read(true).write(true).open(m.join("f")).unwrap();
+    let a = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.join("f"))
+        .unwrap();
+    let b = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.join("f"))
+        .unwrap();
     let host = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -570,7 +659,10 @@ fn posix_and_flock_locks_reach_the_host() {
     // An OFD write lock through one open conflicts with the other open and
     // with a host process.
     assert_eq!(fcntl(&a, libc::F_OFD_SETLK, &mut lk(libc::F_WRLCK)), 0);
-    assert_eq!(fcntl(&b, libc::F_OFD_SETLK, &mut lk(libc::F_WRLCK)), libc::EAGAIN);
+    assert_eq!(
+        fcntl(&b, libc::F_OFD_SETLK, &mut lk(libc::F_WRLCK)),
+        libc::EAGAIN
+    );
     let mut probe = lk(libc::F_WRLCK);
     assert_eq!(fcntl(&host, libc::F_OFD_GETLK, &mut probe), 0);
     assert_eq!(probe.l_type, libc::F_WRLCK as i16, "the host sees the lock");
@@ -581,7 +673,13 @@ fn posix_and_flock_locks_reach_the_host() {
     let waiter = std::thread::spawn(move || {
         let mut l = lk(libc::F_WRLCK);
         // SAFETY: valid fd and flock.
-        let r = unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_SETLKW, &mut l as *mut libc::flock) };
+        let r = unsafe {
+            libc::fcntl(
+                b.as_raw_fd(),
+                libc::F_OFD_SETLKW,
+                &mut l as *mut libc::flock,
+            )
+        };
         (r, b)
     });
     std::thread::sleep(Duration::from_millis(200));
@@ -593,10 +691,16 @@ fn posix_and_flock_locks_reach_the_host() {
     // SAFETY: valid fds.
     unsafe {
         assert_eq!(libc::flock(a.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
-        assert_eq!(libc::flock(host.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), -1);
+        assert_eq!(
+            libc::flock(host.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB),
+            -1
+        );
         assert_eq!(errno(), libc::EWOULDBLOCK);
         assert_eq!(libc::flock(a.as_raw_fd(), libc::LOCK_UN), 0);
-        assert_eq!(libc::flock(host.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
+        assert_eq!(
+            libc::flock(host.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB),
+            0
+        );
     }
 }
 

@@ -3,6 +3,9 @@
 use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_backends::passthrough::{
+    PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
+};
 use fuselage_core::Filesystem;
 use fuselage_transport_blocking::{Channel, Mount, MountOptions, SessionEnd};
 use fuselage_transport_uring::{Choice, ServeInfo as UringServeInfo, UringConfig};
@@ -93,10 +96,8 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 /// Runs `fuselage mount` to completion. Returns once the filesystem is
 /// unmounted (or the channel's peer closed it).
 pub fn run(args: &MountArgs) -> Result<(), ServeError> {
-    if args.source.is_some() {
-        return Err(ServeError::Options(
-            "--source: the passthrough backend is not part of this build yet; omit --source to serve the in-memory filesystem".into(),
-        ));
+    if let Some(source) = &args.source {
+        return run_passthrough(args, source);
     }
     if args.passthrough == PassthroughChoice::On {
         return Err(ServeError::Options(
@@ -116,7 +117,72 @@ pub fn run(args: &MountArgs) -> Result<(), ServeError> {
     serve_fs(args, fs, "memfs", fallback)
 }
 
-fn serve_fs<F: Filesystem + Send + Sync + 'static>(
+/// `--source PATH`: serves a host directory or file with the passthrough
+/// backend (`--passthrough` and `--read-only` apply to it).
+fn run_passthrough(args: &MountArgs, source: &Path) -> Result<(), ServeError> {
+    if args.passthrough == PassthroughChoice::On {
+        PassthroughFs::passthrough_preflight()
+            .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
+    }
+    let fallback = transport_preflight(args.transport)?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let fs = PassthroughFs::new(PassthroughConfig {
+        passthrough: match args.passthrough {
+            PassthroughChoice::Auto => PassthroughMode::Auto,
+            PassthroughChoice::On => PassthroughMode::On,
+            PassthroughChoice::Off => PassthroughMode::Off,
+        },
+        read_only: args.read_only,
+        // Keep a worker free for the holder of a contended lock.
+        max_lock_waiters: threads.saturating_sub(1).max(1),
+        ..PassthroughConfig::new(source)
+    })
+    .map_err(|e| ServeError::Options(format!("--source: {e}")))?;
+    if fs.serves_single_file() && !is_fd_path(&args.mountpoint) && !args.mountpoint.is_file() {
+        return Err(ServeError::Options(format!(
+            "--source {} is a regular file, so MOUNTPOINT must be a regular file too ({} is not)",
+            source.display(),
+            args.mountpoint.display()
+        )));
+    }
+    serve_fs(args, fs, "passthrough", fallback)
+}
+
+/// What serving needs from a backend beyond [`Filesystem`].
+trait Served: Filesystem + Send + Sync + 'static {
+    /// Whether the mountpoint must be a regular file (a single-file source).
+    fn expect_file(&self) -> bool {
+        false
+    }
+    /// Takes a duplicate of the `/dev/fuse` descriptor (for kernel
+    /// passthrough's backing-file ioctls).
+    fn attach_device(&self, _fd: OwnedFd) {}
+    /// Kernel passthrough state for the startup line, readable after the
+    /// filesystem moved into the session.
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        None
+    }
+}
+
+impl Served for MemFs {}
+
+impl Served for PassthroughFs {
+    fn expect_file(&self) -> bool {
+        self.serves_single_file()
+    }
+    fn attach_device(&self, fd: OwnedFd) {
+        self.set_device_fd(fd)
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        Some(self.passthrough_status_handle())
+    }
+}
+
+fn serve_fs<F: Served>(
     args: &MountArgs,
     fs: F,
     backend: &str,
@@ -139,12 +205,17 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
             allow_other: args.allow_other,
             read_only: args.read_only,
             auto_unmount: args.auto_unmount,
+            expect_file: fs.expect_file(),
             ..MountOptions::default()
         };
         let m = Mount::new(&args.mountpoint, &opts).map_err(ServeError::Mount)?;
         let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
         (Some(Arc::new(Mutex::new(m))), fd)
     };
+    if let Ok(dev) = fd.try_clone() {
+        fs.attach_device(dev);
+    }
+    let passthrough = fs.passthrough_handle();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
@@ -177,20 +248,33 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
     let config = UringConfig {
         choice: uring_choice(args.transport),
         threads,
-        depth: args.threads.unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
+        depth: args
+            .threads
+            .unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
         read_only: args.read_only,
         ..UringConfig::default()
     };
     let mountpoint = args.mountpoint.display().to_string();
     let result = fuselage_transport_uring::serve(channel, fs, &config, |info: &UringServeInfo| {
+        let status = passthrough.as_ref().map(|p| p.status());
+        let on = status.as_ref().is_some_and(|s| s.active);
         let mut line = format!(
-            "fuselage: mounted {mountpoint} backend={backend} transport={} threads={} passthrough=off",
-            info.transport, info.threads
+            "fuselage: mounted {mountpoint} backend={backend} transport={} threads={} passthrough={}",
+            info.transport,
+            info.threads,
+            if on { "on" } else { "off" }
         );
+        let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
-            line.push_str(&format!(" (fallback: {reason})"));
+            reasons.push(reason.to_string());
         } else if let Some(reason) = fallback {
-            line.push_str(&format!(" (fallback: {reason})"));
+            reasons.push(reason.to_string());
+        }
+        if let Some(why) = status.and_then(|s| s.reason) {
+            reasons.push(format!("passthrough: {why}"));
+        }
+        if !reasons.is_empty() {
+            line.push_str(&format!(" (fallback: {})", reasons.join("; ")));
         }
         eprintln!("{line}");
         log!(
@@ -211,6 +295,14 @@ fn serve_fs<F: Filesystem + Send + Sync + 'static>(
             log!(Info, "session ended: {end:?}");
             let _ = SessionEnd::Unmounted;
             Ok(())
+        }
+        // `--passthrough on` refuses INIT when the kernel cannot do it:
+        // say why rather than "INIT failed".
+        Err(_)
+            if args.passthrough == PassthroughChoice::On
+                && let Some(why) = passthrough.as_ref().and_then(|p| p.status().reason) =>
+        {
+            Err(ServeError::Options(format!("--passthrough on: {why}")))
         }
         Err(fuselage_transport_uring::ServeError::Session(e)) => Err(ServeError::Session(e)),
         Err(e) => Err(ServeError::Transport(e)),

@@ -3,7 +3,7 @@
 //!
 //! # Queues and entries
 //!
-//! [`start`] creates one queue per possible CPU (the kernel routes a request
+//! `start` creates one queue per possible CPU (the kernel routes a request
 //! to the queue of the CPU its caller runs on). A queue is a thread pinned to
 //! its CPU that owns an `IORING_SETUP_SQE128` ring with the `/dev/fuse` fd
 //! registered as fixed file 0, and `depth` ring entries. Each entry has a
@@ -660,10 +660,10 @@ impl<F: Filesystem> QueueThread<F> {
             if pushed.is_ok() {
                 return;
             }
-            if let Err(err) = self.ring.submit() {
-                if err.raw_os_error() != Some(libc::EBUSY) {
-                    log_error("io_uring_enter", &err);
-                }
+            if let Err(err) = self.ring.submit()
+                && err.raw_os_error() != Some(libc::EBUSY)
+            {
+                log_error("io_uring_enter", &err);
             }
         }
     }
@@ -694,14 +694,10 @@ impl<F: Filesystem> QueueThread<F> {
 
     fn arm_wake(&mut self) {
         let buf: *mut u64 = &mut *self.wake_buf;
-        let e = opcode::Read::new(
-            types::Fd(self.shared.wake.as_raw_fd()),
-            buf.cast(),
-            8,
-        )
-        .build()
-        .user_data(WAKE_TAG)
-        .into();
+        let e = opcode::Read::new(types::Fd(self.shared.wake.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(WAKE_TAG)
+            .into();
         self.push(&e);
         self.wake_armed = true;
     }
@@ -764,8 +760,11 @@ impl<F: Filesystem> QueueThread<F> {
         // SAFETY: the kernel completed this entry's command, so it is done
         // writing the header buffer until we submit again; the struct is
         // plain integers at an 8-aligned offset of a page-aligned region.
-        let ent: fuse_uring_ent_in_out =
-            unsafe { hdr.add(ENT_IN_OUT_OFFSET).cast::<fuse_uring_ent_in_out>().read() };
+        let ent: fuse_uring_ent_in_out = unsafe {
+            hdr.add(ENT_IN_OUT_OFFSET)
+                .cast::<fuse_uring_ent_in_out>()
+                .read()
+        };
         let psz = (ent.payload_sz as usize).min(l.payload_size);
         {
             let mut s = self.shared.slot(i);
@@ -817,8 +816,7 @@ impl<F: Filesystem> QueueThread<F> {
                 self.commit(i);
             }
             Phase::Dispatching => {
-                let may_defer =
-                    matches!(outcome, Dispatched::Handled(op) if !op.is_no_reply());
+                let may_defer = matches!(outcome, Dispatched::Handled(op) if !op.is_no_reply());
                 if may_defer {
                     s.phase = Phase::Deferred;
                 } else {

@@ -265,7 +265,10 @@ mod tests {
     #[test]
     fn reasons_say_what_to_do() {
         let s = Unavailable::EnableUringOff.to_string();
-        assert!(s.contains("echo Y > /sys/module/fuse/parameters/enable_uring"), "{s}");
+        assert!(
+            s.contains("echo Y > /sys/module/fuse/parameters/enable_uring"),
+            "{s}"
+        );
         let s = Unavailable::SysctlDisabled { value: 2 }.to_string();
         assert!(s.contains("kernel.io_uring_disabled"), "{s}");
         let s = Unavailable::KernelTooOld { major: 6, minor: 1 }.to_string();

@@ -80,8 +80,11 @@ pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
             Err(_) => (None, false),
         };
         let _ = own;
-        let raw = fd.as_ref().map_or(channel.fd().as_raw_fd(), |f| f.as_raw_fd());
-        let (channel, dispatcher, neg, stop) = (channel.clone(), dispatcher.clone(), *neg, stop.clone());
+        let raw = fd
+            .as_ref()
+            .map_or(channel.fd().as_raw_fd(), |f| f.as_raw_fd());
+        let (channel, dispatcher, neg, stop) =
+            (channel.clone(), dispatcher.clone(), *neg, stop.clone());
         workers.push(
             thread::Builder::new()
                 .name(format!("fuselage-rw{i}"))
@@ -136,7 +139,8 @@ impl Pipe {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let want = capacity.next_power_of_two().min(libc::c_int::MAX as usize);
         // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
-        let set = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+        let set =
+            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
         if set < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -159,7 +163,13 @@ impl Pipe {
         let mut scratch = [0u8; 4096];
         loop {
             // SAFETY: `scratch` is valid for writes of its length.
-            let n = unsafe { libc::read(self.read.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len()) };
+            let n = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    scratch.as_mut_ptr().cast(),
+                    scratch.len(),
+                )
+            };
             if n <= 0 {
                 return;
             }
@@ -197,10 +207,10 @@ impl RingCtx {
     /// parked. Returns its result.
     fn wait_for(&mut self, tag: u64) -> i32 {
         // A batch may already have brought it (linked SQEs complete together).
-        if let Some(at) = self.parked.iter().position(|&(t, _)| t == tag) {
-            if let Some((_, r)) = self.parked.remove(at) {
-                return r;
-            }
+        if let Some(at) = self.parked.iter().position(|&(t, _)| t == tag)
+            && let Some((_, r)) = self.parked.remove(at)
+        {
+            return r;
         }
         loop {
             match self.ring.submit_and_wait(1) {
@@ -268,10 +278,16 @@ impl RingCtx {
         }
         // 2. file -> pipe, linked to 3. pipe -> /dev/fuse (whole reply).
         let total = header_len + len;
-        let into_pipe = opcode::Splice::new(types::Fd(file.fd), file.offset as i64, types::Fd(pw), -1, file.len)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(SPLICE_IN_TAG);
+        let into_pipe = opcode::Splice::new(
+            types::Fd(file.fd),
+            file.offset as i64,
+            types::Fd(pw),
+            -1,
+            file.len,
+        )
+        .build()
+        .flags(squeue::Flags::IO_LINK)
+        .user_data(SPLICE_IN_TAG);
         let out = opcode::Splice::new(types::Fd(pr), -1, types::Fixed(0), -1, total as u32)
             .build()
             .user_data(SPLICE_OUT_TAG);
@@ -308,7 +324,12 @@ impl RingCtx {
             // SAFETY: `dst..dst+cap` is this thread's copy buffer, not
             // borrowed anywhere; `got < want <= cap`.
             let r = unsafe {
-                libc::pread(file.fd, dst.add(got).cast(), want - got, (file.offset + got as u64) as libc::off_t)
+                libc::pread(
+                    file.fd,
+                    dst.add(got).cast(),
+                    want - got,
+                    (file.offset + got as u64) as libc::off_t,
+                )
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
@@ -448,7 +469,11 @@ impl<F: Filesystem> RwThread<F> {
                     let mut ctx = self.ctx.borrow_mut();
                     match ctx.ring.submit_and_wait(1) {
                         Ok(_) => {}
-                        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::EINTR) | Some(libc::EBUSY)
+                            ) => {}
                         Err(e) => return Err(e),
                     }
                     let RingCtx { ring, parked, .. } = &mut *ctx;
@@ -471,7 +496,10 @@ impl<F: Filesystem> RwThread<F> {
                     // is done writing its buffer until `arm_read` below; the
                     // slice ends before that.
                     let buf = unsafe {
-                        std::slice::from_raw_parts(self.bufs.at(slot * self.stride, n).cast_const(), n)
+                        std::slice::from_raw_parts(
+                            self.bufs.at(slot * self.stride, n).cast_const(),
+                            n,
+                        )
                     };
                     let sink = RwSink {
                         ctx: &self.ctx,

@@ -230,7 +230,6 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
         if neg.has(InitFlags::OVER_IO_URING) {
             let (queues, registered) =
                 native::start(channel.fd().as_raw_fd(), &dispatcher, &neg, config.depth)
-                    .map_err(|u| unavailable_or(config.choice, u))
                     .map_err(ServeError::Unavailable)?;
             match registered {
                 Ok(()) => {
@@ -255,7 +254,16 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
                     }
                     // Queues that registered stay idle until teardown; the
                     // connection goes on over /dev/fuse.
-                    let end = step_down(&channel, &dispatcher, &neg, config, &blocking_config, rw, Some(u), ready);
+                    let end = step_down(
+                        &channel,
+                        &dispatcher,
+                        &neg,
+                        config,
+                        &blocking_config,
+                        rw,
+                        Some(u),
+                        ready,
+                    );
                     queues.stop_and_join();
                     return end;
                 }
@@ -266,7 +274,16 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
         }
         fallback = Some(Unavailable::NotOffered);
     }
-    step_down(&channel, &dispatcher, &neg, config, &blocking_config, rw, fallback, ready)
+    step_down(
+        &channel,
+        &dispatcher,
+        &neg,
+        config,
+        &blocking_config,
+        rw,
+        fallback,
+        ready,
+    )
 }
 
 /// Serves an initialized connection with uring-rw if it works, else
@@ -332,10 +349,6 @@ fn step_down<F: Filesystem + Send + Sync + 'static>(
     }
 }
 
-fn unavailable_or(_choice: Choice, u: Unavailable) -> Unavailable {
-    u
-}
-
 /// A blocking session on a duplicate of the channel, sharing `dispatcher`.
 fn reader_session<F: Filesystem + Send + Sync + 'static>(
     channel: &Arc<Channel>,
@@ -369,7 +382,14 @@ fn handshake<F: Filesystem>(
             Ok(0) => return Err(SessionError::ClosedBeforeInit.into()),
             Ok(n) => n,
             Err(e) if is_unmounted(&e) => return Err(SessionError::ClosedBeforeInit.into()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT)) => continue,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT)
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(SessionError::Io(e).into()),
         };
         match dispatcher.dispatch(&buf[..n], &sink, &mut []) {

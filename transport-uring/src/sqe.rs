@@ -69,7 +69,12 @@ pub fn get_len(entry: &squeue::Entry128) -> u32 {
 /// iovecs (header buffer, payload buffer) that must stay valid until the
 /// command has been issued (the kernel reads them at issue time and keeps
 /// the buffers, not the array).
-pub fn register(fd: types::Fixed, qid: u16, iovecs: *const libc::iovec, user_data: u64) -> squeue::Entry128 {
+pub fn register(
+    fd: types::Fixed,
+    qid: u16,
+    iovecs: *const libc::iovec,
+    user_data: u64,
+) -> squeue::Entry128 {
     let mut e = opcode::UringCmd80::new(fd, FUSE_URING_CMD_REGISTER)
         .cmd(cmd_area(0, qid))
         .addr(Some(iovecs as u64))
@@ -81,7 +86,12 @@ pub fn register(fd: types::Fixed, qid: u16, iovecs: *const libc::iovec, user_dat
 
 /// `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`: the reply for `commit_id` is in the
 /// entry's buffers; the same command re-arms the entry for the next request.
-pub fn commit_and_fetch(fd: types::Fixed, qid: u16, commit_id: u64, user_data: u64) -> squeue::Entry128 {
+pub fn commit_and_fetch(
+    fd: types::Fixed,
+    qid: u16,
+    commit_id: u64,
+    user_data: u64,
+) -> squeue::Entry128 {
     opcode::UringCmd80::new(fd, FUSE_URING_CMD_COMMIT_AND_FETCH)
         .cmd(cmd_area(commit_id, qid))
         .build()
@@ -101,20 +111,31 @@ mod tests {
     fn len_offset_matches_an_opcode_that_sets_len() {
         // Read sets sqe->len to its length: find it at our offset.
         let read: squeue::Entry128 =
-            opcode::Read::new(types::Fd(3), std::ptr::null_mut(), 0xA1B2_C3D4).build().into();
+            opcode::Read::new(types::Fd(3), std::ptr::null_mut(), 0xA1B2_C3D4)
+                .build()
+                .into();
         assert_eq!(get_len(&read), 0xA1B2_C3D4);
         let b = bytes(&read);
-        assert_eq!(&b[SQE_LEN_OFFSET..SQE_LEN_OFFSET + 4], &0xA1B2_C3D4u32.to_ne_bytes());
+        assert_eq!(
+            &b[SQE_LEN_OFFSET..SQE_LEN_OFFSET + 4],
+            &0xA1B2_C3D4u32.to_ne_bytes()
+        );
     }
 
     #[test]
     fn register_has_len_two_addr_and_command() {
-        let iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+        let iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 2];
         let e = register(types::Fixed(0), 7, iov.as_ptr(), 99);
         assert_eq!(get_len(&e), 2);
         let b = bytes(&e);
         assert_eq!(b[0], 46, "IORING_OP_URING_CMD");
-        assert_eq!(&b[SQE_ADDR_OFFSET..SQE_ADDR_OFFSET + 8], &(iov.as_ptr() as u64).to_ne_bytes());
+        assert_eq!(
+            &b[SQE_ADDR_OFFSET..SQE_ADDR_OFFSET + 8],
+            &(iov.as_ptr() as u64).to_ne_bytes()
+        );
         // cmd_op (u32 at offset 8, in the union with `off`).
         assert_eq!(&b[8..12], &FUSE_URING_CMD_REGISTER.to_ne_bytes());
         // The command area starts at offset 48: flags, commit_id, qid.

@@ -73,7 +73,10 @@ fn no_allocations_on(choice: Choice, want: Transport) {
     }
     let allocs = ALLOCS.load(Ordering::SeqCst) - before;
     eprintln!("{want}: {allocs} allocations for {requests} requests");
-    assert_eq!(allocs, 0, "{want}: {allocs} allocations in {requests} requests");
+    assert_eq!(
+        allocs, 0,
+        "{want}: {allocs} allocations in {requests} requests"
+    );
     // SAFETY: `fd` and `buf` are ours.
     unsafe {
         libc::close(fd);
@@ -84,7 +87,9 @@ fn no_allocations_on(choice: Choice, want: Transport) {
 
 #[test]
 fn native_allocates_nothing_per_request() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     no_allocations_on(Choice::Uring, Transport::Uring);
 }
 

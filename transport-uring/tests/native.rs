@@ -11,7 +11,9 @@ use fuselage_transport_uring::{Choice, ServeError, Transport, Unavailable};
 
 #[test]
 fn native_serves_memfs() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     let served = serve(config(Choice::Uring)).expect("serve");
     assert_eq!(served.info.transport, Transport::Uring);
     assert_eq!(
@@ -39,7 +41,9 @@ fn native_serves_memfs() {
 
 #[test]
 fn auto_prefers_native() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     let served = serve(config(Choice::Auto)).expect("serve");
     assert_eq!(served.info.transport, Transport::Uring);
     exercise(served.path());
@@ -48,19 +52,26 @@ fn auto_prefers_native() {
 
 #[test]
 fn auto_steps_down_to_uring_rw_when_enable_uring_is_off() {
-    let Some(_off) = EnableUring::set(false) else { return };
+    let Some(_off) = EnableUring::set(false) else {
+        return;
+    };
     let served = serve(config(Choice::Auto)).expect("serve");
     assert_eq!(served.info.transport, Transport::UringRw);
     assert_eq!(served.info.fallback, Some(Unavailable::EnableUringOff));
     let why = served.info.fallback.unwrap().to_string();
-    assert!(why.contains("echo Y > /sys/module/fuse/parameters/enable_uring"), "{why}");
+    assert!(
+        why.contains("echo Y > /sys/module/fuse/parameters/enable_uring"),
+        "{why}"
+    );
     exercise(served.path());
     served.unmount_and_join().unwrap();
 }
 
 #[test]
 fn forced_native_refuses_when_enable_uring_is_off() {
-    let Some(_off) = EnableUring::set(false) else { return };
+    let Some(_off) = EnableUring::set(false) else {
+        return;
+    };
     match fuselage_transport_uring::preflight(Choice::Uring) {
         Err(Unavailable::EnableUringOff) => {}
         other => panic!("preflight: {other:?}"),
@@ -77,7 +88,9 @@ fn native_not_offered_at_init_steps_down_after_init() {
     // The kernel builds INIT at mount time: mount with enable_uring=N, then
     // switch it on so the probe says yes but INIT has no OVER_IO_URING. The
     // decision after INIT must serve the same connection with uring-rw.
-    let Some(_off) = EnableUring::set(false) else { return };
+    let Some(_off) = EnableUring::set(false) else {
+        return;
+    };
     let dir = TempDir::new("late");
     let opts = fuselage_transport_blocking::MountOptions {
         auto_unmount: false,

@@ -30,7 +30,9 @@ fn check_reads(root: &std::path::Path, chunk: usize) {
 
 #[test]
 fn native_deferred_replies_and_file_ranges() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     let mut fs = TestFs::new(SIZE);
     fs.defer = true;
     let served = serve_fs(config(Choice::Uring), fs).expect("serve");
@@ -43,19 +45,26 @@ fn native_deferred_replies_and_file_ranges() {
 
 #[test]
 fn native_deferred_replies_are_really_deferred() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     let mut fs = TestFs::new(SIZE);
     fs.defer = true;
     let fs = std::sync::Arc::new(fs);
     let served = serve_fs(config(Choice::Uring), Shared(fs.clone())).expect("serve");
     check_reads(served.path(), 65536);
-    assert!(fs.deferred.load(Ordering::Relaxed) > 10, "replies were not deferred");
+    assert!(
+        fs.deferred.load(Ordering::Relaxed) > 10,
+        "replies were not deferred"
+    );
     served.unmount_and_join().unwrap();
 }
 
 #[test]
 fn native_serves_memfs_writes_and_xattrs() {
-    let Some(_on) = EnableUring::set(true) else { return };
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
     let served = serve(config(Choice::Uring)).expect("serve");
     assert_eq!(served.info.transport, Transport::Uring);
     for _ in 0..3 {
@@ -152,6 +161,7 @@ impl fuselage_core::Filesystem for Shared {
         lock_owner: Option<u64>,
         reply: fuselage_core::reply::ReplyData<S>,
     ) {
-        self.0.read(req, ino, fh, offset, size, flags, lock_owner, reply)
+        self.0
+            .read(req, ino, fh, offset, size, flags, lock_owner, reply)
     }
 }

@@ -1035,7 +1035,7 @@ fn readdirplus_counts_lookups_only_for_packed_entries() {
     let rest = h.readdir(d, page[3].off, 4096, true).unwrap();
     assert_eq!(rest.len(), 3);
     assert!(inos.iter().all(|&i| h.lookups(i) == 1));
-    // The root directory's own lookups are never counted.
+    // "." and ".." add no lookup to the listed directory or its parent.
     assert_eq!(h.lookups(d), 1);
 }
 

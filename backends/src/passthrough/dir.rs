@@ -15,10 +15,10 @@
 use super::inode_store::{Inode, lock};
 use super::sys::{self, SysResult};
 use super::{PassthroughFs, check_name_bytes};
+use fuselage_core::Errno;
 use fuselage_core::abi::{fuse_attr, fuse_entry_out};
 use fuselage_core::dirent::direntplus_size;
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
-use fuselage_core::Errno;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -119,9 +119,8 @@ impl DirHandle {
                 }
             }
             // SAFETY: as above; reading the bytes the kernel filled in.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(s.buf.as_ptr().cast::<u8>(), s.buf.len() * 8)
-            };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(s.buf.as_ptr().cast::<u8>(), s.buf.len() * 8) };
             let Some((entry, reclen)) = parse_dirent(&bytes[s.start..s.end]) else {
                 // Malformed record: drop the rest of the buffer.
                 s.start = s.end;

@@ -251,7 +251,7 @@ impl PassthroughFs {
         // A writer without CAP_FSETID: the host clears set-uid/set-gid on
         // this write as it would for them (HANDLE_KILLPRIV_V2).
         let _fsetid = (write_flags & FUSE_WRITE_KILL_SUIDGID != 0).then(WithoutFsetid::new);
-        let n = if file.direct && (data.as_ptr() as usize) % PAGE != 0 {
+        let n = if file.direct && !(data.as_ptr() as usize).is_multiple_of(PAGE) {
             let min = self.config.splice_threshold as usize;
             with_io_buf(data.len(), min, |buf| {
                 buf.copy_from_slice(data);

@@ -212,8 +212,9 @@ fn slot(nodeid: u64) -> usize {
 /// The inode table; see the [module docs](self).
 pub(crate) struct InodeStore {
     table: RwLock<Table>,
-    /// A descriptor on the served mount, for open_by_handle_at.
-    mount_fd: OwnedFd,
+    /// An open (not `O_PATH`) descriptor on the served mount, for
+    /// open_by_handle_at; `None` without file handles.
+    mount_fd: Option<OwnedFd>,
     handles: bool,
     cached: AtomicUsize,
     max_cached: usize,
@@ -236,15 +237,16 @@ impl std::fmt::Debug for InodeStore {
 
 impl InodeStore {
     /// A table holding just the root (`root`, an `O_PATH` descriptor, with
-    /// attributes `st`). `handles` anchors further inodes by file handle,
-    /// caching at most `max_cached` descriptors.
+    /// attributes `st`). With `mount_fd` (an open descriptor on the served
+    /// mount) further inodes are anchored by file handle, caching at most
+    /// `max_cached` descriptors.
     pub(crate) fn new(
         root: OwnedFd,
         st: &libc::statx,
-        handles: bool,
+        mount_fd: Option<OwnedFd>,
         max_cached: usize,
-    ) -> SysResult<InodeStore> {
-        let mount_fd = root.try_clone().map_err(|_| sys::last_errno())?;
+    ) -> InodeStore {
+        let handles = mount_fd.is_some();
         let ids = InodeIds::of(st);
         let root = Arc::new(Inode::new(
             ids,
@@ -257,7 +259,7 @@ impl InodeStore {
         debug_assert_eq!(key as u64 + 1, ROOT_ID);
         let mut by_ids = HashMap::with_capacity(1024);
         by_ids.insert(ids, ROOT_ID);
-        Ok(InodeStore {
+        InodeStore {
             table: RwLock::new(Table { slab, by_ids }),
             mount_fd,
             handles,
@@ -267,7 +269,7 @@ impl InodeStore {
             evicting: Mutex::new(()),
             reopened: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The inode with node id `nodeid`; `ESTALE` if the kernel names one it
@@ -320,7 +322,8 @@ impl InodeStore {
         if let Some(fd) = &*slot {
             return Ok(InodeFd::Shared(fd.clone()));
         }
-        let fd = match sys::open_by_handle(self.mount_fd.as_fd(), &h.handle, libc::O_PATH) {
+        let mount_fd = self.mount_fd.as_ref().ok_or(Errno::ESTALE)?.as_fd();
+        let fd = match sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH) {
             Err(Errno::EMFILE) | Err(Errno::ENFILE) => {
                 // Out of descriptors: sweep the cache (without holding this
                 // inode's slot, which the sweep and inserts may lock) and
@@ -331,7 +334,7 @@ impl InodeStore {
                 if let Some(fd) = &*slot {
                     return Ok(InodeFd::Shared(fd.clone()));
                 }
-                sys::open_by_handle(self.mount_fd.as_fd(), &h.handle, libc::O_PATH)?
+                sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH)?
             }
             other => other?,
         };

@@ -23,9 +23,9 @@
 //! wait at once: a further waiter gets `EDEADLK` at once, keeping a worker
 //! free for the lock's holder.
 
+use super::PassthroughFs;
 use super::inode_store::lock;
 use super::sys::{self, SysResult};
-use super::PassthroughFs;
 use fuselage_core::Errno;
 use fuselage_core::abi::fuse_file_lock;
 use std::os::fd::AsFd;
@@ -106,7 +106,12 @@ fn to_flock(lk: &fuse_file_lock) -> SysResult<libc::flock> {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_getlk(&self, ino: u64, fh: u64, lk: &fuse_file_lock) -> SysResult<fuse_file_lock> {
+    pub(super) fn do_getlk(
+        &self,
+        ino: u64,
+        fh: u64,
+        lk: &fuse_file_lock,
+    ) -> SysResult<fuse_file_lock> {
         let file = self.file(ino, fh)?;
         let mut fl = to_flock(lk)?;
         sys::fcntl_lock(file.fd.as_fd(), libc::F_OFD_GETLK, &mut fl)?;

@@ -390,6 +390,33 @@ struct KernelPassthrough {
     warned: AtomicBool,
 }
 
+impl KernelPassthrough {
+    fn status(&self) -> PassthroughStatus {
+        let active = self.active.load(Ordering::Acquire);
+        PassthroughStatus {
+            active,
+            reason: if active {
+                None
+            } else {
+                lock(&self.reason).clone()
+            },
+        }
+    }
+}
+
+/// A handle on a [`PassthroughFs`]'s kernel passthrough state that stays
+/// usable after the filesystem was moved into a session (for a startup
+/// line printed once INIT is agreed).
+#[derive(Debug, Clone)]
+pub struct PassthroughStatusHandle(Arc<KernelPassthrough>);
+
+impl PassthroughStatusHandle {
+    /// The current state; see [`PassthroughFs::passthrough_status`].
+    pub fn status(&self) -> PassthroughStatus {
+        self.0.status()
+    }
+}
+
 /// A host directory or file served over FUSE; see the [module docs](self).
 pub struct PassthroughFs {
     config: PassthroughConfig,
@@ -402,7 +429,7 @@ pub struct PassthroughFs {
     isolated: bool,
     act_as_caller: bool,
     server_ids: (u32, u32),
-    kernel_passthrough: KernelPassthrough,
+    kernel_passthrough: Arc<KernelPassthrough>,
     counters: Counters,
     locks: LockWaiters,
     shutdown: AtomicBool,
@@ -428,8 +455,8 @@ impl PassthroughFs {
             path: config.source.clone(),
             errno,
         };
-        let c_path =
-            CString::new(config.source.as_os_str().as_bytes()).map_err(|_| source_err(Errno::EINVAL))?;
+        let c_path = CString::new(config.source.as_os_str().as_bytes())
+            .map_err(|_| source_err(Errno::EINVAL))?;
         let (root, isolated) = open_source(&c_path, &config).map_err(source_err)?;
         let st = sys::statx(root.as_fd(), 0, stat::STATX_MASK).map_err(source_err)?;
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
@@ -438,12 +465,17 @@ impl PassthroughFs {
                 path: config.source.clone(),
             });
         }
-        let handles = config.file_handles && handles_work(root.as_fd());
+        // open_by_handle_at wants an open (not O_PATH) descriptor on the
+        // mount; reopening the root directory or file read-only is safe.
+        let mount_fd = config
+            .file_handles
+            .then(|| procs.reopen(root.as_fd(), kind, libc::O_RDONLY).ok())
+            .flatten()
+            .filter(|fd| handles_work(root.as_fd(), fd.as_fd()));
         let max_cached = config
             .max_cached_fds
             .unwrap_or((soft_limit / 2).clamp(64, usize::MAX as u64) as usize);
-        let store =
-            InodeStore::new(root, &st, handles, max_cached).map_err(source_err)?;
+        let store = InodeStore::new(root, &st, mount_fd, max_cached);
         // SAFETY: geteuid/getegid have no preconditions.
         let server_ids = unsafe { (libc::geteuid(), libc::getegid()) };
         Ok(PassthroughFs {
@@ -457,7 +489,7 @@ impl PassthroughFs {
             dirs: HandleTable::new(),
             device: OnceLock::new(),
             server_ids,
-            kernel_passthrough: KernelPassthrough::default(),
+            kernel_passthrough: Arc::default(),
             counters: Counters::default(),
             shutdown: AtomicBool::new(false),
             config,
@@ -483,17 +515,27 @@ impl PassthroughFs {
         let _ = self.device.set(fd);
     }
 
-    /// Whether kernel passthrough is in use, and why not.
+    /// Whether kernel passthrough is in use, and why not (decided at INIT).
     pub fn passthrough_status(&self) -> PassthroughStatus {
-        let kp = &self.kernel_passthrough;
-        let active = kp.active.load(Ordering::Acquire);
-        PassthroughStatus {
-            active,
-            reason: if active {
-                None
-            } else {
-                lock(&kp.reason).clone()
-            },
+        self.kernel_passthrough.status()
+    }
+
+    /// A handle reporting [`passthrough_status`](Self::passthrough_status)
+    /// that outlives moving the filesystem into a session.
+    pub fn passthrough_status_handle(&self) -> PassthroughStatusHandle {
+        PassthroughStatusHandle(self.kernel_passthrough.clone())
+    }
+
+    /// Checks what can be known before mounting about whether kernel
+    /// passthrough can work: the process must have CAP_SYS_ADMIN in the
+    /// initial user namespace. (Whether the kernel offers it is known only
+    /// at INIT.)
+    pub fn passthrough_preflight() -> Result<(), String> {
+        const CAP_SYS_ADMIN: u32 = 21;
+        if sys::has_effective_cap(CAP_SYS_ADMIN) && in_initial_user_namespace() {
+            Ok(())
+        } else {
+            Err("kernel passthrough needs CAP_SYS_ADMIN in the initial user namespace (run as root on the host)".into())
         }
     }
 
@@ -697,9 +739,7 @@ impl OwnedOrShared {
     fn of(fd: InodeFd<'_>) -> OwnedOrShared {
         match fd {
             InodeFd::Shared(fd) => OwnedOrShared::Shared(fd),
-            InodeFd::Borrowed(fd) => {
-                OwnedOrShared::Borrowed(std::os::fd::AsRawFd::as_raw_fd(&fd))
-            }
+            InodeFd::Borrowed(fd) => OwnedOrShared::Borrowed(std::os::fd::AsRawFd::as_raw_fd(&fd)),
         }
     }
 }
@@ -758,9 +798,9 @@ fn in_initial_user_namespace() -> bool {
 
 /// Whether file handles can be made and opened again here (filesystem
 /// support and CAP_DAC_READ_SEARCH).
-fn handles_work(root: BorrowedFd<'_>) -> bool {
+fn handles_work(root: BorrowedFd<'_>, mount_fd: BorrowedFd<'_>) -> bool {
     sys::name_to_handle(root)
-        .and_then(|h| sys::open_by_handle(root, &h, libc::O_PATH))
+        .and_then(|h| sys::open_by_handle(mount_fd, &h, libc::O_PATH))
         .is_ok()
 }
 
@@ -839,8 +879,7 @@ impl Filesystem for PassthroughFs {
 
     fn init_done(&self, negotiated: &Negotiated) {
         let kp = &self.kernel_passthrough;
-        let active =
-            kp.requested.load(Ordering::Acquire) && negotiated.has(InitFlags::PASSTHROUGH);
+        let active = kp.requested.load(Ordering::Acquire) && negotiated.has(InitFlags::PASSTHROUGH);
         kp.active.store(active, Ordering::Release);
         if kp.requested.load(Ordering::Acquire) && !active {
             *lock(&kp.reason) = Some("the kernel did not agree to FUSE_PASSTHROUGH".into());
@@ -1007,12 +1046,14 @@ impl Filesystem for PassthroughFs {
         open_flags: u32,
         reply: ReplyOpen<S>,
     ) {
-        answer!(reply, self.do_open(ino, flags, open_flags), |o| match o
-            .backing
-        {
-            Some(id) => reply.opened_passthrough(o.fh, o.flags, id),
-            None => reply.opened(o.fh, o.flags),
-        })
+        answer!(
+            reply,
+            self.do_open(ino, flags, open_flags),
+            |o| match o.backing {
+                Some(id) => reply.opened_passthrough(o.fh, o.flags, id),
+                None => reply.opened(o.fh, o.flags),
+            }
+        )
     }
 
     fn read<S: ReplySink>(

@@ -70,9 +70,8 @@ impl PassthroughFs {
         self.writable()?;
         check_name(name)?;
         let (_parent, dir) = self.dir_fd(parent)?;
-        let ((), owner) = self.create_as(req, Some(umask), |_| {
-            sys::mkdirat(dir.as_fd(), name, mode)
-        })?;
+        let ((), owner) =
+            self.create_as(req, Some(umask), |_| sys::mkdirat(dir.as_fd(), name, mode))?;
         self.enter_created(dir.as_fd(), name, libc::S_IFDIR, owner, Some(mode))
     }
 

@@ -63,6 +63,8 @@ impl ProcFds {
     pub(crate) fn open() -> SysResult<ProcFds> {
         let dir = sys::open_path(c"/proc/self/fd", libc::O_PATH | libc::O_DIRECTORY)?;
         let st = sys::fstatfs(dir.as_fd())?;
+        // The field's type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
         if st.f_type as i64 != libc::PROC_SUPER_MAGIC as i64 {
             return Err(Errno::ENODEV);
         }

@@ -511,7 +511,11 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, mode: u32, offset: u64, len: u64) ->
 pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: libc::c_int) -> SysResult<u64> {
     // SAFETY: plain syscall on a borrowed descriptor.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    if r < 0 { Err(last_errno()) } else { Ok(r as u64) }
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as u64)
+    }
 }
 
 /// fsync(2) or fdatasync(2).
@@ -633,7 +637,12 @@ pub(crate) fn listxattr(path: &CStr, buf: &mut [u8]) -> SysResult<usize> {
 }
 
 /// setxattr(2).
-pub(crate) fn setxattr(path: &CStr, name: &CStr, value: &[u8], flags: libc::c_int) -> SysResult<()> {
+pub(crate) fn setxattr(
+    path: &CStr,
+    name: &CStr,
+    value: &[u8],
+    flags: libc::c_int,
+) -> SysResult<()> {
     // SAFETY: strings are NUL-terminated; `value` is readable for its length.
     let r = unsafe {
         libc::setxattr(

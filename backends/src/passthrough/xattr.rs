@@ -13,9 +13,9 @@
 //! checks, `user.*` write permission) are enforced by the client's kernel
 //! before a request reaches the server.
 
+use super::PassthroughFs;
 use super::proc_fd::ProcPath;
 use super::sys::{self, SysResult};
-use super::PassthroughFs;
 use fuselage_core::abi::FUSE_SETXATTR_ACL_KILL_SGID;
 use fuselage_core::reply::{ReplySink, ReplyXattr};
 use std::cell::RefCell;
@@ -63,12 +63,13 @@ impl PassthroughFs {
                 Err(e) => reply.error(e),
             };
         }
-        with_buf((size as usize).min(XATTR_SIZE_MAX), |buf| {
-            match sys::getxattr(path.as_cstr(), name, buf) {
+        with_buf(
+            (size as usize).min(XATTR_SIZE_MAX),
+            |buf| match sys::getxattr(path.as_cstr(), name, buf) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(e),
-            }
-        })
+            },
+        )
     }
 
     pub(super) fn do_listxattr<S: ReplySink>(&self, ino: u64, size: u32, reply: ReplyXattr<S>) {
@@ -87,12 +88,13 @@ impl PassthroughFs {
                 Err(e) => reply.error(e),
             };
         }
-        with_buf((size as usize).min(XATTR_SIZE_MAX), |buf| {
-            match sys::listxattr(path.as_cstr(), buf) {
+        with_buf(
+            (size as usize).min(XATTR_SIZE_MAX),
+            |buf| match sys::listxattr(path.as_cstr(), buf) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(e),
-            }
-        })
+            },
+        )
     }
 
     pub(super) fn do_setxattr(

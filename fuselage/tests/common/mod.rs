@@ -739,6 +739,7 @@ pub fn errno_name(e: i32) -> String {
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::ENOTCONN => "ENOTCONN",
         libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECANCELED => "ECANCELED",
         libc::ENODEV => "ENODEV",
         libc::EFBIG => "EFBIG",
         libc::EDQUOT => "EDQUOT",
@@ -1322,10 +1323,10 @@ impl DevFuseForAll {
 
 impl Drop for DevFuseForAll {
     fn drop(&mut self) {
-        if let Some(mode) = self.restore {
-            if let Err(e) = fs::set_permissions("/dev/fuse", Permissions::from_mode(mode)) {
-                eprintln!("warning: cannot restore /dev/fuse to mode {mode:o}: {e}");
-            }
+        if let Some(mode) = self.restore
+            && let Err(e) = fs::set_permissions("/dev/fuse", Permissions::from_mode(mode))
+        {
+            eprintln!("warning: cannot restore /dev/fuse to mode {mode:o}: {e}");
         }
     }
 }

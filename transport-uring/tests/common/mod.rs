@@ -6,9 +6,11 @@
 pub mod testfs;
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_transport_blocking::mount::{Mount, MountOptions, lazy_unmount};
 use fuselage_transport_blocking::SessionEnd;
-use fuselage_transport_uring::{Choice, ServeError, ServeInfo, UringConfig, probe::ENABLE_URING_PARAM};
+use fuselage_transport_blocking::mount::{Mount, MountOptions, lazy_unmount};
+use fuselage_transport_uring::{
+    Choice, ServeError, ServeInfo, UringConfig, probe::ENABLE_URING_PARAM,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -55,8 +57,7 @@ fn fuse_available() -> Result<(), String> {
 
 /// io_uring usable (for uring-rw).
 pub fn require_uring() -> bool {
-    require_fuse()
-        && require(fuselage_transport_uring::probe_uring().map_err(|u| u.to_string()))
+    require_fuse() && require(fuselage_transport_uring::probe_uring().map_err(|u| u.to_string()))
 }
 
 /// Sets `/sys/module/fuse/parameters/enable_uring` and restores the value
@@ -77,7 +78,9 @@ impl EnableUring {
         let old = match std::fs::read_to_string(ENABLE_URING_PARAM) {
             Ok(v) => v.trim().to_string(),
             Err(e) => {
-                require(Err(format!("no {ENABLE_URING_PARAM} ({e}): kernel without FUSE-over-io_uring")));
+                require(Err(format!(
+                    "no {ENABLE_URING_PARAM} ({e}): kernel without FUSE-over-io_uring"
+                )));
                 return None;
             }
         };
@@ -199,7 +202,10 @@ pub fn serve_fs<F: fuselage_core::Filesystem + Send + Sync + 'static>(
 pub fn join_within<T: Send + 'static>(t: JoinHandle<T>, limit: Duration) -> T {
     let start = Instant::now();
     while !t.is_finished() {
-        assert!(start.elapsed() < limit, "thread did not finish within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "thread did not finish within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     t.join().expect("server thread panicked")
@@ -277,11 +283,26 @@ pub fn exercise(root: &Path) {
     let c = std::ffi::CString::new(f.to_str().unwrap()).unwrap();
     let value = vec![0x5Au8; 3000];
     // SAFETY: valid NUL-terminated strings and a live buffer.
-    let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.big".as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let rc = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"user.big".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
     let mut back = vec![0u8; 4096];
     // SAFETY: as above; `back` is writable for its length.
-    let n = unsafe { libc::getxattr(c.as_ptr(), c"user.big".as_ptr(), back.as_mut_ptr().cast(), back.len()) };
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"user.big".as_ptr(),
+            back.as_mut_ptr().cast(),
+            back.len(),
+        )
+    };
     assert_eq!(n, 3000, "getxattr: {}", std::io::Error::last_os_error());
     assert_eq!(&back[..3000], &value[..]);
     for i in 0..50 {

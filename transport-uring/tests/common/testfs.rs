@@ -54,7 +54,12 @@ impl TestFs {
 
     fn attr(&self, ino: u64) -> fuse_attr {
         if ino == 1 {
-            fuse_attr { ino: 1, mode: libc::S_IFDIR | 0o755, nlink: 2, ..Default::default() }
+            fuse_attr {
+                ino: 1,
+                mode: libc::S_IFDIR | 0o755,
+                nlink: 2,
+                ..Default::default()
+            }
         } else {
             fuse_attr {
                 ino: 2,
@@ -69,8 +74,12 @@ impl TestFs {
     }
 
     /// Runs `answer` now, or on another thread when deferring on the ring.
-    fn answer<S: ReplySink, R, W: Send + 'static>(&self, reply: R, answer: impl FnOnce(W) + Send + 'static, now: impl FnOnce(R))
-    where
+    fn answer<S: ReplySink, R, W: Send + 'static>(
+        &self,
+        reply: R,
+        answer: impl FnOnce(W) + Send + 'static,
+        now: impl FnOnce(R),
+    ) where
         R: Sized,
     {
         if self.defer && std::any::type_name::<S>() == std::any::type_name::<RingReply>() {
@@ -93,11 +102,19 @@ impl TestFs {
 
 /// The file's content.
 pub fn pattern(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    (0..size)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
 }
 
 impl Filesystem for TestFs {
-    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, parent: u64, name: &CStr, reply: ReplyEntry<S>) {
+    fn lookup<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        parent: u64,
+        name: &CStr,
+        reply: ReplyEntry<S>,
+    ) {
         if parent != 1 || name != c"data" {
             return reply.error(Errno::ENOENT);
         }
@@ -105,7 +122,13 @@ impl Filesystem for TestFs {
         self.answer::<S, _, ReplyEntry<RingReply>>(reply, move |r| r.entry(&e), |r| r.entry(&e));
     }
 
-    fn getattr<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, _fh: Option<u64>, reply: ReplyAttr<S>) {
+    fn getattr<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        ino: u64,
+        _fh: Option<u64>,
+        reply: ReplyAttr<S>,
+    ) {
         let a = self.attr(ino);
         self.answer::<S, _, ReplyAttr<RingReply>>(
             reply,
@@ -114,7 +137,14 @@ impl Filesystem for TestFs {
         );
     }
 
-    fn open<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, _flags: u32, _open_flags: u32, reply: ReplyOpen<S>) {
+    fn open<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _ino: u64,
+        _flags: u32,
+        _open_flags: u32,
+        reply: ReplyOpen<S>,
+    ) {
         reply.opened(0, FOPEN_DIRECT_IO)
     }
 
@@ -131,7 +161,11 @@ impl Filesystem for TestFs {
     ) {
         let avail = self.size.saturating_sub(offset) + self.extra as u64;
         let len = (size as u64).min(avail) as u32;
-        let range = FileRange { fd: self.file.as_raw_fd(), offset, len };
+        let range = FileRange {
+            fd: self.file.as_raw_fd(),
+            offset,
+            len,
+        };
         self.answer::<S, _, ReplyData<RingReply>>(reply, move |r| r.file(range), |r| r.file(range));
     }
 }

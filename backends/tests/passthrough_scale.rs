@@ -1,0 +1,88 @@
+//! More inodes than the process may have descriptors: with a hard
+//! `RLIMIT_NOFILE` of 20,000 (CI's), 60,000 files are looked up, created,
+//! read and stat'ed through one mount.
+
+mod passthrough_common;
+
+use passthrough_common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn hard_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_max
+}
+
+#[test]
+fn fifty_thousand_files_past_the_descriptor_limit() {
+    if !require_fuse() {
+        return;
+    }
+    const HOST_FILES: usize = 50_000;
+    const NEW_FILES: usize = 10_000;
+    let limit = hard_nofile();
+    assert!(
+        limit < (HOST_FILES + NEW_FILES) as u64,
+        "the test needs a descriptor limit below {} (it is {limit})",
+        HOST_FILES + NEW_FILES
+    );
+    let tree = Tree::new("pt-scale");
+    let many = tree.src().join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..HOST_FILES {
+        fs::write(many.join(format!("f{i}")), i.to_string()).unwrap();
+    }
+    let m = Mounted::new(&tree.mnt(), config(&tree.src()), Options::default());
+    let stats = m.fs().stats();
+    assert!(stats.file_handles, "file handles should be usable as root");
+
+    // Stat all of them: every one becomes an inode the kernel holds.
+    for i in 0..HOST_FILES {
+        let md = fs::symlink_metadata(m.join(format!("many/f{i}"))).unwrap();
+        assert_eq!(md.len(), i.to_string().len() as u64);
+    }
+    let stats = m.fs().stats();
+    assert!(
+        stats.inodes > limit as usize,
+        "{} inodes known, limit {limit}",
+        stats.inodes
+    );
+    assert!(stats.cached_fds <= stats.max_cached_fds);
+    assert!(stats.fd_evictions > 0);
+    assert!(open_fds() < limit as usize, "{} fds open", open_fds());
+
+    // Create 10,000 more through the mount.
+    for i in 0..NEW_FILES {
+        fs::write(m.join(format!("many/new{i}")), b"new").unwrap();
+    }
+    for i in (0..NEW_FILES).step_by(97) {
+        assert_eq!(fs::read(many.join(format!("new{i}"))).unwrap(), b"new");
+    }
+    let stats = m.fs().stats();
+    assert!(stats.inodes >= HOST_FILES + NEW_FILES, "{stats:?}");
+    assert!(open_fds() < limit as usize, "{} fds open", open_fds());
+
+    // Inodes whose descriptors were evicted long ago still work: their
+    // attributes (after the cache timeout), their data, their inode number.
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in (0..HOST_FILES).step_by(1000) {
+        let p = m.join(format!("many/f{i}"));
+        assert_eq!(fs::read_to_string(&p).unwrap(), i.to_string());
+        assert_eq!(
+            fs::metadata(&p).unwrap().ino(),
+            fs::metadata(many.join(format!("f{i}"))).unwrap().ino()
+        );
+    }
+    assert!(m.fs().stats().handle_reopens > 0);
+    eprintln!("scale: {:?}, open fds {}", m.fs().stats(), open_fds());
+}
