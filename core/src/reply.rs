@@ -416,6 +416,12 @@ pub struct ReplyCopyFormatted<S: ReplySink> {
 }
 
 impl<S: ReplySink> ReplyCopyFormatted<S> {
+    /// Whether the answer is 64-bit (COPY_FILE_RANGE_64); a 32-bit answer
+    /// caps `copied` at `u32::MAX`, so copy at most that much.
+    pub fn is_wide(&self) -> bool {
+        self.wide
+    }
+
     /// Answers with the number of bytes copied (clamped to `u32::MAX` for
     /// the 32-bit opcode).
     pub fn copied(self, bytes: u64) {

@@ -1867,7 +1867,7 @@ fn segments_and_contiguous_agree_for_every_opcode() {
         let (arg, payload) = sample(op, false);
         let mut a = Harness::new();
         let mut b = Harness::new();
-        let (u, da, out_a) = a.send(op as u32, 8, &arg, &payload);
+        let (_, da, out_a) = a.send(op as u32, 8, &arg, &payload);
         let (_, db, out_b) = b.send_segments(op as u32, 8, &arg, &payload);
         assert_eq!(da, db, "{op}");
         assert_eq!(a.calls(), b.calls(), "{op}");

@@ -23,7 +23,7 @@ use crate::error::ChannelError;
 pub const IN_HEADER_LEN: usize = 40;
 
 /// Most slices one [`Channel::send`] accepts (the iovec array lives on the stack).
-pub const MAX_SEND_PARTS: usize = 8;
+pub const MAX_SEND_PARTS: usize = fuselage_core::reply::MAX_REPLY_PARTS + 1;
 
 /// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
 const FUSE_DEV_IOC_CLONE: u32 = 0x8004_E500;

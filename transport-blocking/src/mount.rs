@@ -1474,10 +1474,12 @@ impl<'a> MountinfoScan<'a> {
 
     fn end_line(&mut self) {
         let complete = self.field >= 4 && self.fstype_field.is_some();
-        if complete && self.mp_ok && self.type_matches() {
-            if let Some(dev) = parse_dev(self.dev.get(..self.dev_len).unwrap_or(&[])) {
-                self.found = Some(dev);
-            }
+        if complete
+            && self.mp_ok
+            && self.type_matches()
+            && let Some(dev) = parse_dev(self.dev.get(..self.dev_len).unwrap_or(&[]))
+        {
+            self.found = Some(dev);
         }
         self.field = 0;
         self.field_len = 0;

@@ -384,6 +384,15 @@ impl<'w> ChannelSink<'w> {
             // to report.
             if !is_interrupted_reply(&e) && !is_unmounted(&e) {
                 log_send_error(&e);
+                // The kernel refused the reply (or it could not be built):
+                // answer EIO so the caller is not left waiting forever.
+                if parts.len() > 1 && parts[0].len() >= 16 {
+                    let mut h = [0u8; 16];
+                    h.copy_from_slice(&parts[0][..16]);
+                    h[..4].copy_from_slice(&16u32.to_ne_bytes());
+                    h[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
+                    let _ = self.channel.send(&[&h]);
+                }
             }
         }
     }

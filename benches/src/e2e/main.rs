@@ -423,6 +423,8 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         None => None,
     };
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // Taken before the run: other processes may flip e.g. enable_uring meanwhile.
+    let mut machine = machine(opts, fuselage.as_deref(), fio);
     if let Some(d) = &opts.strace_dir {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -503,7 +505,6 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
     }
     progress.finish();
 
-    let mut machine = machine(opts, fuselage.as_deref(), fio);
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let three = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     machine.insert(

@@ -78,4 +78,7 @@ e2e_suite!(
     memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking" },
     memfs_uring: Setup { backend: Backend::Memfs, transport: "uring" },
     memfs_uring_rw: Setup { backend: Backend::Memfs, transport: "uring-rw" },
+    passthrough_blocking: Setup { backend: Backend::Passthrough, transport: "blocking" },
+    passthrough_uring: Setup { backend: Backend::Passthrough, transport: "uring" },
+    passthrough_uring_rw: Setup { backend: Backend::Passthrough, transport: "uring-rw" },
 );
