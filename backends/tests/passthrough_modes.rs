@@ -251,6 +251,7 @@ fn read_only_refuses_every_modification() {
     assert_eq!(fs::read(m.join("f")).unwrap(), b"keep me");
     assert_eq!(fs::read_dir(m.path()).unwrap().count(), 2);
     // The mount is MS_RDONLY.
+    // SAFETY: struct statvfs is plain data; all zeroes is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let c = cpath(m.path());
     // SAFETY: valid path and out pointer.

@@ -46,16 +46,20 @@ fn fifty_thousand_files_past_the_descriptor_limit() {
     let stats = m.fs().stats();
     assert!(stats.file_handles, "file handles should be usable as root");
 
-    // Stat all of them: every one becomes an inode the kernel holds.
+    // Stat all of them: every one becomes an inode the kernel holds (unless
+    // memory pressure makes it forget some, hence the peak).
+    let mut peak = 0;
     for i in 0..HOST_FILES {
         let md = fs::symlink_metadata(m.join(format!("many/f{i}"))).unwrap();
         assert_eq!(md.len(), i.to_string().len() as u64);
+        if i % 1000 == 999 {
+            peak = peak.max(m.fs().stats().inodes);
+        }
     }
     let stats = m.fs().stats();
     assert!(
-        stats.inodes > limit as usize,
-        "{} inodes known, limit {limit}",
-        stats.inodes
+        peak > limit as usize,
+        "at most {peak} inodes known, limit {limit}"
     );
     assert!(stats.cached_fds <= stats.max_cached_fds);
     assert!(stats.fd_evictions > 0);
@@ -68,8 +72,6 @@ fn fifty_thousand_files_past_the_descriptor_limit() {
     for i in (0..NEW_FILES).step_by(97) {
         assert_eq!(fs::read(many.join(format!("new{i}"))).unwrap(), b"new");
     }
-    let stats = m.fs().stats();
-    assert!(stats.inodes >= HOST_FILES + NEW_FILES, "{stats:?}");
     assert!(open_fds() < limit as usize, "{} fds open", open_fds());
 
     // Inodes whose descriptors were evicted long ago still work: their

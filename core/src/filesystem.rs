@@ -11,14 +11,19 @@
 //!
 //! Arguments borrow the transport's request buffer and are valid only during
 //! the call: the transport reuses the buffer for its next request as soon as
-//! the method returns. A reply handle owns only the request's `unique` and the
-//! transport's sink, so a backend may keep it, move it to another thread
-//! (when the transport's sink is `Send + 'static`) and answer later, after
-//! copying whatever it still needs from the arguments. Requests in flight are
-//! bounded by the kernel, not by the server: the kernel sends at most
-//! `max_background` background requests (readahead, writeback) plus one
-//! synchronous request per blocked caller thread; on FUSE-over-io_uring, by the
-//! number of ring entries, since an entry stays busy until its reply.
+//! the method returns. To answer later, from another thread, call `defer()`
+//! on the reply handle: it returns a `Send + 'static` handle over a
+//! [`DeferredSink`](crate::reply::DeferredSink) (no allocation: a pointer and
+//! two words of transport state) that owns only the request's `unique`, or
+//! gives the handle back when the transport cannot defer (the io_uring
+//! read/write transport; answer before returning then). Copy what you still
+//! need from the arguments first.
+//!
+//! Requests in flight are bounded by the kernel, not by the server: it sends
+//! at most `max_background` background requests (readahead, writeback) plus
+//! one synchronous request per blocked caller thread. On FUSE-over-io_uring a
+//! deferred request also holds its ring entry until answered, so the ring
+//! depth bounds the requests in flight per queue.
 
 use crate::abi::*;
 use crate::error::Errno;

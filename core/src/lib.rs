@@ -48,5 +48,5 @@ pub use filesystem::{Filesystem, RequestHeader, SetAttr, TimeOrNow};
 pub use init::{InitConfig, InitFlags, KernelInit, Negotiated};
 pub use notify::Notifier;
 pub use opcode::Opcode;
-pub use reply::{FileRange, ReplySink};
+pub use reply::{DeferredSink, DeferredVTable, FileRange, ReplySink};
 pub use request::{Operation, ParseContext, Request};

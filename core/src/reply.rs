@@ -54,6 +54,82 @@ pub trait ReplySink {
     /// message with a wrong length: it re-reads and sends what the file has
     /// (fixing the header's `len`), or answers `EIO`.
     fn send_file(&self, parts: &[&[u8]], file: FileRange);
+
+    /// A sink for the same request that may outlive this call and move to
+    /// another thread (see [`ReplyHandle::defer`]); `None` when the
+    /// transport cannot answer from elsewhere.
+    fn defer(&self) -> Option<DeferredSink> {
+        None
+    }
+}
+
+/// The operations of a [`DeferredSink`], provided by a transport.
+///
+/// Each function receives the sink's `ptr` and `words` exactly as given to
+/// [`DeferredSink::new`].
+#[derive(Debug)]
+pub struct DeferredVTable {
+    /// Sends a reply (see [`ReplySink::send`]).
+    pub send: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]),
+    /// Sends a reply with a file range (see [`ReplySink::send_file`]).
+    pub send_file: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange),
+    /// Releases the transport's state (called once, on drop).
+    pub drop: unsafe fn(ptr: *const (), words: &[u64; 2]),
+}
+
+/// A type-erased, `Send + 'static` reply sink for answering a request later,
+/// from any thread, without allocating: a pointer and two words of transport
+/// state (e.g. an `Arc` turned into a raw pointer, a ring entry index and
+/// its commit id) and the transport's [`DeferredVTable`].
+pub struct DeferredSink {
+    ptr: *const (),
+    words: [u64; 2],
+    vtable: &'static DeferredVTable,
+}
+
+impl DeferredSink {
+    /// Builds a deferred sink from transport state.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `words` must stay valid for `vtable`'s functions until
+    /// `vtable.drop` is called (exactly once, when the sink is dropped), and
+    /// the functions must be safe to call from any thread, one at a time.
+    pub unsafe fn new(ptr: *const (), words: [u64; 2], vtable: &'static DeferredVTable) -> Self {
+        DeferredSink { ptr, words, vtable }
+    }
+}
+
+impl core::fmt::Debug for DeferredSink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeferredSink")
+            .field("ptr", &self.ptr)
+            .field("words", &self.words)
+            .finish()
+    }
+}
+
+// SAFETY: `DeferredSink::new`'s contract requires the state to be usable from
+// any thread; the sink is used by one thread at a time (no `Sync`).
+unsafe impl Send for DeferredSink {}
+
+impl ReplySink for DeferredSink {
+    fn send(&self, parts: &[&[u8]]) {
+        // SAFETY: the state is valid until drop, per `DeferredSink::new`.
+        unsafe { (self.vtable.send)(self.ptr, &self.words, parts) }
+    }
+
+    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        // SAFETY: as in `send`.
+        unsafe { (self.vtable.send_file)(self.ptr, &self.words, parts, file) }
+    }
+}
+
+impl Drop for DeferredSink {
+    fn drop(&mut self) {
+        // SAFETY: called exactly once, as `DeferredSink::new` requires.
+        unsafe { (self.vtable.drop)(self.ptr, &self.words) }
+    }
 }
 
 impl<T: ReplySink + ?Sized> ReplySink for &T {
@@ -62,6 +138,9 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
     }
     fn send_file(&self, parts: &[&[u8]], file: FileRange) {
         (**self).send_file(parts, file)
+    }
+    fn defer(&self) -> Option<DeferredSink> {
+        (**self).defer()
     }
 }
 
@@ -205,6 +284,25 @@ impl<S: ReplySink> ReplyHandle<S> {
         sink.send(&[header.as_bytes()]);
     }
 
+    /// Turns this handle into one that is `Send + 'static`, to answer later
+    /// from another thread (a deferred reply). The request's arguments are
+    /// not kept: copy what you need first. `Err(self)` when the transport
+    /// cannot defer (then answer before returning).
+    pub fn defer(mut self) -> Result<ReplyHandle<DeferredSink>, Self> {
+        match self.sink.as_ref().and_then(|s| s.defer()) {
+            Some(deferred) => {
+                // The original sink goes without answering: the deferred one
+                // now owns the request.
+                self.sink = None;
+                Ok(ReplyHandle {
+                    unique: self.unique,
+                    sink: Some(deferred),
+                })
+            }
+            None => Err(self),
+        }
+    }
+
     /// Gives up the handle without answering: only for requests the kernel
     /// expects no answer to.
     pub fn forget(mut self) {
@@ -241,6 +339,13 @@ macro_rules! reply_type {
             /// The unique of the request this handle answers.
             pub fn unique(&self) -> u64 {
                 self.0.unique()
+            }
+
+            /// Turns this handle into a `Send + 'static` one to answer later
+            /// from another thread; `Err(self)` when the transport cannot
+            /// defer. See [`ReplyHandle::defer`].
+            pub fn defer(self) -> Result<$name<DeferredSink>, Self> {
+                self.0.defer().map($name).map_err($name)
             }
         }
     };
@@ -443,6 +548,16 @@ impl<S: ReplySink> ReplyCopyFormatted<S> {
     pub fn error(self, errno: Errno) {
         self.inner.error(errno)
     }
+
+    /// Turns this handle into a `Send + 'static` one; see
+    /// [`ReplyHandle::defer`].
+    pub fn defer(self) -> Result<ReplyCopyFormatted<DeferredSink>, Self> {
+        let wide = self.wide;
+        match self.inner.defer() {
+            Ok(inner) => Ok(ReplyCopyFormatted { inner, wide }),
+            Err(inner) => Err(ReplyCopyFormatted { inner, wide }),
+        }
+    }
 }
 
 reply_type!(
@@ -639,6 +754,21 @@ impl<'b, S: ReplySink> ReplyDirectory<'b, S> {
     pub fn unique(&self) -> u64 {
         self.handle.unique()
     }
+
+    /// Gives up the lent buffer for a `Send + 'static` handle that answers
+    /// with entries packed elsewhere ([`ReplyDirectory::packed`] semantics,
+    /// through [`ReplyData::data`]) and keeps the size limit to respect;
+    /// `Err(self)` when the transport cannot defer.
+    pub fn defer(self) -> Result<(ReplyData<DeferredSink>, usize), Self> {
+        let limit = self.buf.limit();
+        match self.handle.defer() {
+            Ok(h) => Ok((ReplyData(h), limit)),
+            Err(handle) => Err(ReplyDirectory {
+                handle,
+                buf: self.buf,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -775,6 +905,51 @@ pub(crate) mod tests {
         let (b, n) = cap.bytes();
         assert_eq!(n, 116);
         assert_eq!(header(&b).len, 116);
+    }
+
+    /// A deferring sink over a static capture: counts sends and drops.
+    static DEFERRED_SENDS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    static DEFERRED_DROPS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    static VTABLE: DeferredVTable = DeferredVTable {
+        send: |_, words, parts| {
+            assert_eq!(words, &[7, 8]);
+            assert_eq!(parts[0].len(), 16);
+            DEFERRED_SENDS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        },
+        send_file: |_, _, _, _| {},
+        drop: |_, _| {
+            DEFERRED_DROPS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        },
+    };
+
+    #[derive(Debug)]
+    struct Deferring;
+    impl ReplySink for Deferring {
+        fn send(&self, _: &[&[u8]]) {
+            panic!("the original sink must not answer a deferred request")
+        }
+        fn send_file(&self, _: &[&[u8]], _: FileRange) {}
+        fn defer(&self) -> Option<DeferredSink> {
+            // SAFETY: the vtable ignores the pointer; nothing to keep valid.
+            Some(unsafe { DeferredSink::new(core::ptr::null(), [7, 8], &VTABLE) })
+        }
+    }
+
+    fn assert_send_static<T: Send + 'static>(_: &T) {}
+
+    #[test]
+    fn deferred_reply_moves_and_answers_once() {
+        use core::sync::atomic::Ordering::SeqCst;
+        let r = ReplyEmpty::new(3, Deferring).defer().unwrap();
+        assert_send_static(&r);
+        r.ok();
+        assert_eq!(DEFERRED_SENDS.load(SeqCst), 1);
+        assert_eq!(DEFERRED_DROPS.load(SeqCst), 1);
+        // A transport that cannot defer gives the handle back.
+        let cap = Capture::new();
+        let back = ReplyEmpty::new(4, &cap).defer().unwrap_err();
+        back.ok();
+        assert_eq!(cap.sends(), 1);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use crate::splice::{SpliceOutcome, SplicePipe};
 use fuselage_core::init::InitError;
 use fuselage_core::{
-    Dispatched, Dispatcher, FileRange, Filesystem, InitConfig, Negotiated, ReplySink,
+    DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
+    Negotiated, ReplySink,
 };
 use std::cell::RefCell;
 use std::io;
@@ -361,14 +362,14 @@ impl<F: Filesystem> Worker<F> {
 /// The reply sink of a blocking worker: writev on the channel, splice or copy
 /// for file ranges.
 struct ChannelSink<'w> {
-    channel: &'w Channel,
+    channel: &'w Arc<Channel>,
     copy: Option<&'w RefCell<Vec<u8>>>,
     pipe: Option<&'w RefCell<Option<SplicePipe>>>,
     pipe_capacity: usize,
 }
 
 impl<'w> ChannelSink<'w> {
-    fn plain(channel: &'w Channel) -> Self {
+    fn plain(channel: &'w Arc<Channel>) -> Self {
         ChannelSink {
             channel,
             copy: None,
@@ -488,7 +489,67 @@ impl<'w> ChannelSink<'w> {
     }
 }
 
+/// Deferred replies on the blocking transport: the sink keeps a reference
+/// to the channel (an `Arc` turned into a raw pointer) and sends from
+/// whichever thread answers. File ranges are spliced through a pipe made for
+/// the occasion on `/dev/fuse` (fds, no heap) and copied through a buffer
+/// allocated for the occasion elsewhere: deferral is the slow path.
+static DEFERRED_VTABLE: DeferredVTable = DeferredVTable {
+    send: deferred_send,
+    send_file: deferred_send_file,
+    drop: deferred_drop,
+};
+
+/// Borrows the channel a deferred sink owns, without touching its count.
+///
+/// # Safety
+/// `ptr` came from `Arc::<Channel>::into_raw` and is still owned by the sink.
+unsafe fn deferred_channel(ptr: *const ()) -> std::mem::ManuallyDrop<Arc<Channel>> {
+    // SAFETY: the caller guarantees `ptr` is a live `Arc::into_raw` pointer;
+    // ManuallyDrop keeps this temporary from releasing the sink's count.
+    std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(ptr as *const Channel) })
+}
+
+unsafe fn deferred_send(ptr: *const (), _: &[u64; 2], parts: &[&[u8]]) {
+    // SAFETY: forwarded from the vtable contract (ptr alive until drop).
+    let channel = unsafe { deferred_channel(ptr) };
+    ChannelSink::plain(&channel).send_parts(parts)
+}
+
+unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+    // SAFETY: forwarded from the vtable contract (ptr alive until drop).
+    let channel = unsafe { deferred_channel(ptr) };
+    let channel: &Arc<Channel> = &channel;
+    let pipe = RefCell::new(None);
+    let len = file.len as usize + 4096;
+    let copy = RefCell::new(Vec::new());
+    let splice = channel.kind() == ChannelKind::Device;
+    let sink = ChannelSink {
+        channel,
+        copy: Some(&copy),
+        pipe: if splice { Some(&pipe) } else { None },
+        pipe_capacity: len,
+    };
+    if !sink.try_splice(parts, file) {
+        copy.borrow_mut().resize(len, 0);
+        sink.copy_file(parts, file)
+    }
+}
+
+unsafe fn deferred_drop(ptr: *const (), _: &[u64; 2]) {
+    // SAFETY: `ptr` came from `Arc::into_raw` in `defer` and is released
+    // exactly once, here.
+    drop(unsafe { Arc::from_raw(ptr as *const Channel) });
+}
+
 impl ReplySink for ChannelSink<'_> {
+    fn defer(&self) -> Option<DeferredSink> {
+        let ptr = Arc::into_raw(Arc::clone(self.channel)) as *const ();
+        // SAFETY: the pointer owns one strong count until `deferred_drop`;
+        // `Channel` is `Send + Sync`, so the functions may run on any thread.
+        Some(unsafe { DeferredSink::new(ptr, [0; 2], &DEFERRED_VTABLE) })
+    }
+
     fn send(&self, parts: &[&[u8]]) {
         self.send_parts(parts)
     }

@@ -59,7 +59,10 @@ use crate::probe::{Unavailable, possible_cpus};
 use crate::region::{Region, page_size};
 use crate::sqe;
 use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out};
-use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, Negotiated, ReplySink};
+use fuselage_core::{
+    DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, Negotiated,
+    ReplySink,
+};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::Cell;
 use std::io;
@@ -318,7 +321,55 @@ impl RingReply {
     }
 }
 
+/// Deferred replies on the ring: the sink keeps its queue alive (an `Arc`
+/// turned into a raw pointer) with the entry index and commit id in the two
+/// words, and commits from whichever thread answers.
+static DEFERRED_VTABLE: DeferredVTable = DeferredVTable {
+    send: deferred_send,
+    send_file: deferred_send_file,
+    drop: deferred_drop,
+};
+
+/// Borrows the queue a deferred sink owns, without touching its count.
+///
+/// # Safety
+/// `ptr` came from `Arc::<QueueShared>::into_raw` and is still owned by the
+/// sink.
+unsafe fn deferred_queue(ptr: *const ()) -> ManuallyDrop<Arc<QueueShared>> {
+    // SAFETY: the caller guarantees a live `Arc::into_raw` pointer;
+    // ManuallyDrop keeps this temporary from releasing the sink's count.
+    ManuallyDrop::new(unsafe { Arc::from_raw(ptr as *const QueueShared) })
+}
+
+unsafe fn deferred_send(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]) {
+    // SAFETY: forwarded from the vtable contract (ptr alive until drop).
+    let queue = unsafe { deferred_queue(ptr) };
+    queue.reply(words[0] as usize, words[1], parts, None)
+}
+
+unsafe fn deferred_send_file(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+    // SAFETY: forwarded from the vtable contract (ptr alive until drop).
+    let queue = unsafe { deferred_queue(ptr) };
+    queue.reply(words[0] as usize, words[1], parts, Some(file))
+}
+
+unsafe fn deferred_drop(ptr: *const (), _: &[u64; 2]) {
+    // SAFETY: `ptr` came from `Arc::into_raw` in `defer` and is released
+    // exactly once, here.
+    drop(unsafe { Arc::from_raw(ptr as *const QueueShared) });
+}
+
 impl ReplySink for RingReply {
+    fn defer(&self) -> Option<DeferredSink> {
+        let ptr = Arc::into_raw(Arc::clone(&self.queue)) as *const ();
+        // SAFETY: the pointer owns one strong count until `deferred_drop`;
+        // `QueueShared` is shared across threads already (RingReply is
+        // `Send`), and `reply` ignores stale or second answers.
+        Some(unsafe {
+            DeferredSink::new(ptr, [self.index as u64, self.commit_id], &DEFERRED_VTABLE)
+        })
+    }
+
     fn send(&self, parts: &[&[u8]]) {
         self.queue
             .reply(self.index as usize, self.commit_id, parts, None)

@@ -119,6 +119,30 @@ impl AsFd for InodeFd<'_> {
     }
 }
 
+/// A descriptor for an inode held for as long as a request needs it,
+/// without borrowing from a local: it owns a share of the inode (whose
+/// permanent descriptor it lends) or of the cached descriptor.
+#[derive(Debug)]
+pub(crate) enum HeldFd {
+    /// The inode, anchored by a permanent descriptor.
+    Permanent(Arc<Inode>),
+    /// A cached descriptor.
+    Shared(Arc<OwnedFd>),
+}
+
+impl AsFd for HeldFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            HeldFd::Shared(fd) => fd.as_fd(),
+            HeldFd::Permanent(inode) => match &inode.anchor {
+                Anchor::Fd(fd) => fd.as_fd(),
+                // `InodeStore::hold` makes `Permanent` only for `Anchor::Fd`.
+                Anchor::Handle(_) => unreachable!("a handle-anchored inode held as permanent"),
+            },
+        }
+    }
+}
+
 /// A backing file registered for kernel passthrough, shared by all
 /// passthrough opens of one inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +332,18 @@ impl InodeStore {
             self.reopened.load(Ordering::Relaxed),
             self.evicted.load(Ordering::Relaxed),
         )
+    }
+
+    /// A descriptor for `inode` that owns what it needs to stay open.
+    pub(crate) fn hold(&self, inode: Arc<Inode>) -> SysResult<HeldFd> {
+        let shared = match self.fd(&inode)? {
+            InodeFd::Borrowed(_) => None,
+            InodeFd::Shared(fd) => Some(fd),
+        };
+        Ok(match shared {
+            Some(fd) => HeldFd::Shared(fd),
+            None => HeldFd::Permanent(inode),
+        })
     }
 
     /// A descriptor for `inode`, reopened from its file handle if the cached

@@ -156,7 +156,7 @@ mod xattr;
 
 use self::credentials::{FsIds, set_thread_umask};
 use self::dir::DirHandle;
-use self::inode_store::{Inode, InodeFd, InodeStore, lock};
+use self::inode_store::{HeldFd, Inode, InodeStore, lock};
 use self::locks::LockWaiters;
 use self::open_file::{HandleTable, OpenFile};
 use self::proc_fd::ProcFds;
@@ -615,14 +615,13 @@ impl PassthroughFs {
         Ok((id, inode, self.entry(id, &st)))
     }
 
-    /// A directory inode and a descriptor for it.
-    fn dir_fd(&self, nodeid: u64) -> SysResult<(Arc<Inode>, OwnedOrShared)> {
+    /// A descriptor for directory `nodeid`, held for a request.
+    fn dir_fd(&self, nodeid: u64) -> SysResult<HeldFd> {
         let inode = self.inode(nodeid)?;
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let fd = OwnedOrShared::of(self.store.fd(&inode)?);
-        Ok((inode, fd))
+        self.store.hold(inode)
     }
 
     /// Runs `make` (which creates an inode) as the caller: the caller's
@@ -723,36 +722,6 @@ impl PassthroughFs {
                 sys::chmod_path(proc_fd::ProcPath::new(fd).as_cstr(), mode)
             }
             other => other,
-        }
-    }
-}
-
-/// A descriptor held for the duration of a request: an owned share of a
-/// cached descriptor, or a borrowed permanent one (kept as the `Arc` of the
-/// inode that owns it).
-enum OwnedOrShared {
-    Shared(Arc<OwnedFd>),
-    Borrowed(std::os::fd::RawFd),
-}
-
-impl OwnedOrShared {
-    fn of(fd: InodeFd<'_>) -> OwnedOrShared {
-        match fd {
-            InodeFd::Shared(fd) => OwnedOrShared::Shared(fd),
-            InodeFd::Borrowed(fd) => OwnedOrShared::Borrowed(std::os::fd::AsRawFd::as_raw_fd(&fd)),
-        }
-    }
-}
-
-impl AsFd for OwnedOrShared {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            OwnedOrShared::Shared(fd) => fd.as_fd(),
-            // SAFETY: a `Borrowed` value is only made by `dir_fd`, which
-            // returns it together with the `Arc<Inode>` owning the permanent
-            // descriptor; callers keep that `Arc` alive for as long as they
-            // use this value, so the descriptor stays open.
-            OwnedOrShared::Borrowed(fd) => unsafe { BorrowedFd::borrow_raw(*fd) },
         }
     }
 }

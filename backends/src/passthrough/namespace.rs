@@ -25,7 +25,7 @@ thread_local! {
 impl PassthroughFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &CStr) -> SysResult<(u64, fuse_entry_out)> {
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         self.lookup_at(dir.as_fd(), name)
     }
 
@@ -69,7 +69,7 @@ impl PassthroughFs {
     ) -> SysResult<fuse_entry_out> {
         self.writable()?;
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         let ((), owner) =
             self.create_as(req, Some(umask), |_| sys::mkdirat(dir.as_fd(), name, mode))?;
         self.enter_created(dir.as_fd(), name, libc::S_IFDIR, owner, Some(mode))
@@ -86,7 +86,7 @@ impl PassthroughFs {
     ) -> SysResult<fuse_entry_out> {
         self.writable()?;
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         let kind = mode & libc::S_IFMT;
         let ((), owner) = self.create_as(req, Some(umask), |_| {
             sys::mknodat(dir.as_fd(), name, mode, sys::decode_dev(rdev))
@@ -104,7 +104,7 @@ impl PassthroughFs {
     ) -> SysResult<fuse_entry_out> {
         self.writable()?;
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         let ((), owner) =
             self.create_as(req, None, |_| sys::symlinkat(target, dir.as_fd(), name))?;
         self.enter_created(dir.as_fd(), name, libc::S_IFLNK, owner, None)
@@ -119,7 +119,7 @@ impl PassthroughFs {
         self.writable()?;
         check_name(newname)?;
         let inode = self.inode(ino)?;
-        let (_parent, dir) = self.dir_fd(newparent)?;
+        let dir = self.dir_fd(newparent)?;
         let src = self.store.fd(&inode)?;
         match sys::link_empty(src.as_fd(), dir.as_fd(), newname) {
             // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH: link through the proc
@@ -139,7 +139,7 @@ impl PassthroughFs {
     pub(super) fn do_unlink(&self, parent: u64, name: &CStr, flags: libc::c_int) -> SysResult<()> {
         self.writable()?;
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         sys::unlinkat(dir.as_fd(), name, flags)
     }
 
@@ -154,8 +154,8 @@ impl PassthroughFs {
         self.writable()?;
         check_name(name)?;
         check_name(newname)?;
-        let (_p1, olddir) = self.dir_fd(parent)?;
-        let (_p2, newdir) = self.dir_fd(newparent)?;
+        let olddir = self.dir_fd(parent)?;
+        let newdir = self.dir_fd(newparent)?;
         sys::renameat2(olddir.as_fd(), name, newdir.as_fd(), newname, flags)
     }
 
@@ -170,7 +170,7 @@ impl PassthroughFs {
     ) -> SysResult<Created> {
         self.writable()?;
         check_name(name)?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         let flags = (flags as i32 & !libc::O_NOCTTY) | libc::O_CREAT | libc::O_NOFOLLOW;
         let (fd, owner) = self.create_as(req, Some(umask), |as_server| {
             // With the server's credentials, only ever make a new file:
@@ -196,7 +196,7 @@ impl PassthroughFs {
         flags: u32,
     ) -> SysResult<Created> {
         self.writable()?;
-        let (_parent, dir) = self.dir_fd(parent)?;
+        let dir = self.dir_fd(parent)?;
         let flags = (flags as i32 & !(libc::O_CREAT | libc::O_NOCTTY)) | libc::O_TMPFILE;
         let (fd, owner) = self.create_as(req, Some(umask), |_| {
             sys::openat2(dir.as_fd(), c".", flags, mode, sys::RESOLVE_CONFINED)

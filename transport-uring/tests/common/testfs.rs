@@ -1,13 +1,12 @@
 //! A tiny filesystem for transport tests: the root directory and one file,
 //! `data`, whose bytes live in a host file and are answered as a
 //! [`FileRange`] (so transports splice or pread them). It can answer from
-//! another thread after its method returned (deferred replies), on the
-//! native transport, whose sink is `Send + 'static`.
+//! another thread after its method returned (deferred replies, through
+//! `defer()`, on transports whose sink supports it).
 
 use fuselage_core::abi::{FOPEN_DIRECT_IO, fuse_attr};
 use fuselage_core::reply::{ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, entry_out};
 use fuselage_core::{Errno, FileRange, Filesystem, ReplySink, RequestHeader};
-use fuselage_transport_uring::RingReply;
 use std::ffi::CStr;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -18,7 +17,7 @@ use std::time::Duration;
 pub struct TestFs {
     file: std::fs::File,
     size: u64,
-    /// Answer from another thread after returning (native transport only).
+    /// Answer from another thread after returning, where the transport can.
     pub defer: bool,
     /// Promise `extra` bytes more than the file has at its end (a file that
     /// shrank between sizing a reply and sending it).
@@ -73,30 +72,13 @@ impl TestFs {
         }
     }
 
-    /// Runs `answer` now, or on another thread when deferring on the ring.
-    fn answer<S: ReplySink, R, W: Send + 'static>(
-        &self,
-        reply: R,
-        answer: impl FnOnce(W) + Send + 'static,
-        now: impl FnOnce(R),
-    ) where
-        R: Sized,
-    {
-        if self.defer && std::any::type_name::<S>() == std::any::type_name::<RingReply>() {
-            assert_eq!(std::mem::size_of::<R>(), std::mem::size_of::<W>());
-            let reply = std::mem::ManuallyDrop::new(reply);
-            // SAFETY: `S` is `RingReply` (same type name in one build), so
-            // `R` (a reply handle over `S`) and `W` (the same handle over
-            // `RingReply`) are the same type; the original is not dropped.
-            let moved: W = unsafe { std::mem::transmute_copy(&*reply) };
-            self.deferred.fetch_add(1, Ordering::Relaxed);
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(2));
-                answer(moved)
-            });
-        } else {
-            now(reply)
-        }
+    /// Runs `job` on another thread after a short delay.
+    fn later(&self, job: impl FnOnce() + Send + 'static) {
+        self.deferred.fetch_add(1, Ordering::Relaxed);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            job()
+        });
     }
 }
 
@@ -119,7 +101,13 @@ impl Filesystem for TestFs {
             return reply.error(Errno::ENOENT);
         }
         let e = entry_out(self.attr(2), 0, Duration::ZERO, Duration::ZERO);
-        self.answer::<S, _, ReplyEntry<RingReply>>(reply, move |r| r.entry(&e), |r| r.entry(&e));
+        if !self.defer {
+            return reply.entry(&e);
+        }
+        match reply.defer() {
+            Ok(r) => self.later(move || r.entry(&e)),
+            Err(r) => r.entry(&e),
+        }
     }
 
     fn getattr<S: ReplySink>(
@@ -130,11 +118,13 @@ impl Filesystem for TestFs {
         reply: ReplyAttr<S>,
     ) {
         let a = self.attr(ino);
-        self.answer::<S, _, ReplyAttr<RingReply>>(
-            reply,
-            move |r| r.attr(Duration::ZERO, &a),
-            |r| r.attr(Duration::ZERO, &a),
-        );
+        if !self.defer {
+            return reply.attr(Duration::ZERO, &a);
+        }
+        match reply.defer() {
+            Ok(r) => self.later(move || r.attr(Duration::ZERO, &a)),
+            Err(r) => r.attr(Duration::ZERO, &a),
+        }
     }
 
     fn open<S: ReplySink>(
@@ -166,6 +156,12 @@ impl Filesystem for TestFs {
             offset,
             len,
         };
-        self.answer::<S, _, ReplyData<RingReply>>(reply, move |r| r.file(range), |r| r.file(range));
+        if !self.defer {
+            return reply.file(range);
+        }
+        match reply.defer() {
+            Ok(r) => self.later(move || r.file(range)),
+            Err(r) => r.file(range),
+        }
     }
 }
