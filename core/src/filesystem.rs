@@ -13,7 +13,7 @@
 //! the call: the transport reuses the buffer for its next request as soon as
 //! the method returns. To answer later, from another thread, call `defer()`
 //! on the reply handle: it returns a `Send + 'static` handle over a
-//! [`DeferredSink`](crate::reply::DeferredSink) (no allocation: a pointer and
+//! [`DeferredSink`] (no allocation: a pointer and
 //! two words of transport state) that owns only the request's `unique`, or
 //! gives the handle back when the transport cannot defer (the io_uring
 //! read/write transport; answer before returning then). Copy what you still

@@ -304,7 +304,7 @@ fn interrupt_reaches_a_slow_request() {
     // sigaction struct is zero-initialized and fully set before use.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr1 as usize;
+        sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }

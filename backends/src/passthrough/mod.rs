@@ -25,7 +25,7 @@
 //! symlink itself:
 //!
 //! - Every known inode is held as an `O_PATH` descriptor (or a kernel file
-//!   handle, see below) in the [inode table](inode_store). Every operation
+//!   handle, see below) in the inode table. Every operation
 //!   works relative to those descriptors: `*at` calls with `AT_EMPTY_PATH`
 //!   and `AT_SYMLINK_NOFOLLOW` on the inode itself, and for names (always a
 //!   single component, `/` is refused) `openat2` with `RESOLVE_BENEATH |
@@ -36,8 +36,15 @@
 //!   directory it was opened on, and a fresh lookup of the name returns the
 //!   symlink itself (the *client's* kernel may follow it, in the client's own
 //!   namespace with the client's own rights, as for any symlink).
-//! - Reopening an inode for I/O goes through `/proc/self/fd` only for
-//!   regular files and directories, checked first; see [`proc_fd`].
+//! - Reopening an inode for I/O goes through `/proc/self/fd/N` (a magic
+//!   link to exactly the inode the descriptor holds, no walk of the tree)
+//!   and only for regular files and directories, whose type is checked
+//!   first (it cannot change for an inode): opening a FIFO, socket or
+//!   device could block or trigger a driver, and a symlink must never be
+//!   opened through. Path-only calls (xattrs, chmod on old kernels) use the
+//!   same `/proc/self/fd/N` path with the *following* variants, which land
+//!   on the inode itself (for a symlink: the link, not its target) without
+//!   opening it.
 //! - Mounts below DIR are not crossed. When allowed (CAP_SYS_ADMIN), the
 //!   server serves a private, detached, *non-recursive* clone of DIR's mount
 //!   (open_tree `OPEN_TREE_CLONE`, made `MS_PRIVATE`): in that clone the
