@@ -304,14 +304,19 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
             (ok, failed)
         }));
     }
-    let mut ok = 0;
+    let (mut ok, mut failed) = (0, 0);
     for c in clients {
-        let (o, _f) = c.join().unwrap();
+        let (o, f) = c.join().unwrap();
         ok += o;
+        failed += f;
     }
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
     drop(m);
+    eprintln!(
+        "race: {} swaps, {ok} client operation groups succeeded, {failed} failed",
+        swaps.load(Ordering::Relaxed)
+    );
     assert!(
         swaps.load(Ordering::Relaxed) > 100,
         "the host barely swapped"

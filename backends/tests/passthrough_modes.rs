@@ -298,3 +298,70 @@ fn read_only_refuses_every_modification() {
     assert_eq!(fs::read(tree.src().join("f")).unwrap(), b"keep me");
     assert_eq!(fs::read_dir(tree.src()).unwrap().count(), 2);
 }
+
+struct OverlayMount(std::path::PathBuf);
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        let c = cpath(&self.0);
+        // SAFETY: valid path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn kernel_passthrough_works_when_the_source_is_on_overlayfs() {
+    if !require_fuse() {
+        return;
+    }
+    let dir = TempDir::new("pt-overlay");
+    for d in ["lower", "upper", "work", "merged", "mnt"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    fs::write(dir.path().join("lower/from-lower"), b"lower layer").unwrap();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dir.path().join("lower").display(),
+        dir.path().join("upper").display(),
+        dir.path().join("work").display()
+    );
+    let data = std::ffi::CString::new(data).unwrap();
+    let merged = cpath(&dir.path().join("merged"));
+    // SAFETY: valid strings.
+    let r = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            merged.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        assert!(!skipping_forbidden(), "cannot mount overlayfs: {e}");
+        eprintln!("skipped: cannot mount overlayfs: {e}");
+        return;
+    }
+    let _overlay = OverlayMount(dir.path().join("merged"));
+    let m = Mounted::new(
+        &dir.path().join("mnt"),
+        PassthroughConfig {
+            passthrough: PassthroughMode::On,
+            ..config(&dir.path().join("merged"))
+        },
+        Options::default(),
+    );
+    assert!(m.fs().passthrough_status().active);
+    assert_eq!(fs::read(m.join("from-lower")).unwrap(), b"lower layer");
+    fs::write(m.join("new"), b"to the upper layer").unwrap();
+    assert_eq!(
+        fs::read(dir.path().join("upper/new")).unwrap(),
+        b"to the upper layer"
+    );
+    let stats = m.fs().stats();
+    assert_eq!(stats.reads + stats.writes, 0, "{stats:?}");
+    assert!(stats.passthrough_opens >= 2, "{stats:?}");
+    // max_stack_depth 2 lets the kernel accept overlayfs backing files.
+    assert!(m.fs().passthrough_status().reason.is_none());
+}

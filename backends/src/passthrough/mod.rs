@@ -83,22 +83,29 @@
 //! with the caller's umask in a per-thread fs context, so the host kernel
 //! assigns owner and group (set-gid directories included), applies default
 //! ACLs and strips set-gid bits exactly as for a local call. The mount uses
-//! `default_permissions`, so the kernel has already checked the caller's
-//! permissions, with all of its supplementary groups; the server's thread has
-//! only the fsuid/fsgid. If the host refuses with `EACCES` (the right came
-//! from a supplementary group), the creation is repeated with the server's
-//! credentials and the new inode is given to the caller with fchownat,
-//! keeping the group of a set-gid parent and restoring set-id bits chown
-//! cleared. Everything else runs with the server's credentials.
+//! `default_permissions` (forced by the kernel once `POSIX_ACL` is agreed),
+//! so the kernel has already checked the caller's permissions, with ACLs and
+//! all of its supplementary groups; the server's thread has only the
+//! fsuid/fsgid. If the host refuses with `EACCES` (the right came from a
+//! supplementary group) and `POSIX_ACL` was agreed, the creation is repeated
+//! with the server's credentials, only ever making a new inode (`O_EXCL`,
+//! and a check that the name still leads to what was made), which is then
+//! given to the caller with fchownat, keeping the group of a set-gid parent
+//! and restoring set-id bits chown cleared. Everything else runs with the
+//! server's credentials. (A server that is not root cannot change owners:
+//! new inodes then belong to the server's user, as with any unprivileged
+//! FUSE server.)
 //!
 //! Writes, truncates and `O_TRUNC` opens that the kernel flags with
 //! `KILL_SUIDGID` (the writer lacks CAP_FSETID; negotiated with
 //! `HANDLE_KILLPRIV_V2`) run with CAP_FSETID dropped from the worker
 //! thread's effective set, so the host kernel clears set-uid/set-gid bits
 //! itself, atomically and with its own rules (set-gid only with group
-//! execute). With `HANDLE_KILLPRIV_V2` the kernel also stops asking for
-//! `security.capability` (one GETXATTR round trip per write otherwise); the
-//! host kernel removes that attribute on every write by itself.
+//! execute). `HANDLE_KILLPRIV_V2` also makes the kernel mark the mount
+//! `SB_NOSEC`, so it asks for `security.capability` at most once per inode
+//! instead of with a GETXATTR round trip before every write (libfuse's
+//! well-known extra request); the host kernel removes that attribute on
+//! every write by itself.
 //!
 //! # Speed
 //!
@@ -440,6 +447,10 @@ pub struct PassthroughFs {
     counters: Counters,
     locks: LockWaiters,
     shutdown: AtomicBool,
+    /// The kernel checks permissions itself (POSIX_ACL agreed, which forces
+    /// `default_permissions`): only then may a creation the host refused the
+    /// caller be repeated with the server's credentials.
+    kernel_checks_permissions: AtomicBool,
 }
 
 impl fmt::Debug for PassthroughFs {
@@ -499,6 +510,7 @@ impl PassthroughFs {
             kernel_passthrough: Arc::default(),
             counters: Counters::default(),
             shutdown: AtomicBool::new(false),
+            kernel_checks_permissions: AtomicBool::new(false),
             config,
         })
     }
@@ -659,7 +671,7 @@ impl PassthroughFs {
                 Ok(v) => return Ok((v, None)),
                 // The kernel checked permissions (default_permissions) with
                 // all the caller's groups; the thread has only its fsgid.
-                Err(Errno::EACCES) => {}
+                Err(Errno::EACCES) if self.kernel_checks_permissions.load(Ordering::Acquire) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -854,6 +866,10 @@ impl Filesystem for PassthroughFs {
     }
 
     fn init_done(&self, negotiated: &Negotiated) {
+        // POSIX_ACL makes the kernel enforce permissions (it implies
+        // default_permissions), with ACLs and all supplementary groups.
+        self.kernel_checks_permissions
+            .store(negotiated.has(InitFlags::POSIX_ACL), Ordering::Release);
         let kp = &self.kernel_passthrough;
         let active = kp.requested.load(Ordering::Acquire) && negotiated.has(InitFlags::PASSTHROUGH);
         kp.active.store(active, Ordering::Release);

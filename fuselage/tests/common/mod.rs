@@ -38,8 +38,12 @@ pub const MOUNTED_PREFIX: &str = "fuselage: mounted ";
 pub enum Backend {
     /// The in-memory filesystem (no `--source`).
     Memfs,
-    /// The host passthrough (`--source DIR`, a fresh temporary directory).
+    /// The host passthrough (`--source DIR`, a fresh temporary directory),
+    /// kernel FUSE_PASSTHROUGH as `--passthrough auto` decides (on as root).
     Passthrough,
+    /// The host passthrough with kernel passthrough off (`--passthrough off`):
+    /// every read and write goes through the server (splice for large reads).
+    PassthroughNoKernel,
 }
 
 impl Backend {
@@ -47,7 +51,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Memfs => "memfs",
-            Backend::Passthrough => "passthrough",
+            Backend::Passthrough | Backend::PassthroughNoKernel => "passthrough",
         }
     }
 }
@@ -437,6 +441,10 @@ pub fn mount_args(setup: &Setup, source: Option<&Path>, extra: &[String]) -> Vec
         args.push("--source".into());
         args.push(src.display().to_string());
     }
+    if setup.backend == Backend::PassthroughNoKernel {
+        args.push("--passthrough".into());
+        args.push("off".into());
+    }
     args.extend(extra.iter().cloned());
     args
 }
@@ -456,7 +464,7 @@ impl MountedFs {
         fs::create_dir(&mountpoint).expect("create the mountpoint");
         let source = match setup.backend {
             Backend::Memfs => None,
-            Backend::Passthrough => {
+            Backend::Passthrough | Backend::PassthroughNoKernel => {
                 let src = dir.path().join("src");
                 fs::create_dir(&src).expect("create the source directory");
                 Some(src)

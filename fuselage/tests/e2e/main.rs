@@ -81,4 +81,7 @@ e2e_suite!(
     passthrough_blocking: Setup { backend: Backend::Passthrough, transport: "blocking" },
     passthrough_uring: Setup { backend: Backend::Passthrough, transport: "uring" },
     passthrough_uring_rw: Setup { backend: Backend::Passthrough, transport: "uring-rw" },
+    passthrough_nokernel_blocking: Setup { backend: Backend::PassthroughNoKernel, transport: "blocking" },
+    passthrough_nokernel_uring: Setup { backend: Backend::PassthroughNoKernel, transport: "uring" },
+    passthrough_nokernel_uring_rw: Setup { backend: Backend::PassthroughNoKernel, transport: "uring-rw" },
 );

@@ -1976,15 +1976,20 @@ pub fn sigkill_during_read(setup: &Setup) {
     drop(f);
 
     let reads = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     {
         let reads = reads.clone();
+        let stop = stop.clone();
         let fd = open_raw(&p, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT");
         std::thread::spawn(move || {
             // 128 KiB: the size of the kernel's own readahead requests.
             let mut buf = AlignedBuf::new((128 * KIB) as usize);
             let mut off = 0u64;
             let err = loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
                 match pread_full(fd.as_raw_fd(), &mut buf, off) {
                     Ok(_) => {
                         reads.fetch_add(1, Ordering::Relaxed);
@@ -2002,6 +2007,30 @@ pub fn sigkill_during_read(setup: &Setup) {
         "the reader made only {} reads in 10 s",
         reads.load(Ordering::Relaxed)
     );
+    if fs.mounted_line().contains(" passthrough=on") {
+        // Kernel passthrough: the open file reads the host file directly, so
+        // the reader neither fails nor hangs when the server dies; the mount
+        // itself must still go away.
+        fs.server().signal(libc::SIGKILL);
+        let before = reads.load(Ordering::Relaxed);
+        assert!(
+            wait_until(Duration::from_secs(5), || reads.load(Ordering::Relaxed)
+                >= before + 20),
+            "a passthrough-opened file stopped reading after SIGKILL of the server"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "a passthrough read failed after SIGKILL"
+        );
+        let gone = wait_until(Duration::from_secs(5), || !fs.is_mounted());
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            gone,
+            "auto-unmount did not remove {} within 5 s of SIGKILL",
+            fs.path().display()
+        );
+        return;
+    }
     let killed = Instant::now();
     fs.server().signal(libc::SIGKILL);
     let (err, when) = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| {
@@ -2226,7 +2255,7 @@ pub fn user_namespace(setup: &Setup) {
     let dir = traversable_tempdir();
     let mp = dir.path().join("mnt");
     fs::create_dir(&mp).expect("mkdir");
-    let source = if setup.backend == Backend::Passthrough {
+    let source = if setup.backend != Backend::Memfs {
         let s = dir.path().join("src");
         fs::create_dir(&s).expect("mkdir");
         Some(s)
@@ -2355,7 +2384,7 @@ fn expect_start_failure(args: &[String], what: &str) -> String {
 
 /// A row's arguments with a source directory made for it if it needs one.
 fn start_args(setup: &Setup, dir: &Path, extra: &[&str]) -> Vec<String> {
-    let source = (setup.backend == Backend::Passthrough).then(|| {
+    let source = (setup.backend != Backend::Memfs).then(|| {
         let s = dir.join("src");
         fs::create_dir_all(&s).expect("mkdir");
         s
