@@ -7,6 +7,7 @@ use super::inode::{Inode, Meta, S_IFMT, Timespec, lock, read, write};
 use fuselage_core::abi::fuse_attr;
 use fuselage_core::reply::{ReplyData, ReplySink};
 use fuselage_core::{Errno, SetAttr, TimeOrNow};
+use std::convert::Infallible;
 use std::sync::RwLock;
 
 const O_TRUNC: u32 = libc::O_TRUNC as u32;
@@ -88,7 +89,9 @@ impl MemFs {
             Err(e) => return reply.error(e),
         };
         let data = read(file);
-        let parts = data.read(offset, size);
+        // Stays empty (unallocated) unless the range is fragmented.
+        let mut spill = Vec::new();
+        let parts = data.read(offset, size, &mut spill);
         lock(&inode.meta).accessed(Timespec::now());
         reply.data_parts(parts.as_slices());
     }
@@ -110,17 +113,27 @@ impl MemFs {
         let inode = self.inode(ino)?;
         let now = Timespec::now();
         let mut data = None;
-        let mut resized = false;
+        // Whether a size change touches mtime and ctime. As on tmpfs: any
+        // new size does, and so does ftruncate (which comes with a handle)
+        // or truncating a file with allocated pages to its own size; a
+        // plain truncate(2) to the size an empty file has changes nothing.
+        let mut truncated = false;
         if let Some(size) = attr.size {
             let mut d = write(file_of(&inode)?);
-            resized = d.size() != size;
+            truncated = d.size() != size || attr.fh.is_some() || d.allocated() > 0;
             d.set_size(&self.space, size)?;
             data = Some(d);
         }
+        let others = attr.mode.is_some()
+            || attr.uid.is_some()
+            || attr.gid.is_some()
+            || attr.atime.is_some()
+            || attr.mtime.is_some()
+            || attr.ctime.is_some();
         let mut m = lock(&inode.meta);
         if let Some(d) = &data {
             sync_size(&mut m, d);
-            if resized {
+            if truncated {
                 m.mtime = now;
             }
         }
@@ -144,6 +157,7 @@ impl MemFs {
                 secs,
                 nsecs: nsecs.min(999_999_999),
             },
+            None if data.is_some() && !truncated && !others => m.ctime,
             None => now,
         };
         Ok(m.attr(ino))
@@ -264,8 +278,8 @@ impl MemFs {
             match seg {
                 Segment::Data(bytes) => to.write(&self.space, dst_at, bytes)?,
                 Segment::Hole(n) => {
-                    let end = dst_at.checked_add(n).ok_or(Errno::EFBIG)?;
-                    to.zero_stored(dst_at, end);
+                    dst_at.checked_add(n).ok_or(Errno::EFBIG)?;
+                    to.punch_hole(&self.space, dst_at, n);
                 }
             }
             done = end_out(at, seg_len(seg)) - off_out;
@@ -295,9 +309,14 @@ impl MemFs {
         while done < count {
             let n = (count - done).min(CHUNK as u64) as u32;
             buf.clear();
-            for part in data.read(off_in + done, n).as_slices() {
-                buf.extend_from_slice(part);
-            }
+            let Ok(()) =
+                data.for_each_segment::<Infallible>(off_in + done, u64::from(n), |_, seg| {
+                    match seg {
+                        Segment::Data(bytes) => buf.extend_from_slice(bytes),
+                        Segment::Hole(len) => buf.resize(buf.len() + len as usize, 0),
+                    }
+                    Ok(())
+                });
             if buf.is_empty() {
                 break;
             }

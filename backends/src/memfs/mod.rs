@@ -24,7 +24,9 @@
 //!
 //! - Nanosecond timestamps; mtime/ctime follow Linux (every change updates
 //!   ctime, content changes mtime, `relatime`-style atime on READ and
-//!   READDIR); birth time via STATX.
+//!   READDIR); birth time via STATX. As on tmpfs, a truncate(2) to the size
+//!   a file already has changes its times only if the file has allocated
+//!   pages, while ftruncate always does.
 //! - New inodes belong to the caller's uid and gid, except that a set-gid
 //!   parent directory passes on its group (and, to subdirectories, its
 //!   set-gid bit). `DONT_MASK` is negotiated, so memfs applies the umask
@@ -34,23 +36,26 @@
 //!   lookup reference left (FORGET) and no open handle, so an unlinked file
 //!   stays readable until its last RELEASE.
 //! - Names up to 255 bytes (`ENAMETOOLONG` beyond); no limit on path
-//!   length or depth. Symlink targets up to 4095 bytes.
-//! - Sparse files up to `i64::MAX` bytes ([`MAX_FILE_SIZE`], like
-//!   tmpfs); holes read as zeros and take no space; `st_blocks` counts
-//!   stored data in 4 KiB units. SEEK_DATA/SEEK_HOLE, fallocate (allocate,
-//!   `KEEP_SIZE`, `PUNCH_HOLE`, `ZERO_RANGE`) and COPY_FILE_RANGE (which
-//!   keeps holes) work on that sparse representation, whose granularity is
-//!   the chunk (below): a chunk is stored as a prefix, from its start to the
-//!   last byte ever written or allocated in it, so a write into a hole also
-//!   stores the zeros before it in its chunk, and PUNCH_HOLE frees whole
-//!   chunks and chunk tails but only zeroes bytes in the middle of a stored
-//!   prefix.
-//! - Capacity: stored file data (rounded up to 4 KiB per chunk) plus the
-//!   bytes of extended attribute names and values count against
-//!   [`MemFsConfig::capacity_bytes`]; an operation that would exceed it
-//!   fails with `ENOSPC` and changes nothing. Inodes count against
-//!   [`MemFsConfig::max_inodes`]. Names, symlink targets and per-inode
-//!   bookkeeping are not charged.
+//!   length or depth. Symlink targets up to 4095 bytes; as on tmpfs, one
+//!   longer than 127 bytes takes a 4 KiB page (8 blocks).
+//! - RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT (a character
+//!   device 0:0 is left under the old name, as tmpfs does for overlayfs).
+//! - Sparse files up to `i64::MAX` bytes ([`MAX_FILE_SIZE`], like tmpfs),
+//!   allocated in 4 KiB pages like tmpfs: a write stores only the pages it
+//!   touches, `st_blocks` counts allocated pages, PUNCH_HOLE frees the
+//!   pages wholly inside the range and zeroes the partial ones, truncation
+//!   frees the pages past the new size, and SEEK_DATA/SEEK_HOLE report
+//!   page-granular data. fallocate (mode 0, `KEEP_SIZE`) allocates
+//!   *unwritten* pages: counted and charged, reading as zeros, holes to
+//!   SEEK_DATA until written (as tmpfs treats fallocated pages).
+//!   `ZERO_RANGE`, which tmpfs lacks, leaves the range allocated and
+//!   zeroed; COPY_FILE_RANGE keeps the source's holes holes.
+//! - Capacity: allocated file pages (4 KiB each, unwritten ones included),
+//!   pages of long symlinks and the bytes of extended attribute names and
+//!   values count against [`MemFsConfig::capacity_bytes`]; an operation
+//!   that would exceed it fails with `ENOSPC` and changes nothing. Inodes
+//!   count against [`MemFsConfig::max_inodes`]. Names, short symlink
+//!   targets and per-inode bookkeeping are not charged.
 //! - Not implemented: POSIX/BSD locks (GETLK/SETLK answer `ENOSYS`, so the
 //!   kernel keeps locks locally), ioctl, poll, bmap, ACLs (`system.*`
 //!   attributes are `EOPNOTSUPP`), killing set-uid bits on write (the kernel
@@ -58,15 +63,17 @@
 //!
 //! # Data layout and zero-copy reads
 //!
-//! A regular file's bytes live in 128 KiB chunks ([`CHUNK_SIZE`]), each a
-//! `Vec<u8>` holding a prefix of its chunk; missing chunks and the unstored
-//! tails of chunks are holes. READ answers with a list of borrowed slices of
-//! those vectors and of a static zero page, passed to
+//! A regular file's data pages live in extents: `Vec<u8>`s holding runs of
+//! consecutive pages, each inside one 128 KiB chunk ([`CHUNK_SIZE`]);
+//! pages in no extent are holes (or unwritten). READ answers with a list of
+//! borrowed slices of those vectors and of a static zero page, passed to
 //! [`ReplyData::data_parts`] while the file's read lock is held: no copy, no
 //! allocation. The chunk size is chosen so that the largest read the kernel
-//! sends (1 MiB) always fits in the 32 data slices a reply may have, at any
-//! alignment and any sparseness: at most 9 chunks, so at most 9 stored
-//! slices and 10 zero runs.
+//! sends (1 MiB) fits in the 32 data slices a reply may have, at any
+//! alignment, as long as each chunk holds a single run of data: at most 9
+//! chunks, so at most 9 stored slices and 10 zero runs. Only a range
+//! fragmented beyond that (data and holes alternating within chunks) has
+//! its tail copied into one buffer.
 //!
 //! # Concurrency and lock order
 //!
@@ -104,12 +111,13 @@
 //!
 //! # Allocation
 //!
-//! GETATTR, LOOKUP of an existing name, READ, WRITE within already stored
-//! bytes, OPEN and RELEASE of existing files never allocate: names are
-//! looked up by borrowed `&[u8]` keys, replies are built on the stack, file
-//! handles are not tracked in a table (an open count on the inode is all
-//! memfs needs). Memory is allocated only for what is stored: new inodes,
-//! names, file contents, extended attributes (and the LISTXATTR answer).
+//! GETATTR, LOOKUP of an existing name, READ (of a range not fragmented
+//! within chunks, above), WRITE within already stored pages, OPEN and
+//! RELEASE of existing files never allocate: names are looked up by
+//! borrowed `&[u8]` keys, replies are built on the stack, file handles are
+//! not tracked in a table (an open count on the inode is all memfs needs).
+//! Memory is allocated only for what is stored: new inodes, names, file
+//! contents, extended attributes (and the LISTXATTR answer).
 
 mod data;
 mod dir;
@@ -141,6 +149,11 @@ pub const NAME_MAX: usize = 255;
 
 /// Longest symlink target in bytes (`PATH_MAX` without the NUL).
 pub const SYMLINK_MAX: usize = 4095;
+
+/// Longest symlink target kept in the inode, as on tmpfs; a longer one
+/// takes a 4 KiB page (8 blocks in `st_blocks`, charged against the
+/// capacity).
+pub const SYMLINK_INLINE_MAX: usize = 127;
 
 /// Block size reported by STATFS (`f_bsize` and `f_frsize`).
 pub const STATFS_BSIZE: u32 = 4096;
@@ -317,7 +330,12 @@ impl MemFs {
         match &inode.body {
             Body::File(data) => write(data).clear(&self.space),
             Body::Dir(dir) => *write(dir) = Dir::new(),
-            Body::Symlink(_) | Body::Special => {}
+            Body::Symlink(target) => {
+                if target.len() > SYMLINK_INLINE_MAX {
+                    self.space.release(file::PAGE);
+                }
+            }
+            Body::Special => {}
         }
         let xattrs = std::mem::take(&mut lock(&inode.meta).xattrs);
         self.space.release(xattrs.charged());
@@ -553,7 +571,7 @@ impl Filesystem for MemFs {
 
     fn rename<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         parent: u64,
         name: &CStr,
         newparent: u64,
@@ -564,6 +582,7 @@ impl Filesystem for MemFs {
         answer!(
             reply,
             self.rename_impl(
+                req,
                 parent,
                 name.to_bytes(),
                 newparent,

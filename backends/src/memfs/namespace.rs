@@ -3,12 +3,12 @@
 //! docs of [`super`].
 
 use super::dir::{DOT_COOKIE, DOTDOT_COOKIE, Dir};
-use super::file::FileData;
+use super::file::{FileData, PAGE};
 use super::inode::{
     Body, DIRENT_BOGO_SIZE, Inode, Meta, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, Timespec,
     lock, read, write,
 };
-use super::{MemFs, SYMLINK_MAX, check_name};
+use super::{MemFs, SYMLINK_INLINE_MAX, SYMLINK_MAX, check_name};
 use fuselage_core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out};
 use fuselage_core::dirent::dtype;
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
@@ -30,6 +30,8 @@ struct NewNode {
     rdev: u32,
     body: Body,
     size: u64,
+    /// `st_blocks` (512-byte units).
+    blocks: u64,
     /// Open handles the creating request returns (CREATE: 1).
     opens: u64,
 }
@@ -41,6 +43,7 @@ impl NewNode {
             rdev: 0,
             body,
             size: 0,
+            blocks: 0,
             opens: 0,
         }
     }
@@ -193,6 +196,7 @@ impl MemFs {
             let mut meta = Meta::new(mode, uid, gid, if is_dir { 2 } else { 1 }, now);
             meta.rdev = node.rdev;
             meta.size = node.size;
+            meta.blocks = node.blocks;
             meta
         };
         let child = self.new_inode(meta, node.body, parent, node.opens)?;
@@ -256,7 +260,17 @@ impl MemFs {
         }
         let mut node = NewNode::new(S_IFLNK | 0o777, Body::Symlink(target.into()));
         node.size = target.len() as u64;
-        self.create_node(req, parent, name, node)
+        if target.len() <= SYMLINK_INLINE_MAX {
+            return self.create_node(req, parent, name, node);
+        }
+        // A long target takes a page, as on tmpfs.
+        self.space.reserve(PAGE)?;
+        node.blocks = PAGE / 512;
+        let created = self.create_node(req, parent, name, node);
+        if created.is_err() {
+            self.space.release(PAGE);
+        }
+        created
     }
 
     /// CREATE: a new regular file, opened; an existing one is opened
@@ -442,8 +456,12 @@ impl MemFs {
         false
     }
 
+    /// RENAME, with `RENAME_NOREPLACE`, `RENAME_EXCHANGE` or
+    /// `RENAME_WHITEOUT` (which, as on tmpfs, leaves a character device
+    /// 0:0 owned by the caller under the old name).
     pub(super) fn rename_impl(
         &self,
+        req: &RequestHeader,
         parent: u64,
         name: &[u8],
         newparent: u64,
@@ -451,8 +469,7 @@ impl MemFs {
         flags: u32,
     ) -> Result<(), Errno> {
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0
-            || flags & RENAME_WHITEOUT != 0
-            || flags & (RENAME_NOREPLACE | RENAME_EXCHANGE) == RENAME_NOREPLACE | RENAME_EXCHANGE
+            || (flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0)
         {
             return Err(Errno::EINVAL);
         }
@@ -467,7 +484,7 @@ impl MemFs {
         let dst_lock = dst_parent.dir().ok_or(Errno::ENOTDIR)?;
         let replaced = if parent == newparent {
             let mut dir = write(src_lock);
-            self.rename_locked(&src_parent, &mut dir, None, name, newname, flags)?
+            self.rename_locked(req, &src_parent, &mut dir, None, name, newname, flags)?
         } else {
             let _tree = super::inode::lock(&self.rename_lock);
             // Ancestor first; unrelated directories by inode number.
@@ -482,6 +499,7 @@ impl MemFs {
                     (src, write(dst_lock))
                 };
             self.rename_locked(
+                req,
                 &src_parent,
                 &mut src,
                 Some((&dst_parent, &mut dst)),
@@ -499,8 +517,10 @@ impl MemFs {
     /// The body of RENAME with the parent directories locked (`dst` is
     /// `None` for a rename within `src`). Returns an inode that lost a name
     /// and may have to be freed once the locks are dropped.
+    #[allow(clippy::too_many_arguments)]
     fn rename_locked(
         &self,
+        req: &RequestHeader,
         src_parent: &Inode,
         src: &mut Dir,
         dst: Option<(&Inode, &mut Dir)>,
@@ -543,8 +563,15 @@ impl MemFs {
             return Err(Errno::EINVAL);
         }
         let now = Timespec::now();
+        // Made once every check has passed, before anything changes.
+        let whiteout = || {
+            (flags & RENAME_WHITEOUT != 0)
+                .then(|| self.new_whiteout(req, src_parent))
+                .transpose()
+        };
         let Some((t_ino, t_dtype)) = target else {
             // Plain move to a free name.
+            let whiteout = whiteout()?;
             src.remove(name);
             dst_dir!().insert(newname, s.ino, s.dtype);
             if cross {
@@ -553,6 +580,9 @@ impl MemFs {
                 lock(&src_parent.meta).modified(now);
             }
             lock(&s_inode.meta).ctime = now;
+            if let Some(w) = whiteout {
+                Self::put_whiteout(src_parent, src, name, &w);
+            }
             return Ok(None);
         };
         // ...nor the target the source directory (then it is not empty).
@@ -585,13 +615,17 @@ impl MemFs {
             (false, true) => return Err(Errno::EISDIR),
             _ => {}
         }
-        if let Some(t_dir) = t_inode.dir() {
+        let whiteout = if let Some(t_dir) = t_inode.dir() {
             let mut t_dir = write(t_dir);
             if !t_dir.is_empty() {
                 return Err(Errno::ENOTEMPTY);
             }
+            let whiteout = whiteout()?;
             t_dir.removed = true;
-        }
+            whiteout
+        } else {
+            whiteout()?
+        };
         // Replace: the target's entry now names the source.
         dst_dir!().retarget(newname, s.ino, s.dtype);
         src.remove(name);
@@ -621,7 +655,30 @@ impl MemFs {
             pm.size -= DIRENT_BOGO_SIZE;
         }
         lock(&s_inode.meta).ctime = now;
+        if let Some(w) = whiteout {
+            Self::put_whiteout(src_parent, src, name, &w);
+        }
         Ok(Some(t_inode))
+    }
+
+    /// A whiteout for RENAME_WHITEOUT in directory `parent`: a character
+    /// device 0:0 with no permission bits, owned like any new inode, not
+    /// yet named, with no lookup reference.
+    fn new_whiteout(&self, req: &RequestHeader, parent: &Inode) -> Result<Arc<Inode>, Errno> {
+        let meta = {
+            let pm = lock(&parent.meta);
+            let (uid, gid, mode) = ownership(req, &pm, libc::S_IFCHR);
+            Meta::new(mode, uid, gid, 1, Timespec::now())
+        };
+        let inode = self.new_inode(meta, Body::Special, parent.ino, 0)?;
+        lock(&inode.meta).lookups = 0;
+        Ok(inode)
+    }
+
+    /// Names the whiteout `name` in `parent` (whose lock `dir` is).
+    fn put_whiteout(parent: &Inode, dir: &mut Dir, name: &[u8], whiteout: &Inode) {
+        dir.insert(name, whiteout.ino, whiteout.dtype());
+        lock(&parent.meta).size += DIRENT_BOGO_SIZE;
     }
 
     /// Bookkeeping for `moved` going from directory `from` to `to`: sizes,

@@ -22,10 +22,13 @@ const CHUNK: u64 = CHUNK_SIZE as u64;
 #[derive(Default)]
 struct Capture {
     last: RefCell<Vec<u8>>,
+    /// How many slices the last reply came in (the header included).
+    parts: std::cell::Cell<usize>,
 }
 
 impl ReplySink for Capture {
     fn send(&self, parts: &[&[u8]]) {
+        self.parts.set(parts.len());
         let mut b = self.last.borrow_mut();
         b.clear();
         for p in parts {
@@ -501,9 +504,9 @@ fn create_write_read_across_chunks_and_holes() {
     let size = 5 * CHUNK + 10 + 5000;
     let attr = h.getattr(f).unwrap();
     assert_eq!(attr.size, size);
-    // Chunk 0 and 1 are stored from their start; chunk 2 up to 300_000;
-    // chunk 5 up to 10 + 5000.
-    let stored = 2 * CHUNK + (300_000 - 2 * CHUNK).div_ceil(4096) * 4096 + 8192;
+    // As on tmpfs, only the 4 KiB pages written are stored: those holding
+    // 100_000..300_000, and two pages in chunk 5.
+    let stored = 300_000u64.div_ceil(4096) * 4096 - 100_000 / 4096 * 4096 + 8192;
     assert_eq!(attr.blocks, stored / 512);
 
     let mut expect = vec![0u8; size as usize];
@@ -584,7 +587,9 @@ fn truncate_and_extend() {
     assert_eq!(&tail[..100], &pattern(300_000, 1)[900..1000]);
     assert!(tail[100..].iter().all(|&b| b == 0));
     assert!(h.read(f, (1 << 40) - 10, 100).unwrap() == [0; 10]);
-    // Same size: only ctime changes.
+    // Same size of a file with allocated pages: as on tmpfs, mtime and
+    // ctime change.
+    std::thread::sleep(Duration::from_millis(2));
     let b = h
         .setattr(
             f,
@@ -594,7 +599,8 @@ fn truncate_and_extend() {
             },
         )
         .unwrap();
-    assert_eq!((b.mtime, b.mtimensec), (a.mtime, a.mtimensec));
+    assert!((b.mtime, b.mtimensec) > (a.mtime, a.mtimensec));
+    assert_eq!((b.ctime, b.ctimensec), (b.mtime, b.mtimensec));
     assert_eq!(
         h.setattr(
             f,
@@ -728,9 +734,12 @@ fn punch_hole_and_seek_data_hole() {
     h.fallocate(f, 10, 20, ZERO | KEEP).unwrap();
     assert_eq!(h.read(f, 8, 24).unwrap()[..4], [0xAB, 0xAB, 0, 0]);
     assert_eq!(h.lseek(f, 10, libc::SEEK_DATA), Ok(10));
-    // Zero range extending the file, over a hole.
+    // Zero range over a hole allocates a page, but an unwritten one: like
+    // a fallocated tmpfs page it is a hole to SEEK_DATA.
+    let blocks = h.getattr(f).unwrap().blocks;
     h.fallocate(f, CHUNK, 10, ZERO).unwrap();
-    assert_eq!(h.lseek(f, CHUNK, libc::SEEK_DATA), Ok(CHUNK));
+    assert_eq!(h.getattr(f).unwrap().blocks, blocks + 8);
+    assert_eq!(h.lseek(f, CHUNK, libc::SEEK_DATA), Ok(2 * CHUNK));
     let d = h.mkdir(ROOT, b"d", 0o755).unwrap().nodeid;
     assert_eq!(h.fallocate(d, 0, 1, 0), Err(Errno::EISDIR));
     h.release(f);
@@ -751,13 +760,19 @@ fn seek_in_sparse_file() {
     assert_eq!(h.lseek(f, 0, libc::SEEK_DATA), Err(Errno::ENXIO));
     assert_eq!(h.lseek(f, 0, libc::SEEK_HOLE), Ok(0));
     h.write(f, 3 * CHUNK + 100, b"data").unwrap();
-    // Stored from the chunk's start.
+    // Stored as one 4 KiB page, as on tmpfs.
     assert_eq!(h.lseek(f, 0, libc::SEEK_DATA), Ok(3 * CHUNK));
-    assert_eq!(h.lseek(f, 3 * CHUNK, libc::SEEK_HOLE), Ok(3 * CHUNK + 104));
+    assert_eq!(h.lseek(f, 3 * CHUNK, libc::SEEK_HOLE), Ok(3 * CHUNK + 4096));
     assert_eq!(
-        h.lseek(f, 3 * CHUNK + 104, libc::SEEK_DATA),
+        h.lseek(f, 3 * CHUNK + 4096, libc::SEEK_DATA),
         Err(Errno::ENXIO)
     );
+    h.write(f, 5 * CHUNK + 5000, b"data").unwrap();
+    assert_eq!(
+        h.lseek(f, 3 * CHUNK + 4096, libc::SEEK_DATA),
+        Ok(5 * CHUNK + 4096)
+    );
+    assert_eq!(h.getattr(f).unwrap().blocks, 16);
     assert_eq!(h.lseek(f, 9 * CHUNK, libc::SEEK_HOLE), Ok(9 * CHUNK));
     h.release(f);
 }
@@ -772,7 +787,7 @@ fn rename_flags_and_errors() {
         Err(Errno::EEXIST)
     );
     assert_eq!(
-        h.rename(ROOT, b"a", ROOT, b"b", WHITEOUT),
+        h.rename(ROOT, b"a", ROOT, b"b", WHITEOUT | EXCHANGE),
         Err(Errno::EINVAL)
     );
     assert_eq!(
@@ -1113,13 +1128,15 @@ fn enospc_at_capacity_and_statfs() {
     assert_eq!(h.write(f, 1 << 29, b"x"), Err(Errno::ENOSPC));
     let st = h.statfs();
     assert_eq!((st.bfree, st.bavail), (0, 0));
-    // Punching frees space for others (whole chunks and chunk tails; inside
-    // a chunk it writes zeros).
+    // Punching frees space for others, page by page (a partial page is
+    // only zeroed).
     let punch = libc::FALLOC_FL_PUNCH_HOLE as u32 | libc::FALLOC_FL_KEEP_SIZE as u32;
     h.fallocate(f, 4096, 8192, punch).unwrap();
-    assert_eq!(h.statfs().bfree, 0);
+    assert_eq!(h.statfs().bfree, 2);
+    h.fallocate(f, 2 * CHUNK + 1, 4096, punch).unwrap();
+    assert_eq!(h.statfs().bfree, 2);
     h.fallocate(f, 2 * CHUNK, CHUNK, punch).unwrap();
-    assert_eq!(h.statfs().bfree, CHUNK / 4096);
+    assert_eq!(h.statfs().bfree, 2 + CHUNK / 4096);
     let g = h.create(ROOT, b"g");
     h.write(g, 0, &[2; 8192]).unwrap();
     h.release(g);
@@ -1412,4 +1429,242 @@ fn init_asks_for_what_memfs_needs() {
             .contains(InitFlags::DONT_MASK | InitFlags::ATOMIC_O_TRUNC)
     );
     assert!(!config.wanted.contains(InitFlags::HANDLE_KILLPRIV_V2));
+}
+
+const KEEP: u32 = libc::FALLOC_FL_KEEP_SIZE as u32;
+const PUNCH: u32 = libc::FALLOC_FL_PUNCH_HOLE as u32;
+
+/// pjdfstest/tmpfs comparison: holes are 4 KiB-granular as on tmpfs.
+/// Punching a page out of the middle of stored data frees it (st_blocks and
+/// statfs drop), SEEK_HOLE/SEEK_DATA see it, a write into a hole stores only
+/// its own pages, and partial pages are zeroed but stay allocated.
+#[test]
+fn holes_are_page_granular_like_tmpfs() {
+    let h = Harness::new();
+    let f = h.create(ROOT, b"f");
+    h.write(f, 0, &vec![0xCD; 1 << 20]).unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 2048);
+    let free = h.statfs().bfree;
+    h.fallocate(f, 8192, 4096, PUNCH | KEEP).unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 2040);
+    assert_eq!(h.statfs().bfree, free + 1);
+    assert_eq!(h.lseek(f, 0, libc::SEEK_HOLE), Ok(8192));
+    assert_eq!(h.lseek(f, 8192, libc::SEEK_DATA), Ok(12288));
+    assert_eq!(h.read(f, 8190, 4), Ok(vec![0xCD, 0xCD, 0, 0]));
+    assert_eq!(h.read(f, 12286, 4), Ok(vec![0, 0, 0xCD, 0xCD]));
+    // Unaligned: 5000..25000 frees pages 2..6 (8192..24576), zeroes the
+    // rest.
+    h.fallocate(f, 5000, 20_000, PUNCH | KEEP).unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 2016);
+    assert_eq!(h.lseek(f, 0, libc::SEEK_HOLE), Ok(8192));
+    assert_eq!(h.lseek(f, 8192, libc::SEEK_DATA), Ok(24_576));
+    assert!(h.read(f, 5000, 20_000).unwrap().iter().all(|&b| b == 0));
+    assert_eq!(h.read(f, 4999, 1), Ok(vec![0xCD]));
+    assert_eq!(h.read(f, 25_000, 1), Ok(vec![0xCD]));
+    // Rewriting into the hole stores just that page again.
+    h.write(f, 20_000, b"z").unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 2024);
+    assert_eq!(h.lseek(f, 8192, libc::SEEK_DATA), Ok(16_384));
+    // A write in a hole of a sparse file takes its own pages only.
+    let g = h.create(ROOT, b"g");
+    h.setattr(
+        g,
+        SetAttr {
+            size: Some(1 << 20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    h.write(g, 300_000, &[1; 5000]).unwrap();
+    assert_eq!(h.getattr(g).unwrap().blocks, 16);
+    assert_eq!(h.lseek(g, 0, libc::SEEK_DATA), Ok(299_008));
+    assert_eq!(h.lseek(g, 299_008, libc::SEEK_HOLE), Ok(307_200));
+    // Punching to the end of a file whose size is not page-aligned keeps
+    // (and zeroes) its last page, as tmpfs does.
+    let k = h.create(ROOT, b"k");
+    h.write(k, 0, &[3; 300_000]).unwrap();
+    h.fallocate(k, 0, 300_000, PUNCH | KEEP).unwrap();
+    assert_eq!(h.getattr(k).unwrap().blocks, 8);
+    assert_eq!(h.lseek(k, 0, libc::SEEK_DATA), Ok(299_008));
+    for ino in [f, g, k] {
+        h.release(ino);
+    }
+}
+
+/// A checkerboard of 4 KiB data pages and holes needs more slices than a
+/// reply can carry: the tail is copied, and the data is right.
+#[test]
+fn fragmented_reads_fit_in_one_reply() {
+    let h = Harness::new();
+    let f = h.create(ROOT, b"f");
+    let mut expect = vec![0u8; 1 << 20];
+    for page in (0..256usize).step_by(2) {
+        let bytes = [page as u8 + 1; 4096];
+        h.write(f, page as u64 * 4096, &bytes).unwrap();
+        expect[page * 4096..(page + 1) * 4096].copy_from_slice(&bytes);
+    }
+    h.setattr(
+        f,
+        SetAttr {
+            size: Some(1 << 20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for off in [0u64, 1, 4095, 4096, 100_000] {
+        let got = h.read(f, off, 1 << 20).unwrap();
+        assert_eq!(got, &expect[off as usize..], "read at {off}");
+        assert!(h.cap.parts.get() <= MAX_REPLY_PARTS + 1);
+    }
+    h.release(f);
+}
+
+/// fallocate allocates (st_blocks) but, as on tmpfs, the pages stay holes
+/// to SEEK_DATA until written.
+#[test]
+fn fallocated_pages_are_holes_until_written() {
+    let h = Harness::new();
+    let f = h.create(ROOT, b"f");
+    h.fallocate(f, 0, 100_000, 0).unwrap();
+    let a = h.getattr(f).unwrap();
+    assert_eq!((a.size, a.blocks), (100_000, 200));
+    assert_eq!(h.lseek(f, 0, libc::SEEK_DATA), Err(Errno::ENXIO));
+    assert_eq!(h.lseek(f, 0, libc::SEEK_HOLE), Ok(0));
+    h.write(f, 50_000, b"x").unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 200);
+    assert_eq!(h.lseek(f, 0, libc::SEEK_DATA), Ok(49_152));
+    assert_eq!(h.lseek(f, 49_152, libc::SEEK_HOLE), Ok(53_248));
+    // KEEP_SIZE past the end, then a truncate to the same size frees it.
+    h.fallocate(f, 100_000, 100_000, KEEP).unwrap();
+    assert_eq!(h.getattr(f).unwrap().blocks, 200 + 192);
+    let t = h
+        .setattr(
+            f,
+            SetAttr {
+                size: Some(100_000),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(t.blocks, 200);
+    h.release(f);
+}
+
+fn mctime(a: &fuse_attr) -> ((u64, u32), (u64, u32)) {
+    ((a.mtime, a.mtimensec), (a.ctime, a.ctimensec))
+}
+
+/// tmpfs: truncate(2) to the size a file without allocated pages already
+/// has changes no timestamp; ftruncate (a handle comes with it) always
+/// updates mtime and ctime.
+#[test]
+fn same_size_truncate_times_follow_tmpfs() {
+    let h = Harness::new();
+    let f = h.create(ROOT, b"f");
+    let size_only = |fh: Option<u64>| SetAttr {
+        size: Some(0),
+        fh,
+        ..Default::default()
+    };
+    let before = h.getattr(f).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    let a = h.setattr(f, size_only(None)).unwrap();
+    assert_eq!(mctime(&a), mctime(&before));
+    std::thread::sleep(Duration::from_millis(2));
+    let b = h.setattr(f, size_only(Some(0))).unwrap();
+    assert!(b.mtime > a.mtime || (b.mtime == a.mtime && b.mtimensec > a.mtimensec));
+    assert_eq!((b.ctime, b.ctimensec), (b.mtime, b.mtimensec));
+    // Another attribute along with the size still changes ctime.
+    std::thread::sleep(Duration::from_millis(2));
+    let c = h
+        .setattr(
+            f,
+            SetAttr {
+                mode: Some(0o600),
+                ..size_only(None)
+            },
+        )
+        .unwrap();
+    assert_eq!((c.mtime, c.mtimensec), (b.mtime, b.mtimensec));
+    assert!((c.ctime, c.ctimensec) > (b.ctime, b.ctimensec));
+    h.release(f);
+}
+
+/// RENAME_WHITEOUT (used by overlayfs on tmpfs upper layers) leaves a
+/// character device 0:0 with mode 0 under the old name.
+#[test]
+fn rename_whiteout_leaves_a_whiteout() {
+    let h = Harness::new();
+    let d = h.mkdir(ROOT, b"d", 0o755).unwrap().nodeid;
+    let a = h.touch(ROOT, b"a");
+    let size = h.getattr(ROOT).unwrap().size;
+    h.rename(ROOT, b"a", ROOT, b"b", WHITEOUT).unwrap();
+    assert_eq!(h.ino(ROOT, b"b"), a);
+    let w = h.lookup(ROOT, b"a").unwrap();
+    assert_ne!(w.nodeid, a);
+    assert_eq!((w.attr.mode, w.attr.rdev), (libc::S_IFCHR, 0));
+    assert_eq!((w.attr.uid, w.attr.gid, w.attr.nlink), (1000, 1000, 1));
+    assert_eq!(h.lookups(w.nodeid), 1, "only the lookup counts");
+    h.forget(w.nodeid, 1);
+    assert_eq!(h.getattr(ROOT).unwrap().size, size + 20);
+    let listed = h.readdir(ROOT, 0, 4096, false).unwrap();
+    let e = listed.iter().find(|e| e.name == b"a").unwrap();
+    assert_eq!(e.typ, dtype::CHR);
+    // Across directories, replacing a target.
+    let c = h.touch(d, b"c");
+    h.rename(ROOT, b"b", d, b"c", WHITEOUT).unwrap();
+    assert_eq!(h.ino(d, b"c"), a);
+    assert_eq!(h.getattr(c), Err(Errno::ENOENT), "the old target is freed");
+    assert_eq!(
+        h.lookup(ROOT, b"b").unwrap().attr.mode,
+        libc::S_IFCHR,
+        "a whiteout where the source was"
+    );
+    // Whiteouts are removed like any file and then freed.
+    let count = h.fs.inode_count();
+    h.unlink(ROOT, b"a").unwrap();
+    assert_eq!(h.fs.inode_count(), count - 1);
+    // No whiteout when the rename fails.
+    assert_eq!(
+        h.rename(ROOT, b"nope", ROOT, b"x", WHITEOUT),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(h.lookup(ROOT, b"nope"), Err(Errno::ENOENT));
+    // The whiteout needs an inode.
+    let h = Harness::with(MemFsConfig {
+        max_inodes: Some(2),
+        ..Default::default()
+    });
+    let a = h.touch(ROOT, b"a");
+    assert_eq!(
+        h.rename(ROOT, b"a", ROOT, b"b", WHITEOUT),
+        Err(Errno::ENOSPC)
+    );
+    assert_eq!(h.ino(ROOT, b"a"), a, "nothing moved");
+}
+
+/// tmpfs keeps symlink targets of up to 127 bytes in the inode and gives
+/// longer ones a page: 8 blocks, charged against the capacity.
+#[test]
+fn long_symlinks_take_a_page() {
+    let h = Harness::with(MemFsConfig {
+        capacity_bytes: 8192,
+        ..Default::default()
+    });
+    let short = h.symlink(ROOT, b"s", &[b'x'; 127]).unwrap();
+    assert_eq!((short.attr.size, short.attr.blocks), (127, 0));
+    assert_eq!(h.fs.used_bytes(), 0);
+    let long = h.symlink(ROOT, b"l", &[b'y'; 128]).unwrap();
+    assert_eq!((long.attr.size, long.attr.blocks), (128, 8));
+    assert_eq!(h.fs.used_bytes(), 4096);
+    h.symlink(ROOT, b"l2", &[b'y'; 4095]).unwrap();
+    assert_eq!(
+        h.symlink(ROOT, b"l3", &[b'y'; 200]),
+        Err(Errno::ENOSPC),
+        "no page left"
+    );
+    assert_eq!(h.fs.used_bytes(), 8192);
+    h.unlink(ROOT, b"l").unwrap();
+    h.forget(long.nodeid, 1);
+    assert_eq!(h.fs.used_bytes(), 4096);
 }
