@@ -38,6 +38,8 @@ usage: fuselage-bench [OPTIONS]
   --load-cpus LIST      pin the load (workloads, fio) to these CPUs, e.g. 0 or 0-1,3
   --server-cpus LIST    pin the FUSE server to these CPUs; with either option every
                         configuration is measured unpinned and pinned
+  --from-json PATH      measure nothing: re-print the tables and re-draw the chart (--svg)
+                        from the JSON of an earlier run
   --strace-dir DIR      after the first repetition of every server, run each workload once
                         more under `strace -c -f -p SERVER` and keep the summaries in DIR
   -h, --help            this text
@@ -111,6 +113,7 @@ pub struct Options {
     pub load_cpus: Option<CpuSet>,
     pub server_cpus: Option<CpuSet>,
     pub strace_dir: Option<PathBuf>,
+    pub from_json: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -137,6 +140,7 @@ impl Default for Options {
             load_cpus: None,
             server_cpus: None,
             strace_dir: None,
+            from_json: None,
         }
     }
 }
@@ -268,6 +272,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--no-fio" => o.use_fio = false,
             "--load-cpus" => o.load_cpus = Some(CpuSet::parse(&value("--load-cpus")?)?),
             "--server-cpus" => o.server_cpus = Some(CpuSet::parse(&value("--server-cpus")?)?),
+            "--from-json" => o.from_json = Some(PathBuf::from(value("--from-json")?)),
             "--strace-dir" => o.strace_dir = Some(PathBuf::from(value("--strace-dir")?)),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
@@ -292,6 +297,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     }
     if json_given && !svg_given {
         o.svg = o.json.with_extension("svg");
+    }
+    if let (Some(from), false) = (&o.from_json, svg_given) {
+        o.svg = from.with_extension("svg");
     }
     Ok(Parsed::Run(Box::new(o)))
 }

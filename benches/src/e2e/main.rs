@@ -86,6 +86,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &opts.from_json {
+        return match replot(path, &opts.svg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fuselage-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = cleanup::install_signal_handlers() {
         eprintln!("fuselage-bench: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
@@ -99,6 +108,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--from-json`: the tables and chart of an earlier run.
+fn replot(json: &Path, svg: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(json)
+        .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let report = Report::from_json(&v)?;
+    print!("{}", report.markdown());
+    std::fs::write(svg, report.svg())
+        .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    eprintln!("fuselage-bench: wrote {}", svg.display());
+    Ok(())
 }
 
 fn plans(opts: &Options) -> Vec<Plan> {
@@ -525,7 +548,13 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         cold,
         results,
     };
+    let quick_source =
+        (opts.quick && opts.source_fs == SourceFs::Tmpfs).then(|| source.dir.clone());
     drop(source);
+    if let Some(dir) = quick_source {
+        // The tiny --quick data set is not worth keeping in RAM (the full one is reused).
+        let _ = std::fs::remove_dir_all(dir);
+    }
     print!("{}", report.markdown());
     let json = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
     std::fs::write(&opts.json, json + "\n")

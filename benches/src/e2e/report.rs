@@ -380,13 +380,116 @@ impl Report {
         })
     }
 
+    /// Reads back what [`json`](Report::json) wrote, to re-render the tables and the chart.
+    pub fn from_json(v: &Value) -> Result<Report, String> {
+        let str_of = |v: &Value| v.as_str().map(str::to_string);
+        let layout = &v["layout"];
+        let mut workloads: Vec<Workload> = Vec::new();
+        let mut results = Vec::new();
+        for r in v["results"].as_array().ok_or("no results array")? {
+            let kind = match r["kind"].as_str() {
+                Some("native") => "native",
+                Some("fuselage") => "fuselage",
+                _ => "peer",
+            };
+            let kib = |key: &str| -> Vec<u64> {
+                r[key]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default()
+            };
+            let mut res = ConfigResult {
+                name: str_of(&r["name"]).unwrap_or_default(),
+                kind,
+                backend: str_of(&r["backend"]),
+                transport: str_of(&r["transport"]),
+                passthrough: str_of(&r["passthrough"]),
+                pinned: r["pinned"].as_bool().unwrap_or(false),
+                unavailable: str_of(&r["unavailable"])
+                    .map(|u| u.trim_start_matches("unavailable: ").to_string()),
+                startup_line: str_of(&r["startup_line"]),
+                idle_rss_kib: kib("idle_rss_kib"),
+                peak_rss_kib: kib("peak_rss_kib"),
+                exit_notes: r["exit_notes"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(str_of).collect())
+                    .unwrap_or_default(),
+                ..Default::default()
+            };
+            if let Some(map) = r["workloads"].as_object() {
+                for (name, w) in map {
+                    let Some(wl) = Workload::from_name(name) else {
+                        continue;
+                    };
+                    if !workloads.contains(&wl) {
+                        workloads.push(wl);
+                    }
+                    if let Some(e) = str_of(&w["error"]) {
+                        res.errors.insert(wl, e);
+                    }
+                    let samples: Vec<Sample> = w["samples"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|s| Sample {
+                                    secs: s["secs"].as_f64().unwrap_or(0.0),
+                                    value: s["value"].as_f64().unwrap_or(0.0),
+                                    server_cpu: s["server_cpu_secs"].as_f64(),
+                                    load_cpu: s["load_cpu_secs"].as_f64(),
+                                    engine: str_of(&s["engine"]).unwrap_or_default(),
+                                    cold: s["cold"].as_bool().unwrap_or(false),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if !samples.is_empty() {
+                        res.samples.insert(wl, samples);
+                    }
+                }
+            }
+            results.push(res);
+        }
+        workloads.sort();
+        Ok(Report {
+            command: str_of(&v["command"]).unwrap_or_default(),
+            machine: v["machine"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            source: str_of(&v["source"]).unwrap_or_default(),
+            layout: Layout {
+                big_bytes: layout["big_bytes"].as_u64().unwrap_or(0),
+                files: layout["files"].as_u64().unwrap_or(0) as usize,
+                small_bytes: layout["small_bytes"].as_u64().unwrap_or(0) as usize,
+            },
+            reps: v["reps"].as_u64().unwrap_or(1) as usize,
+            workloads,
+            cold: v["caches_dropped"].as_bool().unwrap_or(false),
+            results,
+        })
+    }
+
     /// A horizontal bar chart of the median ratios to native, one group per workload.
     pub fn svg(&self) -> String {
-        let configs: Vec<&ConfigResult> = self
+        // One colour per server; its pinned twin follows it, lighter.
+        let base = |r: &ConfigResult| r.name.trim_end_matches(" [pinned]").to_string();
+        let mut bases: Vec<String> = Vec::new();
+        for r in &self.results {
+            if r.kind != "native" && r.unavailable.is_none() && !bases.contains(&base(r)) {
+                bases.push(base(r));
+            }
+        }
+        let mut configs: Vec<&ConfigResult> = self
             .results
             .iter()
             .filter(|r| r.kind != "native" && r.unavailable.is_none())
             .collect();
+        configs.sort_by_key(|r| (bases.iter().position(|b| *b == base(r)), r.pinned));
+        let colour_of = |r: &ConfigResult| bases.iter().position(|b| *b == base(r)).unwrap_or(0);
         let workloads = self.measured_workloads();
         let palette = [
             "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -397,8 +500,8 @@ impl Report {
             .flat_map(|r| workloads.iter().filter_map(|w| self.ratio(r, *w)))
             .fold(1.0f64, f64::max)
             * 1.08;
-        let (left, right, bar, gap, top) = (190.0, 80.0, 14.0, 22.0, 40.0);
-        let legend_rows = configs.len().div_ceil(3) as f64;
+        let (left, right, bar, gap, top) = (190.0, 80.0, 11.0, 18.0, 40.0);
+        let legend_rows = bases.len().div_ceil(3) as f64 + 1.0;
         let plot_w = 620.0;
         let width = left + plot_w + right;
         let group_h = configs.len().max(1) as f64 * (bar + 2.0) + gap;
@@ -451,16 +554,17 @@ impl Report {
             );
             for (ci, r) in configs.iter().enumerate() {
                 let y = gy + ci as f64 * (bar + 2.0);
-                let colour = palette[ci % palette.len()];
+                let colour = palette[colour_of(r) % palette.len()];
+                let opacity = if r.pinned { 0.45 } else { 1.0 };
                 match self.ratio(r, *w) {
                     Some(ratio) => {
                         let _ = writeln!(
                             s,
-                            r##"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{bar}" fill="{colour}"><title>{}: {ratio:.3}</title></rect><text x="{:.1}" y="{:.1}" fill="#222">{ratio:.2}</text>"##,
+                            r##"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{bar}" fill="{colour}" fill-opacity="{opacity}"><title>{}: {ratio:.3}</title></rect><text x="{:.1}" y="{:.1}" fill="#222">{ratio:.2}</text>"##,
                             (x(ratio) - left).max(0.5),
                             xml_escape(&r.name),
                             x(ratio) + 3.0,
-                            y + bar - 3.0
+                            y + bar - 2.0
                         );
                     }
                     None => {
@@ -475,7 +579,7 @@ impl Report {
                 }
             }
         }
-        for (ci, r) in configs.iter().enumerate() {
+        for (ci, name) in bases.iter().enumerate() {
             let lx = 20.0 + (ci % 3) as f64 * 290.0;
             let ly = legend_top + (ci / 3) as f64 * 18.0;
             let _ = writeln!(
@@ -484,7 +588,15 @@ impl Report {
                 palette[ci % palette.len()],
                 lx + 16.0,
                 ly + 10.0,
-                xml_escape(&r.name)
+                xml_escape(name)
+            );
+        }
+        if configs.iter().any(|r| r.pinned) {
+            let ly = legend_top + bases.len().div_ceil(3) as f64 * 18.0;
+            let _ = writeln!(
+                s,
+                r##"<text x="20" y="{:.1}" fill="#555">lighter bar: the same server with load and server pinned to separate CPUs ([pinned])</text>"##,
+                ly + 10.0
             );
         }
         s.push_str("</svg>\n");
@@ -602,6 +714,8 @@ mod tests {
         assert_eq!(j["results"][2]["available"], false);
         let svg = r.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let back = Report::from_json(&j).unwrap();
+        assert_eq!(back.markdown(), md);
         assert!(svg.contains("memfs/blocking: 0.250"));
     }
 
