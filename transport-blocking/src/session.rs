@@ -215,7 +215,16 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
         for h in handles {
             match h.join() {
                 Ok(Ok(e)) => {
-                    if matches!(end, Ok(SessionEnd::Unmounted)) {
+                    // The most specific reason wins: a peer closing or a
+                    // DESTROY over the plain "unmounted" of the others.
+                    let rank = |e: &SessionEnd| match e {
+                        SessionEnd::Unmounted => 0,
+                        SessionEnd::Destroyed => 1,
+                        SessionEnd::PeerClosed => 2,
+                    };
+                    if let Ok(cur) = &end
+                        && rank(&e) > rank(cur)
+                    {
                         end = Ok(e)
                     }
                 }
@@ -288,7 +297,7 @@ struct Worker<F> {
     buf: AlignedBuf,
     scratch: Vec<u8>,
     copy: RefCell<Vec<u8>>,
-    pipe: RefCell<Option<SplicePipe>>,
+    pipe: RefCell<PipeState>,
     splice: bool,
     pipe_capacity: usize,
 }
@@ -307,7 +316,7 @@ impl<F: Filesystem> Worker<F> {
             buf: AlignedBuf::new(neg.request_buffer_size()),
             scratch: vec![0u8; max_read.max(4096)],
             copy: RefCell::new(vec![0u8; max_read + 4096]),
-            pipe: RefCell::new(None),
+            pipe: RefCell::new(PipeState::Untried),
             splice,
             pipe_capacity: max_read + 4096,
             channel,
@@ -319,7 +328,9 @@ impl<F: Filesystem> Worker<F> {
     fn run(mut self) -> io::Result<SessionEnd> {
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Ok(SessionEnd::Destroyed);
+                // Another worker ended the session and reports why; this
+                // one's answer ranks lowest when the results are joined.
+                return Ok(SessionEnd::Unmounted);
             }
             let n = match self.channel.receive(self.buf.as_mut()) {
                 Ok(0) => {
@@ -359,12 +370,22 @@ impl<F: Filesystem> Worker<F> {
     }
 }
 
+/// A worker's splice pipe, made on first use.
+enum PipeState {
+    /// Not made yet.
+    Untried,
+    /// Ready to splice.
+    Ready(SplicePipe),
+    /// Could not be made: file ranges are copied.
+    Failed,
+}
+
 /// The reply sink of a blocking worker: writev on the channel, splice or copy
 /// for file ranges.
 struct ChannelSink<'w> {
     channel: &'w Arc<Channel>,
     copy: Option<&'w RefCell<Vec<u8>>>,
-    pipe: Option<&'w RefCell<Option<SplicePipe>>>,
+    pipe: Option<&'w RefCell<PipeState>>,
     pipe_capacity: usize,
 }
 
@@ -403,13 +424,21 @@ impl<'w> ChannelSink<'w> {
         let Ok(mut slot) = pipe.try_borrow_mut() else {
             return false;
         };
-        if slot.is_none() {
-            match SplicePipe::new(self.pipe_capacity) {
-                Ok(p) => *slot = Some(p),
-                Err(_) => return false,
-            }
+        if matches!(*slot, PipeState::Untried) {
+            // Tried once per worker: a pipe that cannot be made (or sized)
+            // now will not be next time either, so copy from then on.
+            *slot = match SplicePipe::new(self.pipe_capacity) {
+                Ok(p) => PipeState::Ready(p),
+                Err(_) => PipeState::Failed,
+            };
         }
-        let Some(p) = slot.as_mut() else { return false };
+        let PipeState::Ready(p) = &mut *slot else {
+            return false;
+        };
+        let header_len: usize = parts.iter().map(|p| p.len()).sum();
+        if !p.fits(header_len, file.offset, file.len as usize) {
+            return false;
+        }
         // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
         // duration of this reply call (FileRange's contract); it is only
         // borrowed here, never closed.
@@ -426,7 +455,7 @@ impl<'w> ChannelSink<'w> {
             Err(e) if is_interrupted_reply(&e) || is_unmounted(&e) => true,
             Err(_) => {
                 // The pipe may hold leftovers after a failure: rebuild it next time.
-                *slot = None;
+                *slot = PipeState::Untried;
                 false
             }
         }
@@ -520,7 +549,7 @@ unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file
     // SAFETY: forwarded from the vtable contract (ptr alive until drop).
     let channel = unsafe { deferred_channel(ptr) };
     let channel: &Arc<Channel> = &channel;
-    let pipe = RefCell::new(None);
+    let pipe = RefCell::new(PipeState::Untried);
     let len = file.len as usize + 4096;
     let copy = RefCell::new(Vec::new());
     let splice = channel.kind() == ChannelKind::Device;

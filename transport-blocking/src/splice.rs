@@ -80,6 +80,9 @@ impl SplicePipe {
     /// (one for the header, one for an unaligned range's extra partial page). Unprivileged
     /// processes may not exceed `/proc/sys/fs/pipe-max-size` (1 MiB by default); the error of
     /// the fcntl is returned then, so callers can fall back to copying (or ask for less).
+    ///
+    /// Without `CAP_SYS_RESOURCE` the pipe grows at most to
+    /// `/proc/sys/fs/pipe-max-size`; check [`SplicePipe::fits`] per reply.
     pub fn new(capacity: usize) -> io::Result<SplicePipe> {
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -99,12 +102,25 @@ impl SplicePipe {
             .and_then(|p| p.checked_mul(page))
             .filter(|&w| w <= libc::c_int::MAX as usize)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
-        let set =
-            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Without CAP_SYS_RESOURCE a pipe may not grow past
+        // /proc/sys/fs/pipe-max-size (1 MiB by default): ask for what is
+        // allowed then, and let `fits` send larger replies by copy.
+        let mut ask = want;
+        let set = loop {
+            // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
+            let set =
+                unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, ask as libc::c_int) };
+            if set >= 0 {
+                break set;
+            }
+            let err = io::Error::last_os_error();
+            let max = pipe_max_size();
+            if err.raw_os_error() == Some(libc::EPERM) && max < ask && max >= 2 * page {
+                ask = max;
+                continue;
+            }
+            return Err(err);
+        };
         // SAFETY: the path is a NUL-terminated literal; the fd is checked below.
         let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if null < 0 {
@@ -361,6 +377,14 @@ fn splice_retry(
             return Err(err);
         }
     }
+}
+
+/// `/proc/sys/fs/pipe-max-size` (1 MiB when it cannot be read).
+fn pipe_max_size() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
 }
 
 #[cfg(test)]

@@ -137,13 +137,28 @@ impl Pipe {
         }
         // SAFETY: both fds were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let want = capacity.next_power_of_two().min(libc::c_int::MAX as usize);
-        // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
-        let set =
-            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut want = capacity.next_power_of_two().min(libc::c_int::MAX as usize);
+        // Without CAP_SYS_RESOURCE a pipe may not grow past
+        // /proc/sys/fs/pipe-max-size (1 MiB by default): take what is allowed
+        // and let `fits` send larger replies by copy.
+        let set = loop {
+            // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+            let set =
+                unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+            if set >= 0 {
+                break set;
+            }
+            let err = io::Error::last_os_error();
+            let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(1 << 20);
+            if err.raw_os_error() == Some(libc::EPERM) && max < want && max >= 8192 {
+                want = max;
+                continue;
+            }
+            return Err(err);
+        };
         Ok(Pipe {
             read,
             write,
