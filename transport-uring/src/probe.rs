@@ -45,6 +45,9 @@ pub enum Unavailable {
     /// The fuse module has no `enable_uring` parameter: built without
     /// `CONFIG_FUSE_IO_URING`.
     NotBuiltIn,
+    /// `/sys` is not mounted (e.g. a bare chroot), so neither the
+    /// `enable_uring` parameter nor the possible CPUs can be read.
+    NoSysfs,
     /// `/sys/module/fuse/parameters/enable_uring` is `N`.
     EnableUringOff,
     /// The kernel did not offer `FUSE_OVER_IO_URING` at INIT.
@@ -80,6 +83,9 @@ impl fmt::Display for Unavailable {
             ),
             Unavailable::NotBuiltIn => f.write_str(
                 "the fuse module has no io_uring support (kernel built without CONFIG_FUSE_IO_URING)",
+            ),
+            Unavailable::NoSysfs => f.write_str(
+                "/sys is not mounted, so enable_uring and the possible CPUs cannot be read: mount -t sysfs sysfs /sys",
             ),
             Unavailable::EnableUringOff => write!(
                 f,
@@ -165,6 +171,7 @@ pub fn probe_native() -> Result<(), Unavailable> {
     match read_enable_uring() {
         Some(true) => Ok(()),
         Some(false) => Err(Unavailable::EnableUringOff),
+        None if fs::metadata("/sys/module").is_err() => Err(Unavailable::NoSysfs),
         None => Err(Unavailable::NotBuiltIn),
     }
 }
