@@ -10,14 +10,14 @@
 //!   root of a user namespace) and through `fusermount3` otherwise, removes the mount even if
 //!   the server is killed (auto-unmount), and [`Mount::from_fd_path`](mount::Mount::from_fd_path)
 //!   adopts an already-open `/dev/fd/N`.
-//! - [`channel`]: [`Channel`](channel::Channel) receives exactly one request and sends one
+//! - [`channel`]: [`Channel`] receives exactly one request and sends one
 //!   reply per call over `/dev/fuse`, a `SOCK_SEQPACKET` or a `SOCK_STREAM` socket.
 //! - [`splice`]: [`SplicePipe`](splice::SplicePipe) sends a reply whose data is a file range
 //!   without copying it through user space.
-//! - [`session`]: [`Session`](session::Session) serves a channel to a `Filesystem` with
+//! - [`session`]: [`Session`] serves a channel to a `Filesystem` with
 //!   blocking worker threads, allocation-free per request.
-//! - [`error`]: [`MountError`](error::MountError) and
-//!   [`ChannelError`](error::ChannelError).
+//! - [`error`]: [`MountError`] and
+//!   [`ChannelError`].
 //!
 //! ```no_run
 //! use fuselage_transport_blocking::mount::{Mount, MountOptions};
