@@ -39,6 +39,13 @@ pub struct SessionConfig {
     pub read_only: bool,
     /// Send file-range replies by splice on `/dev/fuse` (copy elsewhere).
     pub splice: bool,
+    /// Serve each request on the CPU of its caller where possible: with one
+    /// cloned `/dev/fuse` fd per worker and at least two workers, worker `i`
+    /// is pinned to online CPU `i mod n` and waits in poll(2) (which wakes
+    /// every waiting worker) before a non-blocking read, so the worker on the
+    /// caller's CPU takes the request without a cross-CPU wakeup; the others
+    /// find nothing and wait again. See the README for the measurements.
+    pub cpu_local: bool,
 }
 
 impl Default for SessionConfig {
@@ -50,6 +57,7 @@ impl Default for SessionConfig {
             init: InitConfig::default(),
             read_only: false,
             splice: true,
+            cpu_local: true,
         }
     }
 }
@@ -198,13 +206,16 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(threads);
         for (i, ch) in channels.into_iter().enumerate() {
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 ch,
                 self.dispatcher.clone(),
                 &negotiated,
                 &self.config,
                 stop.clone(),
             );
+            if self.config.cpu_local && info.cloned_fds {
+                worker.local_cpu = online_cpu(i);
+            }
             let h = thread::Builder::new()
                 .name(format!("fuselage-{i}"))
                 .spawn(move || worker.run())
@@ -300,6 +311,67 @@ struct Worker<F> {
     pipe: RefCell<PipeState>,
     splice: bool,
     pipe_capacity: usize,
+    /// The CPU this worker serves (pinned, poll-then-read), if any.
+    local_cpu: Option<usize>,
+}
+
+/// The `i`-th online CPU (wrapping), from the process's affinity mask.
+fn online_cpu(i: usize) -> Option<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set, and
+    // sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return None;
+    }
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    if cpus.len() < 2 {
+        return None;
+    }
+    Some(cpus[i % cpus.len()])
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; CPU_SET is given a
+    // CPU below CPU_SETSIZE (it came from CPU_ISSET over that range).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the given size.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable (or errors, which the next read reports).
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd; poll writes only its `revents`.
+    unsafe { libc::poll(&mut pfd, 1, -1) };
+}
+
+/// Makes `fd`'s open file non-blocking.
+fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we hold; no memory involved.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl<F: Filesystem> Worker<F> {
@@ -319,6 +391,7 @@ impl<F: Filesystem> Worker<F> {
             pipe: RefCell::new(PipeState::Untried),
             splice,
             pipe_capacity: max_read + 4096,
+            local_cpu: None,
             channel,
             dispatcher,
             stop,
@@ -326,7 +399,14 @@ impl<F: Filesystem> Worker<F> {
     }
 
     fn run(mut self) -> io::Result<SessionEnd> {
+        let poll_first = match self.local_cpu {
+            Some(cpu) => pin_to(cpu).is_ok() && set_nonblocking(self.channel.fd()).is_ok(),
+            None => false,
+        };
         loop {
+            if poll_first {
+                wait_readable(self.channel.fd());
+            }
             if self.stop.load(Ordering::Relaxed) {
                 // Another worker ended the session and reports why; this
                 // one's answer ranks lowest when the results are joined.

@@ -31,6 +31,7 @@ fn config(threads: usize) -> SessionConfig {
         init: InitConfig::default(),
         read_only: false,
         splice: true,
+        cpu_local: true,
     }
 }
 

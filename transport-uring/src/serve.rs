@@ -184,6 +184,7 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
         init: config.init,
         read_only: config.read_only,
         splice: config.splice,
+        cpu_local: true,
     };
     // What can work, before INIT.
     let (native, rw): (Result<(), Unavailable>, Result<(), Unavailable>) = match config.choice {
