@@ -417,16 +417,6 @@ impl MemFs {
     }
 }
 
-/// Answers `reply` with `result`'s value through `ok`, or its errno.
-macro_rules! answer {
-    ($reply:expr, $result:expr, |$v:pat_param| $ok:expr) => {
-        match $result {
-            Ok($v) => $ok,
-            Err(e) => $reply.error(e),
-        }
-    };
-}
-
 impl Filesystem for MemFs {
     /// Asks for `ATOMIC_O_TRUNC` and `DONT_MASK` (memfs handles O_TRUNC in
     /// OPEN and applies the umask itself) and drops `HANDLE_KILLPRIV(_V2)`,

@@ -807,16 +807,6 @@ fn check_name_bytes(name: &[u8]) -> SysResult<()> {
     }
 }
 
-/// Answers `reply` with `result`'s value through `ok`, or its errno.
-macro_rules! answer {
-    ($reply:expr, $result:expr, |$v:pat_param| $ok:expr) => {
-        match $result {
-            Ok($v) => $ok,
-            Err(e) => $reply.error(e),
-        }
-    };
-}
-
 impl Filesystem for PassthroughFs {
     /// Asks for what a faithful, fast passthrough needs (see the module
     /// docs) and decides on kernel passthrough.
