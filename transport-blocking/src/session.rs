@@ -335,12 +335,16 @@ fn online_cpu(i: usize) -> Option<usize> {
     Some(cpus[i % cpus.len()])
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) -> io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set; CPU_SET is given a
-    // CPU below CPU_SETSIZE (it came from CPU_ISSET over that range).
+/// Pins the calling thread to `cpu` (`EINVAL` for a CPU at or above
+/// `CPU_SETSIZE`).
+pub fn pin_to(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // SAFETY: CPU_SET writes inside `set` for a CPU below CPU_SETSIZE
+    // (checked above).
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the given size.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {

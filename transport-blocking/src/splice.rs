@@ -29,7 +29,7 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::error::ChannelError;
 
@@ -102,25 +102,7 @@ impl SplicePipe {
             .and_then(|p| p.checked_mul(page))
             .filter(|&w| w <= libc::c_int::MAX as usize)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // Without CAP_SYS_RESOURCE a pipe may not grow past
-        // /proc/sys/fs/pipe-max-size (1 MiB by default): ask for what is
-        // allowed then, and let `fits` send larger replies by copy.
-        let mut ask = want;
-        let set = loop {
-            // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
-            let set =
-                unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, ask as libc::c_int) };
-            if set >= 0 {
-                break set;
-            }
-            let err = io::Error::last_os_error();
-            let max = pipe_max_size();
-            if err.raw_os_error() == Some(libc::EPERM) && max < ask && max >= 2 * page {
-                ask = max;
-                continue;
-            }
-            return Err(err);
-        };
+        let set = grow_pipe(write.as_fd(), want)?;
         // SAFETY: the path is a NUL-terminated literal; the fd is checked below.
         let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if null < 0 {
@@ -132,7 +114,7 @@ impl SplicePipe {
             read,
             write,
             null,
-            size: set as usize,
+            size: set,
             page,
         })
     }
@@ -376,6 +358,29 @@ fn splice_retry(
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
+    }
+}
+
+/// Grows the pipe whose write end is `fd` to `want` bytes and returns the
+/// size the kernel set. Without `CAP_SYS_RESOURCE` a pipe may not grow past
+/// `/proc/sys/fs/pipe-max-size` (1 MiB by default): when the larger size is
+/// refused with `EPERM`, asks for that maximum instead, so callers check per
+/// reply whether it fits and copy larger ones.
+pub fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
+    let mut ask = want.min(libc::c_int::MAX as usize);
+    loop {
+        // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
+        let set = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, ask as libc::c_int) };
+        if set >= 0 {
+            return Ok(set as usize);
+        }
+        let err = io::Error::last_os_error();
+        let max = pipe_max_size();
+        if err.raw_os_error() == Some(libc::EPERM) && max < ask && max >= 8192 {
+            ask = max;
+            continue;
+        }
+        return Err(err);
     }
 }
 

@@ -546,24 +546,6 @@ fn new_queue(qid: u16, layout: Layout) -> io::Result<QueueShared> {
     })
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) -> io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes inside `set` for cpu < CPU_SETSIZE (checked).
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: as above.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 struct QueueThread<F> {
     shared: Arc<QueueShared>,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
@@ -582,7 +564,7 @@ struct QueueThread<F> {
 
 impl<F: Filesystem> QueueThread<F> {
     fn run(mut self, report: mpsc::SyncSender<Result<(), i32>>) {
-        let _ = pin_to(self.cpu);
+        let _ = fuselage_transport_blocking::session::pin_to(self.cpu);
         CURRENT_QUEUE.with(|c| c.set(Arc::as_ptr(&self.shared) as usize));
         for i in 0..self.shared.layout.depth {
             self.push_register(i);

@@ -31,7 +31,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -137,32 +137,12 @@ impl Pipe {
         }
         // SAFETY: both fds were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut want = capacity.next_power_of_two().min(libc::c_int::MAX as usize);
-        // Without CAP_SYS_RESOURCE a pipe may not grow past
-        // /proc/sys/fs/pipe-max-size (1 MiB by default): take what is allowed
-        // and let `fits` send larger replies by copy.
-        let set = loop {
-            // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
-            let set =
-                unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
-            if set >= 0 {
-                break set;
-            }
-            let err = io::Error::last_os_error();
-            let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .unwrap_or(1 << 20);
-            if err.raw_os_error() == Some(libc::EPERM) && max < want && max >= 8192 {
-                want = max;
-                continue;
-            }
-            return Err(err);
-        };
+        let want = capacity.next_power_of_two();
+        let set = fuselage_transport_blocking::splice::grow_pipe(write.as_fd(), want)?;
         Ok(Pipe {
             read,
             write,
-            size: set as usize,
+            size: set,
         })
     }
 
