@@ -178,6 +178,30 @@ fn openat2(dir: &fs::File, path: &str, flags: i32, mode: u64) -> Result<OwnedFd,
 
 #[test]
 fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
+    swap_race(config_with_handles);
+}
+
+/// The same race with inodes anchored by name instead of file handle, and a
+/// descriptor cache so small that the server keeps re-resolving evicted
+/// inodes from their recorded places while the host swaps.
+#[test]
+fn swapping_a_directory_cannot_redirect_reresolved_names() {
+    swap_race(config_by_name);
+}
+
+fn config_with_handles(src: &Path) -> PassthroughConfig {
+    config(src)
+}
+
+fn config_by_name(src: &Path) -> PassthroughConfig {
+    PassthroughConfig {
+        file_handles: false,
+        max_cached_fds: Some(16),
+        ..config(src)
+    }
+}
+
+fn swap_race(make_config: fn(&Path) -> PassthroughConfig) {
     if !require_fuse() {
         return;
     }
@@ -203,7 +227,7 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
         PassthroughConfig {
             entry_ttl: Duration::ZERO,
             attr_ttl: Duration::ZERO,
-            ..config(&tree.src())
+            ..make_config(&tree.src())
         },
         Options::default(),
     );
@@ -312,9 +336,10 @@ fn swapping_a_directory_for_a_symlink_to_root_cannot_redirect_the_server() {
     }
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
+    let stats = m.fs().stats();
     drop(m);
     eprintln!(
-        "race: {} swaps, {ok} client operation groups succeeded, {failed} failed",
+        "race: {} swaps, {ok} client operation groups succeeded, {failed} failed; {stats:?}",
         swaps.load(Ordering::Relaxed)
     );
     assert!(

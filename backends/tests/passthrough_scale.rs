@@ -4,6 +4,7 @@
 
 mod passthrough_common;
 
+use fuselage_backends::passthrough::PassthroughConfig;
 use passthrough_common::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +26,17 @@ fn hard_nofile() -> u64 {
 
 #[test]
 fn fifty_thousand_files_past_the_descriptor_limit() {
+    past_the_descriptor_limit(true);
+}
+
+/// The same without file handles: evicted inodes are re-resolved from the
+/// names they were found under.
+#[test]
+fn fifty_thousand_files_past_the_descriptor_limit_without_file_handles() {
+    past_the_descriptor_limit(false);
+}
+
+fn past_the_descriptor_limit(file_handles: bool) {
     if !require_fuse() {
         return;
     }
@@ -42,9 +54,19 @@ fn fifty_thousand_files_past_the_descriptor_limit() {
     for i in 0..HOST_FILES {
         fs::write(many.join(format!("f{i}")), i.to_string()).unwrap();
     }
-    let m = Mounted::new(&tree.mnt(), config(&tree.src()), Options::default());
+    let m = Mounted::new(
+        &tree.mnt(),
+        PassthroughConfig {
+            file_handles,
+            ..config(&tree.src())
+        },
+        Options::default(),
+    );
     let stats = m.fs().stats();
-    assert!(stats.file_handles, "file handles should be usable as root");
+    assert_eq!(
+        stats.file_handles, file_handles,
+        "file handles should be usable as root"
+    );
 
     // Stat all of them: every one becomes an inode the kernel holds (unless
     // memory pressure makes it forget some, hence the peak).

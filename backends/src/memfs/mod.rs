@@ -750,16 +750,10 @@ impl Filesystem for MemFs {
         })
     }
 
-    fn flush<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        _lock_owner: u64,
-        reply: ReplyEmpty<S>,
-    ) {
-        reply.ok()
-    }
+    // FLUSH is left to the trait's default, ENOSYS: memfs has nothing to
+    // flush and no remote locks to drop on close, and ENOSYS makes the kernel
+    // stop sending FLUSH for the rest of the mount (one round trip less per
+    // close(2)).
 
     fn opendir<S: ReplySink>(
         &self,

@@ -233,7 +233,7 @@ impl PassthroughFs {
             let looked_up = if is_dot_or_dotdot(name) || check_name_bytes(name).is_err() {
                 None
             } else {
-                self.lookup_at(dirfd, e.name).ok()
+                self.lookup_at(&dir.inode, dirfd, e.name).ok()
             };
             let (entry, nodeid) = match looked_up {
                 Some((nodeid, entry)) => (entry, nodeid),

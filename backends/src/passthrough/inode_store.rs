@@ -36,17 +36,41 @@
 //! a handle names the inode itself, and the filesystem's generation number
 //! inside it makes a reused inode number fail with `ESTALE` instead of
 //! reaching a different file.
+//!
+//! Without file handles (an unprivileged server, or a filesystem such as
+//! overlayfs without `nfs_export`) an inode is anchored by its *place*
+//! ([`Anchor::Name`]): the directory entry and name it was last found
+//! under, plus the same bounded, evictable descriptor cache. An evicted
+//! inode is re-resolved by walking up the recorded places to the nearest
+//! ancestor that still has a descriptor (the root always has one) and
+//! opening each name on the way back down with openat2 and the confining
+//! resolve flags, one component at a time, so a re-resolution can never
+//! leave the served tree or follow a symlink. Each step must yield the inode
+//! recorded there (device, inode number, mount and, where the filesystem
+//! reports it, birth time), else the request fails with `ESTALE`: a host
+//! process that renames or replaces something behind the server's back
+//! makes the old node id stale, never a different file. Places are kept
+//! current: every lookup records the name it came through, renames through
+//! the mount move them, and an inode whose name is unlinked or renamed over
+//! keeps its descriptor pinned (it has no name left to be found by) until
+//! the kernel forgets it.
 
 use super::sys::{self, FileHandle, SysResult};
 use fuselage_core::Errno;
 use slab::Slab;
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The node id of the root.
 pub(crate) const ROOT_ID: u64 = fuselage_core::abi::FUSE_ROOT_ID;
+
+/// The statx fields that identify an inode, on top of the attributes:
+/// inode number, device and mount id from [`super::stat::STATX_MASK`], and the
+/// birth time.
+pub(crate) const IDENTITY_MASK: u32 = super::stat::STATX_MASK | libc::STATX_BTIME;
 
 /// Locks a mutex, ignoring poisoning (every critical section here leaves
 /// its data consistent).
@@ -83,12 +107,48 @@ impl InodeIds {
     }
 }
 
+/// An `O_PATH` descriptor cached for an inode that can be reopened without
+/// it, and the CLOCK sweep's "recently used" bit.
+#[derive(Debug)]
+pub(crate) struct CachedFd {
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+    used: AtomicBool,
+}
+
+impl CachedFd {
+    fn holding(fd: OwnedFd) -> CachedFd {
+        CachedFd {
+            fd: Mutex::new(Some(Arc::new(fd))),
+            used: AtomicBool::new(true),
+        }
+    }
+}
+
 /// A kernel file handle and the `O_PATH` descriptor cached for it.
 #[derive(Debug)]
 pub(crate) struct HandleAnchor {
     handle: FileHandle,
-    fd: Mutex<Option<Arc<OwnedFd>>>,
-    used: AtomicBool,
+    cache: CachedFd,
+}
+
+/// Where a name-anchored inode was last found: a directory's entry and the
+/// name in it.
+#[derive(Debug)]
+struct Place {
+    parent: Arc<Inode>,
+    name: CString,
+}
+
+/// A place to re-resolve from, and the `O_PATH` descriptor cached for it.
+#[derive(Debug)]
+pub(crate) struct NameAnchor {
+    /// `None` once no known name leads to the inode (unlinked or renamed
+    /// over through the mount): its descriptor is then pinned.
+    place: Mutex<Option<Place>>,
+    /// Birth time, where the filesystem reports one: a re-resolved name
+    /// must lead to an inode born at the same time.
+    btime: Option<(i64, u32)>,
+    cache: CachedFd,
 }
 
 /// How an inode is held.
@@ -98,7 +158,29 @@ pub(crate) enum Anchor {
     Fd(OwnedFd),
     /// A file handle, with an evictable cached descriptor.
     Handle(HandleAnchor),
+    /// A place (parent and name), with an evictable cached descriptor.
+    Name(NameAnchor),
 }
+
+impl Anchor {
+    /// The evictable descriptor cache, for anchors that have one.
+    fn cache(&self) -> Option<&CachedFd> {
+        match self {
+            Anchor::Fd(_) => None,
+            Anchor::Handle(h) => Some(&h.cache),
+            Anchor::Name(n) => Some(&n.cache),
+        }
+    }
+}
+
+/// Birth time from statx, if the filesystem reported it.
+fn btime_of(st: &libc::statx) -> Option<(i64, u32)> {
+    (st.stx_mask & libc::STATX_BTIME != 0).then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec))
+}
+
+/// How many places a re-resolution walks up at most (a name is at least
+/// two bytes with its '/', so PATH_MAX allows no more).
+const MAX_WALK: usize = 2048;
 
 /// A descriptor for an inode: borrowed from a permanent anchor, or a share
 /// of a cached one (which stays open while this lives, even if evicted).
@@ -137,7 +219,9 @@ impl AsFd for HeldFd {
             HeldFd::Permanent(inode) => match &inode.anchor {
                 Anchor::Fd(fd) => fd.as_fd(),
                 // `InodeStore::hold` makes `Permanent` only for `Anchor::Fd`.
-                Anchor::Handle(_) => unreachable!("a handle-anchored inode held as permanent"),
+                Anchor::Handle(_) | Anchor::Name(_) => {
+                    unreachable!("an inode with an evictable descriptor held as permanent")
+                }
             },
         }
     }
@@ -207,9 +291,9 @@ impl Inode {
     /// Whether this entry holds a descriptor that keeps the host inode (and
     /// so its inode number) alive, which makes equal ids mean "same inode".
     fn pins_identity(&self) -> bool {
-        match &self.anchor {
-            Anchor::Fd(_) => true,
-            Anchor::Handle(h) => lock(&h.fd).is_some(),
+        match self.anchor.cache() {
+            None => true,
+            Some(c) => lock(&c.fd).is_some(),
         }
     }
 
@@ -246,6 +330,7 @@ pub(crate) struct InodeStore {
     evicting: Mutex<()>,
     reopened: AtomicU64,
     evicted: AtomicU64,
+    stale: AtomicU64,
 }
 
 impl std::fmt::Debug for InodeStore {
@@ -293,6 +378,7 @@ impl InodeStore {
             evicting: Mutex::new(()),
             reopened: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
         }
     }
 
@@ -334,6 +420,12 @@ impl InodeStore {
         )
     }
 
+    /// Re-resolutions of recorded places refused because the name was gone
+    /// or led to a different inode.
+    pub(crate) fn stale_places(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
     /// A descriptor for `inode` that owns what it needs to stay open.
     pub(crate) fn hold(&self, inode: Arc<Inode>) -> SysResult<HeldFd> {
         let shared = match self.fd(&inode)? {
@@ -346,90 +438,291 @@ impl InodeStore {
         })
     }
 
-    /// A descriptor for `inode`, reopened from its file handle if the cached
-    /// one was evicted.
+    /// A descriptor for `inode`, reopened (from its file handle, or by
+    /// re-resolving its place) if the cached one was evicted.
     pub(crate) fn fd<'a>(&self, inode: &'a Inode) -> SysResult<InodeFd<'a>> {
-        let h = match &inode.anchor {
+        let cache = match &inode.anchor {
             Anchor::Fd(fd) => return Ok(InodeFd::Borrowed(fd.as_fd())),
-            Anchor::Handle(h) => h,
+            Anchor::Handle(h) => &h.cache,
+            Anchor::Name(n) => &n.cache,
         };
-        h.used.store(true, Ordering::Relaxed);
-        let mut slot = lock(&h.fd);
-        if let Some(fd) = &*slot {
+        cache.used.store(true, Ordering::Relaxed);
+        if let Some(fd) = &*lock(&cache.fd) {
             return Ok(InodeFd::Shared(fd.clone()));
         }
-        let mount_fd = self.mount_fd.as_ref().ok_or(Errno::ESTALE)?.as_fd();
-        let fd = match sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH) {
+        // Reopen without holding the slot: re-resolving a place takes the
+        // slots of the inode's ancestors, and the sweep takes any.
+        let fd = match self.reopen(inode) {
             Err(Errno::EMFILE) | Err(Errno::ENFILE) => {
-                // Out of descriptors: sweep the cache (without holding this
-                // inode's slot, which the sweep and inserts may lock) and
-                // try once more.
-                drop(slot);
+                // Out of descriptors: sweep the cache and try once more.
                 self.evict(true);
-                slot = lock(&h.fd);
-                if let Some(fd) = &*slot {
-                    return Ok(InodeFd::Shared(fd.clone()));
-                }
-                sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH)?
+                self.reopen(inode)?
             }
             other => other?,
         };
-        let fd = Arc::new(fd);
         self.reopened.fetch_add(1, Ordering::Relaxed);
+        Ok(InodeFd::Shared(self.install(inode, fd)))
+    }
+
+    /// Caches `fd`, just reopened for `inode`, unless another request
+    /// cached one meanwhile (that one is returned and `fd` closed) or the
+    /// inode was forgotten (then `fd` serves the request uncached).
+    fn install(&self, inode: &Inode, fd: OwnedFd) -> Arc<OwnedFd> {
+        let Some(cache) = inode.anchor.cache() else {
+            return Arc::new(fd);
+        };
+        let mut slot = lock(&cache.fd);
+        if let Some(cur) = &*slot {
+            return cur.clone();
+        }
+        let fd = Arc::new(fd);
         if inode.removed.load(Ordering::Acquire) {
-            // Forgotten meanwhile: serve this request without caching.
-            return Ok(InodeFd::Shared(fd));
+            return fd;
         }
         *slot = Some(fd.clone());
         drop(slot);
         if self.cached.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cached {
             self.evict(false);
         }
-        Ok(InodeFd::Shared(fd))
+        fd
+    }
+
+    /// Opens a new `O_PATH` descriptor for an inode whose cached one was
+    /// evicted.
+    fn reopen(&self, inode: &Inode) -> SysResult<OwnedFd> {
+        match &inode.anchor {
+            // `fd` answers from the permanent descriptor before reopening.
+            Anchor::Fd(_) => Err(Errno::ESTALE),
+            Anchor::Handle(h) => {
+                let mount_fd = self.mount_fd.as_ref().ok_or(Errno::ESTALE)?.as_fd();
+                sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH)
+            }
+            Anchor::Name(_) => self.resolve(inode),
+        }
+    }
+
+    /// The descriptor of `inode` if it has one open now, without reopening.
+    fn current(inode: &Arc<Inode>) -> Option<HeldFd> {
+        match inode.anchor.cache() {
+            None => Some(HeldFd::Permanent(inode.clone())),
+            Some(c) => lock(&c.fd).clone().map(HeldFd::Shared),
+        }
+    }
+
+    /// Re-resolves a name-anchored inode: walks up its recorded places to
+    /// the nearest ancestor with an open descriptor, then opens each name
+    /// on the way back down (one component, confined, never following a
+    /// symlink) and checks that it is the inode recorded there, caching the
+    /// ancestors' descriptors as it goes. `ESTALE` if a name is gone or
+    /// leads elsewhere, or the places form a loop (host-side renames can
+    /// make the recorded places disagree with each other).
+    ///
+    /// This is the slow path past the descriptor cache's bound; it allocates
+    /// the walk.
+    fn resolve(&self, inode: &Inode) -> SysResult<OwnedFd> {
+        let place_of = |inode: &Inode| -> SysResult<(Arc<Inode>, CString)> {
+            let Anchor::Name(n) = &inode.anchor else {
+                return Err(Errno::ESTALE);
+            };
+            let place = lock(&n.place);
+            let place = place.as_ref().ok_or(Errno::ESTALE)?;
+            Ok((place.parent.clone(), place.name.clone()))
+        };
+        // `chain[i]` is an ancestor to reopen and the name it has in
+        // `chain[i + 1]` (or in `top`); `name` is the inode's own name.
+        let (mut parent, name) = place_of(inode)?;
+        let mut chain: Vec<(Arc<Inode>, CString)> = Vec::new();
+        let top = loop {
+            if let Some(fd) = Self::current(&parent) {
+                break fd;
+            }
+            if !matches!(parent.anchor, Anchor::Name(_)) {
+                break self.hold(parent.clone())?;
+            }
+            if chain.len() >= MAX_WALK
+                || std::ptr::eq(Arc::as_ptr(&parent), inode)
+                || chain.iter().any(|(p, _)| Arc::ptr_eq(p, &parent))
+            {
+                return Err(Errno::ESTALE);
+            }
+            let (grand, pname) = place_of(&parent)?;
+            chain.push((std::mem::replace(&mut parent, grand), pname));
+        };
+        let mut dir = top;
+        while let Some((ancestor, name)) = chain.pop() {
+            let fd = self.open_checked(dir.as_fd(), &name, &ancestor)?;
+            dir = HeldFd::Shared(self.install(&ancestor, fd));
+        }
+        self.open_checked(dir.as_fd(), &name, inode)
+    }
+
+    /// Opens `name` in `dir` (confined, `O_PATH`, not following a final
+    /// symlink) and checks it is `inode`.
+    fn open_checked(&self, dir: BorrowedFd<'_>, name: &CStr, inode: &Inode) -> SysResult<OwnedFd> {
+        let fd = match sys::openat2(
+            dir,
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            sys::RESOLVE_CONFINED,
+        ) {
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) | Err(Errno::EXDEV) => {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+                return Err(Errno::ESTALE);
+            }
+            other => other?,
+        };
+        let st = sys::statx(fd.as_fd(), 0, IDENTITY_MASK)?;
+        let btime = match &inode.anchor {
+            Anchor::Name(n) => n.btime,
+            _ => None,
+        };
+        if InodeIds::of(&st) != inode.ids || (btime.is_some() && btime_of(&st) != btime) {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            return Err(Errno::ESTALE);
+        }
+        Ok(fd)
+    }
+
+    /// Whether inodes are anchored by their places (no file handles).
+    fn by_place(&self) -> bool {
+        !self.handles
+    }
+
+    /// The entry for host inode `ids`, if the table has one.
+    fn find(&self, ids: &InodeIds) -> Option<Arc<Inode>> {
+        let t = read(&self.table);
+        let id = *t.by_ids.get(ids)?;
+        t.slab.get(slot(id)).cloned()
+    }
+
+    /// Records that `inode` was found as `name` in `parent` (no-op for
+    /// inodes not anchored by place).
+    pub(crate) fn note_place(&self, inode: &Inode, parent: &Arc<Inode>, name: &CStr) {
+        let Anchor::Name(n) = &inode.anchor else {
+            return;
+        };
+        if std::ptr::eq(Arc::as_ptr(parent), inode) {
+            return;
+        }
+        let mut place = lock(&n.place);
+        if let Some(p) = &*place
+            && Arc::ptr_eq(&p.parent, parent)
+            && p.name.as_c_str() == name
+        {
+            return;
+        }
+        *place = Some(Place {
+            parent: parent.clone(),
+            name: name.to_owned(),
+        });
+    }
+
+    /// The inode the name `name` in `dir` (descriptor `dirfd`) leads to now,
+    /// if the table has it and it is anchored by place. Only meaningful
+    /// without file handles; `None` otherwise.
+    pub(crate) fn placed_at(&self, dirfd: BorrowedFd<'_>, name: &CStr) -> Option<Arc<Inode>> {
+        if !self.by_place() {
+            return None;
+        }
+        let st = sys::statx_at(dirfd, name, IDENTITY_MASK).ok()?;
+        self.find(&InodeIds::of(&st))
+            .filter(|i| matches!(i.anchor, Anchor::Name(_)))
+    }
+
+    /// Before `name` in `dir` is unlinked or renamed over: if `inode` was
+    /// recorded there, pins its descriptor (reopening it if needed) and
+    /// forgets the place, which is about to lead nowhere or elsewhere.
+    /// Returns whether it did, so a failed operation can [`Self::note_place`]
+    /// it back.
+    pub(crate) fn detach(&self, inode: &Inode, dir: &Arc<Inode>, name: &CStr) -> bool {
+        let Anchor::Name(n) = &inode.anchor else {
+            return false;
+        };
+        let here = lock(&n.place)
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(&p.parent, dir) && p.name.as_c_str() == name);
+        if !here || self.fd(inode).is_err() {
+            return false;
+        }
+        *lock(&n.place) = None;
+        true
     }
 
     /// Adds a lookup reference to the inode `fd` (a fresh `O_PATH`
     /// descriptor with attributes `st`) refers to, entering it if new.
     /// Returns its node id and entry.
+    ///
+    /// `place` is the directory and name it was found as; without file
+    /// handles that makes its descriptor evictable (re-resolved from the
+    /// place). An inode without one (an `O_TMPFILE`) keeps its descriptor.
+    /// `st` must include [`IDENTITY_MASK`].
     pub(crate) fn insert_or_ref(
         &self,
         fd: OwnedFd,
         st: &libc::statx,
+        place: Option<(&Arc<Inode>, &CStr)>,
     ) -> SysResult<(u64, Arc<Inode>)> {
         let ids = InodeIds::of(st);
-        {
+        let found = {
             let t = read(&self.table);
             if let Some(&id) = t.by_ids.get(&ids)
                 && let Some(inode) = t.slab.get(slot(id))
                 && inode.pins_identity()
                 && inode.try_ref()
             {
-                return Ok((id, inode.clone()));
+                Some((id, inode.clone()))
+            } else {
+                None
             }
+        };
+        if let Some((id, inode)) = found {
+            if let Some((parent, name)) = place {
+                self.note_place(&inode, parent, name);
+            }
+            return Ok((id, inode));
         }
         let handle = if self.handles {
             sys::name_to_handle(fd.as_fd()).ok()
         } else {
             None
         };
+        let btime = btime_of(st);
         let mut t = write(&self.table);
         if let Some(&id) = t.by_ids.get(&ids)
             && let Some(inode) = t.slab.get(slot(id)).cloned()
         {
             let same = inode.pins_identity()
-                || matches!((&inode.anchor, &handle), (Anchor::Handle(h), Some(new)) if h.handle == *new);
+                || match (&inode.anchor, &handle) {
+                    (Anchor::Handle(h), Some(new)) => h.handle == *new,
+                    (Anchor::Name(n), _) => n.btime == btime,
+                    _ => false,
+                };
             if same && inode.try_ref() {
+                drop(t);
+                if let Some((parent, name)) = place {
+                    self.note_place(&inode, parent, name);
+                }
+                // Its descriptor was evicted: keep this fresh one.
+                self.install(&inode, fd);
                 return Ok((id, inode));
             }
         }
-        let cached = handle.is_some();
-        let anchor = match handle {
-            Some(handle) => Anchor::Handle(HandleAnchor {
+        let cached = handle.is_some() || (self.by_place() && place.is_some());
+        let anchor = match (handle, place) {
+            (Some(handle), _) => Anchor::Handle(HandleAnchor {
                 handle,
-                fd: Mutex::new(Some(Arc::new(fd))),
-                used: AtomicBool::new(true),
+                cache: CachedFd::holding(fd),
             }),
-            None => Anchor::Fd(fd),
+            (None, Some((parent, name))) if self.by_place() => Anchor::Name(NameAnchor {
+                place: Mutex::new(Some(Place {
+                    parent: parent.clone(),
+                    name: name.to_owned(),
+                })),
+                btime,
+                cache: CachedFd::holding(fd),
+            }),
+            (None, _) => Anchor::Fd(fd),
         };
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
         let inode = Arc::new(Inode::new(ids, kind, anchor, 1));
@@ -476,8 +769,8 @@ impl InodeStore {
                 t.by_ids.remove(&inode.ids);
             }
         }
-        if let Anchor::Handle(h) = &inode.anchor {
-            let mut slot = lock(&h.fd);
+        if let Some(cache) = inode.anchor.cache() {
+            let mut slot = lock(&cache.fd);
             inode.removed.store(true, Ordering::Release);
             if slot.take().is_some() {
                 self.cached.fetch_sub(1, Ordering::Relaxed);
@@ -512,13 +805,21 @@ impl InodeStore {
             i = (i + 1) % cap;
             scanned += 1;
             let Some(inode) = t.slab.get(i) else { continue };
-            let Anchor::Handle(h) = &inode.anchor else {
+            let Some(cache) = inode.anchor.cache() else {
                 continue;
             };
-            if inode.opens.load(Ordering::Acquire) > 0 || h.used.swap(false, Ordering::Relaxed) {
+            // A name-anchored inode without a place cannot be found again.
+            let placeless = match &inode.anchor {
+                Anchor::Name(n) => n.place.try_lock().map_or(true, |p| p.is_none()),
+                _ => false,
+            };
+            if placeless
+                || inode.opens.load(Ordering::Acquire) > 0
+                || cache.used.swap(false, Ordering::Relaxed)
+            {
                 continue;
             }
-            if let Ok(mut slot) = h.fd.try_lock()
+            if let Ok(mut slot) = cache.fd.try_lock()
                 && slot.take().is_some()
             {
                 self.cached.fetch_sub(1, Ordering::Relaxed);

@@ -72,8 +72,13 @@
 //! (with the filesystem's generation), so re-resolving needs no path and
 //! cannot be redirected. Inodes with open files are never evicted. Without
 //! file handles (unprivileged, or a filesystem such as overlayfs without
-//! `nfs_export`) each inode keeps its descriptor and the table is limited by
-//! `RLIMIT_NOFILE`: lookups past it fail with `EMFILE`.
+//! `nfs_export`) the same bounded cache holds the descriptors, and an evicted
+//! inode is found again from the directory and name it was last seen under:
+//! openat2 with the confining flags, one component at a time down from the
+//! nearest ancestor still open, each step checked against the inode's
+//! identity (device, inode number, mount, birth time), `ESTALE` if the host
+//! moved or replaced it meanwhile. So the table is not limited by
+//! `RLIMIT_NOFILE` either way; see `inode_store` for the details.
 //!
 //! # Credentials
 //!
@@ -242,11 +247,14 @@ pub struct PassthroughConfig {
     /// Reads of at least this many bytes are answered with a file range
     /// (spliced); smaller ones are copied. Default: 64 KiB.
     pub splice_threshold: u32,
-    /// Anchor inodes by kernel file handles where permitted, so the inode
+    /// Anchor inodes by kernel file handles where permitted (the most
+    /// robust way to find an evicted inode again); otherwise, or when
+    /// false, by the name each was last found under. Either way the inode
     /// table is not limited by `RLIMIT_NOFILE`. Default: true.
     pub file_handles: bool,
-    /// Most cached `O_PATH` descriptors with file handles; `None`: half of
-    /// the `RLIMIT_NOFILE` soft limit. Default: `None`.
+    /// Most cached `O_PATH` descriptors of inodes (the root, inodes with
+    /// open files and `O_TMPFILE`s are not counted and never evicted);
+    /// `None`: half of the `RLIMIT_NOFILE` soft limit. Default: `None`.
     pub max_cached_fds: Option<usize>,
     /// Raise the soft `RLIMIT_NOFILE` to the hard limit (process-wide) when
     /// the filesystem is created. Default: true.
@@ -374,14 +382,19 @@ pub struct PassthroughStats {
     pub backing_ids_open: u64,
     /// Whether inodes are anchored by file handles.
     pub file_handles: bool,
-    /// Cached `O_PATH` descriptors of handle-anchored inodes.
+    /// Cached (evictable) `O_PATH` descriptors of inodes.
     pub cached_fds: usize,
     /// Their bound.
     pub max_cached_fds: usize,
-    /// Descriptors reopened from file handles after eviction.
+    /// Descriptors reopened after eviction (from file handles, or by
+    /// re-resolving names without them).
     pub handle_reopens: u64,
     /// Descriptors evicted from the cache.
     pub fd_evictions: u64,
+    /// Re-resolutions of an evicted inode's recorded name refused with
+    /// `ESTALE` (without file handles): the name was gone, or a host
+    /// process had put a different inode there.
+    pub stale_places: u64,
     /// Whether a private non-recursive mount clone is served.
     pub isolated_mount: bool,
 }
@@ -580,6 +593,7 @@ impl PassthroughFs {
             max_cached_fds: self.store.max_cached_fds(),
             handle_reopens,
             fd_evictions,
+            stale_places: self.store.stale_places(),
             isolated_mount: self.isolated,
         }
     }
@@ -620,27 +634,41 @@ impl PassthroughFs {
 
     /// Resolves `name` in the directory `dir` (confined) and takes a lookup
     /// reference on the inode it names.
-    fn lookup_at(&self, dir: BorrowedFd<'_>, name: &CStr) -> SysResult<(u64, fuse_entry_out)> {
-        let fd = open_name(dir, name)?;
-        let (id, _, entry) = self.enter(fd)?;
+    fn lookup_at(
+        &self,
+        dir: &Arc<Inode>,
+        dirfd: BorrowedFd<'_>,
+        name: &CStr,
+    ) -> SysResult<(u64, fuse_entry_out)> {
+        let fd = open_name(dirfd, name)?;
+        let (id, _, entry) = self.enter(fd, Some((dir, name)))?;
         Ok((id, entry))
     }
 
-    /// Enters the inode an `O_PATH` descriptor refers to, taking one lookup
-    /// reference.
-    fn enter(&self, fd: OwnedFd) -> SysResult<(u64, Arc<Inode>, fuse_entry_out)> {
-        let st = self.stat(fd.as_fd())?;
-        let (id, inode) = self.store.insert_or_ref(fd, &st)?;
+    /// Enters the inode an `O_PATH` descriptor refers to, found as `place`
+    /// (directory and name) if it has a name, taking one lookup reference.
+    fn enter(
+        &self,
+        fd: OwnedFd,
+        place: Option<(&Arc<Inode>, &CStr)>,
+    ) -> SysResult<(u64, Arc<Inode>, fuse_entry_out)> {
+        let st = sys::statx(
+            fd.as_fd(),
+            libc::AT_STATX_SYNC_AS_STAT,
+            inode_store::IDENTITY_MASK,
+        )?;
+        let (id, inode) = self.store.insert_or_ref(fd, &st, place)?;
         Ok((id, inode, self.entry(id, &st)))
     }
 
-    /// A descriptor for directory `nodeid`, held for a request.
-    fn dir_fd(&self, nodeid: u64) -> SysResult<HeldFd> {
+    /// Directory `nodeid` and a descriptor for it, held for a request.
+    fn dir_fd(&self, nodeid: u64) -> SysResult<HeldDir> {
         let inode = self.inode(nodeid)?;
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        self.store.hold(inode)
+        let fd = self.store.hold(inode.clone())?;
+        Ok(HeldDir { inode, fd })
     }
 
     /// Runs `make` (which creates an inode) as the caller: the caller's
@@ -747,6 +775,19 @@ impl PassthroughFs {
 
 /// Opens `name` in `dir` as an `O_PATH` descriptor: confined to `dir`, a
 /// final symlink is returned as itself, nothing is followed.
+/// A directory held for a request: its entry (names found or made in it are
+/// recorded against it) and a descriptor.
+struct HeldDir {
+    inode: Arc<Inode>,
+    fd: HeldFd,
+}
+
+impl AsFd for HeldDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 fn open_name(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
     sys::openat2(
         dir,

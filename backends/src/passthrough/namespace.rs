@@ -8,13 +8,13 @@
 
 use super::inode_store::Inode;
 use super::sys::{self, SysResult};
-use super::{Created, PassthroughFs, check_name, open_name, proc_fd};
+use super::{Created, HeldDir, PassthroughFs, check_name, open_name, proc_fd};
 use fuselage_core::abi::fuse_entry_out;
 use fuselage_core::reply::{ReplyData, ReplySink};
 use fuselage_core::{Errno, RequestHeader};
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 thread_local! {
@@ -26,7 +26,7 @@ impl PassthroughFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &CStr) -> SysResult<(u64, fuse_entry_out)> {
         check_name(name)?;
         let dir = self.dir_fd(parent)?;
-        self.lookup_at(dir.as_fd(), name)
+        self.lookup_at(&dir.inode, dir.as_fd(), name)
     }
 
     /// Enters `name`, just created in `dir` by a call that returns no
@@ -37,13 +37,13 @@ impl PassthroughFs {
     /// chowned.
     fn enter_created(
         &self,
-        dir: BorrowedFd<'_>,
+        dir: &HeldDir,
         name: &CStr,
         kind: u32,
         owner: Option<(u32, u32)>,
         mode: Option<u32>,
     ) -> SysResult<fuse_entry_out> {
-        let fd = open_name(dir, name)?;
+        let fd = open_name(dir.as_fd(), name)?;
         if let Some(owner) = owner {
             let st = self.stat(fd.as_fd())?;
             let fresh_links = if kind == libc::S_IFDIR { 2 } else { 1 };
@@ -53,9 +53,9 @@ impl PassthroughFs {
             {
                 return Err(Errno::EEXIST);
             }
-            self.give_to(fd.as_fd(), dir, owner, mode)?;
+            self.give_to(fd.as_fd(), dir.as_fd(), owner, mode)?;
         }
-        let (_, _, entry) = self.enter(fd)?;
+        let (_, _, entry) = self.enter(fd, Some((&dir.inode, name)))?;
         Ok(entry)
     }
 
@@ -72,7 +72,7 @@ impl PassthroughFs {
         let dir = self.dir_fd(parent)?;
         let ((), owner) =
             self.create_as(req, Some(umask), |_| sys::mkdirat(dir.as_fd(), name, mode))?;
-        self.enter_created(dir.as_fd(), name, libc::S_IFDIR, owner, Some(mode))
+        self.enter_created(&dir, name, libc::S_IFDIR, owner, Some(mode))
     }
 
     pub(super) fn do_mknod(
@@ -92,7 +92,7 @@ impl PassthroughFs {
             sys::mknodat(dir.as_fd(), name, mode, sys::decode_dev(rdev))
         })?;
         let kind = if kind == 0 { libc::S_IFREG } else { kind };
-        self.enter_created(dir.as_fd(), name, kind, owner, Some(mode))
+        self.enter_created(&dir, name, kind, owner, Some(mode))
     }
 
     pub(super) fn do_symlink(
@@ -107,7 +107,7 @@ impl PassthroughFs {
         let dir = self.dir_fd(parent)?;
         let ((), owner) =
             self.create_as(req, None, |_| sys::symlinkat(target, dir.as_fd(), name))?;
-        self.enter_created(dir.as_fd(), name, libc::S_IFLNK, owner, None)
+        self.enter_created(&dir, name, libc::S_IFLNK, owner, None)
     }
 
     pub(super) fn do_link(
@@ -132,7 +132,7 @@ impl PassthroughFs {
             other => other?,
         }
         drop(src);
-        let (_, entry) = self.lookup_at(dir.as_fd(), newname)?;
+        let (_, entry) = self.lookup_at(&dir.inode, dir.as_fd(), newname)?;
         Ok(entry)
     }
 
@@ -140,7 +140,20 @@ impl PassthroughFs {
         self.writable()?;
         check_name(name)?;
         let dir = self.dir_fd(parent)?;
-        sys::unlinkat(dir.as_fd(), name, flags)
+        // Without file handles an inode known by this name must keep its
+        // descriptor: the name will lead nowhere.
+        let gone = self.store.placed_at(dir.as_fd(), name);
+        let detached = gone
+            .as_ref()
+            .is_some_and(|i| self.store.detach(i, &dir.inode, name));
+        let r = sys::unlinkat(dir.as_fd(), name, flags);
+        if r.is_err()
+            && detached
+            && let Some(inode) = &gone
+        {
+            self.store.note_place(inode, &dir.inode, name);
+        }
+        r
     }
 
     pub(super) fn do_rename(
@@ -156,7 +169,31 @@ impl PassthroughFs {
         check_name(newname)?;
         let olddir = self.dir_fd(parent)?;
         let newdir = self.dir_fd(newparent)?;
-        sys::renameat2(olddir.as_fd(), name, newdir.as_fd(), newname, flags)
+        // Without file handles, inodes are found again by their places:
+        // move the renamed one's, and pin whatever the new name replaces.
+        let moved = self.store.placed_at(olddir.as_fd(), name);
+        let target = self.store.placed_at(newdir.as_fd(), newname);
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let detached = !exchange
+            && target
+                .as_ref()
+                .is_some_and(|i| self.store.detach(i, &newdir.inode, newname));
+        let r = sys::renameat2(olddir.as_fd(), name, newdir.as_fd(), newname, flags);
+        match (&r, &target) {
+            (Ok(()), _) => {
+                if let Some(inode) = &moved {
+                    self.store.note_place(inode, &newdir.inode, newname);
+                }
+                if exchange && let Some(inode) = &target {
+                    self.store.note_place(inode, &olddir.inode, name);
+                }
+            }
+            (Err(_), Some(inode)) if detached => {
+                self.store.note_place(inode, &newdir.inode, newname);
+            }
+            (Err(_), _) => {}
+        }
+        r
     }
 
     pub(super) fn do_create(
@@ -184,7 +221,7 @@ impl PassthroughFs {
                 sys::RESOLVE_CONFINED,
             )
         })?;
-        self.finish_create(fd, dir.as_fd(), owner, mode, flags)
+        self.finish_create(fd, &dir, Some(name), owner, mode, flags)
     }
 
     pub(super) fn do_tmpfile(
@@ -201,14 +238,16 @@ impl PassthroughFs {
         let (fd, owner) = self.create_as(req, Some(umask), |_| {
             sys::openat2(dir.as_fd(), c".", flags, mode, sys::RESOLVE_CONFINED)
         })?;
-        self.finish_create(fd, dir.as_fd(), owner, mode, flags & !libc::O_TMPFILE)
+        self.finish_create(fd, &dir, None, owner, mode, flags & !libc::O_TMPFILE)
     }
 
-    /// Enters a file just created and opened as `fd` and registers the open.
+    /// Enters a file just created and opened as `fd` (as `name` in `dir`;
+    /// an `O_TMPFILE` has none) and registers the open.
     fn finish_create(
         &self,
         fd: OwnedFd,
-        dir: BorrowedFd<'_>,
+        dir: &HeldDir,
+        name: Option<&CStr>,
         owner: Option<(u32, u32)>,
         mode: u32,
         flags: i32,
@@ -217,9 +256,10 @@ impl PassthroughFs {
         // returned, so it is exactly the new file.
         let path_fd = self.procs.path_fd(fd.as_fd())?;
         if let Some(owner) = owner {
-            self.give_to(path_fd.as_fd(), dir, owner, Some(mode))?;
+            self.give_to(path_fd.as_fd(), dir.as_fd(), owner, Some(mode))?;
         }
-        let (id, inode, entry): (u64, Arc<Inode>, fuse_entry_out) = self.enter(path_fd)?;
+        let place = name.map(|name| (&dir.inode, name));
+        let (id, inode, entry): (u64, Arc<Inode>, fuse_entry_out) = self.enter(path_fd, place)?;
         let open = self.register_open(id, inode, fd, flags, false);
         Ok(Created { entry, open })
     }

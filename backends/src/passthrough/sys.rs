@@ -184,6 +184,26 @@ pub(crate) fn statx(fd: BorrowedFd<'_>, flags: libc::c_int, mask: u32) -> SysRes
     Ok(unsafe { st.assume_init() })
 }
 
+/// statx(2) of `name` in `dir`, one component, not following a final
+/// symlink.
+pub(crate) fn statx_at(dir: BorrowedFd<'_>, name: &CStr, mask: u32) -> SysResult<libc::statx> {
+    let mut st = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `st` is writable memory of the size of struct statx and `name`
+    // is NUL-terminated.
+    let r = unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            mask,
+            st.as_mut_ptr(),
+        )
+    };
+    check(r)?;
+    // SAFETY: zero-initialised and then filled in by a successful statx.
+    Ok(unsafe { st.assume_init() })
+}
+
 /// fstat(2) of an open file.
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
     let mut st = MaybeUninit::<libc::stat>::zeroed();
