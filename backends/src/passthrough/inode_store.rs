@@ -62,7 +62,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The node id of the root.
 pub(crate) const ROOT_ID: u64 = fuselage_core::abi::FUSE_ROOT_ID;
@@ -124,10 +124,13 @@ impl CachedFd {
     }
 }
 
-/// A kernel file handle and the `O_PATH` descriptor cached for it.
+/// A kernel file handle and the `O_PATH` descriptor cached for it. The
+/// handle is taken from the descriptor the first time the sweep would close
+/// it (one name_to_handle_at per evicted inode instead of one per LOOKUP);
+/// an inode whose handle cannot be taken keeps its descriptor.
 #[derive(Debug)]
 pub(crate) struct HandleAnchor {
-    handle: FileHandle,
+    handle: OnceLock<FileHandle>,
     cache: CachedFd,
 }
 
@@ -495,7 +498,8 @@ impl InodeStore {
             Anchor::Fd(_) => Err(Errno::ESTALE),
             Anchor::Handle(h) => {
                 let mount_fd = self.mount_fd.as_ref().ok_or(Errno::ESTALE)?.as_fd();
-                sys::open_by_handle(mount_fd, &h.handle, libc::O_PATH)
+                let handle = h.handle.get().ok_or(Errno::ESTALE)?;
+                sys::open_by_handle(mount_fd, handle, libc::O_PATH)
             }
             Anchor::Name(_) => self.resolve(inode),
         }
@@ -682,21 +686,20 @@ impl InodeStore {
             }
             return Ok((id, inode));
         }
-        let handle = if self.handles {
-            sys::name_to_handle(fd.as_fd()).ok()
-        } else {
-            None
-        };
         let btime = btime_of(st);
         let mut t = write(&self.table);
         if let Some(&id) = t.by_ids.get(&ids)
             && let Some(inode) = t.slab.get(slot(id)).cloned()
         {
+            // The entry's descriptor was evicted, so equal numbers may be a
+            // reused inode: compare what the anchor can tell.
             let same = inode.pins_identity()
-                || match (&inode.anchor, &handle) {
-                    (Anchor::Handle(h), Some(new)) => h.handle == *new,
-                    (Anchor::Name(n), _) => n.btime == btime,
-                    _ => false,
+                || match &inode.anchor {
+                    Anchor::Handle(h) => h.handle.get().is_some_and(|old| {
+                        sys::name_to_handle(fd.as_fd()).is_ok_and(|new| new == *old)
+                    }),
+                    Anchor::Name(n) => n.btime == btime,
+                    Anchor::Fd(_) => false,
                 };
             if same && inode.try_ref() {
                 drop(t);
@@ -708,13 +711,13 @@ impl InodeStore {
                 return Ok((id, inode));
             }
         }
-        let cached = handle.is_some() || (self.by_place() && place.is_some());
-        let anchor = match (handle, place) {
-            (Some(handle), _) => Anchor::Handle(HandleAnchor {
-                handle,
+        let cached = self.handles || place.is_some();
+        let anchor = match place {
+            _ if self.handles => Anchor::Handle(HandleAnchor {
+                handle: OnceLock::new(),
                 cache: CachedFd::holding(fd),
             }),
-            (None, Some((parent, name))) if self.by_place() => Anchor::Name(NameAnchor {
+            Some((parent, name)) => Anchor::Name(NameAnchor {
                 place: Mutex::new(Some(Place {
                     parent: parent.clone(),
                     name: name.to_owned(),
@@ -722,7 +725,7 @@ impl InodeStore {
                 btime,
                 cache: CachedFd::holding(fd),
             }),
-            (None, _) => Anchor::Fd(fd),
+            None => Anchor::Fd(fd),
         };
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
         let inode = Arc::new(Inode::new(ids, kind, anchor, 1));
@@ -819,9 +822,22 @@ impl InodeStore {
             {
                 continue;
             }
-            if let Ok(mut slot) = cache.fd.try_lock()
-                && slot.take().is_some()
+            let Ok(mut slot) = cache.fd.try_lock() else {
+                continue;
+            };
+            // A handle-anchored inode needs its handle before its
+            // descriptor goes; one that has none keeps the descriptor.
+            if let (Anchor::Handle(h), Some(fd)) = (&inode.anchor, &*slot)
+                && h.handle.get().is_none()
             {
+                match sys::name_to_handle(fd.as_fd()) {
+                    Ok(handle) => {
+                        let _ = h.handle.set(handle);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if slot.take().is_some() {
                 self.cached.fetch_sub(1, Ordering::Relaxed);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
             }
