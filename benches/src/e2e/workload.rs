@@ -87,7 +87,7 @@ impl Workload {
             Workload::SeqRead => format!("seq read {big}, cold"),
             Workload::SeqWrite => format!("seq write {big} + fsync"),
             Workload::RandReadQd1 => "4K rand read QD1".into(),
-            Workload::RandReadQd32 => "4K rand read QD32".into(),
+            Workload::RandReadQd32 => "4K rand read QD32 ×2 jobs".into(),
             Workload::Stat => format!("stat {n} files, cold"),
             Workload::CreateUnlink => format!("create+unlink {n}"),
             Workload::Readdir => format!("readdir {n}, cold"),
@@ -200,8 +200,8 @@ pub fn run(w: Workload, env: &Env<'_>) -> Result<Sample, String> {
         Workload::Mount => return Err("mount is timed by the caller".into()),
         Workload::SeqRead => seq_read(env),
         Workload::SeqWrite => seq_write(env),
-        Workload::RandReadQd1 => rand_read(env, 1),
-        Workload::RandReadQd32 => rand_read(env, 32),
+        Workload::RandReadQd1 => rand_read(env, 1, 1),
+        Workload::RandReadQd32 => rand_read(env, 32, RAND_READ_JOBS),
         Workload::Stat => stat_all(env),
         Workload::CreateUnlink => create_unlink(env),
         Workload::Readdir => readdir(env),
@@ -286,13 +286,18 @@ fn seq_write(env: &Env<'_>) -> Result<Timed, String> {
     })
 }
 
-fn rand_read(env: &Env<'_>, depth: usize) -> Result<Timed, String> {
+/// Jobs (fio processes, each with its own queue of `depth` reads) of the
+/// deep random-read workload: one per CPU of the machines this is built for,
+/// so a transport with per-CPU queues gets load on each.
+const RAND_READ_JOBS: usize = 2;
+
+fn rand_read(env: &Env<'_>, depth: usize, jobs: usize) -> Result<Timed, String> {
     let cold = procfs::drop_caches();
     let path = env.root.join(BIG);
     let mut t = if env.fio && fio_available() {
-        fio_rand_read(&path, env, depth)?
+        fio_rand_read(&path, env, depth, jobs)?
     } else {
-        builtin_rand_read(&path, env, depth)?
+        builtin_rand_read(&path, env, depth * jobs)?
     };
     t.cold = cold;
     Ok(t)
@@ -306,7 +311,7 @@ pub fn fio_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn fio_rand_read(path: &Path, env: &Env<'_>, depth: usize) -> Result<Timed, String> {
+fn fio_rand_read(path: &Path, env: &Env<'_>, depth: usize, jobs: usize) -> Result<Timed, String> {
     let engine = if depth == 1 { "psync" } else { "io_uring" };
     let meter = Meter::start(env);
     let out = Command::new("fio")
@@ -315,6 +320,8 @@ fn fio_rand_read(path: &Path, env: &Env<'_>, depth: usize) -> Result<Timed, Stri
         .args(["--rw=randread", "--bs=4k", "--direct=1", "--invalidate=1"])
         .arg(format!("--ioengine={engine}"))
         .arg(format!("--iodepth={depth}"))
+        .arg(format!("--numjobs={jobs}"))
+        .arg("--group_reporting=1")
         .arg(format!("--size={}", env.layout.big_bytes))
         .arg("--time_based=1")
         .arg(format!("--runtime={}ms", env.runtime.as_millis().max(1)))
@@ -350,7 +357,11 @@ fn fio_rand_read(path: &Path, env: &Env<'_>, depth: usize) -> Result<Timed, Stri
     Ok(Timed {
         meter,
         value: iops,
-        engine: format!("fio {engine} iodepth={depth} O_DIRECT"),
+        engine: if jobs > 1 {
+            format!("fio {engine} iodepth={depth} numjobs={jobs} O_DIRECT")
+        } else {
+            format!("fio {engine} iodepth={depth} O_DIRECT")
+        },
         cold: false,
     })
 }
