@@ -49,6 +49,9 @@ pub struct MountArgs {
     pub auto_unmount: bool,
     /// In-memory filesystem capacity in bytes.
     pub size: Option<u64>,
+    /// Native io_uring: microseconds a queue thread keeps polling after its
+    /// last request (0: sleep at once).
+    pub poll_us: u32,
 }
 
 /// A parsed command.
@@ -147,6 +150,10 @@ Options:
   --no-auto-unmount      leave the mount in place if the server dies
   --size BYTES           capacity of the in-memory filesystem (default: a quarter
                          of RAM); suffixes K, M, G, T (powers of 1024) accepted
+  --poll-us N            native io_uring: each queue thread keeps polling for N
+                         microseconds after its last request before sleeping,
+                         so unpinned callers stay on their CPU; costs CPU
+                         (default 0: sleep at once; see the README)
 
 Environment: FUSELAGE_LOG=debug|info|warn (default warn)
 ";
@@ -187,6 +194,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         allow_other: false,
         auto_unmount: true,
         size: None,
+        poll_us: 0,
     };
     let mut mountpoint = None;
     while let Some(arg) = it.next() {
@@ -258,6 +266,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
                     expected: "a positive byte count, optionally with K, M, G or T",
                 })?);
             }
+            "--poll-us" => {
+                let v = value("--poll-us")?;
+                m.poll_us = v.parse::<u32>().ok().filter(|&n| n <= 1_000_000).ok_or(
+                    UsageError::BadValue {
+                        option: "--poll-us",
+                        value: v,
+                        expected: "microseconds from 0 to 1000000",
+                    },
+                )?;
+            }
             "-h" | "--help" => return Ok(Command::Help),
             s if s.starts_with("--") => return Err(UsageError::UnknownOption(arg)),
             _ => {
@@ -317,6 +335,18 @@ mod tests {
         };
         assert_eq!(m.transport, TransportChoice::Auto);
         assert!(m.auto_unmount);
+        assert_eq!(m.poll_us, 0);
+        let Command::Mount(m) = p(&["mount", "--poll-us=50", "/m"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.poll_us, 50);
+        assert!(matches!(
+            p(&["mount", "--poll-us", "-1", "/m"]),
+            Err(UsageError::BadValue {
+                option: "--poll-us",
+                ..
+            })
+        ));
         assert_eq!(p(&["mount"]), Err(UsageError::MissingMountpoint));
         assert_eq!(p(&[]), Err(UsageError::MissingCommand));
         assert!(matches!(

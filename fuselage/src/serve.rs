@@ -252,6 +252,7 @@ fn serve_fs<F: Served>(
             .threads
             .unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
         read_only: args.read_only,
+        poll: std::time::Duration::from_micros(u64::from(args.poll_us)),
         ..UringConfig::default()
     };
     let mountpoint = args.mountpoint.display().to_string();

@@ -426,6 +426,7 @@ pub(crate) fn start<F: Filesystem + Send + Sync + 'static>(
     dispatcher: &Arc<Dispatcher<F>>,
     neg: &Negotiated,
     depth: usize,
+    poll: Duration,
 ) -> Result<(NativeQueues, Result<(), Unavailable>), Unavailable> {
     let errno = |e: io::Error| Unavailable::Setup(e.raw_os_error().unwrap_or(libc::EIO));
     let cpus = possible_cpus().map_err(errno)?;
@@ -465,6 +466,7 @@ pub(crate) fn start<F: Filesystem + Send + Sync + 'static>(
                     dead: 0,
                     wake_armed: false,
                     cpu,
+                    poll,
                 };
                 worker.run(tx)
             });
@@ -560,6 +562,8 @@ struct QueueThread<F> {
     dead: usize,
     wake_armed: bool,
     cpu: usize,
+    /// How long to poll the ring before sleeping (see `UringConfig::poll`).
+    poll: Duration,
 }
 
 impl<F: Filesystem> QueueThread<F> {
@@ -612,6 +616,8 @@ impl<F: Filesystem> QueueThread<F> {
                 let ts = types::Timespec::new().nsec(100_000_000);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
+            } else if !self.poll.is_zero() {
+                self.poll_then_wait()
             } else {
                 self.ring.submit_and_wait(1)
             };
@@ -636,6 +642,25 @@ impl<F: Filesystem> QueueThread<F> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Submits what is queued (commits), then polls the completion queue
+    /// for up to `poll`, yielding the CPU between looks, before sleeping in
+    /// the kernel. New requests reach the ring as task work, which the
+    /// kernel runs on the way back from each `sched_yield`.
+    fn poll_then_wait(&mut self) -> io::Result<usize> {
+        self.ring.submit()?;
+        let deadline = Instant::now() + self.poll;
+        loop {
+            if !self.ring.completion().is_empty() {
+                return Ok(0);
+            }
+            if Instant::now() >= deadline {
+                return self.ring.submit_and_wait(1);
+            }
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
     }
 

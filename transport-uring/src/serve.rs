@@ -94,6 +94,17 @@ pub struct UringConfig {
     pub read_only: bool,
     /// Send file-range replies by splice where the transport can.
     pub splice: bool,
+    /// Native queues only: how long a queue thread keeps polling its ring
+    /// (yielding the CPU to anything else runnable) after its last request
+    /// before it sleeps. Zero (the default) sleeps at once.
+    ///
+    /// Polling trades CPU for latency when callers are not pinned: a CPU
+    /// whose queue thread polls never looks idle to the scheduler, which
+    /// then keeps a woken caller on its CPU instead of moving it to the idle
+    /// one (a migration per request on small machines; see BENCHMARKS.md).
+    /// Each queue that served a request spends up to this long busy after
+    /// it.
+    pub poll: std::time::Duration,
 }
 
 impl Default for UringConfig {
@@ -106,6 +117,7 @@ impl Default for UringConfig {
             init: InitConfig::default(),
             read_only: false,
             splice: true,
+            poll: std::time::Duration::ZERO,
         }
     }
 }
@@ -229,9 +241,14 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     let mut fallback = native.err();
     if native.is_ok() {
         if neg.has(InitFlags::OVER_IO_URING) {
-            let (queues, registered) =
-                native::start(channel.fd().as_raw_fd(), &dispatcher, &neg, config.depth)
-                    .map_err(ServeError::Unavailable)?;
+            let (queues, registered) = native::start(
+                channel.fd().as_raw_fd(),
+                &dispatcher,
+                &neg,
+                config.depth,
+                config.poll,
+            )
+            .map_err(ServeError::Unavailable)?;
             match registered {
                 Ok(()) => {
                     ready(&ServeInfo {

@@ -7,14 +7,28 @@
 mod common;
 
 use common::*;
-use fuselage_transport_uring::{Choice, ServeError, Transport, Unavailable};
+use fuselage_transport_uring::{Choice, ServeError, Transport, Unavailable, UringConfig};
 
 #[test]
 fn native_serves_memfs() {
+    native_serves_memfs_with(config(Choice::Uring));
+}
+
+/// The same with queue threads that poll their rings for 200 µs after each
+/// request before sleeping.
+#[test]
+fn native_serves_memfs_while_polling() {
+    native_serves_memfs_with(UringConfig {
+        poll: std::time::Duration::from_micros(200),
+        ..config(Choice::Uring)
+    });
+}
+
+fn native_serves_memfs_with(config: UringConfig) {
     let Some(_on) = EnableUring::set(true) else {
         return;
     };
-    let served = serve(config(Choice::Uring)).expect("serve");
+    let served = serve(config).expect("serve");
     assert_eq!(served.info.transport, Transport::Uring);
     assert_eq!(
         served.info.threads,

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use fuselage_transport_blocking::mount::{connection_id, ensure_fusectl};
-use fuselage_transport_uring::{Choice, Transport};
+use fuselage_transport_uring::{Choice, Transport, UringConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,9 +26,9 @@ fn settle_threads(n: usize) {
     assert_eq!(threads(), n, "threads leaked");
 }
 
-fn unmount_ends_cleanly(choice: Choice, want: Transport) {
+fn unmount_ends_cleanly(config: UringConfig, want: Transport) {
     let before = threads();
-    let served = serve(config(choice)).expect("serve");
+    let served = serve(config).expect("serve");
     assert_eq!(served.info.transport, want);
     exercise(served.path());
     let end = served.unmount_and_join();
@@ -36,7 +36,7 @@ fn unmount_ends_cleanly(choice: Choice, want: Transport) {
     settle_threads(before);
 }
 
-fn abort_ends_cleanly(choice: Choice, want: Transport) {
+fn abort_ends_cleanly(config: UringConfig, want: Transport) {
     if !require(ensure_fusectl().map_err(|e| e.to_string()).and_then(|ok| {
         ok.then_some(())
             .ok_or_else(|| "fusectl cannot be mounted".to_string())
@@ -44,7 +44,7 @@ fn abort_ends_cleanly(choice: Choice, want: Transport) {
         return;
     }
     let before = threads();
-    let mut served = serve(config(choice)).expect("serve");
+    let mut served = serve(config).expect("serve");
     assert_eq!(served.info.transport, want);
     std::fs::write(served.path().join("a"), b"x").unwrap();
     let id = connection_id(served.path()).expect("connection id");
@@ -64,13 +64,22 @@ fn native_unmount() {
     let Some(_on) = EnableUring::set(true) else {
         return;
     };
-    unmount_ends_cleanly(Choice::Uring, Transport::Uring);
+    unmount_ends_cleanly(config(Choice::Uring), Transport::Uring);
+}
+
+/// Queue threads that poll their rings still see the unmount and end.
+#[test]
+fn native_unmount_while_polling() {
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
+    unmount_ends_cleanly(polling(), Transport::Uring);
 }
 
 #[test]
 fn uring_rw_unmount() {
     if require_uring() {
-        unmount_ends_cleanly(Choice::UringRw, Transport::UringRw);
+        unmount_ends_cleanly(config(Choice::UringRw), Transport::UringRw);
     }
 }
 
@@ -79,13 +88,29 @@ fn native_abort() {
     let Some(_on) = EnableUring::set(true) else {
         return;
     };
-    abort_ends_cleanly(Choice::Uring, Transport::Uring);
+    abort_ends_cleanly(config(Choice::Uring), Transport::Uring);
+}
+
+#[test]
+fn native_abort_while_polling() {
+    let Some(_on) = EnableUring::set(true) else {
+        return;
+    };
+    abort_ends_cleanly(polling(), Transport::Uring);
+}
+
+/// Native queues that poll for 1 ms after each request.
+fn polling() -> UringConfig {
+    UringConfig {
+        poll: Duration::from_millis(1),
+        ..config(Choice::Uring)
+    }
 }
 
 #[test]
 fn uring_rw_abort() {
     if require_uring() {
-        abort_ends_cleanly(Choice::UringRw, Transport::UringRw);
+        abort_ends_cleanly(config(Choice::UringRw), Transport::UringRw);
     }
 }
 

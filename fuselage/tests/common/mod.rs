@@ -63,6 +63,8 @@ pub struct Setup {
     pub backend: Backend,
     /// The `--transport` value: `blocking`, `uring`, `uring-rw` or `auto`.
     pub transport: &'static str,
+    /// Further options of the row (e.g. `--poll-us 200`).
+    pub options: &'static [&'static str],
 }
 
 /// The `fuselage` binary under test.
@@ -445,6 +447,7 @@ pub fn mount_args(setup: &Setup, source: Option<&Path>, extra: &[String]) -> Vec
         args.push("--passthrough".into());
         args.push("off".into());
     }
+    args.extend(setup.options.iter().map(|o| o.to_string()));
     args.extend(extra.iter().cloned());
     args
 }

@@ -75,13 +75,16 @@ macro_rules! e2e_suite {
 }
 
 e2e_suite!(
-    memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking" },
-    memfs_uring: Setup { backend: Backend::Memfs, transport: "uring" },
-    memfs_uring_rw: Setup { backend: Backend::Memfs, transport: "uring-rw" },
-    passthrough_blocking: Setup { backend: Backend::Passthrough, transport: "blocking" },
-    passthrough_uring: Setup { backend: Backend::Passthrough, transport: "uring" },
-    passthrough_uring_rw: Setup { backend: Backend::Passthrough, transport: "uring-rw" },
-    passthrough_nokernel_blocking: Setup { backend: Backend::PassthroughNoKernel, transport: "blocking" },
-    passthrough_nokernel_uring: Setup { backend: Backend::PassthroughNoKernel, transport: "uring" },
-    passthrough_nokernel_uring_rw: Setup { backend: Backend::PassthroughNoKernel, transport: "uring-rw" },
+    memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking", options: &[] },
+    memfs_uring: Setup { backend: Backend::Memfs, transport: "uring", options: &[] },
+    memfs_uring_rw: Setup { backend: Backend::Memfs, transport: "uring-rw", options: &[] },
+    passthrough_blocking: Setup { backend: Backend::Passthrough, transport: "blocking", options: &[] },
+    passthrough_uring: Setup { backend: Backend::Passthrough, transport: "uring", options: &[] },
+    passthrough_uring_rw: Setup { backend: Backend::Passthrough, transport: "uring-rw", options: &[] },
+    passthrough_nokernel_blocking: Setup { backend: Backend::PassthroughNoKernel, transport: "blocking", options: &[] },
+    passthrough_nokernel_uring: Setup { backend: Backend::PassthroughNoKernel, transport: "uring", options: &[] },
+    passthrough_nokernel_uring_rw: Setup { backend: Backend::PassthroughNoKernel, transport: "uring-rw", options: &[] },
+    // Native queues that poll their rings after each request (--poll-us).
+    memfs_uring_polling: Setup { backend: Backend::Memfs, transport: "uring", options: &["--poll-us", "200"] },
+    passthrough_nokernel_uring_polling: Setup { backend: Backend::PassthroughNoKernel, transport: "uring", options: &["--poll-us", "200"] },
 );
