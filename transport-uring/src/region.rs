@@ -1,9 +1,13 @@
 //! One anonymous memory region per queue or thread, allocated at start.
 //!
 //! All of a transport's buffers (ring-entry headers and payloads, staging,
-//! scratch, request buffers) are carved out of one `mmap(2)` region, made
-//! resident up front (`MAP_POPULATE`), so serving a request neither
-//! allocates nor faults pages in. The kernel reads and writes parts of it
+//! scratch, request buffers) are carved out of one `mmap(2)` region, so
+//! serving a request never allocates. The region is not populated up front:
+//! a page becomes resident the first time the kernel or we write it, once,
+//! and stays. Populating (`MAP_POPULATE`) cost 20 MiB of resident memory and
+//! 8 ms at mount for native io_uring's payload buffers (sized for the largest
+//! WRITE, mostly never filled), for no measurable gain in steady state (see
+//! BENCHMARKS.md, Footprint). The kernel reads and writes parts of it
 //! asynchronously (FUSE ring entries, READ SQEs), so the region hands out
 //! raw pointers only; the code that owns a part's lifecycle creates slices
 //! from them for exactly as long as the kernel leaves that part alone.
@@ -26,7 +30,8 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// Maps `len` bytes (rounded up to a page), resident and zeroed.
+    /// Maps `len` bytes (rounded up to a page), zeroed; pages become
+    /// resident when first written.
     pub fn new(len: usize) -> io::Result<Region> {
         let len = len.max(1).next_multiple_of(page_size());
         // SAFETY: an anonymous private mapping with no address hint touches
@@ -36,7 +41,7 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
