@@ -10,7 +10,7 @@ use fuselage_backends::passthrough::{PassthroughConfig, PassthroughStats};
 use passthrough_common::*;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,40 +140,6 @@ fn symlinks_pointing_outside_are_returned_not_followed() {
     drop(mnt);
     drop(m);
     assert_eq!(snapshot(&canary), before, "nothing outside DIR changed");
-}
-
-/// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the *client* never
-/// follows a symlink, so anything that reaches outside DIR was done by the
-/// server.
-fn openat2(dir: &fs::File, path: &str, flags: i32, mode: u64) -> Result<OwnedFd, i32> {
-    #[repr(C)]
-    struct How {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    let how = How {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-    };
-    let c = CString::new(path).unwrap();
-    // SAFETY: valid dirfd, path and open_how.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const How,
-            std::mem::size_of::<How>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        // SAFETY: a new fd we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-    }
 }
 
 #[test]

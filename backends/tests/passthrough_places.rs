@@ -12,9 +12,8 @@ mod passthrough_common;
 
 use fuselage_backends::passthrough::PassthroughConfig;
 use passthrough_common::*;
-use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,39 +156,6 @@ fn evicted_inodes_are_found_again_through_renames_links_and_unlinks() {
     assert_eq!(stats.stale_places, 0, "{stats:?}");
 }
 
-/// openat2 from `dir` with RESOLVE_NO_SYMLINKS: the client never follows a
-/// symlink, so what is opened is what the server resolved.
-fn open_no_symlinks(dir: &fs::File, path: &str, flags: i32) -> Result<OwnedFd, i32> {
-    #[repr(C)]
-    struct How {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    let how = How {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-    };
-    let c = CString::new(path).unwrap();
-    // SAFETY: valid dirfd, path and open_how of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const How,
-            std::mem::size_of::<How>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        // SAFETY: a new fd we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-    }
-}
-
 #[test]
 fn a_host_side_replacement_makes_the_old_node_stale_not_redirected() {
     if !require_fuse() {
@@ -221,7 +187,7 @@ fn a_host_side_replacement_makes_the_old_node_stale_not_redirected() {
     // server finds s is no longer the directory it recorded and answers
     // ESTALE; the kernel then looks the names up again and finds a symlink,
     // which this client refuses to follow.
-    let r = open_no_symlinks(&mnt, "s/victim", libc::O_RDWR);
+    let r = openat2(&mnt, "s/victim", libc::O_RDWR, 0);
     assert!(
         matches!(r, Err(libc::ELOOP) | Err(libc::ESTALE)),
         "opened something through the swapped directory: {r:?}"
@@ -231,7 +197,7 @@ fn a_host_side_replacement_makes_the_old_node_stale_not_redirected() {
     // The replaced file: the old node id is stale, so what the client gets
     // after the kernel's retry is the file that has the name now, never
     // the old one under a name it no longer has.
-    match open_no_symlinks(&mnt, "file", libc::O_RDONLY) {
+    match openat2(&mnt, "file", libc::O_RDONLY, 0) {
         Ok(fd) => {
             let mut buf = [0u8; 8];
             // SAFETY: valid fd and buffer.

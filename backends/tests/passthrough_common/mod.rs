@@ -11,6 +11,7 @@ use fuselage_transport_blocking::mount::lazy_unmount;
 use fuselage_transport_blocking::{Mount, MountOptions, Session, SessionConfig};
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -294,4 +295,38 @@ pub fn run_as(uid: u32, gid: u32, groups: &[libc::gid_t], child: impl FnOnce() -
 /// Opens the passthrough config for `src` with test defaults.
 pub fn config(src: &Path) -> PassthroughConfig {
     PassthroughConfig::new(src)
+}
+
+/// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the *client* never
+/// follows a symlink, so anything that reaches outside DIR was done by the
+/// server.
+pub fn openat2(dir: &fs::File, path: &str, flags: i32, mode: u64) -> Result<OwnedFd, i32> {
+    #[repr(C)]
+    struct How {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = How {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    };
+    let c = CString::new(path).unwrap();
+    // SAFETY: valid dirfd, path and open_how.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const How,
+            std::mem::size_of::<How>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        // SAFETY: a new fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+    }
 }
