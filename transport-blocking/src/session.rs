@@ -315,8 +315,10 @@ struct Worker<F> {
     local_cpu: Option<usize>,
 }
 
-/// The `i`-th online CPU (wrapping), from the process's affinity mask.
-fn online_cpu(i: usize) -> Option<usize> {
+/// The `i`-th CPU the process may run on (wrapping), from its affinity
+/// mask; `None` if it may run on fewer than two (nothing to choose) or the
+/// mask cannot be read. Used to place one worker per CPU.
+pub fn online_cpu(i: usize) -> Option<usize> {
     // SAFETY: an all-zero cpu_set_t is a valid empty set, and
     // sched_getaffinity writes at most its size.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -105,6 +105,11 @@ pub struct UringConfig {
     /// Each queue that served a request spends up to this long busy after
     /// it.
     pub poll: std::time::Duration,
+    /// uring-rw and blocking: pin each thread to one of the CPUs the process
+    /// may use (thread i to the i-th), when every thread has its own cloned
+    /// `/dev/fuse` fd, so that a request is usually served on its caller's
+    /// CPU. Native queues are always pinned (one per CPU). Default: true.
+    pub cpu_local: bool,
 }
 
 impl Default for UringConfig {
@@ -118,6 +123,7 @@ impl Default for UringConfig {
             read_only: false,
             splice: true,
             poll: std::time::Duration::ZERO,
+            cpu_local: true,
         }
     }
 }
@@ -196,7 +202,7 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
         init: config.init,
         read_only: config.read_only,
         splice: config.splice,
-        cpu_local: true,
+        cpu_local: config.cpu_local,
     };
     // What can work, before INIT.
     let (native, rw): (Result<(), Unavailable>, Result<(), Unavailable>) = match config.choice {
@@ -338,6 +344,7 @@ fn step_down<F: Filesystem + Send + Sync + 'static>(
                 config.threads,
                 config.rw_depth,
                 config.splice,
+                config.cpu_local,
             )
             .map_err(ServeError::Io)?;
             Ok(match end {
