@@ -78,18 +78,18 @@ pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         // Own fds when /dev/fuse can be opened again; else share, blocking.
-        let (fd, own) = match channel.clone_device() {
+        let fd = match channel.clone_device() {
             Ok(c) => {
                 let fd = c.into_fd();
                 set_nonblocking(fd.as_raw_fd())?;
-                (Some(fd), true)
+                Some(fd)
             }
-            Err(_) => (None, false),
+            Err(_) => None,
         };
         // With a fd of its own, thread i serves the i-th CPU: READs of all
         // threads wait on the same kernel queue, and the one on the caller's
         // CPU usually takes the request (no cross-CPU wake-up).
-        let cpu = if cpu_local && own {
+        let cpu = if cpu_local && fd.is_some() {
             online_cpu(i)
         } else {
             None

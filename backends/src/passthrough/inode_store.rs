@@ -563,13 +563,7 @@ impl InodeStore {
     /// Opens `name` in `dir` (confined, `O_PATH`, not following a final
     /// symlink) and checks it is `inode`.
     fn open_checked(&self, dir: BorrowedFd<'_>, name: &CStr, inode: &Inode) -> SysResult<OwnedFd> {
-        let fd = match sys::openat2(
-            dir,
-            name,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-            sys::RESOLVE_CONFINED,
-        ) {
+        let fd = match super::open_name(dir, name) {
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) | Err(Errno::EXDEV) => {
                 self.stale.fetch_add(1, Ordering::Relaxed);
                 return Err(Errno::ESTALE);
@@ -586,11 +580,6 @@ impl InodeStore {
             return Err(Errno::ESTALE);
         }
         Ok(fd)
-    }
-
-    /// Whether inodes are anchored by their places (no file handles).
-    fn by_place(&self) -> bool {
-        !self.handles
     }
 
     /// The entry for host inode `ids`, if the table has one.
@@ -626,7 +615,7 @@ impl InodeStore {
     /// if the table has it and it is anchored by place. Only meaningful
     /// without file handles; `None` otherwise.
     pub(crate) fn placed_at(&self, dirfd: BorrowedFd<'_>, name: &CStr) -> Option<Arc<Inode>> {
-        if !self.by_place() {
+        if self.handles {
             return None;
         }
         let st = sys::statx_at(dirfd, name, IDENTITY_MASK).ok()?;
@@ -643,13 +632,21 @@ impl InodeStore {
         let Anchor::Name(n) = &inode.anchor else {
             return false;
         };
-        let here = lock(&n.place)
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(&p.parent, dir) && p.name.as_c_str() == name);
-        if !here || self.fd(inode).is_err() {
+        let here = |p: &Option<Place>| {
+            p.as_ref()
+                .is_some_and(|p| Arc::ptr_eq(&p.parent, dir) && p.name.as_c_str() == name)
+        };
+        // The place lock is not held while reopening (re-resolving takes
+        // it), so check again before clearing: a lookup may have recorded a
+        // newer place meanwhile, which stays.
+        if !here(&lock(&n.place)) || self.fd(inode).is_err() {
             return false;
         }
-        *lock(&n.place) = None;
+        let mut place = lock(&n.place);
+        if !here(&place) {
+            return false;
+        }
+        *place = None;
         true
     }
 
@@ -711,7 +708,6 @@ impl InodeStore {
                 return Ok((id, inode));
             }
         }
-        let cached = self.handles || place.is_some();
         let anchor = match place {
             _ if self.handles => Anchor::Handle(HandleAnchor {
                 handle: OnceLock::new(),
@@ -727,6 +723,7 @@ impl InodeStore {
             }),
             None => Anchor::Fd(fd),
         };
+        let cached = anchor.cache().is_some();
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
         let inode = Arc::new(Inode::new(ids, kind, anchor, 1));
         let entry = t.slab.vacant_entry();

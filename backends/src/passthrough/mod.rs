@@ -773,8 +773,6 @@ impl PassthroughFs {
     }
 }
 
-/// Opens `name` in `dir` as an `O_PATH` descriptor: confined to `dir`, a
-/// final symlink is returned as itself, nothing is followed.
 /// A directory held for a request: its entry (names found or made in it are
 /// recorded against it) and a descriptor.
 struct HeldDir {
@@ -788,6 +786,8 @@ impl AsFd for HeldDir {
     }
 }
 
+/// Opens `name` in `dir` as an `O_PATH` descriptor: confined to `dir`, a
+/// final symlink is returned as itself, nothing is followed.
 fn open_name(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
     sys::openat2(
         dir,

@@ -179,19 +179,15 @@ impl PassthroughFs {
                 .as_ref()
                 .is_some_and(|i| self.store.detach(i, &newdir.inode, newname));
         let r = sys::renameat2(olddir.as_fd(), name, newdir.as_fd(), newname, flags);
-        match (&r, &target) {
-            (Ok(()), _) => {
-                if let Some(inode) = &moved {
-                    self.store.note_place(inode, &newdir.inode, newname);
-                }
-                if exchange && let Some(inode) = &target {
-                    self.store.note_place(inode, &olddir.inode, name);
-                }
-            }
-            (Err(_), Some(inode)) if detached => {
+        if r.is_ok() {
+            if let Some(inode) = &moved {
                 self.store.note_place(inode, &newdir.inode, newname);
             }
-            (Err(_), _) => {}
+            if exchange && let Some(inode) = &target {
+                self.store.note_place(inode, &olddir.inode, name);
+            }
+        } else if detached && let Some(inode) = &target {
+            self.store.note_place(inode, &newdir.inode, newname);
         }
         r
     }
