@@ -31,6 +31,7 @@ macro_rules! answer {
 
 pub mod memfs;
 pub mod passthrough;
+mod setid;
 
 pub use memfs::{MemFs, MemFsConfig};
 pub use passthrough::{PassthroughConfig, PassthroughFs};

@@ -3,10 +3,11 @@
 
 use super::MemFs;
 use super::file::{CHUNK, FileData, Segment};
-use super::inode::{Inode, Meta, S_IFMT, Timespec, lock, read, write};
-use fuselage_core::abi::fuse_attr;
+use super::inode::{Inode, Meta, S_IFMT, S_IFREG, Timespec, lock, read, write};
+use crate::setid::{self, Change, SECURITY_CAPABILITY};
+use fuselage_core::abi::{FUSE_OPEN_KILL_SUIDGID, fuse_attr};
 use fuselage_core::reply::{ReplyData, ReplySink};
-use fuselage_core::{Errno, SetAttr, TimeOrNow};
+use fuselage_core::{Errno, RequestHeader, SetAttr, TimeOrNow};
 use std::convert::Infallible;
 use std::sync::RwLock;
 
@@ -47,11 +48,44 @@ fn time_of(t: TimeOrNow, now: Timespec) -> Timespec {
 }
 
 impl MemFs {
-    pub(super) fn open_impl(&self, ino: u64, flags: u32) -> Result<(), Errno> {
+    /// Takes away what changing a regular file takes away, as tmpfs does
+    /// (see [`crate::setid`]): set-id bits by the kernel's rule for
+    /// `caller` and `change`, and with `drop_caps` the file capabilities
+    /// (`security.capability`). Call with the metadata lock held.
+    pub(super) fn clear_privileges(
+        &self,
+        m: &mut Meta,
+        caller: &RequestHeader,
+        change: Change,
+        drop_caps: bool,
+    ) {
+        if m.mode & S_IFMT != S_IFREG {
+            return;
+        }
+        let kill = setid::bits_to_clear(m.mode, m.gid, caller, change);
+        let mut changed = kill != 0;
+        m.mode &= !kill;
+        if drop_caps && let Ok(freed) = m.xattrs.remove(SECURITY_CAPABILITY) {
+            self.space.release(freed);
+            changed = true;
+        }
+        if changed {
+            m.ctime = Timespec::now();
+        }
+    }
+
+    pub(super) fn open_impl(
+        &self,
+        caller: &RequestHeader,
+        ino: u64,
+        flags: u32,
+        open_flags: u32,
+    ) -> Result<(), Errno> {
         let inode = self.inode(ino)?;
         lock(&inode.meta).opens += 1;
         let truncated = if flags & O_TRUNC != 0 && inode.file().is_some() {
-            self.truncate_on_open(&inode)
+            let flagged = open_flags & FUSE_OPEN_KILL_SUIDGID != 0;
+            self.truncate_on_open(&inode, caller, Change::Flagged { flagged })
         } else {
             Ok(())
         };
@@ -62,11 +96,18 @@ impl MemFs {
     }
 
     /// O_TRUNC: size 0, and (as Linux does for every O_TRUNC open) new
-    /// mtime and ctime.
-    pub(super) fn truncate_on_open(&self, inode: &Inode) -> Result<(), Errno> {
+    /// mtime and ctime; set-id bits and file capabilities go as `change`
+    /// says.
+    pub(super) fn truncate_on_open(
+        &self,
+        inode: &Inode,
+        caller: &RequestHeader,
+        change: Change,
+    ) -> Result<(), Errno> {
         let mut data = write(file_of(inode)?);
         data.set_size(&self.space, 0)?;
         let mut m = lock(&inode.meta);
+        self.clear_privileges(&mut m, caller, change, true);
         sync_size(&mut m, &data);
         m.modified(Timespec::now());
         Ok(())
@@ -96,20 +137,41 @@ impl MemFs {
         reply.data_parts(parts.as_slices());
     }
 
-    pub(super) fn write_impl(&self, ino: u64, offset: u64, bytes: &[u8]) -> Result<u32, Errno> {
+    pub(super) fn write_impl(
+        &self,
+        caller: &RequestHeader,
+        ino: u64,
+        offset: u64,
+        bytes: &[u8],
+        write_flags: u32,
+    ) -> Result<u32, Errno> {
         let inode = self.inode(ino)?;
         let mut data = write(file_of(&inode)?);
         if bytes.is_empty() {
             return Ok(0);
         }
-        data.write(&self.space, offset, bytes)?;
+        let written = data.write(&self.space, offset, bytes);
         let mut m = lock(&inode.meta);
+        // Even a write that fails for lack of space has cleared them (as
+        // on tmpfs, where that happens before the data is copied).
+        self.clear_privileges(
+            &mut m,
+            caller,
+            Change::write(write_flags),
+            setid::write_drops_file_capabilities(write_flags),
+        );
+        written?;
         sync_size(&mut m, &data);
         m.modified(Timespec::now());
         Ok(bytes.len() as u32)
     }
 
-    pub(super) fn setattr_impl(&self, ino: u64, attr: &SetAttr) -> Result<fuse_attr, Errno> {
+    pub(super) fn setattr_impl(
+        &self,
+        caller: &RequestHeader,
+        ino: u64,
+        attr: &SetAttr,
+    ) -> Result<fuse_attr, Errno> {
         let inode = self.inode(ino)?;
         let now = Timespec::now();
         let mut data = None;
@@ -131,6 +193,18 @@ impl MemFs {
             || attr.mtime.is_some()
             || attr.ctime.is_some();
         let mut m = lock(&inode.meta);
+        // A truncate or a change of owner takes set-id bits (as the kernel
+        // flagged, see `setid`) and file capabilities with it, before the
+        // group changes; an explicit new mode in the same request wins.
+        let chown = attr.uid.is_some() || attr.gid.is_some();
+        if chown || attr.size.is_some() {
+            let change = match (attr.kill_suidgid && attr.mode.is_none(), chown) {
+                (false, _) => Change::Flagged { flagged: false },
+                (true, true) => Change::Chown,
+                (true, false) => Change::Flagged { flagged: true },
+            };
+            self.clear_privileges(&mut m, caller, change, true);
+        }
         if let Some(d) = &data {
             sync_size(&mut m, d);
             if truncated {
@@ -165,6 +239,7 @@ impl MemFs {
 
     pub(super) fn fallocate_impl(
         &self,
+        caller: &RequestHeader,
         ino: u64,
         offset: u64,
         length: u64,
@@ -187,6 +262,7 @@ impl MemFs {
             None => return Err(Errno::ENODEV),
         };
         let mut data = write(file);
+        self.clear_privileges(&mut lock(&inode.meta), caller, Change::Unflagged, true);
         if punch {
             data.punch_hole(&self.space, offset, length);
         } else if zero {
@@ -212,6 +288,7 @@ impl MemFs {
 
     pub(super) fn copy_file_range_impl(
         &self,
+        caller: &RequestHeader,
         ino_in: u64,
         off_in: u64,
         ino_out: u64,
@@ -227,6 +304,7 @@ impl MemFs {
         let src_file = file_of(&src)?;
         let dst_file = file_of(&dst)?;
         let len = len.min(COPY_MAX);
+        self.clear_privileges(&mut lock(&dst.meta), caller, Change::Unflagged, true);
         let copied = if ino_in == ino_out {
             let mut data = write(src_file);
             let count = len.min(data.size().saturating_sub(off_in));

@@ -58,8 +58,11 @@
 //!   targets and per-inode bookkeeping are not charged.
 //! - Not implemented: POSIX/BSD locks (GETLK/SETLK answer `ENOSYS`, so the
 //!   kernel keeps locks locally), ioctl, poll, bmap, ACLs (`system.*`
-//!   attributes are `EOPNOTSUPP`), killing set-uid bits on write (the kernel
-//!   does it with SETATTR since memfs never asks for `HANDLE_KILLPRIV`).
+//!   attributes are `EOPNOTSUPP`).
+//! - Set-id bits and file capabilities (`security.capability`) are cleared
+//!   by memfs itself on write, truncate, `O_TRUNC` open, fallocate, copy
+//!   into the file and chown, with the running kernel's rules as tmpfs
+//!   applies them (`HANDLE_KILLPRIV_V2`; see [`crate::setid`]).
 //!
 //! # Data layout and zero-copy reads
 //!
@@ -419,13 +422,14 @@ impl MemFs {
 
 impl Filesystem for MemFs {
     /// Asks for `ATOMIC_O_TRUNC` and `DONT_MASK` (memfs handles O_TRUNC in
-    /// OPEN and applies the umask itself) and drops `HANDLE_KILLPRIV(_V2)`,
-    /// which memfs does not implement.
+    /// OPEN and applies the umask itself) and `HANDLE_KILLPRIV_V2` (memfs
+    /// clears set-id bits and file capabilities itself, by the running
+    /// kernel's rules: see [`crate::setid`]), never the older
+    /// `HANDLE_KILLPRIV`.
     fn init(&self, _kernel: &KernelInit, config: &mut InitConfig) -> Result<(), Errno> {
-        config.wanted |= InitFlags::ATOMIC_O_TRUNC | InitFlags::DONT_MASK;
-        config
-            .wanted
-            .remove(InitFlags::HANDLE_KILLPRIV | InitFlags::HANDLE_KILLPRIV_V2);
+        config.wanted |=
+            InitFlags::ATOMIC_O_TRUNC | InitFlags::DONT_MASK | InitFlags::HANDLE_KILLPRIV_V2;
+        config.wanted.remove(InitFlags::HANDLE_KILLPRIV);
         Ok(())
     }
 
@@ -470,12 +474,12 @@ impl Filesystem for MemFs {
 
     fn setattr<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         attr: &SetAttr,
         reply: ReplyAttr<S>,
     ) {
-        answer!(reply, self.setattr_impl(ino, attr), |attr| reply
+        answer!(reply, self.setattr_impl(req, ino, attr), |attr| reply
             .attr(self.config.attr_ttl, &attr))
     }
 
@@ -600,13 +604,13 @@ impl Filesystem for MemFs {
 
     fn open<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         flags: u32,
-        _open_flags: u32,
+        open_flags: u32,
         reply: ReplyOpen<S>,
     ) {
-        answer!(reply, self.open_impl(ino, flags), |()| reply
+        answer!(reply, self.open_impl(req, ino, flags, open_flags), |()| reply
             .opened(0, FOPEN_KEEP_CACHE))
     }
 
@@ -626,17 +630,17 @@ impl Filesystem for MemFs {
 
     fn write<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         _fh: u64,
         offset: u64,
         data: &[u8],
-        _write_flags: u32,
+        write_flags: u32,
         _flags: u32,
         _lock_owner: Option<u64>,
         reply: ReplyWrite<S>,
     ) {
-        answer!(reply, self.write_impl(ino, offset, data), |n| reply
+        answer!(reply, self.write_impl(req, ino, offset, data, write_flags), |n| reply
             .written(n))
     }
 
@@ -838,7 +842,7 @@ impl Filesystem for MemFs {
 
     fn fallocate<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         _fh: u64,
         offset: u64,
@@ -848,7 +852,7 @@ impl Filesystem for MemFs {
     ) {
         answer!(
             reply,
-            self.fallocate_impl(ino, offset, length, mode),
+            self.fallocate_impl(req, ino, offset, length, mode),
             |()| reply.ok()
         )
     }
@@ -868,7 +872,7 @@ impl Filesystem for MemFs {
 
     fn copy_file_range<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino_in: u64,
         _fh_in: u64,
         off_in: u64,
@@ -881,7 +885,7 @@ impl Filesystem for MemFs {
     ) {
         answer!(
             reply,
-            self.copy_file_range_impl(ino_in, off_in, ino_out, off_out, len, flags),
+            self.copy_file_range_impl(req, ino_in, off_in, ino_out, off_out, len, flags),
             |n| reply.copied(n)
         )
     }

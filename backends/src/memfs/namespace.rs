@@ -12,6 +12,7 @@ use super::{MemFs, SYMLINK_INLINE_MAX, SYMLINK_MAX, check_name};
 use fuselage_core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out};
 use fuselage_core::dirent::dtype;
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
+use crate::setid::Change;
 use fuselage_core::{Errno, RequestHeader};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
@@ -310,8 +311,9 @@ impl MemFs {
                 child
             };
             if flags & O_TRUNC != 0 {
-                // Cannot fail for a regular file truncated to 0.
-                self.truncate_on_open(&existing)?;
+                // Cannot fail for a regular file truncated to 0. CREATE
+                // carries no kill flag to memfs: ask about the caller.
+                self.truncate_on_open(&existing, req, Change::Unflagged)?;
             }
             return Ok(lock(&existing.meta).attr(existing.ino));
         }

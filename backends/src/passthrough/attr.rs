@@ -10,12 +10,13 @@
 //! ftruncate of the open file the kernel names (`FATTR_FH`) when writable,
 //! else of the regular file reopened write-only.
 
-use super::credentials::{FsIds, WithoutFsetid};
+use super::credentials::FsIds;
 use super::sys::{self, SysResult};
 use super::{PassthroughFs, stat};
+use crate::setid::{self, Change};
 use fuselage_core::abi::fuse_kstatfs;
 use fuselage_core::{Errno, RequestHeader, SetAttr, TimeOrNow};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
     match t {
@@ -46,7 +47,12 @@ impl PassthroughFs {
         self.stat(fd.as_fd())
     }
 
-    pub(super) fn do_setattr(&self, ino: u64, a: &SetAttr) -> SysResult<libc::statx> {
+    pub(super) fn do_setattr(
+        &self,
+        caller: &RequestHeader,
+        ino: u64,
+        a: &SetAttr,
+    ) -> SysResult<libc::statx> {
         let changes = a.mode.is_some()
             || a.uid.is_some()
             || a.gid.is_some()
@@ -61,9 +67,32 @@ impl PassthroughFs {
         let file = a.fh.and_then(|fh| self.file(ino, fh).ok());
         let anchor = self.store.fd(&inode)?;
         let fd = anchor.as_fd();
+        // Set-id bits the kernel asks us to clear (`FATTR_KILL_SUIDGID`),
+        // unless the request sets a mode of its own; see `crate::setid`.
+        let kill = a.kill_suidgid && a.mode.is_none();
 
         if a.uid.is_some() || a.gid.is_some() {
+            // The host's chown, made with the server's capabilities, clears
+            // set-uid and a group-executable set-gid by itself; a set-gid
+            // bit that the caller loses for not being in the old group goes
+            // afterwards.
+            let lost = if kill {
+                let st = self.stat(fd)?;
+                setid::bits_to_clear(u32::from(st.stx_mode), st.stx_gid, caller, Change::Chown)
+            } else {
+                0
+            };
             sys::fchown_empty(fd, a.uid.unwrap_or(u32::MAX), a.gid.unwrap_or(u32::MAX))?;
+            if lost != 0 {
+                let mode = u32::from(self.stat(fd)?.stx_mode);
+                if mode & lost != 0 {
+                    self.chmod_inode(fd, mode & 0o7777 & !lost)?;
+                }
+            }
+        } else if kill {
+            // A truncate, or the flag alone: clear before the change (the
+            // server's CAP_FSETID keeps the host from deciding again).
+            self.clear_setid(fd, caller, Change::Flagged { flagged: true })?;
         }
         if let Some(mode) = a.mode {
             match &file {
@@ -78,9 +107,6 @@ impl PassthroughFs {
             if !inode.is_reg() {
                 return Err(Errno::EINVAL);
             }
-            // A truncate by a caller without CAP_FSETID: the host clears
-            // set-uid/set-gid as it would for them.
-            let _fsetid = a.kill_suidgid.then(WithoutFsetid::new);
             match file.as_ref().filter(|f| f.writable) {
                 Some(f) => sys::ftruncate(f.fd.as_fd(), size)?,
                 None => {
@@ -88,8 +114,6 @@ impl PassthroughFs {
                     sys::ftruncate(w.as_fd(), size)?;
                 }
             }
-        } else if a.kill_suidgid && a.mode.is_none() && a.uid.is_none() && a.gid.is_none() {
-            self.kill_suidgid(fd)?;
         }
         if a.atime.is_some() || a.mtime.is_some() {
             let times = [timespec(a.atime), timespec(a.mtime)];
@@ -98,16 +122,21 @@ impl PassthroughFs {
         self.stat(fd)
     }
 
-    /// Clears set-uid, and set-gid if group-executable (the VFS rule), of
-    /// the inode `fd` refers to.
-    pub(super) fn kill_suidgid(&self, fd: std::os::fd::BorrowedFd<'_>) -> SysResult<()> {
+    /// Clears the set-id bits that `caller` loses by changing the inode
+    /// `fd` refers to (any descriptor, `O_PATH` included), by the kernel's
+    /// rules for `change` (see [`crate::setid`]). Called before the change:
+    /// the server's own `CAP_FSETID` then keeps the host from deciding
+    /// again, with the server's groups instead of the caller's.
+    pub(super) fn clear_setid(
+        &self,
+        fd: BorrowedFd<'_>,
+        caller: &RequestHeader,
+        change: Change,
+    ) -> SysResult<()> {
         let st = self.stat(fd)?;
         let mode = u32::from(st.stx_mode);
-        let mut kill = mode & libc::S_ISUID;
-        if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
-            kill |= libc::S_ISGID;
-        }
-        if kill != 0 && mode & libc::S_IFMT == libc::S_IFREG {
+        let kill = setid::bits_to_clear(mode, st.stx_gid, caller, change);
+        if kill != 0 {
             self.chmod_inode(fd, mode & 0o7777 & !kill)?;
         }
         Ok(())

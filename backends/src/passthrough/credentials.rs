@@ -19,10 +19,9 @@
 //!   the host applies it exactly as for a local call (not when the parent
 //!   directory has a default ACL).
 //! - [`WithoutFsetid`] drops `CAP_FSETID` from the thread's effective set
-//!   for one write or truncate, so that the host kernel clears set-uid and
-//!   set-gid bits as it would for the unprivileged writer
-//!   (`FUSE_WRITE_KILL_SUIDGID`, `FATTR_KILL_SUIDGID`,
-//!   `FUSE_OPEN_KILL_SUIDGID`).
+//!   while a kernel passthrough backing file is registered, so the
+//!   kernel's I/O on it (done with the registering thread's credentials)
+//!   never keeps set-id bits for a writer that has no right to keep them.
 
 use super::sys::{self, CapData, SysResult};
 use fuselage_core::Errno;

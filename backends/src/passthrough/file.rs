@@ -22,16 +22,35 @@
 //! of them is released. If registering fails (a stacking depth above
 //! `max_stack_depth`, a filesystem without the needed operations), that open
 //! is served the ordinary way.
+//!
+//! A regular file with a set-uid or set-gid bit is never given a new backing
+//! id: a write through a backing file never reaches the server, so nothing
+//! could clear those bits for an unprivileged writer (see `crate::setid`).
+//! Its opens go through the server, which clears them as the kernel's rules
+//! say. The kernel refuses to mix passthrough and cached opens of one inode,
+//! so opens are counted by kind ([`IoMode`](super::inode_store::IoMode)): a
+//! file already open with passthrough stays so for later opens, and a file
+//! with cached opens gets no passthrough until they are all released.
+//!
+//! Backing ids are registered with `CAP_FSETID` dropped from the worker's
+//! effective set. The kernel does a backing file's I/O with the credentials
+//! of the registration, so when a file gains a set-id bit while already open
+//! with passthrough (the one case above that the server cannot steer), a
+//! write through it still clears set-uid, and set-gid when group
+//! executable, as for an unprivileged writer: too much rather than too
+//! little.
 
 use super::credentials::WithoutFsetid;
 use super::inode_store::{Backing, CacheStamp, Inode, lock};
-use super::open_file::OpenFile;
+use super::open_file::{OpenFile, OpenIo};
 use super::sys::{self, SysResult};
 use super::{CachePolicy, Opened, PassthroughFs};
-use fuselage_core::Errno;
+use crate::setid::{self, Change};
 use fuselage_core::abi::{
     FOPEN_KEEP_CACHE, FUSE_OPEN_KILL_SUIDGID, FUSE_RELEASE_FLOCK_UNLOCK, FUSE_WRITE_KILL_SUIDGID,
 };
+use fuselage_core::{Errno, RequestHeader};
+use std::ffi::CStr;
 use fuselage_core::reply::{FileRange, ReplyData, ReplySink};
 use std::cell::RefCell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -39,6 +58,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const PAGE: usize = 4096;
+
+/// `security.capability`, as a C string.
+const CAPABILITY_NAME: &CStr = c"security.capability";
+
+/// Room for a `security.capability` value (`vfs_ns_cap_data`, 24 bytes).
+const CAPS_MAX: usize = 64;
 
 /// One page, aligned as `O_DIRECT` wants.
 #[repr(C, align(4096))]
@@ -79,7 +104,13 @@ impl PassthroughFs {
         Ok(file)
     }
 
-    pub(super) fn do_open(&self, ino: u64, flags: u32, open_flags: u32) -> SysResult<Opened> {
+    pub(super) fn do_open(
+        &self,
+        caller: &RequestHeader,
+        ino: u64,
+        flags: u32,
+        open_flags: u32,
+    ) -> SysResult<Opened> {
         let inode = self.inode(ino)?;
         if inode.is_dir() {
             return Err(Errno::EISDIR);
@@ -94,27 +125,32 @@ impl PassthroughFs {
             return Err(Errno::EROFS);
         }
         let anchor = self.store.fd(&inode)?;
-        let kill = open_flags & FUSE_OPEN_KILL_SUIDGID != 0 && flags & libc::O_TRUNC != 0;
-        let fd = {
-            // O_TRUNC by a caller without CAP_FSETID: let the host clear
-            // set-uid/set-gid as it would for that caller.
-            let _fsetid = kill.then(WithoutFsetid::new);
-            self.procs.reopen(anchor.as_fd(), inode.kind, flags)?
-        };
+        if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 && flags & libc::O_TRUNC != 0 {
+            // O_TRUNC by a caller without CAP_FSETID.
+            self.clear_setid(anchor.as_fd(), caller, Change::Flagged { flagged: true })?;
+        }
+        let fd = self.procs.reopen(anchor.as_fd(), inode.kind, flags)?;
         drop(anchor);
-        let keep = self.keep_cache(&inode, fd.as_fd());
-        Ok(self.register_open(ino, inode, fd, flags, keep))
+        let passthrough = self.kernel_passthrough.active.load(Ordering::Acquire);
+        let st = (passthrough || self.config.cache == CachePolicy::Auto)
+            .then(|| sys::fstat(fd.as_fd()).ok())
+            .flatten();
+        let keep = self.keep_cache(&inode, st.as_ref());
+        // Unknown mode: as if set-id (no passthrough), the safe side.
+        let mode = st.map_or(libc::S_IFREG | libc::S_ISUID, |st| st.st_mode);
+        Ok(self.register_open(ino, inode, fd, flags, keep, mode))
     }
 
     /// Whether the kernel may keep the file's cached pages (see
-    /// [`CachePolicy`]); records what they are built from.
-    fn keep_cache(&self, inode: &Inode, fd: BorrowedFd<'_>) -> bool {
+    /// [`CachePolicy`]); records what they are built from. `st` is the
+    /// file's state now, if known.
+    fn keep_cache(&self, inode: &Inode, st: Option<&libc::stat>) -> bool {
         match self.config.cache {
             CachePolicy::Never => false,
             CachePolicy::Always => true,
             CachePolicy::Auto => {
-                let Ok(st) = sys::fstat(fd) else { return false };
-                let now = stamp_of(&st);
+                let Some(st) = st else { return false };
+                let now = stamp_of(st);
                 let mut stamp = lock(&inode.stamp);
                 let keep = *stamp == Some(now);
                 *stamp = Some(now);
@@ -123,7 +159,8 @@ impl PassthroughFs {
         }
     }
 
-    /// Adds an open file to the table, with kernel passthrough if in use.
+    /// Adds an open file to the table, with kernel passthrough if in use
+    /// and allowed for a file of `mode`.
     pub(super) fn register_open(
         &self,
         nodeid: u64,
@@ -131,10 +168,14 @@ impl PassthroughFs {
         fd: OwnedFd,
         flags: i32,
         keep_cache: bool,
+        mode: u32,
     ) -> Opened {
         let mut file = OpenFile::new(nodeid, inode, fd, flags);
-        let backing = self.backing_acquire(&file.inode, file.fd.as_fd());
-        file.backing = backing.is_some();
+        file.io = self.io_acquire(&file.inode, file.fd.as_fd(), mode);
+        let backing = match file.io {
+            OpenIo::Passthrough(id) => Some(id),
+            OpenIo::Cached | OpenIo::Unmanaged => None,
+        };
         let fh = self.files.insert(file);
         let mut fopen = 0;
         if backing.is_some() {
@@ -151,23 +192,35 @@ impl PassthroughFs {
         }
     }
 
-    /// The inode's backing id for one more passthrough open, registering
-    /// `fd` if it has none; `None` serves the open without passthrough.
-    fn backing_acquire(&self, inode: &Inode, fd: BorrowedFd<'_>) -> Option<i32> {
+    /// Decides how one more open of `inode` (a file of `mode`, open as
+    /// `fd`) does its I/O and counts it: the inode's backing id if it has
+    /// one, else a new one registered from `fd` unless the file has set-id
+    /// bits or cached opens (see the module docs).
+    fn io_acquire(&self, inode: &Inode, fd: BorrowedFd<'_>, mode: u32) -> OpenIo {
         if !self.kernel_passthrough.active.load(Ordering::Acquire) || !inode.is_reg() {
-            return None;
+            return OpenIo::Unmanaged;
         }
-        let dev = self.device.get()?;
-        let mut slot = lock(&inode.backing);
-        if let Some(b) = slot.as_mut() {
+        let Some(dev) = self.device.get() else {
+            return OpenIo::Unmanaged;
+        };
+        let mut io = lock(&inode.io);
+        if let Some(b) = io.backing.as_mut() {
             b.opens += 1;
-            return Some(b.id);
+            return OpenIo::Passthrough(b.id);
         }
-        match sys::backing_open(dev.as_fd(), fd) {
+        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 || io.cached_opens > 0 {
+            io.cached_opens += 1;
+            return OpenIo::Cached;
+        }
+        let registered = {
+            let _fsetid = WithoutFsetid::new();
+            sys::backing_open(dev.as_fd(), fd)
+        };
+        match registered {
             Ok(id) => {
-                *slot = Some(Backing { id, opens: 1 });
+                io.backing = Some(Backing { id, opens: 1 });
                 self.counters.backing_opened.fetch_add(1, Ordering::Relaxed);
-                Some(id)
+                OpenIo::Passthrough(id)
             }
             Err(e) => {
                 let kp = &self.kernel_passthrough;
@@ -177,23 +230,30 @@ impl PassthroughFs {
                         std::io::Error::from_raw_os_error(e.0)
                     ));
                 }
-                None
+                io.cached_opens += 1;
+                OpenIo::Cached
             }
         }
     }
 
-    /// One passthrough open of `inode` ended: closes the backing id with
-    /// the last one.
-    fn backing_release(&self, inode: &Inode) {
-        let mut slot = lock(&inode.backing);
-        let Some(b) = slot.as_mut() else { return };
-        b.opens = b.opens.saturating_sub(1);
-        if b.opens == 0 {
-            if let Some(dev) = self.device.get() {
-                let _ = sys::backing_close(dev.as_fd(), b.id);
+    /// One open of `inode` that did its I/O as `how` ended: closes the
+    /// backing id with the last passthrough open.
+    fn io_release(&self, inode: &Inode, how: OpenIo) {
+        let mut io = lock(&inode.io);
+        match how {
+            OpenIo::Unmanaged => {}
+            OpenIo::Cached => io.cached_opens = io.cached_opens.saturating_sub(1),
+            OpenIo::Passthrough(_) => {
+                let Some(b) = io.backing.as_mut() else { return };
+                b.opens = b.opens.saturating_sub(1);
+                if b.opens == 0 {
+                    if let Some(dev) = self.device.get() {
+                        let _ = sys::backing_close(dev.as_fd(), b.id);
+                    }
+                    self.counters.backing_closed.fetch_add(1, Ordering::Relaxed);
+                    io.backing = None;
+                }
             }
-            self.counters.backing_closed.fetch_add(1, Ordering::Relaxed);
-            *slot = None;
         }
     }
 
@@ -239,6 +299,7 @@ impl PassthroughFs {
 
     pub(super) fn do_write(
         &self,
+        caller: &RequestHeader,
         ino: u64,
         fh: u64,
         offset: u64,
@@ -248,9 +309,18 @@ impl PassthroughFs {
         self.writable()?;
         let file = self.file(ino, fh)?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        // A writer without CAP_FSETID: the host clears set-uid/set-gid on
-        // this write as it would for them (HANDLE_KILLPRIV_V2).
-        let _fsetid = (write_flags & FUSE_WRITE_KILL_SUIDGID != 0).then(WithoutFsetid::new);
+        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 {
+            // A writer without CAP_FSETID (HANDLE_KILLPRIV_V2).
+            self.clear_setid(file.fd.as_fd(), caller, Change::write(write_flags))?;
+        }
+        // The host drops file capabilities on every write; a write-back of
+        // a shared mapping's pages must keep them, as on tmpfs.
+        let mut caps = [0u8; CAPS_MAX];
+        let kept = if setid::write_drops_file_capabilities(write_flags) {
+            None
+        } else {
+            sys::fgetxattr(file.fd.as_fd(), CAPABILITY_NAME, &mut caps).ok()
+        };
         let n = if file.direct && !(data.as_ptr() as usize).is_multiple_of(PAGE) {
             let min = self.config.splice_threshold as usize;
             with_io_buf(data.len(), min, |buf| {
@@ -260,6 +330,9 @@ impl PassthroughFs {
         } else {
             sys::pwrite(file.fd.as_fd(), data, offset)?
         };
+        if let Some(len) = kept {
+            sys::fsetxattr(file.fd.as_fd(), CAPABILITY_NAME, &caps[..len], 0)?;
+        }
         Ok(n as u32)
     }
 
@@ -270,9 +343,7 @@ impl PassthroughFs {
         if release_flags & FUSE_RELEASE_FLOCK_UNLOCK != 0 {
             let _ = sys::flock(file.fd.as_fd(), libc::LOCK_UN);
         }
-        if file.backing {
-            self.backing_release(&file.inode);
-        }
+        self.io_release(&file.inode, file.io);
         if file.writable
             && self.config.cache == CachePolicy::Auto
             && let Ok(st) = sys::fstat(file.fd.as_fd())
@@ -300,6 +371,7 @@ impl PassthroughFs {
 
     pub(super) fn do_fallocate(
         &self,
+        caller: &RequestHeader,
         ino: u64,
         fh: u64,
         offset: u64,
@@ -308,6 +380,7 @@ impl PassthroughFs {
     ) -> SysResult<()> {
         self.writable()?;
         let file = self.file(ino, fh)?;
+        self.clear_setid(file.fd.as_fd(), caller, Change::Unflagged)?;
         sys::fallocate(file.fd.as_fd(), mode, offset, length)
     }
 
@@ -320,6 +393,7 @@ impl PassthroughFs {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn do_copy_file_range(
         &self,
+        caller: &RequestHeader,
         ino_in: u64,
         fh_in: u64,
         off_in: u64,
@@ -335,6 +409,7 @@ impl PassthroughFs {
         }
         let src = self.file(ino_in, fh_in)?;
         let dst = self.file(ino_out, fh_out)?;
+        self.clear_setid(dst.fd.as_fd(), caller, Change::Unflagged)?;
         sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len)
     }
 

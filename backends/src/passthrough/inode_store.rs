@@ -240,6 +240,19 @@ pub(crate) struct Backing {
     pub opens: u32,
 }
 
+/// How the kernel does an inode's I/O while kernel passthrough is in use.
+///
+/// The kernel refuses (with `EIO` to the caller) a passthrough open of an
+/// inode that has cached opens, and an open without passthrough of an
+/// inode that has a backing file, so both kinds are counted here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IoMode {
+    /// The passthrough backing file, while any passthrough open exists.
+    pub backing: Option<Backing>,
+    /// Opens served without passthrough (through the page cache).
+    pub cached_opens: u32,
+}
+
 /// What the kernel's page cache for a file was built from: compared at the
 /// next open to decide on `FOPEN_KEEP_CACHE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,8 +275,9 @@ pub(crate) struct Inode {
     /// is not evicted.
     pub opens: AtomicU32,
     removed: AtomicBool,
-    /// The passthrough backing file, while any passthrough open exists.
-    pub backing: Mutex<Option<Backing>>,
+    /// How the kernel does this inode's I/O (passthrough or cached), as
+    /// its open files decided.
+    pub io: Mutex<IoMode>,
     /// The file's state when the kernel last cached its pages.
     pub stamp: Mutex<Option<CacheStamp>>,
 }
@@ -277,7 +291,7 @@ impl Inode {
             anchor,
             opens: AtomicU32::new(0),
             removed: AtomicBool::new(false),
-            backing: Mutex::new(None),
+            io: Mutex::new(IoMode::default()),
             stamp: Mutex::new(None),
         }
     }

@@ -101,16 +101,21 @@
 //! new inodes then belong to the server's user, as with any unprivileged
 //! FUSE server.)
 //!
-//! Writes, truncates and `O_TRUNC` opens that the kernel flags with
-//! `KILL_SUIDGID` (the writer lacks CAP_FSETID; negotiated with
-//! `HANDLE_KILLPRIV_V2`) run with CAP_FSETID dropped from the worker
-//! thread's effective set, so the host kernel clears set-uid/set-gid bits
-//! itself, atomically and with its own rules (set-gid only with group
-//! execute). `HANDLE_KILLPRIV_V2` also makes the kernel mark the mount
-//! `SB_NOSEC`, so it asks for `security.capability` at most once per inode
-//! instead of with a GETXATTR round trip before every write (libfuse's
-//! well-known extra request); the host kernel removes that attribute on
-//! every write by itself.
+//! Set-id bits and file capabilities: the mount negotiates
+//! `HANDLE_KILLPRIV_V2`, and the server clears set-uid and set-gid bits
+//! itself, before the change, on writes, truncates and `O_TRUNC` opens the
+//! kernel flags with `KILL_SUIDGID`, on chown, and on FALLOCATE and
+//! COPY_FILE_RANGE, with the running kernel's rules and the caller's own
+//! groups and capabilities (see `crate::setid`; the host kernel would
+//! otherwise judge set-gid by the server's groups). The host removes
+//! `security.capability` on every write by itself; for the write-back of a
+//! shared mapping (`FUSE_WRITE_CACHE`) the server puts it back, as tmpfs
+//! keeps it there. `HANDLE_KILLPRIV_V2` also makes the kernel mark the
+//! mount `SB_NOSEC`, so it asks for `security.capability` at most once per
+//! inode instead of with a GETXATTR round trip before every write
+//! (libfuse's well-known extra request). Writes through kernel passthrough
+//! never reach the server, so a file with a set-id bit is never opened with
+//! passthrough (see the `file` module).
 //!
 //! # Speed
 //!
@@ -952,12 +957,12 @@ impl Filesystem for PassthroughFs {
 
     fn setattr<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         attr: &SetAttr,
         reply: ReplyAttr<S>,
     ) {
-        answer!(reply, self.do_setattr(ino, attr), |st| reply
+        answer!(reply, self.do_setattr(req, ino, attr), |st| reply
             .attr(self.config.attr_ttl, &stat::attr_of(&st)))
     }
 
@@ -1063,7 +1068,7 @@ impl Filesystem for PassthroughFs {
 
     fn open<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         flags: u32,
         open_flags: u32,
@@ -1071,7 +1076,7 @@ impl Filesystem for PassthroughFs {
     ) {
         answer!(
             reply,
-            self.do_open(ino, flags, open_flags),
+            self.do_open(req, ino, flags, open_flags),
             |o| match o.backing {
                 Some(id) => reply.opened_passthrough(o.fh, o.flags, id),
                 None => reply.opened(o.fh, o.flags),
@@ -1095,7 +1100,7 @@ impl Filesystem for PassthroughFs {
 
     fn write<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         fh: u64,
         offset: u64,
@@ -1107,7 +1112,7 @@ impl Filesystem for PassthroughFs {
     ) {
         answer!(
             reply,
-            self.do_write(ino, fh, offset, data, write_flags),
+            self.do_write(req, ino, fh, offset, data, write_flags),
             |n| reply.written(n)
         )
     }
@@ -1321,7 +1326,7 @@ impl Filesystem for PassthroughFs {
 
     fn fallocate<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino: u64,
         fh: u64,
         offset: u64,
@@ -1331,7 +1336,7 @@ impl Filesystem for PassthroughFs {
     ) {
         answer!(
             reply,
-            self.do_fallocate(ino, fh, offset, length, mode),
+            self.do_fallocate(req, ino, fh, offset, length, mode),
             |()| reply.ok()
         )
     }
@@ -1351,7 +1356,7 @@ impl Filesystem for PassthroughFs {
 
     fn copy_file_range<S: ReplySink>(
         &self,
-        _req: &RequestHeader,
+        req: &RequestHeader,
         ino_in: u64,
         fh_in: u64,
         off_in: u64,
@@ -1364,7 +1369,7 @@ impl Filesystem for PassthroughFs {
     ) {
         answer!(
             reply,
-            self.do_copy_file_range(ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags),
+            self.do_copy_file_range(req, ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags),
             |n| reply.copied(n)
         )
     }

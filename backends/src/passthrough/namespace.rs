@@ -256,7 +256,7 @@ impl PassthroughFs {
         }
         let place = name.map(|name| (&dir.inode, name));
         let (id, inode, entry): (u64, Arc<Inode>, fuse_entry_out) = self.enter(path_fd, place)?;
-        let open = self.register_open(id, inode, fd, flags, false);
+        let open = self.register_open(id, inode, fd, flags, false, entry.attr.mode);
         Ok(Created { entry, open })
     }
 

@@ -58,6 +58,19 @@ impl<T> HandleTable<T> {
     }
 }
 
+/// How one open file's I/O is done, as counted in the inode's
+/// [`IoMode`](super::inode_store::IoMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenIo {
+    /// Kernel passthrough is not in use: nothing is counted.
+    Unmanaged,
+    /// Kernel passthrough with this backing id.
+    Passthrough(i32),
+    /// Through the server and the page cache although kernel passthrough is
+    /// in use (counted in `IoMode::cached_opens`).
+    Cached,
+}
+
 /// An open regular file.
 #[derive(Debug)]
 pub(crate) struct OpenFile {
@@ -69,8 +82,8 @@ pub(crate) struct OpenFile {
     pub fd: OwnedFd,
     /// Opened with `O_DIRECT`: I/O needs aligned buffers.
     pub direct: bool,
-    /// Uses the inode's passthrough backing id.
-    pub backing: bool,
+    /// How the kernel does this file's I/O.
+    pub io: OpenIo,
     /// Opened for writing.
     pub writable: bool,
     /// POSIX locks were taken through this file (unlocked on FLUSH).
@@ -86,7 +99,7 @@ impl OpenFile {
             inode,
             fd,
             direct: flags & libc::O_DIRECT != 0,
-            backing: false,
+            io: OpenIo::Unmanaged,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
             posix_locked: AtomicBool::new(false),
         }

@@ -676,6 +676,40 @@ pub(crate) fn setxattr(
     check(r).map(drop)
 }
 
+/// fgetxattr(2) on an open (not `O_PATH`) descriptor.
+pub(crate) fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for its length.
+    let r = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    check_size(r)
+}
+
+/// fsetxattr(2) on an open (not `O_PATH`) descriptor.
+pub(crate) fn fsetxattr(
+    fd: BorrowedFd<'_>,
+    name: &CStr,
+    value: &[u8],
+    flags: libc::c_int,
+) -> SysResult<()> {
+    // SAFETY: `name` is NUL-terminated; `value` is readable for its length.
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    check(r).map(drop)
+}
+
 /// removexattr(2).
 pub(crate) fn removexattr(path: &CStr, name: &CStr) -> SysResult<()> {
     // SAFETY: strings are NUL-terminated.
