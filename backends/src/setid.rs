@@ -90,7 +90,12 @@ pub(crate) fn write_drops_file_capabilities(write_flags: u32) -> bool {
 /// The set-id bits (`S_ISUID`, `S_ISGID`) that `caller` changing a file
 /// with `mode` and group `file_gid` clears; 0 for anything but a regular
 /// file with a set-id bit.
-pub(crate) fn bits_to_clear(mode: u32, file_gid: u32, caller: &RequestHeader, change: Change) -> u32 {
+pub(crate) fn bits_to_clear(
+    mode: u32,
+    file_gid: u32,
+    caller: &RequestHeader,
+    change: Change,
+) -> u32 {
     if mode & S_IFMT != S_IFREG || mode & (S_ISUID | S_ISGID) == 0 {
         return 0;
     }
@@ -155,8 +160,7 @@ impl<'a> CallerFacts<'a> {
             return true;
         }
         let gid = self.file_gid;
-        self.status()
-            .is_some_and(|s| s.groups.iter().any(|&g| g == gid))
+        self.status().is_some_and(|s| s.groups.contains(&gid))
     }
 
     /// The caller has `CAP_FSETID` in the initial user namespace (what the
@@ -233,7 +237,10 @@ mod tests {
         let write = Change::Flagged { flagged: true };
         assert_eq!(bits_to_clear(REG | 0o777, 0, &nobody, write), 0);
         assert_eq!(bits_to_clear(libc::S_IFDIR | 0o6777, 0, &nobody, write), 0);
-        assert_eq!(bits_to_clear(REG | 0o6777, 0, &nobody, write), S_ISUID | S_ISGID);
+        assert_eq!(
+            bits_to_clear(REG | 0o6777, 0, &nobody, write),
+            S_ISUID | S_ISGID
+        );
     }
 
     #[test]
@@ -242,7 +249,10 @@ mod tests {
         // Not in the file's group (pid 0: no supplementary groups known).
         let outsider = caller(65534, 65534, 0);
         assert_eq!(bits_to_clear(REG | 0o2767, 0, &outsider, write), S_ISGID);
-        assert_eq!(bits_to_clear(REG | 0o6767, 0, &outsider, write), S_ISUID | S_ISGID);
+        assert_eq!(
+            bits_to_clear(REG | 0o6767, 0, &outsider, write),
+            S_ISUID | S_ISGID
+        );
         // In the group by fsgid.
         let member = caller(65534, 100, 0);
         assert_eq!(bits_to_clear(REG | 0o2767, 100, &member, write), 0);
@@ -261,8 +271,14 @@ mod tests {
     fn unknown_capability_clears() {
         // pid 0: nothing can be learnt, so the caller counts as incapable.
         let unknown = caller(0, 0, 0);
-        assert_eq!(bits_to_clear(REG | 0o4755, 0, &unknown, Change::Unflagged), S_ISUID);
-        assert_eq!(bits_to_clear(REG | 0o2745, 0, &unknown, Change::Unflagged), 0);
+        assert_eq!(
+            bits_to_clear(REG | 0o4755, 0, &unknown, Change::Unflagged),
+            S_ISUID
+        );
+        assert_eq!(
+            bits_to_clear(REG | 0o2745, 0, &unknown, Change::Unflagged),
+            0
+        );
     }
 
     #[test]
@@ -275,7 +291,10 @@ mod tests {
             let root = caller(0, 0, me);
             assert_eq!(bits_to_clear(REG | 0o6777, 0, &root, Change::Unflagged), 0);
             // A capable caller's chown still clears set-uid.
-            assert_eq!(bits_to_clear(REG | 0o6767, 5, &root, Change::Chown), S_ISUID);
+            assert_eq!(
+                bits_to_clear(REG | 0o6767, 5, &root, Change::Chown),
+                S_ISUID
+            );
         }
     }
 
@@ -286,7 +305,10 @@ mod tests {
         assert_eq!(s.groups, [10, 20, 65534]);
         assert_eq!(s.cap_effective, 0x1ff_ffff_ffff);
         let none = b"Groups:\t\nCapEff:\t0000000000000000\n";
-        assert_eq!(ProcStatus::parse(none).expect("parses").groups, [] as [u32; 0]);
+        assert_eq!(
+            ProcStatus::parse(none).expect("parses").groups,
+            [] as [u32; 0]
+        );
         assert!(ProcStatus::parse(b"Groups:\tx\nCapEff:\t0\n").is_none());
         assert!(ProcStatus::parse(b"Name:\tx\n").is_none());
     }

@@ -17,6 +17,72 @@ fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
 }
 
 #[test]
+fn set_id_files_are_served_without_kernel_passthrough() {
+    if !require_fuse() {
+        return;
+    }
+    let tree = Tree::new("pt-setid");
+    let m = Mounted::new(
+        &tree.mnt(),
+        PassthroughConfig {
+            passthrough: PassthroughMode::On,
+            ..config(&tree.src())
+        },
+        Options::default(),
+    );
+    assert!(m.fs().passthrough_status().active);
+    let path = m.join("tool");
+    fs::write(&path, b"#!/bin/true\n").unwrap();
+    wait_until(Duration::from_secs(5), || {
+        m.fs().stats().backing_ids_open == 0
+    });
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o4755)).unwrap();
+    let before = m.fs().stats();
+
+    // Opens of a set-uid file reach the server: its writes must, so that
+    // the bit can be cleared for an unprivileged writer.
+    let setuid = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    setuid.write_all_at(b"#", 0).unwrap();
+    let stats = m.fs().stats();
+    assert_eq!(
+        stats.passthrough_opens, before.passthrough_opens,
+        "{stats:?}"
+    );
+    assert_eq!(stats.backing_ids_open, 0, "{stats:?}");
+    assert!(
+        stats.writes > before.writes,
+        "the write reached the server: {stats:?}"
+    );
+
+    // The bit goes; while the cached open lasts, a new open stays cached
+    // too (the kernel refuses to mix both kinds on one inode: EIO).
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    let second = fs::File::open(&path).unwrap();
+    let mut buf = [0u8; 4];
+    second.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"#!/b");
+    assert_eq!(m.fs().stats().passthrough_opens, before.passthrough_opens);
+    drop(second);
+    drop(setuid);
+
+    // Once they are released, the plain file gets passthrough again.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let f = fs::File::open(&path).unwrap();
+            let passthrough = m.fs().stats().passthrough_opens > before.passthrough_opens;
+            drop(f);
+            passthrough
+        }),
+        "kernel passthrough never came back: {:?}",
+        m.fs().stats()
+    );
+}
+
+#[test]
 fn kernel_passthrough_bypasses_the_server_and_closes_backing_ids() {
     if !require_fuse() {
         return;

@@ -286,6 +286,7 @@ impl MemFs {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn copy_file_range_impl(
         &self,
         caller: &RequestHeader,

@@ -610,8 +610,9 @@ impl Filesystem for MemFs {
         open_flags: u32,
         reply: ReplyOpen<S>,
     ) {
-        answer!(reply, self.open_impl(req, ino, flags, open_flags), |()| reply
-            .opened(0, FOPEN_KEEP_CACHE))
+        answer!(reply, self.open_impl(req, ino, flags, open_flags), |()| {
+            reply.opened(0, FOPEN_KEEP_CACHE)
+        })
     }
 
     fn read<S: ReplySink>(
@@ -640,8 +641,11 @@ impl Filesystem for MemFs {
         _lock_owner: Option<u64>,
         reply: ReplyWrite<S>,
     ) {
-        answer!(reply, self.write_impl(req, ino, offset, data, write_flags), |n| reply
-            .written(n))
+        answer!(
+            reply,
+            self.write_impl(req, ino, offset, data, write_flags),
+            |n| reply.written(n)
+        )
     }
 
     fn statfs<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, reply: ReplyStatfs<S>) {

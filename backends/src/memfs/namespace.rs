@@ -9,10 +9,10 @@ use super::inode::{
     lock, read, write,
 };
 use super::{MemFs, SYMLINK_INLINE_MAX, SYMLINK_MAX, check_name};
+use crate::setid::Change;
 use fuselage_core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out};
 use fuselage_core::dirent::dtype;
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
-use crate::setid::Change;
 use fuselage_core::{Errno, RequestHeader};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};

@@ -1418,17 +1418,15 @@ fn access_checks_mode_bits() {
 fn init_asks_for_what_memfs_needs() {
     let h = Harness::new();
     let mut config = InitConfig {
-        wanted: InitFlags::HANDLE_KILLPRIV_V2,
+        wanted: InitFlags::HANDLE_KILLPRIV,
         ..Default::default()
     };
     let kernel = KernelInit::from_wire(&Default::default());
     h.fs.init(&kernel, &mut config).unwrap();
-    assert!(
-        config
-            .wanted
-            .contains(InitFlags::DONT_MASK | InitFlags::ATOMIC_O_TRUNC)
-    );
-    assert!(!config.wanted.contains(InitFlags::HANDLE_KILLPRIV_V2));
+    assert!(config.wanted.contains(
+        InitFlags::DONT_MASK | InitFlags::ATOMIC_O_TRUNC | InitFlags::HANDLE_KILLPRIV_V2
+    ));
+    assert!(!config.wanted.contains(InitFlags::HANDLE_KILLPRIV));
 }
 
 const KEEP: u32 = libc::FALLOC_FL_KEEP_SIZE as u32;

@@ -49,10 +49,10 @@ use crate::setid::{self, Change};
 use fuselage_core::abi::{
     FOPEN_KEEP_CACHE, FUSE_OPEN_KILL_SUIDGID, FUSE_RELEASE_FLOCK_UNLOCK, FUSE_WRITE_KILL_SUIDGID,
 };
-use fuselage_core::{Errno, RequestHeader};
-use std::ffi::CStr;
 use fuselage_core::reply::{FileRange, ReplyData, ReplySink};
+use fuselage_core::{Errno, RequestHeader};
 use std::cell::RefCell;
+use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

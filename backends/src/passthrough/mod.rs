@@ -1369,7 +1369,9 @@ impl Filesystem for PassthroughFs {
     ) {
         answer!(
             reply,
-            self.do_copy_file_range(req, ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags),
+            self.do_copy_file_range(
+                req, ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags
+            ),
             |n| reply.copied(n)
         )
     }

@@ -593,6 +593,47 @@ pub fn lazy_unmount(path: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// A tmpfs of its own on a fresh temporary directory: the reference that
+/// behaviour is compared with. Lazily unmounted on drop, also when a test
+/// panics.
+pub struct TmpfsMount {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TmpfsMount {
+    /// Mounts a 64 MiB tmpfs with mode 0755 (needs root).
+    pub fn new() -> TmpfsMount {
+        let dir = traversable_tempdir();
+        let path = dir.path().join("tmpfs");
+        fs::create_dir(&path).expect("create the tmpfs mountpoint");
+        let target = cpath(&path);
+        // SAFETY: valid NUL-terminated strings; the data string is one too.
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=0755,size=64m".as_ptr().cast(),
+            )
+        };
+        assert_eq!(r, 0, "mount tmpfs: {}", io::Error::last_os_error());
+        TmpfsMount { path, _dir: dir }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        lazy_unmount(&self.path);
+    }
+}
+
 /// Whether `path` is a mount point in this process's mount namespace.
 pub fn is_mountpoint(path: &Path) -> bool {
     mount_entry(path).is_some()
@@ -1032,6 +1073,16 @@ impl StreamHash {
 /// make raw syscalls: no allocation, no locks, no panics. Store results as
 /// values or as `-errno` (see [`sys`]). Bounded: panics after 20 s.
 pub fn run_as<const N: usize>(uid: u32, gid: u32, f: impl FnOnce(&mut [i64; N])) -> [i64; N] {
+    run_as_groups(uid, gid, &[], f)
+}
+
+/// [`run_as`] with `groups` as the child's supplementary groups.
+pub fn run_as_groups<const N: usize>(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    f: impl FnOnce(&mut [i64; N]),
+) -> [i64; N] {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints.
     assert_eq!(
@@ -1048,7 +1099,7 @@ pub fn run_as<const N: usize>(uid: u32, gid: u32, f: impl FnOnce(&mut [i64; N]))
         // SAFETY: raw syscalls with valid arguments; _exit never returns.
         unsafe {
             libc::close(fds[0]);
-            if libc::setgroups(0, std::ptr::null()) != 0
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setresgid(gid, gid, gid) != 0
                 || libc::setresuid(uid, uid, uid) != 0
             {

@@ -58,6 +58,7 @@ macro_rules! e2e_suite {
                     enospc,
                     permissions_non_root,
                     ownership,
+                    setid_bits_like_tmpfs,
                     read_only,
                     sigterm_with_open_files,
                     sigkill_during_read,
