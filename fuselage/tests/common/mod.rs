@@ -135,14 +135,15 @@ pub fn require_native_uring() -> bool {
 }
 
 fn enable_native_uring() -> Result<(), String> {
-    let read = || {
-        fs::read_to_string(ENABLE_URING_PARAM).map(|v| v.trim().to_string())
-    };
+    let read = || fs::read_to_string(ENABLE_URING_PARAM).map(|v| v.trim().to_string());
     let value = match read() {
         Ok(v) => v,
         Err(_) => {
             // The parameter appears once the fuse module is loaded.
-            let _ = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse");
+            let _ = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/fuse");
             read().map_err(|e| {
                 format!("no {ENABLE_URING_PARAM} ({e}): this kernel has no FUSE-over-io_uring")
             })?
@@ -154,7 +155,9 @@ fn enable_native_uring() -> Result<(), String> {
     fs::write(ENABLE_URING_PARAM, "Y").map_err(|e| {
         format!("enable_uring is {value} and cannot be switched on ({e}): echo Y > {ENABLE_URING_PARAM} as root")
     })?;
-    eprintln!("note: enable_uring was {value}; set it to Y ({ENABLE_URING_PARAM}) for the native io_uring rows");
+    eprintln!(
+        "note: enable_uring was {value}; set it to Y ({ENABLE_URING_PARAM}) for the native io_uring rows"
+    );
     Ok(())
 }
 
