@@ -423,7 +423,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             "debug" => flag(&mut m.debug, true)?,
             // Always on: the kernel checks permissions from file modes.
             "default_permissions" if value.is_none() => {}
-            n if userspace_only(n) => {}
+            _ if userspace_only(raw_name) => {}
             n if value.is_none() && m.flags.apply_option(n) => {}
             _ => return Err(UsageError::UnknownMountOption(word.to_string())),
         }

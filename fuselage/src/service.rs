@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1");
 
         let name = format!("fuselage-notify-test-{}", std::process::id());
-        let addr = std::os::linux::net::SocketAddrExt::from_abstract_name(name.as_bytes()).unwrap();
+        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap();
         let rx = UnixDatagram::bind_addr(&addr).unwrap();
         send_datagram(format!("@{name}").as_bytes(), b"STOPPING=1").unwrap();
         let n = rx.recv(&mut buf).unwrap();
