@@ -187,7 +187,29 @@ impl<F: Filesystem> Dispatcher<F> {
     }
 
     /// Serves an already parsed request.
+    ///
+    /// With [`trace`](crate::trace) hooks installed, they see the request
+    /// before it is served and again when serving returns.
+    #[inline]
     pub fn dispatch_request<S: ReplySink>(
+        &self,
+        req: &Request<'_>,
+        sink: S,
+        scratch: &mut [u8],
+    ) -> Dispatched {
+        // Off (the normal case): one pointer load and two untaken branches.
+        let hooks = crate::trace::hooks();
+        if let Some(t) = hooks {
+            (t.request)(req.header);
+        }
+        let dispatched = self.serve_request(req, sink, scratch);
+        if let Some(t) = hooks {
+            (t.done)(req.header);
+        }
+        dispatched
+    }
+
+    fn serve_request<S: ReplySink>(
         &self,
         req: &Request<'_>,
         sink: S,

@@ -16,6 +16,8 @@
 //! - [`notify`]: notifications (invalidation, store, retrieve, poll, ...).
 //! - [`filesystem`]: the inode-based [`Filesystem`] trait backends implement.
 //! - [`dispatch`]: the [`Dispatcher`] that ties them together.
+//! - [`trace`]: hooks that let a debugging front end see every request and
+//!   reply (off, and free, unless installed).
 //!
 //! The path of a request: a transport reads into its own fixed buffer, calls
 //! [`Dispatcher::dispatch`], which parses into an [`Operation`] and calls the
@@ -40,6 +42,7 @@ pub mod notify;
 pub mod opcode;
 pub mod reply;
 pub mod request;
+pub mod trace;
 
 pub use dirent::DirentBuf;
 pub use dispatch::{Dispatched, Dispatcher};

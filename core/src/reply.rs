@@ -197,12 +197,19 @@ impl<S: ReplySink> ReplyHandle<S> {
         self.unique
     }
 
+    /// The out header of every reply this handle sends (the one place
+    /// [`trace`](crate::trace) hooks see replies).
+    #[inline]
     fn header(&self, error: i32, body_len: usize) -> fuse_out_header {
-        fuse_out_header {
+        let header = fuse_out_header {
             len: (OUT_HEADER_LEN + body_len) as u32,
             error,
             unique: self.unique,
+        };
+        if let Some(t) = crate::trace::hooks() {
+            (t.reply)(&header);
         }
+        header
     }
 
     /// Sends a successful reply made of `parts` (struct, then data).

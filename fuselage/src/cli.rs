@@ -1,6 +1,13 @@
-//! The `fuselage` command line: parsing `fuselage mount [OPTIONS] MOUNTPOINT`
-//! exactly as the contract in the README spells it.
+//! The `fuselage` command line: `fuselage mount [OPTIONS] MOUNTPOINT`
+//! exactly as the contract in the README spells it, and the form mount(8)
+//! calls through mount.fuse3: `fuselage SOURCE MOUNTPOINT -o OPTIONS`.
+//!
+//! Every long option is also an `-o` option of the same name (`-o
+//! transport=blocking`, `-o allow_other`, `-o ro`, ...), and the generic
+//! mount options (`nosuid`, `noexec`, `noatime`, `sync`, ...) go to the
+//! kernel.
 
+use fuselage_transport_blocking::MountFlags;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -52,6 +59,44 @@ pub struct MountArgs {
     /// Native io_uring: microseconds a queue thread keeps polling after its
     /// last request (0: sleep at once).
     pub poll_us: u32,
+    /// Generic mount flags for the kernel (default `nosuid,nodev`).
+    pub flags: MountFlags,
+    /// The mount's source in /proc/mounts (`-o fsname=`; default
+    /// `fuselage`, or SOURCE in the mount.fuse form).
+    pub fs_name: Option<String>,
+    /// The mount's subtype (`-o subtype=`; default the backend's name, or
+    /// `fuselage` in the mount.fuse form).
+    pub subtype: Option<String>,
+    /// Largest read the kernel may send (`-o max_read=`).
+    pub max_read: Option<u32>,
+    /// Show every request and reply on stderr (`-o debug`, `-d`).
+    pub debug: bool,
+    /// Detach once the mount is live (the mount.fuse form without `-f`).
+    pub background: bool,
+}
+
+impl MountArgs {
+    /// The defaults of `fuselage mount MOUNTPOINT`.
+    pub fn new(mountpoint: PathBuf) -> MountArgs {
+        MountArgs {
+            mountpoint,
+            source: None,
+            transport: TransportChoice::Auto,
+            threads: None,
+            passthrough: PassthroughChoice::Auto,
+            read_only: false,
+            allow_other: false,
+            auto_unmount: true,
+            size: None,
+            poll_us: 0,
+            flags: MountFlags::default(),
+            fs_name: None,
+            subtype: None,
+            max_read: None,
+            debug: false,
+            background: false,
+        }
+    }
 }
 
 /// A parsed command.
@@ -89,6 +134,14 @@ pub enum UsageError {
     MissingMountpoint,
     /// More than one mountpoint given.
     ExtraArgument(String),
+    /// An `-o` option that does not exist.
+    UnknownMountOption(String),
+    /// An `-o` option that takes no value was given one.
+    UnexpectedValue(String),
+    /// The mount.fuse form's SOURCE is neither `memory` nor an existing path.
+    BadSource(String),
+    /// The mount.fuse form without SOURCE and MOUNTPOINT.
+    MissingSourceOrMountpoint,
 }
 
 impl fmt::Display for UsageError {
@@ -123,6 +176,22 @@ impl fmt::Display for UsageError {
             UsageError::ExtraArgument(a) => {
                 write!(f, "unexpected argument '{a}': give exactly one MOUNTPOINT")
             }
+            UsageError::UnknownMountOption(o) => write!(
+                f,
+                "unknown mount option '-o {o}' (see 'fuselage --help' for the -o options)"
+            ),
+            UsageError::UnexpectedValue(o) => {
+                write!(f, "mount option '-o {o}' takes no value")
+            }
+            UsageError::BadSource(s) => write!(
+                f,
+                "'{s}' is neither a command nor a SOURCE ('memory', or an existing directory or \
+                 file): fuselage mount [OPTIONS] MOUNTPOINT, or fuselage SOURCE MOUNTPOINT [-o OPTIONS]"
+            ),
+            UsageError::MissingSourceOrMountpoint => f.write_str(
+                "give SOURCE and MOUNTPOINT: fuselage SOURCE MOUNTPOINT [-o OPTIONS] \
+                 (SOURCE: memory, a directory or a file)",
+            ),
         }
     }
 }
@@ -155,7 +224,28 @@ Options:
                          so unpinned callers stay on their CPU; costs CPU
                          (default 0: sleep at once; see the README)
 
-Environment: FUSELAGE_LOG=debug|info|warn (default warn)
+  -o OPT[,OPT...]        options as mount(8) gives them; every option above also
+                         as -o NAME[=VALUE] (source=, transport=, threads=,
+                         passthrough=, ro, allow_other, no_auto_unmount, size=,
+                         poll_us=), plus debug, fsname=, subtype=, max_read=,
+                         default_permissions, rw, and the generic mount flags
+                         (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
+                         their opposites suid, dev, exec, atime, async, ...)
+  -d                     debug: print every request and its reply on stderr
+                         (same as -o debug)
+
+Usage: fuselage SOURCE MOUNTPOINT [-f] [-o OPTIONS]
+
+  The form mount(8) uses through mount.fuse3 (`mount -t fuse.fuselage SOURCE
+  MOUNTPOINT -o OPTIONS`, or an fstab line of type fuse.fuselage). SOURCE is
+  `memory` (the in-memory filesystem), a directory or a regular file; with
+  -o source=PATH, SOURCE is only the name shown in /proc/mounts. It detaches
+  once the mount is live and exits 0 (non-zero with the error if mounting
+  fails), unless -f (foreground) or -d/-o debug is given.
+
+Environment: FUSELAGE_LOG=debug|info|warn (default warn; debug also prints
+every request), NOTIFY_SOCKET (READY=1 once mounted, STOPPING=1 on the way
+down, as systemd's Type=notify expects)
 ";
 
 /// Parses a byte count with an optional K/M/G/T suffix (powers of 1024).
@@ -176,27 +266,27 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
-    let mut it = args.into_iter();
-    let cmd = it.next().ok_or(UsageError::MissingCommand)?;
-    match cmd.as_str() {
-        "mount" => {}
-        "-h" | "--help" | "help" => return Ok(Command::Help),
-        "-V" | "--version" => return Ok(Command::Version),
-        other => return Err(UsageError::UnknownCommand(other.to_string())),
+    let args: Vec<String> = args.into_iter().collect();
+    let first = args.first().ok_or(UsageError::MissingCommand)?;
+    match first.as_str() {
+        "mount" => parse_mount(&args[1..], false),
+        "-h" | "--help" | "help" => Ok(Command::Help),
+        "-V" | "--version" => Ok(Command::Version),
+        // mount.fuse form: SOURCE first, or an option before it.
+        s if s.starts_with('-') && !matches!(s, "-o" | "-f" | "-d") && !s.starts_with("-o") => {
+            Err(UsageError::UnknownCommand(s.to_string()))
+        }
+        _ => parse_mount(&args, true),
     }
-    let mut m = MountArgs {
-        mountpoint: PathBuf::new(),
-        source: None,
-        transport: TransportChoice::Auto,
-        threads: None,
-        passthrough: PassthroughChoice::Auto,
-        read_only: false,
-        allow_other: false,
-        auto_unmount: true,
-        size: None,
-        poll_us: 0,
-    };
-    let mut mountpoint = None;
+}
+
+/// The options and positional arguments of both forms. `helper`: the
+/// mount.fuse form (`SOURCE MOUNTPOINT`, detaching unless `-f`).
+fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
+    let mut m = MountArgs::new(PathBuf::new());
+    let mut positional = Vec::new();
+    let mut foreground = false;
+    let mut it = args.iter().cloned();
     while let Some(arg) = it.next() {
         // Accept both "--opt value" and "--opt=value".
         let (name, inline) = match arg.split_once('=') {
@@ -211,83 +301,206 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         };
         match name.as_str() {
             "--source" => m.source = Some(PathBuf::from(value("--source")?)),
-            "--transport" => {
-                let v = value("--transport")?;
-                m.transport = match v.as_str() {
-                    "auto" => TransportChoice::Auto,
-                    "uring" => TransportChoice::Uring,
-                    "uring-rw" => TransportChoice::UringRw,
-                    "blocking" => TransportChoice::Blocking,
-                    _ => {
-                        return Err(UsageError::BadValue {
-                            option: "--transport",
-                            value: v,
-                            expected: "auto, uring, uring-rw or blocking",
-                        });
-                    }
-                }
-            }
-            "--threads" => {
-                let v = value("--threads")?;
-                m.threads = Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|&n| (1..=1024).contains(&n))
-                        .ok_or(UsageError::BadValue {
-                            option: "--threads",
-                            value: v,
-                            expected: "a number from 1 to 1024",
-                        })?,
-                );
-            }
+            "--transport" => m.transport = transport(value("--transport")?, "--transport")?,
+            "--threads" => m.threads = Some(threads(value("--threads")?, "--threads")?),
             "--passthrough" => {
-                let v = value("--passthrough")?;
-                m.passthrough = match v.as_str() {
-                    "auto" => PassthroughChoice::Auto,
-                    "on" => PassthroughChoice::On,
-                    "off" => PassthroughChoice::Off,
-                    _ => {
-                        return Err(UsageError::BadValue {
-                            option: "--passthrough",
-                            value: v,
-                            expected: "auto, on or off",
-                        });
-                    }
-                }
+                m.passthrough = passthrough(value("--passthrough")?, "--passthrough")?
             }
             "--read-only" => m.read_only = true,
             "--allow-other" => m.allow_other = true,
             "--no-auto-unmount" => m.auto_unmount = false,
-            "--size" => {
-                let v = value("--size")?;
-                m.size = Some(parse_size(&v).ok_or(UsageError::BadValue {
-                    option: "--size",
-                    value: v,
-                    expected: "a positive byte count, optionally with K, M, G or T",
-                })?);
+            "--size" => m.size = Some(size(value("--size")?, "--size")?),
+            "--poll-us" => m.poll_us = poll_us(value("--poll-us")?, "--poll-us")?,
+            "-o" => {
+                let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
+                apply_mount_options(&mut m, &opts)?;
             }
-            "--poll-us" => {
-                let v = value("--poll-us")?;
-                m.poll_us = v.parse::<u32>().ok().filter(|&n| n <= 1_000_000).ok_or(
-                    UsageError::BadValue {
-                        option: "--poll-us",
-                        value: v,
-                        expected: "microseconds from 0 to 1000000",
-                    },
-                )?;
-            }
+            s if s.starts_with("-o") => apply_mount_options(&mut m, &s[2..])?,
+            "-f" => foreground = true,
+            "-d" => m.debug = true,
             "-h" | "--help" => return Ok(Command::Help),
             s if s.starts_with("--") => return Err(UsageError::UnknownOption(arg)),
-            _ => {
-                if mountpoint.is_some() {
-                    return Err(UsageError::ExtraArgument(arg));
-                }
-                mountpoint = Some(PathBuf::from(arg));
-            }
+            _ => positional.push(arg),
         }
     }
-    m.mountpoint = mountpoint.ok_or(UsageError::MissingMountpoint)?;
+    if !helper {
+        let mut positional = positional.into_iter();
+        m.mountpoint = PathBuf::from(positional.next().ok_or(UsageError::MissingMountpoint)?);
+        if let Some(extra) = positional.next() {
+            return Err(UsageError::ExtraArgument(extra));
+        }
+        return Ok(Command::Mount(m));
+    }
+    let mut positional = positional.into_iter();
+    let (Some(source), Some(mountpoint)) = (positional.next(), positional.next()) else {
+        return match args.first() {
+            Some(first) if !first.starts_with('-') => {
+                Err(UsageError::UnknownCommand(first.clone()))
+            }
+            _ => Err(UsageError::MissingSourceOrMountpoint),
+        };
+    };
+    if let Some(extra) = positional.next() {
+        return Err(UsageError::ExtraArgument(extra));
+    }
+    if m.source.is_none() && source != "memory" {
+        if std::fs::symlink_metadata(&source).is_err() {
+            return Err(UsageError::BadSource(source));
+        }
+        m.source = Some(PathBuf::from(&source));
+    }
+    m.fs_name.get_or_insert(source);
+    m.subtype.get_or_insert_with(|| "fuselage".to_string());
+    m.mountpoint = PathBuf::from(mountpoint);
+    // As libfuse's helpers: debug output needs the terminal, so it implies -f.
+    m.background = !foreground && !m.debug;
     Ok(Command::Mount(m))
+}
+
+/// Options mount(8) and mount.fuse3 pass that mean nothing to the kernel or
+/// to fuselage (fstab bookkeeping): accepted and ignored.
+fn userspace_only(name: &str) -> bool {
+    matches!(
+        name,
+        "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "owner"
+            | "group"
+            | "nofail"
+            | "_netdev"
+            | "comment"
+            | "loop"
+    ) || name.starts_with("x-")
+}
+
+/// Applies one `-o` argument: comma-separated `NAME` or `NAME=VALUE` words.
+/// Option names may be spelled with `_` or `-` (`allow_other`, `allow-other`).
+pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageError> {
+    for word in opts.split(',').filter(|w| !w.is_empty()) {
+        let (raw_name, value) = match word.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (word, None),
+        };
+        let name = raw_name.replace('-', "_");
+        let need = |label: &'static str| value.clone().ok_or(UsageError::MissingValue(label));
+        let flag = |set: &mut bool, on: bool| -> Result<(), UsageError> {
+            match &value {
+                Some(_) => Err(UsageError::UnexpectedValue(word.to_string())),
+                None => {
+                    *set = on;
+                    Ok(())
+                }
+            }
+        };
+        match name.as_str() {
+            "source" => m.source = Some(PathBuf::from(need("-o source=")?)),
+            "transport" => m.transport = transport(need("-o transport=")?, "-o transport")?,
+            "threads" => m.threads = Some(threads(need("-o threads=")?, "-o threads")?),
+            "passthrough" => {
+                m.passthrough = passthrough(need("-o passthrough=")?, "-o passthrough")?
+            }
+            "size" => m.size = Some(size(need("-o size=")?, "-o size")?),
+            "poll_us" => m.poll_us = poll_us(need("-o poll_us=")?, "-o poll_us")?,
+            "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
+            "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
+            "max_read" => {
+                let v = need("-o max_read=")?;
+                m.max_read = Some(v.parse::<u32>().map_err(|_| UsageError::BadValue {
+                    option: "-o max_read",
+                    value: v,
+                    expected: "a byte count",
+                })?);
+            }
+            "ro" | "read_only" => flag(&mut m.read_only, true)?,
+            "rw" => flag(&mut m.read_only, false)?,
+            "allow_other" => flag(&mut m.allow_other, true)?,
+            "auto_unmount" => flag(&mut m.auto_unmount, true)?,
+            "no_auto_unmount" => flag(&mut m.auto_unmount, false)?,
+            "debug" => flag(&mut m.debug, true)?,
+            // Always on: the kernel checks permissions from file modes.
+            "default_permissions" if value.is_none() => {}
+            _ if userspace_only(raw_name) => {}
+            n if value.is_none() && m.flags.apply_option(n) => {}
+            _ => return Err(UsageError::UnknownMountOption(word.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn nonempty(v: String, option: &'static str) -> Result<String, UsageError> {
+    if v.is_empty() {
+        return Err(UsageError::BadValue {
+            option,
+            value: v,
+            expected: "a name",
+        });
+    }
+    Ok(v)
+}
+
+fn transport(v: String, option: &'static str) -> Result<TransportChoice, UsageError> {
+    Ok(match v.as_str() {
+        "auto" => TransportChoice::Auto,
+        "uring" => TransportChoice::Uring,
+        "uring-rw" => TransportChoice::UringRw,
+        "blocking" => TransportChoice::Blocking,
+        _ => {
+            return Err(UsageError::BadValue {
+                option,
+                value: v,
+                expected: "auto, uring, uring-rw or blocking",
+            });
+        }
+    })
+}
+
+fn threads(v: String, option: &'static str) -> Result<usize, UsageError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|&n| (1..=1024).contains(&n))
+        .ok_or(UsageError::BadValue {
+            option,
+            value: v,
+            expected: "a number from 1 to 1024",
+        })
+}
+
+fn passthrough(v: String, option: &'static str) -> Result<PassthroughChoice, UsageError> {
+    Ok(match v.as_str() {
+        "auto" => PassthroughChoice::Auto,
+        "on" => PassthroughChoice::On,
+        "off" => PassthroughChoice::Off,
+        _ => {
+            return Err(UsageError::BadValue {
+                option,
+                value: v,
+                expected: "auto, on or off",
+            });
+        }
+    })
+}
+
+fn size(v: String, option: &'static str) -> Result<u64, UsageError> {
+    parse_size(&v).ok_or(UsageError::BadValue {
+        option,
+        value: v,
+        expected: "a positive byte count, optionally with K, M, G or T",
+    })
+}
+
+fn poll_us(v: String, option: &'static str) -> Result<u32, UsageError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|&n| n <= 1_000_000)
+        .ok_or(UsageError::BadValue {
+            option,
+            value: v,
+            expected: "microseconds from 0 to 1000000",
+        })
 }
 
 #[cfg(test)]
@@ -367,5 +580,116 @@ mod tests {
         );
         assert_eq!(parse_size("1G"), Some(1 << 30));
         assert_eq!(parse_size("0"), None);
+    }
+
+    #[test]
+    fn every_long_option_as_dash_o() {
+        let Command::Mount(m) = p(&[
+            "mount",
+            "-o",
+            "source=/src,transport=uring-rw,threads=3,passthrough=off,ro,allow_other",
+            "-ono_auto_unmount,size=64M,poll-us=50,noexec,noatime,debug",
+            "/mnt",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.source.as_deref(), Some(std::path::Path::new("/src")));
+        assert_eq!(m.transport, TransportChoice::UringRw);
+        assert_eq!(m.threads, Some(3));
+        assert_eq!(m.passthrough, PassthroughChoice::Off);
+        assert!(m.read_only && m.allow_other && !m.auto_unmount && m.debug);
+        assert_eq!(m.size, Some(64 << 20));
+        assert_eq!(m.poll_us, 50);
+        assert!(m.flags.contains(MountFlags::NOEXEC | MountFlags::NOATIME));
+        assert!(m.flags.contains(MountFlags::NOSUID));
+        // The `mount` form never detaches.
+        assert!(!m.background);
+    }
+
+    #[test]
+    fn mount_fuse_form() {
+        // What mount.fuse3 runs for `mount -t fuse.fuselage memory /mnt/x -o allow_other`.
+        let Command::Mount(m) = p(&["memory", "/mnt/x", "-o", "rw,allow_other,dev,suid"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(m.source, None);
+        assert_eq!(m.mountpoint, PathBuf::from("/mnt/x"));
+        assert!(m.allow_other && m.background && !m.read_only);
+        assert!(!m.flags.contains(MountFlags::NOSUID) && !m.flags.contains(MountFlags::NODEV));
+        assert_eq!(m.fs_name.as_deref(), Some("memory"));
+        assert_eq!(m.subtype.as_deref(), Some("fuselage"));
+        // A directory source, foreground, fstab bookkeeping words ignored.
+        let Command::Mount(m) = p(&[
+            "/",
+            "/mnt/x",
+            "-f",
+            "-o",
+            "ro,nofail,_netdev,x-systemd.automount",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.source.as_deref(), Some(std::path::Path::new("/")));
+        assert!(m.read_only && !m.background);
+        // -o source= wins; SOURCE is then only the name.
+        let Command::Mount(m) = p(&["-o", "source=/tmp", "data", "/mnt/x"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.source.as_deref(), Some(std::path::Path::new("/tmp")));
+        assert_eq!(m.fs_name.as_deref(), Some("data"));
+        // Debug keeps it in the foreground, as libfuse's -d does.
+        let Command::Mount(m) = p(&["memory", "/mnt/x", "-o", "debug"]).unwrap() else {
+            panic!()
+        };
+        assert!(m.debug && !m.background);
+    }
+
+    #[test]
+    fn bad_dash_o_and_sources() {
+        assert_eq!(
+            p(&["memory", "/m", "-o", "rw,bogus"]),
+            Err(UsageError::UnknownMountOption("bogus".into()))
+        );
+        assert_eq!(
+            p(&["mount", "-o", "allow_root", "/m"]),
+            Err(UsageError::UnknownMountOption("allow_root".into()))
+        );
+        assert_eq!(
+            p(&["mount", "-o", "ro=1", "/m"]),
+            Err(UsageError::UnexpectedValue("ro=1".into()))
+        );
+        assert_eq!(
+            p(&["mount", "-o", "transport", "/m"]),
+            Err(UsageError::MissingValue("-o transport="))
+        );
+        assert!(matches!(
+            p(&["mount", "-o", "threads=0", "/m"]),
+            Err(UsageError::BadValue {
+                option: "-o threads",
+                ..
+            })
+        ));
+        assert_eq!(
+            p(&["/no/such/source", "/m"]),
+            Err(UsageError::BadSource("/no/such/source".into()))
+        );
+        assert_eq!(
+            p(&["bogus"]),
+            Err(UsageError::UnknownCommand("bogus".into()))
+        );
+        assert_eq!(
+            p(&["--bogus"]),
+            Err(UsageError::UnknownCommand("--bogus".into()))
+        );
+        assert_eq!(
+            p(&["-o", "ro", "memory"]),
+            Err(UsageError::MissingSourceOrMountpoint)
+        );
+        assert!(matches!(
+            p(&["memory", "/a", "/b"]),
+            Err(UsageError::ExtraArgument(_))
+        ));
     }
 }

@@ -28,5 +28,8 @@ pub use fuselage_core as core;
 pub use fuselage_transport_blocking as blocking;
 
 pub mod cli;
+pub mod daemon;
+pub mod debug;
 pub mod log;
 pub mod serve;
+pub mod service;

@@ -14,16 +14,39 @@ fn main() -> ExitCode {
             println!("fuselage {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Mount(args)) => match fuselage::serve::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("fuselage: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Ok(Command::Mount(args)) => {
+            // The mount.fuse form detaches before anything starts; the
+            // parent returns once the mount is live (or with the error).
+            let mut detached = if args.background {
+                match fuselage::daemon::detach() {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("fuselage: cannot detach into the background: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
+            serve(&args, move || {
+                if let Some(d) = detached.as_mut() {
+                    d.ready()
+                }
+            })
+        }
         Err(e) => {
             eprintln!("fuselage: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: &fuselage::cli::MountArgs, on_ready: impl FnOnce()) -> ExitCode {
+    match fuselage::serve::run_with(args, on_ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fuselage: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -96,8 +96,24 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 /// Runs `fuselage mount` to completion. Returns once the filesystem is
 /// unmounted (or the channel's peer closed it).
 pub fn run(args: &MountArgs) -> Result<(), ServeError> {
+    run_with(args, || {})
+}
+
+/// [`run`], calling `on_ready` once the mount is live (after the startup
+/// line and the service manager's `READY=1`): the mount.fuse form lets its
+/// waiting parent exit there.
+pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeError> {
+    if args.debug || log::enabled(log::Level::Debug) {
+        crate::debug::enable();
+    }
+    let mut once = Some(on_ready);
+    let on_ready: &mut dyn FnMut() = &mut || {
+        if let Some(f) = once.take() {
+            f()
+        }
+    };
     if let Some(source) = &args.source {
-        return run_passthrough(args, source);
+        return run_passthrough(args, source, on_ready);
     }
     if args.passthrough == PassthroughChoice::On {
         return Err(ServeError::Options(
@@ -114,12 +130,16 @@ pub fn run(args: &MountArgs) -> Result<(), ServeError> {
         gid,
         ..MemFsConfig::default()
     });
-    serve_fs(args, fs, "memfs", fallback)
+    serve_fs(args, fs, "memfs", fallback, on_ready)
 }
 
 /// `--source PATH`: serves a host directory or file with the passthrough
 /// backend (`--passthrough` and `--read-only` apply to it).
-fn run_passthrough(args: &MountArgs, source: &Path) -> Result<(), ServeError> {
+fn run_passthrough(
+    args: &MountArgs,
+    source: &Path,
+    on_ready: &mut dyn FnMut(),
+) -> Result<(), ServeError> {
     if args.passthrough == PassthroughChoice::On {
         PassthroughFs::passthrough_preflight()
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
@@ -149,7 +169,7 @@ fn run_passthrough(args: &MountArgs, source: &Path) -> Result<(), ServeError> {
             args.mountpoint.display()
         )));
     }
-    serve_fs(args, fs, "passthrough", fallback)
+    serve_fs(args, fs, "passthrough", fallback, on_ready)
 }
 
 /// What serving needs from a backend beyond [`Filesystem`].
@@ -187,6 +207,7 @@ fn serve_fs<F: Served>(
     fs: F,
     backend: &str,
     fallback: Option<&str>,
+    on_ready: &mut dyn FnMut(),
 ) -> Result<(), ServeError> {
     let sigset = block_signals().map_err(ServeError::Signals)?;
     let threads = args.threads.unwrap_or_else(|| {
@@ -200,13 +221,17 @@ fn serve_fs<F: Served>(
         let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
         (None, fd)
     } else {
+        let defaults = MountOptions::default();
         let opts = MountOptions {
-            subtype: Some(backend.to_string()),
+            fs_name: args.fs_name.clone().unwrap_or(defaults.fs_name),
+            subtype: Some(args.subtype.clone().unwrap_or_else(|| backend.to_string())),
             allow_other: args.allow_other,
             read_only: args.read_only,
             auto_unmount: args.auto_unmount,
             expect_file: fs.expect_file(),
-            ..MountOptions::default()
+            max_read: args.max_read,
+            flags: args.flags,
+            ..defaults
         };
         let m = Mount::new(&args.mountpoint, &opts).map_err(ServeError::Mount)?;
         let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
@@ -227,6 +252,7 @@ fn serve_fs<F: Served>(
             .spawn(move || {
                 let sig = wait_signal(&sigset);
                 log!(Info, "signal {sig}: unmounting");
+                crate::service::stopping();
                 match &mount {
                     Some(m) => {
                         if let Ok(mut m) = m.lock() {
@@ -277,7 +303,12 @@ fn serve_fs<F: Served>(
         if !reasons.is_empty() {
             line.push_str(&format!(" (fallback: {})", reasons.join("; ")));
         }
-        eprintln!("{line}");
+        // A detaching mount helper says nothing when all is well.
+        if !args.background {
+            eprintln!("{line}");
+        }
+        crate::service::ready();
+        on_ready();
         log!(
             Info,
             "protocol 7.{} max_write={} depth={}",
@@ -286,6 +317,7 @@ fn serve_fs<F: Served>(
             info.depth
         );
     });
+    crate::service::stopping();
     if let Some(m) = &mount
         && let Ok(mut m) = m.lock()
     {

@@ -40,5 +40,5 @@ pub mod splice;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{ChannelError, MountError};
-pub use mount::{Mount, MountMethod, MountOptions};
+pub use mount::{Mount, MountFlags, MountMethod, MountOptions};
 pub use session::{ServeInfo, Session, SessionConfig, SessionEnd, SessionError};

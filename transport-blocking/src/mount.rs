@@ -68,6 +68,128 @@ pub struct MountOptions {
     /// The mountpoint must be a regular file (a single-file source) instead of a directory
     /// (default `false`).
     pub expect_file: bool,
+    /// The generic mount flags the kernel applies to any filesystem (`nosuid`, `noexec`,
+    /// `noatime`, ...; default `nosuid,nodev`). [`read_only`](Self::read_only) is separate.
+    pub flags: MountFlags,
+}
+
+/// Generic mount flags, as mount(8) spells them (`nosuid`, `nodev`, `noexec`, `noatime`,
+/// `nodiratime`, `relatime`, `strictatime`, `lazytime`, `sync`, `dirsync`): the `MS_*` bits of
+/// mount(2). The default is `nosuid,nodev`, as for every FUSE mount.
+///
+/// ```
+/// use fuselage_transport_blocking::mount::MountFlags;
+/// let mut flags = MountFlags::default();
+/// assert!(flags.apply_option("noexec") && flags.apply_option("suid"));
+/// assert!(!flags.apply_option("allow_other"));
+/// assert!(flags.contains(MountFlags::NOEXEC) && !flags.contains(MountFlags::NOSUID));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MountFlags(libc::c_ulong);
+
+impl MountFlags {
+    /// Ignore set-user-ID and set-group-ID bits (`nosuid`).
+    pub const NOSUID: MountFlags = MountFlags(libc::MS_NOSUID);
+    /// No access to device files (`nodev`).
+    pub const NODEV: MountFlags = MountFlags(libc::MS_NODEV);
+    /// No execution of programs (`noexec`).
+    pub const NOEXEC: MountFlags = MountFlags(libc::MS_NOEXEC);
+    /// Do not update access times (`noatime`).
+    pub const NOATIME: MountFlags = MountFlags(libc::MS_NOATIME);
+    /// Do not update directory access times (`nodiratime`).
+    pub const NODIRATIME: MountFlags = MountFlags(libc::MS_NODIRATIME);
+    /// Update access times relative to modification times (`relatime`).
+    pub const RELATIME: MountFlags = MountFlags(libc::MS_RELATIME);
+    /// Always update access times (`strictatime`).
+    pub const STRICTATIME: MountFlags = MountFlags(libc::MS_STRICTATIME);
+    /// Keep time updates in memory only (`lazytime`).
+    pub const LAZYTIME: MountFlags = MountFlags(libc::MS_LAZYTIME);
+    /// Synchronous writes (`sync`).
+    pub const SYNC: MountFlags = MountFlags(libc::MS_SYNCHRONOUS);
+    /// Synchronous directory changes (`dirsync`).
+    pub const DIRSYNC: MountFlags = MountFlags(libc::MS_DIRSYNC);
+
+    /// Each flag with the word that sets it and the word that clears it.
+    const WORDS: [(MountFlags, &'static str, &'static str); 10] = [
+        (MountFlags::NOSUID, "nosuid", "suid"),
+        (MountFlags::NODEV, "nodev", "dev"),
+        (MountFlags::NOEXEC, "noexec", "exec"),
+        (MountFlags::NOATIME, "noatime", "atime"),
+        (MountFlags::NODIRATIME, "nodiratime", "diratime"),
+        (MountFlags::RELATIME, "relatime", "norelatime"),
+        (MountFlags::STRICTATIME, "strictatime", "nostrictatime"),
+        (MountFlags::LAZYTIME, "lazytime", "nolazytime"),
+        (MountFlags::SYNC, "sync", "async"),
+        (MountFlags::DIRSYNC, "dirsync", "nodirsync"),
+    ];
+
+    /// No flags at all.
+    pub const fn empty() -> MountFlags {
+        MountFlags(0)
+    }
+
+    /// The `MS_*` bits for mount(2).
+    pub const fn bits(self) -> libc::c_ulong {
+        self.0
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: MountFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Sets the flags of `other`.
+    pub fn insert(&mut self, other: MountFlags) {
+        self.0 |= other.0;
+    }
+
+    /// Clears the flags of `other`.
+    pub fn remove(&mut self, other: MountFlags) {
+        self.0 &= !other.0;
+    }
+
+    /// Applies one mount(8) option word (`noexec` sets, `exec` clears, ...). Returns false,
+    /// changing nothing, when `word` is not one of these flags.
+    pub fn apply_option(&mut self, word: &str) -> bool {
+        for (flag, set, clear) in MountFlags::WORDS {
+            if word == set {
+                self.insert(flag);
+                return true;
+            }
+            if word == clear {
+                self.remove(flag);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The words to give fusermount3 (which mounts `nosuid,nodev` unless told otherwise).
+    fn fusermount_words(self) -> impl Iterator<Item = &'static str> {
+        MountFlags::WORDS
+            .into_iter()
+            .filter_map(move |(flag, set, clear)| {
+                let default_on = flag == MountFlags::NOSUID || flag == MountFlags::NODEV;
+                match (self.contains(flag), default_on) {
+                    (true, false) => Some(set),
+                    (false, true) => Some(clear),
+                    _ => None,
+                }
+            })
+    }
+}
+
+impl std::ops::BitOr for MountFlags {
+    type Output = MountFlags;
+    fn bitor(self, other: MountFlags) -> MountFlags {
+        MountFlags(self.0 | other.0)
+    }
+}
+
+impl Default for MountFlags {
+    fn default() -> MountFlags {
+        MountFlags(libc::MS_NOSUID | libc::MS_NODEV)
+    }
 }
 
 impl Default for MountOptions {
@@ -81,6 +203,7 @@ impl Default for MountOptions {
             max_read: None,
             auto_unmount: true,
             expect_file: false,
+            flags: MountFlags::default(),
         }
     }
 }
@@ -141,6 +264,10 @@ impl MountOptions {
         }
         if let Some(max_read) = self.max_read {
             opts.push_str(&format!(",max_read={max_read}"));
+        }
+        for word in self.flags.fusermount_words() {
+            opts.push(',');
+            opts.push_str(word);
         }
         if self.auto_unmount {
             opts.push_str(",auto_unmount");
@@ -579,7 +706,7 @@ fn mount_syscall(
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let data = CString::new(opts.kernel_data(dev.as_raw_fd(), rootmode, uid, gid))
         .map_err(|_| MountError::InvalidOption { option: "fs_name" })?;
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut flags = opts.flags.bits();
     if opts.read_only {
         flags |= libc::MS_RDONLY;
     }
@@ -1645,6 +1772,23 @@ mod tests {
             opts.fusermount_options(),
             "fsname=a\\,b\\\\c,subtype=memfs,default_permissions,allow_other,ro,\
              max_read=131072,auto_unmount"
+        );
+        let mut flags = MountFlags::default();
+        for word in ["dev", "noexec", "noatime", "sync"] {
+            assert!(flags.apply_option(word), "{word}");
+        }
+        let opts = MountOptions {
+            flags,
+            auto_unmount: false,
+            ..MountOptions::default()
+        };
+        assert_eq!(
+            opts.fusermount_options(),
+            "fsname=fuselage,default_permissions,dev,noexec,noatime,sync"
+        );
+        assert_eq!(
+            flags.bits(),
+            libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NOATIME | libc::MS_SYNCHRONOUS
         );
         let bad = MountOptions {
             fs_name: String::new(),

@@ -116,6 +116,51 @@ fn fuse_available() -> Result<(), String> {
         .map_err(|e| format!("cannot open /dev/fuse: {e}"))
 }
 
+/// The kernel switch FUSE-over-io_uring needs.
+pub const ENABLE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether native FUSE-over-io_uring can be used (root, /dev/fuse, the
+/// fuse module's `enable_uring` switch on). A fresh machine boots with the
+/// switch at `N`: as root this turns it on and prints one line saying so
+/// (it stays on: it only allows servers to offer io_uring). When it cannot
+/// (no such parameter in this kernel, not writable) the test is skipped
+/// with one line, or fails under `FUSELAGE_REQUIRE_FUSE=1` (see
+/// [`require`]).
+///
+/// Tests that flip the switch themselves (fuselage-transport-uring's) and
+/// the rows that call this run in nextest's `serial` group, so the switch
+/// does not change under a running test.
+pub fn require_native_uring() -> bool {
+    require_fuse() && require(enable_native_uring())
+}
+
+fn enable_native_uring() -> Result<(), String> {
+    let read = || fs::read_to_string(ENABLE_URING_PARAM).map(|v| v.trim().to_string());
+    let value = match read() {
+        Ok(v) => v,
+        Err(_) => {
+            // The parameter appears once the fuse module is loaded.
+            let _ = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/fuse");
+            read().map_err(|e| {
+                format!("no {ENABLE_URING_PARAM} ({e}): this kernel has no FUSE-over-io_uring")
+            })?
+        }
+    };
+    if value == "Y" {
+        return Ok(());
+    }
+    fs::write(ENABLE_URING_PARAM, "Y").map_err(|e| {
+        format!("enable_uring is {value} and cannot be switched on ({e}): echo Y > {ENABLE_URING_PARAM} as root")
+    })?;
+    eprintln!(
+        "note: enable_uring was {value}; set it to Y ({ENABLE_URING_PARAM}) for the native io_uring rows"
+    );
+    Ok(())
+}
+
 /// Whether `program` can be found on PATH.
 pub fn require_program(program: &str) -> bool {
     let found = std::env::var_os("PATH")

@@ -5,7 +5,8 @@
 //! Each test mounts its own filesystem in a temporary directory (see
 //! `common::MountedFs`), and needs root and /dev/fuse; without them it
 //! prints `skipped: ...`, unless `FUSELAGE_REQUIRE_FUSE=1`, which makes it
-//! fail instead.
+//! fail instead. The native io_uring rows switch the kernel's `enable_uring`
+//! on when it is off (as root) and say so in one line.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,7 +18,14 @@ macro_rules! scenario_tests {
         $(
             #[test]
             fn $scenario() {
-                if $crate::common::require_fuse() {
+                // Native io_uring rows also need the kernel's enable_uring
+                // switch, which the test turns on when it may.
+                let ready = if $setup.transport == "uring" {
+                    $crate::common::require_native_uring()
+                } else {
+                    $crate::common::require_fuse()
+                };
+                if ready {
                     $crate::scenarios::$scenario(&$setup);
                 }
             }
