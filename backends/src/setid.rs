@@ -14,8 +14,8 @@
 //! | FALLOCATE, COPY_FILE_RANGE | nothing |
 //!
 //! The rule itself (`setattr_should_drop_suidgid` in the kernel's
-//! `fs/attr.c`, checked against native tmpfs on this kernel) only concerns
-//! regular files:
+//! `fs/attr.c`, checked against native tmpfs on this kernel) concerns
+//! regular files, and for a change of owner every non-directory:
 //! - a caller with `CAP_FSETID` keeps both bits (except on chown, below);
 //! - otherwise set-uid always goes, and set-gid goes when the file is group
 //!   executable, or when the caller is not in the file's group;
@@ -43,6 +43,7 @@ use fuselage_core::abi::{FUSE_WRITE_CACHE, FUSE_WRITE_KILL_SUIDGID};
 
 const S_IFMT: u32 = libc::S_IFMT;
 const S_IFREG: u32 = libc::S_IFREG;
+const S_IFDIR: u32 = libc::S_IFDIR;
 const S_ISUID: u32 = libc::S_ISUID;
 const S_ISGID: u32 = libc::S_ISGID;
 const S_IXGRP: u32 = libc::S_IXGRP;
@@ -88,15 +89,21 @@ pub(crate) fn write_drops_file_capabilities(write_flags: u32) -> bool {
 }
 
 /// The set-id bits (`S_ISUID`, `S_ISGID`) that `caller` changing a file
-/// with `mode` and group `file_gid` clears; 0 for anything but a regular
-/// file with a set-id bit.
+/// with `mode` and group `file_gid` clears: from regular files, and on a
+/// change of owner from every non-directory.
 pub(crate) fn bits_to_clear(
     mode: u32,
     file_gid: u32,
     caller: &RequestHeader,
     change: Change,
 ) -> u32 {
-    if mode & S_IFMT != S_IFREG || mode & (S_ISUID | S_ISGID) == 0 {
+    // A change of owner clears them from every non-directory (the kernel's
+    // `chown_common`); the other changes only from regular files.
+    let applies = match change {
+        Change::Chown => mode & S_IFMT != S_IFDIR,
+        Change::Flagged { .. } | Change::Unflagged => mode & S_IFMT == S_IFREG,
+    };
+    if !applies || mode & (S_ISUID | S_ISGID) == 0 {
         return 0;
     }
     let mut facts = CallerFacts::new(caller, file_gid);
@@ -237,6 +244,13 @@ mod tests {
         let write = Change::Flagged { flagged: true };
         assert_eq!(bits_to_clear(REG | 0o777, 0, &nobody, write), 0);
         assert_eq!(bits_to_clear(libc::S_IFDIR | 0o6777, 0, &nobody, write), 0);
+        assert_eq!(bits_to_clear(libc::S_IFIFO | 0o6777, 0, &nobody, write), 0);
+        let chown = Change::Chown;
+        assert_eq!(bits_to_clear(libc::S_IFDIR | 0o6777, 0, &nobody, chown), 0);
+        assert_eq!(
+            bits_to_clear(libc::S_IFIFO | 0o6555, 0, &nobody, chown),
+            S_ISUID | S_ISGID
+        );
         assert_eq!(
             bits_to_clear(REG | 0o6777, 0, &nobody, write),
             S_ISUID | S_ISGID

@@ -3,7 +3,7 @@
 
 use super::MemFs;
 use super::file::{CHUNK, FileData, Segment};
-use super::inode::{Inode, Meta, S_IFMT, S_IFREG, Timespec, lock, read, write};
+use super::inode::{Inode, Meta, S_IFDIR, S_IFMT, S_IFREG, Timespec, lock, read, write};
 use crate::setid::{self, Change, SECURITY_CAPABILITY};
 use fuselage_core::abi::{FUSE_OPEN_KILL_SUIDGID, fuse_attr};
 use fuselage_core::reply::{ReplyData, ReplySink};
@@ -48,10 +48,11 @@ fn time_of(t: TimeOrNow, now: Timespec) -> Timespec {
 }
 
 impl MemFs {
-    /// Takes away what changing a regular file takes away, as tmpfs does
-    /// (see [`crate::setid`]): set-id bits by the kernel's rule for
-    /// `caller` and `change`, and with `drop_caps` the file capabilities
-    /// (`security.capability`). Call with the metadata lock held.
+    /// Takes away what changing a file takes away, as tmpfs does (see
+    /// [`crate::setid`]): set-id bits by the kernel's rule for `caller` and
+    /// `change`, and with `drop_caps` the file capabilities
+    /// (`security.capability`); from regular files, and on a change of
+    /// owner from every non-directory. Call with the metadata lock held.
     pub(super) fn clear_privileges(
         &self,
         m: &mut Meta,
@@ -59,7 +60,8 @@ impl MemFs {
         change: Change,
         drop_caps: bool,
     ) {
-        if m.mode & S_IFMT != S_IFREG {
+        let kind = m.mode & S_IFMT;
+        if kind == S_IFDIR || (kind != S_IFREG && change != Change::Chown) {
             return;
         }
         let kill = setid::bits_to_clear(m.mode, m.gid, caller, change);

@@ -2700,6 +2700,23 @@ fn setid_case(dir: &Path, who: &SetidWho, op: SetidOp, mode: u32) -> SetidOutcom
     (r[0], st.st_mode & 0o7777, caps >= 0)
 }
 
+/// Makes `dir/fifo` owned by uid 65534 (group 0) with `mode`, has its
+/// owner chgrp it to a group of theirs, and returns the result and the mode.
+fn fifo_chgrp_case(dir: &Path, mode: u32) -> (i64, u32) {
+    let path = dir.join("fifo");
+    let _ = fs::remove_file(&path);
+    let c = cpath(&path);
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    chown(&path, NOBODY, 0);
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    let r = run_as_groups::<1>(NOBODY, NOBODY, &[NOBODY, OTHER_GROUP], |out| {
+        // SAFETY: a valid C string.
+        out[0] = sys(unsafe { libc::chown(c.as_ptr(), u32::MAX, OTHER_GROUP) });
+    });
+    (r[0].min(0), stat(&path).st_mode & 0o7777)
+}
+
 /// Every way of changing a file that must clear set-uid/set-gid bits (and
 /// file capabilities), by root, by uid 65534 in and out of the file's
 /// group, and by a non-root owner, gives exactly what native tmpfs on the
@@ -2738,6 +2755,18 @@ pub fn setid_bits_like_tmpfs(setup: &Setup) {
                     ));
                 }
             }
+        }
+    }
+    // A change of owner clears them from every non-directory: a FIFO
+    // chgrp'ed by its owner.
+    for mode in [0o6555, 0o6545, 0o4755, 0o2745] {
+        cases += 1;
+        let want = fifo_chgrp_case(&theirs, mode);
+        let got = fifo_chgrp_case(&ours, mode);
+        if want != got {
+            mismatches.push(format!(
+                "chgrp of a FIFO by its owner, mode {mode:o}: tmpfs {want:?}, fuselage {got:?}"
+            ));
         }
     }
     assert!(
