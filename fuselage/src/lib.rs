@@ -29,4 +29,5 @@ pub use fuselage_transport_blocking as blocking;
 
 pub mod cli;
 pub mod log;
+pub mod procfs;
 pub mod serve;

@@ -125,6 +125,17 @@ fn run_passthrough(args: &MountArgs, source: &Path) -> Result<(), ServeError> {
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
     let fallback = transport_preflight(args.transport)?;
+    // An empty root (init container, bare chroot) has no /proc; the backend
+    // needs /proc/self/fd.
+    match crate::procfs::ensure_mounted() {
+        Ok(crate::procfs::ProcState::Mounted) => log!(Info, "mounted procfs on /proc"),
+        Ok(crate::procfs::ProcState::Present) => {}
+        Err(e) => {
+            return Err(ServeError::Options(format!(
+                "--source needs /proc (the backend reaches its files through /proc/self/fd); it is not mounted and mounting it failed: {e}: mount -t proc proc /proc"
+            )));
+        }
+    }
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
