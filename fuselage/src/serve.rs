@@ -215,7 +215,10 @@ fn serve_fs<F: Served>(
             subtype: Some(backend.to_string()),
             allow_other: args.allow_other,
             read_only: args.read_only,
-            auto_unmount: args.auto_unmount,
+            // As PID 1 of a PID namespace (an init container) the
+            // watchdog cannot help: when PID 1 dies the kernel kills every
+            // process of the namespace, the watchdog with it.
+            auto_unmount: args.auto_unmount && !is_pid1(),
             expect_file: fs.expect_file(),
             ..MountOptions::default()
         };
@@ -344,6 +347,11 @@ fn uring_choice(choice: TransportChoice) -> Choice {
         TransportChoice::UringRw => Choice::UringRw,
         TransportChoice::Blocking => Choice::Blocking,
     }
+}
+
+/// Whether this process is PID 1 of its PID namespace.
+fn is_pid1() -> bool {
+    std::process::id() == 1
 }
 
 fn is_fd_path(p: &Path) -> bool {
