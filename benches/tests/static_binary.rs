@@ -1,31 +1,45 @@
-//! The small static `fuselage` binary (README, "Static binary") works with nothing around it.
+//! The small static `fuselage` binary (README, "Init containers") works with nothing around it.
 //!
 //! Builds it exactly as documented (a no-op when `.ci/run` built it already):
 //!
 //! ```sh
-//! RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile static -p fuselage --target x86_64-unknown-linux-gnu
+//! cargo build --profile static -p fuselage --target x86_64-unknown-linux-musl
 //! ```
 //!
-//! then checks that it needs no shared library (no ELF interpreter, `ldd`, `file`) and runs
-//! it in an empty chroot holding only the binary, `/dev/fuse` and an empty mountpoint, as an
-//! init container would: no /proc, no /sys, no /etc, no environment. It must mount the
-//! in-memory filesystem (its startup line), serve a file written through the mount, and exit
-//! 0 on SIGTERM with the mount gone. `FUSELAGE_STATIC_BIN=PATH` tests a binary built
-//! elsewhere instead.
+//! or, where the musl target is not installed, the glibc static build
+//! (`RUSTFLAGS='-C target-feature=+crt-static' ... --target x86_64-unknown-linux-gnu`), saying
+//! so. Checks that it needs no shared library (no ELF interpreter, `ldd`, `file`) and that the
+//! musl build is under 1 MiB, then runs it in an empty root, as an init container would: a
+//! chroot holding only the binary, `/dev/fuse`, an empty mountpoint (and for the passthrough
+//! backend the directory it serves), with no /proc, no /sys, no /etc, no /lib and an empty
+//! environment. For memfs and passthrough, on the blocking transport and on native io_uring
+//! (the startup line must say `transport=uring`), it must mount, serve files written and read
+//! through the mount, and exit 0 on SIGTERM with the mount gone. Native io_uring reads sysfs
+//! through a private detached instance (nothing appears under the root); the passthrough
+//! backend mounts /proc itself. `FUSELAGE_STATIC_BIN=PATH` tests a binary built elsewhere.
 //!
-//! Needs root and /dev/fuse: skips with a message without them, and fails instead when
-//! `FUSELAGE_REQUIRE_FUSE=1`.
+//! Every test holds a guard that kills the server and lazily unmounts whatever is mounted
+//! under its root on drop, also when an assertion fails.
+//!
+//! Needs root and /dev/fuse (and `enable_uring=Y` for the io_uring rows): skips with a message
+//! without them, and fails instead when `FUSELAGE_REQUIRE_FUSE=1`.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The documented target.
+const MUSL: &str = "x86_64-unknown-linux-musl";
+/// The fallback where the musl target cannot be installed.
+const GNU: &str = "x86_64-unknown-linux-gnu";
+/// The size limit of the stripped musl binary.
+const ONE_MIB: usize = 1 << 20;
 
 fn skip(why: &str) {
     if std::env::var("FUSELAGE_REQUIRE_FUSE").is_ok_and(|v| v == "1") {
@@ -41,19 +55,42 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds (or finds) the static binary.
-fn static_binary() -> PathBuf {
+/// Whether the musl standard library is installed for the toolchain in use.
+fn musl_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", MUSL])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .is_some_and(|mut entries| entries.next().is_some())
+}
+
+/// The static binary and the target it was built for (`None`: given by
+/// `FUSELAGE_STATIC_BIN`). Builds it as documented.
+fn static_binary() -> (PathBuf, Option<&'static str>) {
     if let Some(p) = std::env::var_os("FUSELAGE_STATIC_BIN") {
-        return PathBuf::from(p);
+        return (PathBuf::from(p), None);
     }
     let root = workspace_root();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = if musl_installed() {
+        MUSL
+    } else {
+        eprintln!(
+            "the {MUSL} target is not installed (rustup target add {MUSL}): \
+             testing the glibc static build instead"
+        );
+        GNU
+    };
     let started = Instant::now();
-    let out = Command::new(cargo)
-        .current_dir(&root)
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
         .args([
             "build",
             "--profile",
@@ -61,13 +98,15 @@ fn static_binary() -> PathBuf {
             "-p",
             "fuselage",
             "--target",
-            TARGET,
+            target,
         ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output()
-        .expect("run cargo build for the static binary");
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_TARGET_DIR", &target_dir);
+    if target == GNU {
+        cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let out = cmd.output().expect("run cargo build for the static binary");
     assert!(
         out.status.success(),
         "building the static binary failed:\n{}",
@@ -77,7 +116,10 @@ fn static_binary() -> PathBuf {
         "static binary built (or up to date) in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    target_dir.join(TARGET).join("static").join("fuselage")
+    (
+        target_dir.join(target).join("static").join("fuselage"),
+        Some(target),
+    )
 }
 
 /// True if the ELF file has a PT_INTERP program header (needs a dynamic loader).
@@ -99,15 +141,26 @@ fn c_path(p: &Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
-fn mounted(path: &Path) -> bool {
-    let want = path.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo")
+/// Mountpoints at or under `dir` in this process's mount table, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
 }
 
-/// Tears the chroot down even when an assertion fails: kill the server, unmount, remove.
+fn mounted(path: &Path) -> bool {
+    mounts_under(path).iter().any(|p| p == path)
+}
+
+/// The empty root of one test. On drop (also after a failed assertion): kills the server,
+/// lazily unmounts everything under the root, and removes it.
 struct Chroot {
     dir: PathBuf,
     child: Option<Child>,
@@ -115,36 +168,68 @@ struct Chroot {
 
 impl Drop for Chroot {
     fn drop(&mut self) {
-        let mnt = self.dir.join("mnt");
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if mounted(&mnt) {
+        for m in mounts_under(&self.dir) {
             // SAFETY: the path is a valid NUL-terminated string that outlives the call.
-            unsafe { libc::umount2(c_path(&mnt).as_ptr(), libc::MNT_DETACH) };
+            unsafe { libc::umount2(c_path(&m).as_ptr(), libc::MNT_DETACH) };
         }
-        if !mounted(&mnt) {
+        if mounts_under(&self.dir).is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-#[test]
-fn static_binary_serves_memfs_from_an_empty_chroot() {
+/// The two backends of the binary.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Memfs,
+    Passthrough,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memfs => "memfs",
+            Backend::Passthrough => "passthrough",
+        }
+    }
+}
+
+/// Why this machine cannot run the test, if it cannot.
+fn unmet_needs(transport: &str) -> Option<String> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return skip("needs root (chroot, mknod, mount)");
+        return Some("needs root (chroot, mknod, mount)".into());
     }
     if !Path::new("/dev/fuse").exists() {
-        return skip("no /dev/fuse");
+        return Some("no /dev/fuse".into());
     }
+    if transport == "uring" {
+        let param = "/sys/module/fuse/parameters/enable_uring";
+        let v = std::fs::read_to_string(param).unwrap_or_default();
+        if v.trim() != "Y" {
+            // A fresh machine boots with it at N: switch it on, as the e2e
+            // rows do, and say so.
+            if let Err(e) = std::fs::write(param, "Y") {
+                return Some(format!(
+                    "native io_uring needs enable_uring=Y (is {:?}, cannot switch it: {e}): echo Y > {param}",
+                    v.trim()
+                ));
+            }
+            eprintln!("note: enable_uring was {:?}; set it to Y ({param})", v.trim());
+        }
+    }
+    None
+}
 
-    let bin = static_binary();
+#[test]
+fn static_binary_is_static_and_under_one_mib() {
+    let (bin, target) = static_binary();
     let bytes = std::fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
     eprintln!("static binary: {} ({} bytes)", bin.display(), bytes.len());
-
-    // No shared libraries: no ELF interpreter, and the system tools agree.
     assert!(
         !has_interpreter(&bytes),
         "{} has a PT_INTERP header: it needs a dynamic loader",
@@ -167,12 +252,56 @@ fn static_binary_serves_memfs_from_an_empty_chroot() {
                 text.contains("statically linked") || text.contains("static-pie linked"),
                 "file(1) does not call it static: {text}"
             );
+            assert!(text.contains("stripped"), "not stripped: {text}");
         }
         Err(_) => eprintln!("file(1) not installed; relying on the ELF header check"),
     }
+    if target == Some(MUSL) {
+        assert!(
+            bytes.len() < ONE_MIB,
+            "the musl static binary is {} bytes, over 1 MiB ({ONE_MIB})",
+            bytes.len()
+        );
+    }
+}
 
-    // The empty chroot: the binary, /dev/fuse and an empty mountpoint. Nothing else.
-    let dir = std::env::temp_dir().join(format!("fuselage-static-chroot.{}", std::process::id()));
+#[test]
+fn memfs_blocking_in_an_empty_root() {
+    serve_in_empty_root(Backend::Memfs, "blocking");
+}
+
+#[test]
+fn memfs_uring_in_an_empty_root() {
+    serve_in_empty_root(Backend::Memfs, "uring");
+}
+
+#[test]
+fn passthrough_blocking_in_an_empty_root() {
+    serve_in_empty_root(Backend::Passthrough, "blocking");
+}
+
+#[test]
+fn passthrough_uring_in_an_empty_root() {
+    serve_in_empty_root(Backend::Passthrough, "uring");
+}
+
+/// 200 KB of a pattern that is not all one byte.
+fn pattern() -> Vec<u8> {
+    (0..200_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+fn serve_in_empty_root(backend: Backend, transport: &str) {
+    if let Some(why) = unmet_needs(transport) {
+        return skip(&why);
+    }
+    let (bin, _) = static_binary();
+
+    // The empty root: the binary, /dev/fuse, an empty mountpoint (and what passthrough serves).
+    let dir = std::env::temp_dir().join(format!(
+        "fuselage-static-{}-{transport}.{}",
+        backend.name(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("dev")).unwrap();
     std::fs::create_dir_all(dir.join("mnt")).unwrap();
@@ -195,16 +324,21 @@ fn static_binary_serves_memfs_from_an_empty_chroot() {
             std::io::Error::last_os_error()
         ));
     }
-    let listing: Vec<String> = walk(&dir);
-    assert_eq!(
-        listing,
-        ["dev", "dev/fuse", "fuselage", "mnt"],
-        "chroot holds more"
-    );
+    let mut expected = vec!["dev", "dev/fuse", "fuselage", "mnt"];
+    let mut args = vec!["mount", "--transport", transport];
+    if backend == Backend::Passthrough {
+        std::fs::create_dir(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/data.bin"), pattern()).unwrap();
+        expected.extend(["src", "src/data.bin"]);
+        args.extend(["--source", "/src"]);
+    }
+    args.push("/mnt");
+    expected.sort();
+    assert_eq!(walk(&dir), expected, "the chroot holds more");
 
     let root = c_path(&dir);
     let mut cmd = Command::new("/fuselage");
-    cmd.args(["mount", "--transport", "blocking", "/mnt"])
+    cmd.args(&args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -244,9 +378,17 @@ fn static_binary_serves_memfs_from_an_empty_chroot() {
         }
     };
     let to_mounted = started.elapsed();
+    let want = format!(
+        "fuselage: mounted /mnt backend={} transport={transport} ",
+        backend.name()
+    );
     assert!(
-        startup.starts_with("fuselage: mounted /mnt backend=memfs "),
-        "unexpected startup line: {startup}"
+        startup.starts_with(&want),
+        "unexpected startup line: {startup} (wanted {want}...)"
+    );
+    assert!(
+        !startup.contains("fallback"),
+        "the startup line reports a fallback: {startup}"
     );
     let mnt = dir.join("mnt");
     assert!(
@@ -255,29 +397,70 @@ fn static_binary_serves_memfs_from_an_empty_chroot() {
         mnt.display()
     );
 
-    // A file written through the mount reads back.
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(mnt.join("hello.bin"), &body).unwrap();
-    let mut back = Vec::new();
-    std::fs::File::open(mnt.join("hello.bin"))
-        .unwrap()
-        .read_to_end(&mut back)
-        .unwrap();
-    assert!(back == body, "read back {} bytes that differ", back.len());
-    let names: Vec<String> = std::fs::read_dir(&mnt)
+    // What the server mounted for itself: /proc for passthrough (it needs /proc/self/fd),
+    // nothing for memfs; sysfs never (native io_uring reads a private, detached instance).
+    let own: Vec<PathBuf> = mounts_under(&dir)
+        .into_iter()
+        .filter(|m| *m != mnt)
+        .collect();
+    let want_own: Vec<PathBuf> = match backend {
+        Backend::Passthrough => vec![dir.join("proc")],
+        Backend::Memfs => Vec::new(),
+    };
+    assert_eq!(own, want_own, "mounts the server made in its root");
+
+    let body = pattern();
+    match backend {
+        Backend::Memfs => {
+            // A file written through the mount reads back.
+            std::fs::write(mnt.join("hello.bin"), &body).unwrap();
+            let mut back = Vec::new();
+            std::fs::File::open(mnt.join("hello.bin"))
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == body, "read back {} bytes that differ", back.len());
+            // A sparse file: its holes read as zeros (memfs's shared zero region).
+            let sparse = std::fs::File::create(mnt.join("sparse.bin")).unwrap();
+            sparse.set_len(3 << 20).unwrap();
+            sparse.write_all_at(b"x", 2 << 20).unwrap();
+            drop(sparse);
+            let back = std::fs::read(mnt.join("sparse.bin")).unwrap();
+            assert_eq!(back.len(), 3 << 20);
+            assert_eq!(back[2 << 20], b'x');
+            let nonzero = back.iter().filter(|&&b| b != 0).count();
+            assert_eq!(nonzero, 1, "the holes of sparse.bin do not read as zeros");
+        }
+        Backend::Passthrough => {
+            // The host file reads through the mount, and a file written through it lands
+            // in the served directory.
+            let back = std::fs::read(mnt.join("data.bin")).unwrap();
+            assert!(back == body, "read {} bytes that differ", back.len());
+            std::fs::write(mnt.join("hello.bin"), &body).unwrap();
+            let on_host = std::fs::read(dir.join("src/hello.bin")).unwrap();
+            assert!(on_host == body, "hello.bin differs in the source directory");
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["hello.bin"]);
+    names.sort();
+    let want_names = match backend {
+        Backend::Memfs => ["hello.bin", "sparse.bin"],
+        Backend::Passthrough => ["data.bin", "hello.bin"],
+    };
+    assert_eq!(names, want_names);
 
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
-        .map(|l| l.to_string())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     eprintln!(
-        "static fuselage: exec to mounted {:.1} ms; after a 200 KB write {rss}",
+        "static fuselage {} {transport}: exec to mounted {:.1} ms; after the I/O {rss}",
+        backend.name(),
         to_mounted.as_secs_f64() * 1000.0
     );
 

@@ -31,5 +31,6 @@ pub mod cli;
 pub mod daemon;
 pub mod debug;
 pub mod log;
+pub mod procfs;
 pub mod serve;
 pub mod service;

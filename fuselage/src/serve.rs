@@ -145,6 +145,17 @@ fn run_passthrough(
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
     let fallback = transport_preflight(args.transport)?;
+    // An empty root (init container, bare chroot) has no /proc; the backend
+    // needs /proc/self/fd.
+    match crate::procfs::ensure_mounted() {
+        Ok(crate::procfs::ProcState::Mounted) => log!(Info, "mounted procfs on /proc"),
+        Ok(crate::procfs::ProcState::Present) => {}
+        Err(e) => {
+            return Err(ServeError::Options(format!(
+                "--source needs /proc (the backend reaches its files through /proc/self/fd); it is not mounted and mounting it failed: {e}: mount -t proc proc /proc"
+            )));
+        }
+    }
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -227,7 +238,10 @@ fn serve_fs<F: Served>(
             subtype: Some(args.subtype.clone().unwrap_or_else(|| backend.to_string())),
             allow_other: args.allow_other,
             read_only: args.read_only,
-            auto_unmount: args.auto_unmount,
+            // As PID 1 of a PID namespace (an init container) the
+            // watchdog cannot help: when PID 1 dies the kernel kills every
+            // process of the namespace, the watchdog with it.
+            auto_unmount: args.auto_unmount && !is_pid1(),
             expect_file: fs.expect_file(),
             max_read: args.max_read,
             flags: args.flags,
@@ -365,6 +379,11 @@ fn uring_choice(choice: TransportChoice) -> Choice {
         TransportChoice::UringRw => Choice::UringRw,
         TransportChoice::Blocking => Choice::Blocking,
     }
+}
+
+/// Whether this process is PID 1 of its PID namespace.
+fn is_pid1() -> bool {
+    std::process::id() == 1
 }
 
 fn is_fd_path(p: &Path) -> bool {

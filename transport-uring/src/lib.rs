@@ -63,6 +63,7 @@ pub mod region;
 pub mod rw;
 pub mod serve;
 pub mod sqe;
+pub mod sysfs;
 
 pub use native::RingReply;
 pub use probe::{Unavailable, possible_cpus, probe_native, probe_uring};

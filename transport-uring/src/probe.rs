@@ -8,6 +8,10 @@
 //! later, a fuse module built with `CONFIG_FUSE_IO_URING` (it then has the
 //! `enable_uring` parameter) and that parameter set to `Y`.
 //!
+//! Both sysfs files it reads (`enable_uring`, the possible CPUs) come from
+//! `/sys`, or where that is not mounted (an init container's empty root)
+//! from a private sysfs instance ([`crate::sysfs`]).
+//!
 //! Whether the kernel really offers `FUSE_OVER_IO_URING` is only known at
 //! INIT, after the mount; [`Unavailable::NotOffered`] covers that case.
 //!
@@ -18,6 +22,7 @@
 //! answer as if `io_uring_setup` were refused with `EPERM`. It exists for
 //! tests of the fallback path and must not be used otherwise.
 
+use crate::sysfs;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -45,7 +50,8 @@ pub enum Unavailable {
     /// The fuse module has no `enable_uring` parameter: built without
     /// `CONFIG_FUSE_IO_URING`.
     NotBuiltIn,
-    /// `/sys` is not mounted (e.g. a bare chroot), so neither the
+    /// `/sys` is not mounted (e.g. a bare chroot) and no private sysfs
+    /// instance could be made (no `CAP_SYS_ADMIN`), so neither the
     /// `enable_uring` parameter nor the possible CPUs can be read.
     NoSysfs,
     /// `/sys/module/fuse/parameters/enable_uring` is `N`.
@@ -85,7 +91,7 @@ impl fmt::Display for Unavailable {
                 "the fuse module has no io_uring support (kernel built without CONFIG_FUSE_IO_URING)",
             ),
             Unavailable::NoSysfs => f.write_str(
-                "/sys is not mounted, so enable_uring and the possible CPUs cannot be read: mount -t sysfs sysfs /sys",
+                "/sys is not mounted and a private sysfs cannot be made (needs CAP_SYS_ADMIN), so enable_uring and the possible CPUs cannot be read: mount -t sysfs sysfs /sys",
             ),
             Unavailable::EnableUringOff => write!(
                 f,
@@ -171,22 +177,24 @@ pub fn probe_native() -> Result<(), Unavailable> {
     match read_enable_uring() {
         Some(true) => Ok(()),
         Some(false) => Err(Unavailable::EnableUringOff),
-        None if fs::metadata("/sys/module").is_err() => Err(Unavailable::NoSysfs),
+        None if !sysfs::reachable() => Err(Unavailable::NoSysfs),
         None => Err(Unavailable::NotBuiltIn),
     }
 }
 
-/// The `enable_uring` parameter: `Some(true)` for `Y`, `None` when it does
-/// not exist. Loads the fuse module first (by opening `/dev/fuse`) if it is
-/// not loaded yet, since the parameter only exists then.
+/// The `enable_uring` parameter: `Some(true)` for `Y`, `None` when it
+/// cannot be read (no such parameter, or no sysfs). Loads the fuse module
+/// first (by opening `/dev/fuse`) if the parameter is missing, since it only
+/// exists once the module is loaded.
 pub fn read_enable_uring() -> Option<bool> {
-    if fs::metadata("/sys/module/fuse").is_err() {
+    let rel = ENABLE_URING_PARAM.trim_start_matches("/sys/");
+    let v = sysfs::read(rel).ok().or_else(|| {
         let _ = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/fuse");
-    }
-    let v = fs::read_to_string(ENABLE_URING_PARAM).ok()?;
+        sysfs::read(rel).ok()
+    })?;
     Some(matches!(v.trim(), "Y" | "y" | "1"))
 }
 
@@ -218,7 +226,7 @@ pub fn parse_release(release: &str) -> Option<(u32, u32)> {
 /// The possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-3,8`):
 /// FUSE-over-io_uring wants one queue for each.
 pub fn possible_cpus() -> io::Result<Vec<usize>> {
-    let text = fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let text = sysfs::read("devices/system/cpu/possible")?;
     parse_cpu_list(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,

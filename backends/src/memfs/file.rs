@@ -28,12 +28,14 @@
 //!   [`Space`] (before any page is added).
 //!
 //! Reads do not copy: [`FileData::read`] lists the stored slices and runs of
-//! a static zero page ([`ZEROS`]) that make up the requested range. Only a
-//! range fragmented into more pieces than a reply may carry (a page-sized
-//! checkerboard of data and holes) has its tail copied into a buffer.
+//! a static zero region ([`ZEROS`], in `.bss`) that make up the requested
+//! range. Only a range fragmented into more pieces than a reply may carry (a
+//! page-sized checkerboard of data and holes) has its tail copied into a
+//! buffer.
 
 use fuselage_core::Errno;
 use fuselage_core::reply::MAX_REPLY_PARTS;
+use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,8 +76,32 @@ const _: () = assert!(CHUNK_U64.is_multiple_of(PAGE));
 
 const ZEROS_LEN: usize = MAX_KERNEL_READ;
 
-/// The bytes every hole reads as (1 MiB, one run per maximal read).
-static ZEROS: [u8; ZEROS_LEN] = [0; ZEROS_LEN];
+/// The bytes every hole reads as (1 MiB, one run per maximal read): a
+/// zero region that is never written.
+///
+/// It lives in `.bss`, not in read-only data: an immutable `static` array
+/// would be stored in the binary (1 MiB of zeros in the file), while a
+/// writable one is only reserved at load time. The kernel backs the untouched
+/// `.bss` pages with its shared zero page, so the region costs neither
+/// resident memory nor file size, and a read of a hole copies from one
+/// physical page that stays in cache. The cell is what makes the static
+/// writable (and so `.bss`); nothing ever writes through it.
+struct ZeroRegion(UnsafeCell<[u8; ZEROS_LEN]>);
+
+// SAFETY: no code writes through the cell (the only access is
+// `zeros`, which makes shared references), so sharing it between threads
+// cannot race.
+unsafe impl Sync for ZeroRegion {}
+
+static ZEROS: ZeroRegion = ZeroRegion(UnsafeCell::new([0; ZEROS_LEN]));
+
+/// `n` (at most [`ZEROS_LEN`]) zero bytes from [`ZEROS`].
+fn zeros(n: usize) -> &'static [u8] {
+    // SAFETY: the cell is never written (see `ZeroRegion`), so a shared
+    // reference to its contents is valid for the whole program.
+    let all: &'static [u8; ZEROS_LEN] = unsafe { &*ZEROS.0.get() };
+    &all[..n]
+}
 
 /// Space accounting shared by all files of one filesystem.
 #[derive(Debug)]
@@ -166,7 +192,7 @@ impl<'a> ReadParts<'a> {
         while len > 0 {
             let n = len.min(ZEROS_LEN as u64) as usize;
             if !self.spilling && self.count + 1 < MAX_READ_PARTS {
-                self.parts[self.count] = &ZEROS[..n];
+                self.parts[self.count] = zeros(n);
                 self.count += 1;
             } else {
                 self.spilling = true;

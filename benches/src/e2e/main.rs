@@ -682,6 +682,7 @@ fn run_one(
         if let Some(rss) = s.rss_kib() {
             res.idle_rss_kib.push(rss);
         }
+        res.idle_children_rss_kib.push(s.children_rss_kib());
     }
     let root = server
         .as_ref()

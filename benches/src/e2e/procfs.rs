@@ -13,6 +13,23 @@ pub fn status_kib(pid: i32, key: &str) -> Option<u64> {
     })
 }
 
+/// The child processes of `pid` (`/proc/PID/task/*/children`).
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
 /// CPU time used so far by every live thread of `pid` (sum of /proc/PID/task/*/schedstat,
 /// nanosecond resolution).
 pub fn process_cpu(pid: i32) -> Option<Duration> {

@@ -27,6 +27,9 @@ pub struct ConfigResult {
     pub idle_rss_kib: Vec<u64>,
     /// VmHWM of the server after all workloads, one per repetition.
     pub peak_rss_kib: Vec<u64>,
+    /// VmRSS of the idle server's child processes (fuselage's auto-unmount
+    /// watchdog), summed, at the same moment as `idle_rss_kib`.
+    pub idle_children_rss_kib: Vec<u64>,
     /// Anything odd about how the server ended (non-zero exit, needed a signal).
     pub exit_notes: Vec<String>,
 }
@@ -251,7 +254,7 @@ impl Report {
             if *w == Workload::Mount {
                 let _ = writeln!(
                     s,
-                    "| configuration | median | min | max | idle VmRSS KiB | peak VmRSS KiB |\n|---|---:|---:|---:|---:|---:|"
+                    "| configuration | median | min | max | idle VmRSS KiB | + children (watchdog) KiB | peak VmRSS KiB |\n|---|---:|---:|---:|---:|---:|---:|"
                 );
             } else {
                 let _ = writeln!(
@@ -264,14 +267,22 @@ impl Report {
                 if *w == Workload::Mount {
                     let rss = stats(&r.idle_rss_kib.iter().map(|k| *k as f64).collect::<Vec<_>>());
                     let hwm = stats(&r.peak_rss_kib.iter().map(|k| *k as f64).collect::<Vec<_>>());
+                    let kids = stats(
+                        &r.idle_children_rss_kib
+                            .iter()
+                            .map(|k| *k as f64)
+                            .collect::<Vec<_>>(),
+                    );
                     let _ = writeln!(
                         s,
-                        "| {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                        "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                         r.name,
                         st.median,
                         st.min,
                         st.max,
                         rss.map(|x| format!("{:.0}", x.median))
+                            .unwrap_or("—".into()),
+                        kids.map(|x| format!("{:.0}", x.median))
                             .unwrap_or("—".into()),
                         hwm.map(|x| format!("{:.0}", x.max)).unwrap_or("—".into()),
                     );
@@ -359,6 +370,7 @@ impl Report {
                     "startup_line": r.startup_line,
                     "idle_rss_kib": r.idle_rss_kib,
                     "peak_rss_kib": r.peak_rss_kib,
+                    "idle_children_rss_kib": r.idle_children_rss_kib,
                     "exit_notes": r.exit_notes,
                     "workloads": workloads,
                 })
@@ -410,6 +422,7 @@ impl Report {
                 startup_line: str_of(&r["startup_line"]),
                 idle_rss_kib: kib("idle_rss_kib"),
                 peak_rss_kib: kib("peak_rss_kib"),
+                idle_children_rss_kib: kib("idle_children_rss_kib"),
                 exit_notes: r["exit_notes"]
                     .as_array()
                     .map(|a| a.iter().filter_map(str_of).collect())

@@ -241,6 +241,15 @@ impl Server {
         procfs::status_kib(self.pid, "VmRSS")
     }
 
+    /// Resident memory of the server's child processes now (fuselage's
+    /// auto-unmount watchdog), summed, KiB; 0 without children.
+    pub fn children_rss_kib(&self) -> u64 {
+        procfs::children(self.pid)
+            .into_iter()
+            .filter_map(|c| procfs::status_kib(c, "VmRSS"))
+            .sum()
+    }
+
     /// Peak resident memory of the server process so far, KiB.
     pub fn hwm_kib(&self) -> Option<u64> {
         procfs::status_kib(self.pid, "VmHWM")

@@ -67,9 +67,15 @@ pub struct Setup {
     pub options: &'static [&'static str],
 }
 
-/// The `fuselage` binary under test.
+/// The `fuselage` binary under test: the one cargo built for this test, or
+/// `FUSELAGE_TEST_BIN` when set (for example the static binary, README
+/// "Init containers").
 pub fn fuselage_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_fuselage")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("FUSELAGE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fuselage").to_string())
+    })
 }
 
 // ---------------------------------------------------------------------------
