@@ -7,7 +7,7 @@
 //! mount options (`nosuid`, `noexec`, `noatime`, `sync`, ...) go to the
 //! kernel.
 
-use fuselage_transport_blocking::MountFlags;
+use fuselage_linux::MountFlags;
 use std::fmt;
 use std::path::PathBuf;
 

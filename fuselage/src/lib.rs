@@ -6,15 +6,18 @@
 //! logic:
 //!
 //! - [`core`] (`fuselage-core`): the `no_std`, allocation-free protocol.
-//! - [`blocking`] (`fuselage-transport-blocking`): read/writev transport and
-//!   mounting.
+//! - [`linux`] (`fuselage-linux`): mounting, the FUSE channel, the INIT
+//!   handshake.
+//! - [`blocking`] (`fuselage-transport-blocking`): the read/writev transport.
+//! - [`uring`] (`fuselage-transport-uring`): the io_uring transports.
 //! - [`backends`] (`fuselage-backends`): the in-memory filesystem (and the
 //!   host passthrough).
 //!
 //! Embedding: mount, then serve a backend on the channel:
 //!
 //! ```no_run
-//! use fuselage::blocking::{Mount, MountOptions, Session, SessionConfig};
+//! use fuselage::blocking::{Session, SessionConfig};
+//! use fuselage::linux::{Mount, MountOptions};
 //! use fuselage::backends::memfs::{MemFs, MemFsConfig};
 //!
 //! let mount = Mount::new("/mnt/x".as_ref(), &MountOptions::default()).unwrap();
@@ -25,7 +28,9 @@
 
 pub use fuselage_backends as backends;
 pub use fuselage_core as core;
+pub use fuselage_linux as linux;
 pub use fuselage_transport_blocking as blocking;
+pub use fuselage_transport_uring as uring;
 
 pub mod cli;
 pub mod daemon;

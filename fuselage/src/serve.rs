@@ -7,7 +7,8 @@ use fuselage_backends::passthrough::{
     PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
 };
 use fuselage_core::Filesystem;
-use fuselage_transport_blocking::{Channel, Mount, MountOptions, SessionEnd};
+use fuselage_linux::{Channel, Mount, MountOptions};
+use fuselage_transport_blocking::SessionEnd;
 use fuselage_transport_uring::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use std::fmt;
 use std::io;
@@ -21,7 +22,7 @@ pub enum ServeError {
     /// The options cannot work together.
     Options(String),
     /// Mounting failed.
-    Mount(fuselage_transport_blocking::MountError),
+    Mount(fuselage_linux::MountError),
     /// The channel could not be used.
     Channel(io::Error),
     /// Serving failed.

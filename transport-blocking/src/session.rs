@@ -14,13 +14,13 @@
 //! message socket). A stream socket has exactly one reader, since its
 //! messages are framed by their length and two readers would tear them.
 
-use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use crate::splice::{SpliceOutcome, SplicePipe};
 use fuselage_core::init::InitError;
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
     Negotiated, ReplySink,
 };
+use fuselage_linux::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

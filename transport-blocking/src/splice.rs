@@ -31,7 +31,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::ChannelError;
+use fuselage_linux::error::ChannelError;
 
 /// Size of the FUSE reply header (`fuse_out_header`).
 pub const OUT_HEADER_LEN: usize = 16;

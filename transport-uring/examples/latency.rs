@@ -7,7 +7,7 @@
 //! (sets `enable_uring=Y` for the run and restores it).
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_transport_blocking::mount::{Mount, MountOptions};
+use fuselage_linux::mount::{Mount, MountOptions};
 use fuselage_transport_uring::probe::ENABLE_URING_PARAM;
 use fuselage_transport_uring::{Choice, UringConfig};
 use std::ffi::CString;

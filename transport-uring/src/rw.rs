@@ -31,7 +31,7 @@
 
 use crate::region::Region;
 use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, Negotiated, ReplySink};
-use fuselage_transport_blocking::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
+use fuselage_linux::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
 use fuselage_transport_blocking::session::{online_cpu, pin_to};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::RefCell;

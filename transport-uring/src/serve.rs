@@ -22,7 +22,7 @@ use crate::native::{self, DEFAULT_DEPTH};
 use crate::probe::{Unavailable, probe_native, probe_uring};
 use crate::rw::{self, DEFAULT_RW_DEPTH, RwEnd};
 use fuselage_core::{Dispatched, Dispatcher, Filesystem, InitConfig, InitFlags, Negotiated};
-use fuselage_transport_blocking::channel::{Channel, ChannelKind, is_unmounted};
+use fuselage_linux::channel::{Channel, ChannelKind, is_unmounted};
 use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd, SessionError};
 use std::fmt;
 use std::io;

@@ -106,11 +106,11 @@ fn native_not_offered_at_init_steps_down_after_init() {
         return;
     };
     let dir = TempDir::new("late");
-    let opts = fuselage_transport_blocking::MountOptions {
+    let opts = fuselage_linux::MountOptions {
         auto_unmount: false,
         ..Default::default()
     };
-    let mount = fuselage_transport_blocking::Mount::new(dir.path(), &opts).unwrap();
+    let mount = fuselage_linux::Mount::new(dir.path(), &opts).unwrap();
     let _guard = UnmountGuard(mount.mountpoint().to_path_buf());
     let channel = mount.channel().unwrap();
     let _on = EnableUring::set(true).unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use fuselage_transport_blocking::mount::{connection_id, ensure_fusectl};
+use fuselage_linux::mount::{connection_id, ensure_fusectl};
 use fuselage_transport_uring::{Choice, Transport, UringConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -6,8 +6,8 @@
 pub mod testfs;
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_linux::mount::{Mount, MountOptions, lazy_unmount};
 use fuselage_transport_blocking::SessionEnd;
-use fuselage_transport_blocking::mount::{Mount, MountOptions, lazy_unmount};
 use fuselage_transport_uring::{
     Choice, ServeError, ServeInfo, UringConfig, probe::ENABLE_URING_PARAM,
 };

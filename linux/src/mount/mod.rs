@@ -41,7 +41,7 @@ const FUSE_COMMFD_ENV: &str = "_FUSE_COMMFD";
 /// Options for [`Mount::new`]. Build with struct update syntax:
 ///
 /// ```
-/// use fuselage_transport_blocking::mount::MountOptions;
+/// use fuselage_linux::mount::MountOptions;
 /// let opts = MountOptions {
 ///     subtype: Some("memfs".into()),
 ///     read_only: true,
@@ -78,7 +78,7 @@ pub struct MountOptions {
 /// mount(2). The default is `nosuid,nodev`, as for every FUSE mount.
 ///
 /// ```
-/// use fuselage_transport_blocking::mount::MountFlags;
+/// use fuselage_linux::mount::MountFlags;
 /// let mut flags = MountFlags::default();
 /// assert!(flags.apply_option("noexec") && flags.apply_option("suid"));
 /// assert!(!flags.apply_option("allow_other"));
