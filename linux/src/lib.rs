@@ -14,6 +14,10 @@
 //!   adopts an already-open `/dev/fd/N`.
 //! - [`channel`]: [`Channel`] receives exactly one request and sends one
 //!   reply per call over `/dev/fuse`, a `SOCK_SEQPACKET` or a `SOCK_STREAM` socket.
+//! - [`handshake`]: [`handshake()`](handshake::handshake) reads and answers INIT, the first
+//!   exchange on every connection, before a transport starts.
+//! - [`sys`]: the small system calls the transports share (exact-length pread, non-blocking
+//!   fds, pipes and their size, CPU affinity, page size).
 //! - [`error`]: [`MountError`] and
 //!   [`ChannelError`].
 //!
@@ -32,8 +36,11 @@
 
 pub mod channel;
 pub mod error;
+pub mod handshake;
 pub mod mount;
+pub mod sys;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{ChannelError, MountError};
+pub use handshake::{HandshakeError, handshake};
 pub use mount::{Mount, MountFlags, MountMethod, MountOptions};

@@ -21,8 +21,9 @@
 use crate::native::{self, DEFAULT_DEPTH};
 use crate::probe::{Unavailable, probe_native, probe_uring};
 use crate::rw::{self, DEFAULT_RW_DEPTH, RwEnd};
-use fuselage_core::{Dispatched, Dispatcher, Filesystem, InitConfig, InitFlags, Negotiated};
-use fuselage_linux::channel::{Channel, ChannelKind, is_unmounted};
+use fuselage_core::{Dispatcher, Filesystem, InitConfig, InitFlags, Negotiated};
+use fuselage_linux::channel::{Channel, ChannelKind};
+use fuselage_linux::handshake;
 use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd, SessionError};
 use std::fmt;
 use std::io;
@@ -241,7 +242,7 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     init.io_uring = native.is_ok();
     let dispatcher = Arc::new(Dispatcher::new(fs, init).with_read_only(config.read_only));
     let channel = Arc::new(channel);
-    let neg = handshake(&channel, &dispatcher, init.max_write)?;
+    let neg = handshake(&channel, &dispatcher, init.max_write).map_err(SessionError::from)?;
 
     // Native, if INIT agreed it.
     let mut fallback = native.err();
@@ -390,50 +391,4 @@ fn reader_session<F: Filesystem + Send + Sync + 'static>(
             ..config.clone()
         },
     ))
-}
-
-/// Reads and answers INIT (and the retry after a downgrade) on `channel`.
-fn handshake<F: Filesystem>(
-    channel: &Channel,
-    dispatcher: &Dispatcher<F>,
-    max_write: u32,
-) -> Result<Negotiated, ServeError> {
-    let size = (max_write as usize + 4096).max(8192);
-    let mut words = vec![0u64; size.div_ceil(8)];
-    let buf: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(words.as_mut_slice());
-    let sink = InitSink(channel);
-    loop {
-        let n = match channel.receive(buf) {
-            Ok(0) => return Err(SessionError::ClosedBeforeInit.into()),
-            Ok(n) => n,
-            Err(e) if is_unmounted(&e) => return Err(SessionError::ClosedBeforeInit.into()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT)
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(SessionError::Io(e).into()),
-        };
-        match dispatcher.dispatch(&buf[..n], &sink, &mut []) {
-            Dispatched::Initialized(neg) => return Ok(neg),
-            Dispatched::InitFailed(e) => return Err(SessionError::Init(e).into()),
-            Dispatched::Destroyed => return Err(SessionError::ClosedBeforeInit.into()),
-            _ => continue,
-        }
-    }
-}
-
-/// Sends the INIT reply with one writev.
-struct InitSink<'a>(&'a Channel);
-
-impl fuselage_core::ReplySink for InitSink<'_> {
-    fn send(&self, parts: &[&[u8]]) {
-        let _ = self.0.send(parts);
-    }
-    fn send_file(&self, parts: &[&[u8]], _file: fuselage_core::FileRange) {
-        let _ = self.0.send(parts);
-    }
 }
