@@ -38,3 +38,4 @@ pub mod debug;
 pub mod log;
 pub mod serve;
 pub mod service;
+pub mod transport;

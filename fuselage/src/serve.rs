@@ -2,6 +2,7 @@
 
 use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
+use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
     PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
@@ -9,7 +10,6 @@ use fuselage_backends::passthrough::{
 use fuselage_core::Filesystem;
 use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_transport_blocking::SessionEnd;
-use fuselage_transport_uring::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -29,7 +29,7 @@ pub enum ServeError {
     Session(fuselage_transport_blocking::SessionError),
     /// Serving over io_uring failed, or a forced io_uring transport turned
     /// out unavailable at INIT.
-    Transport(fuselage_transport_uring::ServeError),
+    Transport(crate::transport::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
 }
@@ -121,7 +121,7 @@ pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeEr
             "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
         ));
     }
-    let fallback = transport_preflight(args.transport)?;
+    let fallback = transport_preflight(args)?;
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -145,7 +145,7 @@ fn run_passthrough(
         PassthroughFs::passthrough_preflight()
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
-    let fallback = transport_preflight(args.transport)?;
+    let fallback = transport_preflight(args)?;
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -280,10 +280,11 @@ fn serve_fs<F: Served>(
             .unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
         read_only: args.read_only,
         poll: std::time::Duration::from_micros(u64::from(args.poll_us)),
+        simulate_uring_refusal: args.simulate_uring_refusal,
         ..UringConfig::default()
     };
     let mountpoint = args.mountpoint.display().to_string();
-    let result = fuselage_transport_uring::serve(channel, fs, &config, |info: &UringServeInfo| {
+    let result = crate::transport::serve(channel, fs, &config, |info: &UringServeInfo| {
         let status = passthrough.as_ref().map(|p| p.status());
         let on = status.as_ref().is_some_and(|s| s.active);
         let mut line = format!(
@@ -338,7 +339,7 @@ fn serve_fs<F: Served>(
         {
             Err(ServeError::Options(format!("--passthrough on: {why}")))
         }
-        Err(fuselage_transport_uring::ServeError::Session(e)) => Err(ServeError::Session(e)),
+        Err(crate::transport::ServeError::Session(e)) => Err(ServeError::Session(e)),
         Err(e) => Err(ServeError::Transport(e)),
     }
 }
@@ -346,8 +347,14 @@ fn serve_fs<F: Served>(
 /// Checks before mounting that a forced io_uring transport can work here
 /// (`--transport uring` and `uring-rw` never fall back). Automatic selection
 /// decides after INIT and reports its own `(fallback: REASON)`.
-fn transport_preflight(choice: TransportChoice) -> Result<Option<&'static str>, ServeError> {
-    match fuselage_transport_uring::preflight(uring_choice(choice)) {
+fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeError> {
+    let choice = args.transport;
+    let config = UringConfig {
+        choice: uring_choice(choice),
+        simulate_uring_refusal: args.simulate_uring_refusal,
+        ..UringConfig::default()
+    };
+    match crate::transport::preflight(&config) {
         Ok(_) => Ok(None),
         Err(reason) => Err(ServeError::Options(format!(
             "--transport {}: {reason}",

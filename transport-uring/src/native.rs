@@ -57,12 +57,14 @@
 
 use crate::probe::{Unavailable, possible_cpus};
 use crate::region::Region;
+use crate::rw::RwEnd;
 use crate::sqe;
 use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out};
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, Negotiated,
     ReplySink,
 };
+use fuselage_linux::channel::Channel;
 use fuselage_linux::sys::{page_size, pin_to, pread_full};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::Cell;
@@ -357,7 +359,7 @@ impl ReplySink for RingReply {
 
 /// A running set of native queues.
 #[derive(Debug)]
-pub(crate) struct NativeQueues {
+pub struct NativeQueues {
     queues: Vec<Arc<QueueShared>>,
     threads: Vec<JoinHandle<()>>,
     /// Entries per queue.
@@ -368,6 +370,38 @@ impl NativeQueues {
     /// Number of queues (= possible CPUs).
     pub fn len(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Whether there are no queues.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Serves the `/dev/fuse` side of the connection until it ends, then
+    /// stops the queues: FORGET, BATCH_FORGET and INTERRUPT always come
+    /// through `/dev/fuse`, as does whatever arrived before the rings were
+    /// live. One thread reads them with a READ SQE in a small ring of its own
+    /// on a cloned fd and answers in place, as uring-rw does (see
+    /// [`rw::run`](crate::rw::run)), through the same `dispatcher` as the
+    /// queues, so an INTERRUPT finds the request it names.
+    pub fn serve_device<F: Filesystem + Send + Sync + 'static>(
+        self,
+        channel: &Arc<Channel>,
+        dispatcher: &Arc<Dispatcher<F>>,
+        neg: &Negotiated,
+        splice: bool,
+    ) -> io::Result<RwEnd> {
+        let end = crate::rw::run(
+            channel.clone(),
+            dispatcher.clone(),
+            neg,
+            1,
+            1,
+            splice,
+            false,
+        );
+        self.stop_and_join();
+        end
     }
 
     /// Asks every queue to stop once the kernel has given its entries back,
@@ -393,7 +427,7 @@ pub(crate) fn payload_size(neg: &Negotiated) -> usize {
 /// agreed `OVER_IO_URING`. Returns the queues (keep them: entries that did
 /// register stay in the kernel until teardown) and whether every queue
 /// registered.
-pub(crate) fn start<F: Filesystem + Send + Sync + 'static>(
+pub fn start<F: Filesystem + Send + Sync + 'static>(
     fd: RawFd,
     dispatcher: &Arc<Dispatcher<F>>,
     neg: &Negotiated,

@@ -56,7 +56,7 @@ const OUT_HEADER_LEN: usize = 16;
 
 /// How a uring-rw session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RwEnd {
+pub enum RwEnd {
     /// The connection is gone (ENODEV): unmounted or aborted.
     Unmounted,
     /// The kernel sent DESTROY.
@@ -64,8 +64,10 @@ pub(crate) enum RwEnd {
 }
 
 /// Serves the connection of `channel` (INIT already answered) with
-/// `threads` ring threads, each with `depth` READs in flight.
-pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
+/// `threads` ring threads, each with `depth` READs in flight (`splice`:
+/// send large file-range replies by splice; `cpu_local`: pin thread i to
+/// the i-th CPU, see the module docs).
+pub fn run<F: Filesystem + Send + Sync + 'static>(
     channel: Arc<Channel>,
     dispatcher: Arc<Dispatcher<F>>,
     neg: &Negotiated,
