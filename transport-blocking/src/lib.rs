@@ -21,9 +21,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod session;
 pub mod splice;
 

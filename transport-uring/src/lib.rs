@@ -53,9 +53,6 @@
 //! transport), `fuselage-backends`, `fuselage` (transport choice, the
 //! binary).
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod native;
 pub mod probe;
 pub mod region;
