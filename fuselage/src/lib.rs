@@ -12,6 +12,10 @@
 //! - [`uring`] (`fuselage-transport-uring`): the io_uring transports.
 //! - [`backends`] (`fuselage-backends`): the in-memory filesystem (and the
 //!   host passthrough).
+//! - [`transport`]: choosing a transport after INIT, with automatic fallback
+//!   native io_uring → uring-rw → blocking and the reason for each step down.
+//!   This is the one place that knows every transport; they know nothing of
+//!   each other.
 //!
 //! Embedding: mount, then serve a backend on the channel:
 //!
