@@ -17,7 +17,6 @@
 //! The protocol itself lives in `fuselage-core`; transports that feed these
 //! backends are `fuselage-transport-blocking` and `fuselage-transport-uring`,
 //! and the `fuselage` crate ties everything together.
-#![warn(missing_docs)]
 
 /// Answers `reply` with `result`'s value through `ok`, or its errno.
 macro_rules! answer {

@@ -10,8 +10,9 @@
 //! ```
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_linux::Channel;
 use fuselage_testkit::{SimKernel, channel_pair};
-use fuselage_transport_blocking::{Channel, Session, SessionConfig};
+use fuselage_transport_blocking::{Session, SessionConfig};
 use std::sync::{Mutex, OnceLock};
 
 fn main() {

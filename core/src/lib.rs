@@ -26,11 +26,11 @@
 //! header and reply struct on the stack and gives the parts to the sink, which
 //! sends them with one `writev`, a splice, or a ring commit.
 //!
-//! Companion crates: `fuselage-transport-blocking` (read/writev, mounting),
-//! `fuselage-transport-uring` (io_uring), `fuselage-backends` (memfs,
+//! Companion crates: `fuselage-linux` (mounting, the channel, INIT),
+//! `fuselage-transport-blocking` (read/writev), `fuselage-transport-uring`
+//! (io_uring), `fuselage-backends` (memfs,
 //! passthrough) and `fuselage` (facade and binary).
 #![cfg_attr(not(feature = "std"), no_std)]
-#![warn(missing_docs)]
 
 pub mod abi;
 pub mod dirent;

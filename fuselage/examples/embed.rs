@@ -9,7 +9,8 @@
 //! `Mount` unmounts lazily.
 
 use fuselage::backends::memfs::{MemFs, MemFsConfig};
-use fuselage::blocking::{Mount, MountOptions, Session, SessionConfig};
+use fuselage::blocking::{Session, SessionConfig};
+use fuselage::linux::{Mount, MountOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mountpoint = std::env::args().nth(1).ok_or("usage: embed MOUNTPOINT")?;

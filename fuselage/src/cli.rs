@@ -7,7 +7,7 @@
 //! mount options (`nosuid`, `noexec`, `noatime`, `sync`, ...) go to the
 //! kernel.
 
-use fuselage_transport_blocking::MountFlags;
+use fuselage_linux::MountFlags;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -73,6 +73,10 @@ pub struct MountArgs {
     pub debug: bool,
     /// Detach once the mount is live (the mount.fuse form without `-f`).
     pub background: bool,
+    /// Test-only: act as if io_uring were refused (see
+    /// [`UringConfig::simulate_uring_refusal`](crate::transport::UringConfig::simulate_uring_refusal)).
+    /// Not an option: the binary sets it from `FUSELAGE_TEST_DENY_URING=1`.
+    pub simulate_uring_refusal: bool,
 }
 
 impl MountArgs {
@@ -95,6 +99,7 @@ impl MountArgs {
             max_read: None,
             debug: false,
             background: false,
+            simulate_uring_refusal: false,
         }
     }
 }

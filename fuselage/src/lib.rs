@@ -6,15 +6,22 @@
 //! logic:
 //!
 //! - [`core`] (`fuselage-core`): the `no_std`, allocation-free protocol.
-//! - [`blocking`] (`fuselage-transport-blocking`): read/writev transport and
-//!   mounting.
+//! - [`linux`] (`fuselage-linux`): mounting, the FUSE channel, the INIT
+//!   handshake.
+//! - [`blocking`] (`fuselage-transport-blocking`): the read/writev transport.
+//! - [`uring`] (`fuselage-transport-uring`): the io_uring transports.
 //! - [`backends`] (`fuselage-backends`): the in-memory filesystem (and the
 //!   host passthrough).
+//! - [`transport`]: choosing a transport after INIT, with automatic fallback
+//!   native io_uring → uring-rw → blocking and the reason for each step down.
+//!   This is the one place that knows every transport; they know nothing of
+//!   each other.
 //!
 //! Embedding: mount, then serve a backend on the channel:
 //!
 //! ```no_run
-//! use fuselage::blocking::{Mount, MountOptions, Session, SessionConfig};
+//! use fuselage::blocking::{Session, SessionConfig};
+//! use fuselage::linux::{Mount, MountOptions};
 //! use fuselage::backends::memfs::{MemFs, MemFsConfig};
 //!
 //! let mount = Mount::new("/mnt/x".as_ref(), &MountOptions::default()).unwrap();
@@ -25,7 +32,9 @@
 
 pub use fuselage_backends as backends;
 pub use fuselage_core as core;
+pub use fuselage_linux as linux;
 pub use fuselage_transport_blocking as blocking;
+pub use fuselage_transport_uring as uring;
 
 pub mod cli;
 pub mod daemon;
@@ -34,3 +43,4 @@ pub mod log;
 pub mod procfs;
 pub mod serve;
 pub mod service;
+pub mod transport;

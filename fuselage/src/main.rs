@@ -14,7 +14,10 @@ fn main() -> ExitCode {
             println!("fuselage {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Mount(args)) => {
+        Ok(Command::Mount(mut args)) => {
+            // Test-only switch, read once at startup (see `transport::DENY_ENV`).
+            args.simulate_uring_refusal =
+                std::env::var_os(fuselage::transport::DENY_ENV).is_some_and(|v| v == "1");
             // The mount.fuse form detaches before anything starts; the
             // parent returns once the mount is live (or with the error).
             let mut detached = if args.background {

@@ -2,13 +2,14 @@
 
 use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
+use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
     PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
 };
 use fuselage_core::Filesystem;
-use fuselage_transport_blocking::{Channel, Mount, MountOptions, SessionEnd};
-use fuselage_transport_uring::{Choice, ServeInfo as UringServeInfo, UringConfig};
+use fuselage_linux::{Channel, Mount, MountOptions};
+use fuselage_transport_blocking::SessionEnd;
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -21,14 +22,14 @@ pub enum ServeError {
     /// The options cannot work together.
     Options(String),
     /// Mounting failed.
-    Mount(fuselage_transport_blocking::MountError),
+    Mount(fuselage_linux::MountError),
     /// The channel could not be used.
     Channel(io::Error),
     /// Serving failed.
     Session(fuselage_transport_blocking::SessionError),
     /// Serving over io_uring failed, or a forced io_uring transport turned
     /// out unavailable at INIT.
-    Transport(fuselage_transport_uring::ServeError),
+    Transport(crate::transport::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
 }
@@ -120,7 +121,7 @@ pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeEr
             "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
         ));
     }
-    let fallback = transport_preflight(args.transport)?;
+    let fallback = transport_preflight(args)?;
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -144,7 +145,7 @@ fn run_passthrough(
         PassthroughFs::passthrough_preflight()
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
-    let fallback = transport_preflight(args.transport)?;
+    let fallback = transport_preflight(args)?;
     // An empty root (init container, bare chroot) has no /proc; the backend
     // needs /proc/self/fd.
     match crate::procfs::ensure_mounted() {
@@ -293,10 +294,11 @@ fn serve_fs<F: Served>(
             .unwrap_or(fuselage_transport_uring::native::DEFAULT_DEPTH),
         read_only: args.read_only,
         poll: std::time::Duration::from_micros(u64::from(args.poll_us)),
+        simulate_uring_refusal: args.simulate_uring_refusal,
         ..UringConfig::default()
     };
     let mountpoint = args.mountpoint.display().to_string();
-    let result = fuselage_transport_uring::serve(channel, fs, &config, |info: &UringServeInfo| {
+    let result = crate::transport::serve(channel, fs, &config, |info: &UringServeInfo| {
         let status = passthrough.as_ref().map(|p| p.status());
         let on = status.as_ref().is_some_and(|s| s.active);
         let mut line = format!(
@@ -351,7 +353,7 @@ fn serve_fs<F: Served>(
         {
             Err(ServeError::Options(format!("--passthrough on: {why}")))
         }
-        Err(fuselage_transport_uring::ServeError::Session(e)) => Err(ServeError::Session(e)),
+        Err(crate::transport::ServeError::Session(e)) => Err(ServeError::Session(e)),
         Err(e) => Err(ServeError::Transport(e)),
     }
 }
@@ -359,8 +361,14 @@ fn serve_fs<F: Served>(
 /// Checks before mounting that a forced io_uring transport can work here
 /// (`--transport uring` and `uring-rw` never fall back). Automatic selection
 /// decides after INIT and reports its own `(fallback: REASON)`.
-fn transport_preflight(choice: TransportChoice) -> Result<Option<&'static str>, ServeError> {
-    match fuselage_transport_uring::preflight(uring_choice(choice)) {
+fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeError> {
+    let choice = args.transport;
+    let config = UringConfig {
+        choice: uring_choice(choice),
+        simulate_uring_refusal: args.simulate_uring_refusal,
+        ..UringConfig::default()
+    };
+    match crate::transport::preflight(&config) {
         Ok(_) => Ok(None),
         Err(reason) => Err(ServeError::Options(format!(
             "--transport {}: {reason}",

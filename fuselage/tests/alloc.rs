@@ -9,7 +9,8 @@ mod common;
 
 use common::*;
 use fuselage::backends::memfs::{MemFs, MemFsConfig};
-use fuselage::blocking::{Channel, Mount, MountOptions, Session, SessionConfig};
+use fuselage::blocking::{Session, SessionConfig};
+use fuselage::linux::{Channel, Mount, MountOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};

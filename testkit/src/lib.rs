@@ -37,8 +37,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
 mod buf;
 mod channel;
 mod dirent;

@@ -14,13 +14,15 @@
 //! message socket). A stream socket has exactly one reader, since its
 //! messages are framed by their length and two readers would tear them.
 
-use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use crate::splice::{SpliceOutcome, SplicePipe};
 use fuselage_core::init::InitError;
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
     Negotiated, ReplySink,
 };
+use fuselage_linux::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
+use fuselage_linux::handshake::{HandshakeError, handshake};
+use fuselage_linux::sys::{online_cpu, pin_to, pread_full, set_nonblocking};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -100,6 +102,16 @@ impl std::fmt::Display for SessionError {
 }
 
 impl std::error::Error for SessionError {}
+
+impl From<HandshakeError> for SessionError {
+    fn from(e: HandshakeError) -> Self {
+        match e {
+            HandshakeError::Init(e) => SessionError::Init(e),
+            HandshakeError::ClosedBeforeInit => SessionError::ClosedBeforeInit,
+            HandshakeError::Io(e) => SessionError::Io(e),
+        }
+    }
+}
 
 /// What a running session knows after INIT, for the caller's startup line.
 #[derive(Debug, Clone, Copy)]
@@ -248,28 +260,8 @@ impl<F: Filesystem + Send + Sync + 'static> Session<F> {
 
     /// Reads and answers INIT (and the retry after a downgrade).
     fn handshake(&self) -> Result<Negotiated, SessionError> {
-        let size = (self.config.init.max_write as usize + 4096).max(8192);
-        let mut buf = AlignedBuf::new(size);
-        let mut scratch = [0u8; 0];
-        loop {
-            let n = match self.channel.receive(buf.as_mut()) {
-                Ok(0) => return Err(SessionError::ClosedBeforeInit),
-                Ok(n) => n,
-                Err(e) if is_unmounted(&e) => return Err(SessionError::ClosedBeforeInit),
-                Err(e) if retryable(&e) => continue,
-                Err(e) => return Err(SessionError::Io(e)),
-            };
-            let sink = ChannelSink::plain(&self.channel);
-            match self
-                .dispatcher
-                .dispatch(&buf.as_ref()[..n], &sink, &mut scratch)
-            {
-                Dispatched::Initialized(neg) => return Ok(neg),
-                Dispatched::InitFailed(e) => return Err(SessionError::Init(e)),
-                Dispatched::Destroyed => return Err(SessionError::ClosedBeforeInit),
-                _ => continue,
-            }
-        }
+        handshake(&self.channel, &self.dispatcher, self.config.init.max_write)
+            .map_err(SessionError::from)
     }
 }
 
@@ -315,46 +307,6 @@ struct Worker<F> {
     local_cpu: Option<usize>,
 }
 
-/// The `i`-th CPU the process may run on (wrapping), from its affinity
-/// mask; `None` if it may run on fewer than two (nothing to choose) or the
-/// mask cannot be read. Used to place one worker per CPU.
-pub fn online_cpu(i: usize) -> Option<usize> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set, and
-    // sched_getaffinity writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
-        return None;
-    }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect();
-    if cpus.len() < 2 {
-        return None;
-    }
-    Some(cpus[i % cpus.len()])
-}
-
-/// Pins the calling thread to `cpu` (`EINVAL` for a CPU at or above
-/// `CPU_SETSIZE`).
-pub fn pin_to(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: an all-zero cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes inside `set` for a CPU below CPU_SETSIZE
-    // (checked above).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the given size.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Waits until `fd` is readable (or errors, which the next read reports).
 fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
     let mut pfd = libc::pollfd {
@@ -364,20 +316,6 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
     };
     // SAFETY: `pfd` is one valid pollfd; poll writes only its `revents`.
     unsafe { libc::poll(&mut pfd, 1, -1) };
-}
-
-/// Makes `fd`'s open file non-blocking.
-fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we hold; no memory involved.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl<F: Filesystem> Worker<F> {
@@ -558,30 +496,13 @@ impl<'w> ChannelSink<'w> {
             return self.send_error_for(header, libc::EIO);
         };
         let want = (file.len as usize).min(copy.len());
-        let mut got = 0;
-        while got < want {
-            // SAFETY: `copy[got..want]` is valid writable memory of exactly
-            // `want - got` bytes; `file.fd` is borrowed for this call.
-            let r = unsafe {
-                libc::pread(
-                    file.fd,
-                    copy[got..].as_mut_ptr().cast(),
-                    want - got,
-                    (file.offset + got as u64) as libc::off_t,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return self.send_error_for(header, e.raw_os_error().unwrap_or(libc::EIO));
-            }
-            if r == 0 {
-                break;
-            }
-            got += r as usize;
-        }
+        // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
+        // duration of this reply call (FileRange's contract); only borrowed.
+        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
+        let got = match pread_full(file_fd, &mut copy[..want], file.offset) {
+            Ok(got) => got,
+            Err(e) => return self.send_error_for(header, e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         let mut fixed = [0u8; 16];
         fixed.copy_from_slice(&header[..16]);
         let others: usize = parts[1..].iter().map(|p| p.len()).sum();

@@ -31,7 +31,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::ChannelError;
+use fuselage_linux::error::ChannelError;
+use fuselage_linux::sys::{grow_pipe, page_size, pipe_nonblocking};
 
 /// Size of the FUSE reply header (`fuse_out_header`).
 pub const OUT_HEADER_LEN: usize = 16;
@@ -84,18 +85,8 @@ impl SplicePipe {
     /// Without `CAP_SYS_RESOURCE` the pipe grows at most to
     /// `/proc/sys/fs/pipe-max-size`; check [`SplicePipe::fits`] per reply.
     pub fn new(capacity: usize) -> io::Result<SplicePipe> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            n if n > 0 => n as usize,
-            _ => 4096,
-        };
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two fds pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let page = page_size();
+        let (read, write) = pipe_nonblocking()?;
         let pages = capacity.div_ceil(page).saturating_add(2);
         let want = pages
             .checked_next_power_of_two()
@@ -359,37 +350,6 @@ fn splice_retry(
             return Err(err);
         }
     }
-}
-
-/// Grows the pipe whose write end is `fd` to `want` bytes and returns the
-/// size the kernel set. Without `CAP_SYS_RESOURCE` a pipe may not grow past
-/// `/proc/sys/fs/pipe-max-size` (1 MiB by default): when the larger size is
-/// refused with `EPERM`, asks for that maximum instead, so callers check per
-/// reply whether it fits and copy larger ones.
-pub fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
-    let mut ask = want.min(libc::c_int::MAX as usize);
-    loop {
-        // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
-        let set = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, ask as libc::c_int) };
-        if set >= 0 {
-            return Ok(set as usize);
-        }
-        let err = io::Error::last_os_error();
-        let max = pipe_max_size();
-        if err.raw_os_error() == Some(libc::EPERM) && max < ask && max >= 8192 {
-            ask = max;
-            continue;
-        }
-        return Err(err);
-    }
-}
-
-/// `/proc/sys/fs/pipe-max-size` (1 MiB when it cannot be read).
-fn pipe_max_size() -> usize {
-    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1 << 20)
 }
 
 #[cfg(test)]

@@ -56,18 +56,21 @@
 //! region is leaked rather than freed under the kernel.
 
 use crate::probe::{Unavailable, possible_cpus};
-use crate::region::{Region, page_size};
+use crate::region::Region;
+use crate::rw::RwEnd;
 use crate::sqe;
 use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out};
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, Negotiated,
     ReplySink,
 };
+use fuselage_linux::channel::Channel;
+use fuselage_linux::sys::{page_size, pin_to, pread_full};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::Cell;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
@@ -245,7 +248,11 @@ impl QueueShared {
             }
             if let Some(f) = file {
                 // SAFETY: as above, `n + f.len <= cap`.
-                match unsafe { pread_full(f, base.add(n)) } {
+                let dst = unsafe { std::slice::from_raw_parts_mut(base.add(n), f.len as usize) };
+                // SAFETY: `f.fd` is lent by the filesystem for the reply call
+                // (FileRange's contract); only borrowed.
+                let fd = unsafe { BorrowedFd::borrow_raw(f.fd) };
+                match pread_full(fd, dst, f.offset) {
                     Ok(got) => n += got,
                     Err(e) => error = -e.raw_os_error().unwrap_or(libc::EIO),
                 }
@@ -265,39 +272,6 @@ impl QueueShared {
             self.mark_ready(i);
         }
     }
-}
-
-/// Reads exactly `f.len` bytes (fewer at end of file) from `f` into `dst`.
-///
-/// # Safety
-/// `dst` must be valid for writes of `f.len` bytes and not borrowed.
-unsafe fn pread_full(f: FileRange, dst: *mut u8) -> io::Result<usize> {
-    let want = f.len as usize;
-    let mut got = 0;
-    while got < want {
-        // SAFETY: the caller guarantees `dst..dst+want` is writable; `f.fd`
-        // is lent by the filesystem for the reply call.
-        let r = unsafe {
-            libc::pread(
-                f.fd,
-                dst.add(got).cast(),
-                want - got,
-                (f.offset + got as u64) as libc::off_t,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            break;
-        }
-        got += r as usize;
-    }
-    Ok(got)
 }
 
 /// The reply sink of a request that came through a FUSE ring entry.
@@ -385,7 +359,7 @@ impl ReplySink for RingReply {
 
 /// A running set of native queues.
 #[derive(Debug)]
-pub(crate) struct NativeQueues {
+pub struct NativeQueues {
     queues: Vec<Arc<QueueShared>>,
     threads: Vec<JoinHandle<()>>,
     /// Entries per queue.
@@ -396,6 +370,38 @@ impl NativeQueues {
     /// Number of queues (= possible CPUs).
     pub fn len(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Whether there are no queues.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Serves the `/dev/fuse` side of the connection until it ends, then
+    /// stops the queues: FORGET, BATCH_FORGET and INTERRUPT always come
+    /// through `/dev/fuse`, as does whatever arrived before the rings were
+    /// live. One thread reads them with a READ SQE in a small ring of its own
+    /// on a cloned fd and answers in place, as uring-rw does (see
+    /// [`rw::run`](crate::rw::run)), through the same `dispatcher` as the
+    /// queues, so an INTERRUPT finds the request it names.
+    pub fn serve_device<F: Filesystem + Send + Sync + 'static>(
+        self,
+        channel: &Arc<Channel>,
+        dispatcher: &Arc<Dispatcher<F>>,
+        neg: &Negotiated,
+        splice: bool,
+    ) -> io::Result<RwEnd> {
+        let end = crate::rw::run(
+            channel.clone(),
+            dispatcher.clone(),
+            neg,
+            1,
+            1,
+            splice,
+            false,
+        );
+        self.stop_and_join();
+        end
     }
 
     /// Asks every queue to stop once the kernel has given its entries back,
@@ -421,7 +427,7 @@ pub(crate) fn payload_size(neg: &Negotiated) -> usize {
 /// agreed `OVER_IO_URING`. Returns the queues (keep them: entries that did
 /// register stay in the kernel until teardown) and whether every queue
 /// registered.
-pub(crate) fn start<F: Filesystem + Send + Sync + 'static>(
+pub fn start<F: Filesystem + Send + Sync + 'static>(
     fd: RawFd,
     dispatcher: &Arc<Dispatcher<F>>,
     neg: &Negotiated,
@@ -568,7 +574,7 @@ struct QueueThread<F> {
 
 impl<F: Filesystem> QueueThread<F> {
     fn run(mut self, report: mpsc::SyncSender<Result<(), i32>>) {
-        let _ = fuselage_transport_blocking::session::pin_to(self.cpu);
+        let _ = pin_to(self.cpu);
         CURRENT_QUEUE.with(|c| c.set(Arc::as_ptr(&self.shared) as usize));
         for i in 0..self.shared.layout.depth {
             self.push_register(i);

@@ -17,10 +17,6 @@
 //!
 //! Every [`Unavailable`] prints as one sentence saying what to do, which the
 //! `fuselage` binary shows as `(fallback: REASON)` or as its exit message.
-//!
-//! Setting [`DENY_ENV`] (`FUSELAGE_TEST_DENY_URING=1`) makes both probes
-//! answer as if `io_uring_setup` were refused with `EPERM`. It exists for
-//! tests of the fallback path and must not be used otherwise.
 
 use crate::sysfs;
 use std::fmt;
@@ -29,10 +25,6 @@ use std::io;
 
 /// The fuse module parameter that enables FUSE-over-io_uring.
 pub const ENABLE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
-
-/// Test-only: when this environment variable is `1`, the probes act as if
-/// io_uring were refused (`EPERM`), to exercise the fallback to blocking.
-pub const DENY_ENV: &str = "FUSELAGE_TEST_DENY_URING";
 
 /// The first kernel release with FUSE-over-io_uring.
 pub const NATIVE_MIN_KERNEL: (u32, u32) = (6, 14);
@@ -67,7 +59,9 @@ pub enum Unavailable {
     /// `io_uring_setup(2)` failed with `EPERM` (seccomp, a container
     /// runtime, or the sysctl).
     NotPermitted,
-    /// `io_uring_setup(2)` failed with `EPERM` because [`DENY_ENV`] said so.
+    /// `io_uring_setup(2)` refused with `EPERM` by a test-only switch (the
+    /// `fuselage` binary's `FUSELAGE_TEST_DENY_URING=1`), never by the probes
+    /// here: whoever chooses the transport reports it.
     Simulated,
     /// The kernel has no io_uring (`ENOSYS`).
     NoSys,
@@ -110,7 +104,7 @@ impl fmt::Display for Unavailable {
             ),
             Unavailable::Simulated => write!(
                 f,
-                "io_uring_setup refused with EPERM (simulated: {DENY_ENV}=1 is set, a test-only switch)"
+                "io_uring_setup refused with EPERM (simulated: FUSELAGE_TEST_DENY_URING=1 is set, a test-only switch)"
             ),
             Unavailable::NoSys => {
                 f.write_str("the kernel has no io_uring (io_uring_setup: ENOSYS)")
@@ -134,17 +128,9 @@ impl fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
-/// Whether the test-only [`DENY_ENV`] switch is on.
-pub fn denied_for_test() -> bool {
-    std::env::var_os(DENY_ENV).is_some_and(|v| v == "1")
-}
-
 /// Whether io_uring can be used by this process: the sysctl, then a real
 /// `io_uring_setup(2)` of a two-entry ring (closed again at once).
 pub fn probe_uring() -> Result<(), Unavailable> {
-    if denied_for_test() {
-        return Err(Unavailable::Simulated);
-    }
     let sysctl = fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

@@ -12,6 +12,7 @@
 //! raw pointers only; the code that owns a part's lifecycle creates slices
 //! from them for exactly as long as the kernel leaves that part alone.
 
+use fuselage_linux::sys::page_size;
 use std::io;
 use std::ptr::NonNull;
 
@@ -91,15 +92,6 @@ impl Drop for Region {
         // unmapped exactly once; the owner guarantees the kernel no longer
         // uses it (otherwise it calls `leak`).
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The system page size.
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        n if n > 0 => n as usize,
-        _ => 4096,
     }
 }
 

@@ -31,13 +31,15 @@
 
 use crate::region::Region;
 use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, Negotiated, ReplySink};
-use fuselage_transport_blocking::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
-use fuselage_transport_blocking::session::{online_cpu, pin_to};
+use fuselage_linux::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
+use fuselage_linux::sys::{
+    grow_pipe, online_cpu, pin_to, pipe_nonblocking, pread_full, set_nonblocking,
+};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -54,7 +56,7 @@ const OUT_HEADER_LEN: usize = 16;
 
 /// How a uring-rw session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RwEnd {
+pub enum RwEnd {
     /// The connection is gone (ENODEV): unmounted or aborted.
     Unmounted,
     /// The kernel sent DESTROY.
@@ -62,8 +64,10 @@ pub(crate) enum RwEnd {
 }
 
 /// Serves the connection of `channel` (INIT already answered) with
-/// `threads` ring threads, each with `depth` READs in flight.
-pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
+/// `threads` ring threads, each with `depth` READs in flight (`splice`:
+/// send large file-range replies by splice; `cpu_local`: pin thread i to
+/// the i-th CPU, see the module docs).
+pub fn run<F: Filesystem + Send + Sync + 'static>(
     channel: Arc<Channel>,
     dispatcher: Arc<Dispatcher<F>>,
     neg: &Negotiated,
@@ -81,7 +85,7 @@ pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
         let fd = match channel.clone_device() {
             Ok(c) => {
                 let fd = c.into_fd();
-                set_nonblocking(fd.as_raw_fd())?;
+                set_nonblocking(fd.as_fd())?;
                 Some(fd)
             }
             Err(_) => None,
@@ -128,17 +132,6 @@ pub(crate) fn run<F: Filesystem + Send + Sync + 'static>(
     end
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL only change the open file's status flags.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// A non-blocking pipe for spliced replies.
 struct Pipe {
     read: OwnedFd,
@@ -148,15 +141,9 @@ struct Pipe {
 
 impl Pipe {
     fn new(capacity: usize) -> io::Result<Pipe> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two fds pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = pipe_nonblocking()?;
         let want = capacity.next_power_of_two();
-        let set = fuselage_transport_blocking::splice::grow_pipe(write.as_fd(), want)?;
+        let set = grow_pipe(write.as_fd(), want)?;
         Ok(Pipe {
             read,
             write,
@@ -331,32 +318,16 @@ impl RingCtx {
         let cap = self.copy.len();
         let want = (file.len as usize).min(cap);
         let dst = self.copy.at(0, cap);
-        let mut got = 0usize;
-        let mut err = 0;
-        while got < want {
-            // SAFETY: `dst..dst+cap` is this thread's copy buffer, not
-            // borrowed anywhere; `got < want <= cap`.
-            let r = unsafe {
-                libc::pread(
-                    file.fd,
-                    dst.add(got).cast(),
-                    want - got,
-                    (file.offset + got as u64) as libc::off_t,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                err = e.raw_os_error().unwrap_or(libc::EIO);
-                break;
-            }
-            if r == 0 {
-                break;
-            }
-            got += r as usize;
-        }
+        // SAFETY: `dst..dst+cap` is this thread's copy buffer, not borrowed
+        // anywhere; `want <= cap`.
+        let buf = unsafe { std::slice::from_raw_parts_mut(dst, want) };
+        // SAFETY: `file.fd` is lent by the filesystem for the reply call
+        // (FileRange's contract); only borrowed.
+        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
+        let (got, err) = match pread_full(file_fd, buf, file.offset) {
+            Ok(got) => (got, 0),
+            Err(e) => (0, e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         let mut head = [0u8; OUT_HEADER_LEN];
         let h = parts[0];
         head.copy_from_slice(&h[..OUT_HEADER_LEN]);

@@ -163,8 +163,6 @@
 //! read-only, so the host kernel refuses writes through the server's
 //! descriptors (and passthrough backing files) as well.
 
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod attr;
 mod credentials;
 mod dir;

@@ -1136,11 +1136,8 @@ pub fn run_as_groups<const N: usize>(
 ) -> [i64; N] {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
-        0,
-        "pipe2"
-    );
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2");
     // SAFETY: fork in a multithreaded process: the child only makes raw
     // syscalls (see this function's contract) and leaves with _exit.
     let pid = unsafe { libc::fork() };

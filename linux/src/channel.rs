@@ -104,7 +104,7 @@ pub fn is_interrupted_reply(err: &io::Error) -> bool {
 ///
 /// ```no_run
 /// # fn demo(fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
-/// use fuselage_transport_blocking::channel::Channel;
+/// use fuselage_linux::channel::Channel;
 /// let channel = Channel::new(fd)?;
 /// let mut buf = vec![0u8; 128 * 1024 + 4096];
 /// let n = channel.receive(&mut buf)?;

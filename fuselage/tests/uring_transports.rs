@@ -2,11 +2,12 @@
 //! replies (native), file-range replies (pread into the ring entry; splice
 //! or copy on uring-rw), uring-rw serving memfs.
 
+#[path = "uring_common/mod.rs"]
 mod common;
 
 use common::testfs::{TestFs, pattern};
 use common::*;
-use fuselage_transport_uring::{Choice, Transport};
+use fuselage::transport::{Choice, Transport};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 

@@ -4,10 +4,11 @@
 //! WRITE requests (memfs, TTL 0, O_DIRECT, raw libc calls with pre-built
 //! CStrings so the client allocates nothing) must not allocate at all.
 
+#[path = "uring_common/mod.rs"]
 mod common;
 
 use common::*;
-use fuselage_transport_uring::{Choice, Transport};
+use fuselage::transport::{Choice, Transport};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};

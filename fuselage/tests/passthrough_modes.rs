@@ -4,7 +4,8 @@
 mod passthrough_common;
 
 use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughMode};
-use fuselage_transport_blocking::{Mount, MountOptions, Session, SessionConfig, SessionError};
+use fuselage_linux::{Mount, MountOptions};
+use fuselage_transport_blocking::{Session, SessionConfig, SessionError};
 use passthrough_common::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

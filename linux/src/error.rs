@@ -280,7 +280,7 @@ impl std::error::Error for MountError {
 }
 
 /// Protocol-level failures of a [`Channel`](crate::channel::Channel) or
-/// [`SplicePipe`](crate::splice::SplicePipe).
+/// `SplicePipe` (fuselage-transport-blocking).
 ///
 /// These travel inside [`io::Error`] (see the `From` impl) so that channel I/O has a single
 /// error type; recover one with `err.get_ref().and_then(|e| e.downcast_ref::<ChannelError>())`.

@@ -2,11 +2,12 @@
 //! fusectl, and SIGKILL of a server process all end cleanly: no hang, no
 //! leaked threads, no dead mount left behind by the guards.
 
+#[path = "uring_common/mod.rs"]
 mod common;
 
 use common::*;
-use fuselage_transport_blocking::mount::{connection_id, ensure_fusectl};
-use fuselage_transport_uring::{Choice, Transport, UringConfig};
+use fuselage::transport::{Choice, Transport, UringConfig};
+use fuselage_linux::mount::{connection_id, ensure_fusectl};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

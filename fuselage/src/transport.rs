@@ -17,13 +17,18 @@
 //! for `OVER_IO_URING` at all; after INIT the agreed flags decide. Native
 //! queues that fail to register (e.g. `enable_uring` switched off between
 //! INIT and REGISTER) step down the same way.
+//!
+//! The transports themselves know nothing of each other: this module (in
+//! the `fuselage` crate, which depends on all of them) answers INIT with
+//! `fuselage-linux`'s handshake and then hands the connection to one.
 
-use crate::native::{self, DEFAULT_DEPTH};
-use crate::probe::{Unavailable, probe_native, probe_uring};
-use crate::rw::{self, DEFAULT_RW_DEPTH, RwEnd};
-use fuselage_core::{Dispatched, Dispatcher, Filesystem, InitConfig, InitFlags, Negotiated};
-use fuselage_transport_blocking::channel::{Channel, ChannelKind, is_unmounted};
+use fuselage_core::{Dispatcher, Filesystem, InitConfig, InitFlags, Negotiated};
+use fuselage_linux::channel::{Channel, ChannelKind};
+use fuselage_linux::handshake;
 use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd, SessionError};
+use fuselage_transport_uring::native::{self, DEFAULT_DEPTH};
+use fuselage_transport_uring::rw::{self, DEFAULT_RW_DEPTH, RwEnd};
+use fuselage_transport_uring::{Unavailable, probe_native, probe_uring};
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -110,7 +115,17 @@ pub struct UringConfig {
     /// `/dev/fuse` fd, so that a request is usually served on its caller's
     /// CPU. Native queues are always pinned (one per CPU). Default: true.
     pub cpu_local: bool,
+    /// Test-only: act as if io_uring were refused (`io_uring_setup` failing
+    /// with `EPERM`, reported as [`Unavailable::Simulated`]), to exercise the
+    /// fallback to blocking. The `fuselage` binary sets it when the
+    /// environment variable [`DENY_ENV`] is `1`; tests set it directly.
+    /// Default: false.
+    pub simulate_uring_refusal: bool,
 }
+
+/// Test-only: the environment variable (`FUSELAGE_TEST_DENY_URING=1`) from
+/// which the `fuselage` binary sets [`UringConfig::simulate_uring_refusal`].
+pub const DENY_ENV: &str = "FUSELAGE_TEST_DENY_URING";
 
 impl Default for UringConfig {
     fn default() -> Self {
@@ -124,6 +139,7 @@ impl Default for UringConfig {
             splice: true,
             poll: std::time::Duration::ZERO,
             cpu_local: true,
+            simulate_uring_refusal: false,
         }
     }
 }
@@ -175,16 +191,33 @@ impl From<SessionError> for ServeError {
     }
 }
 
-/// Decides, before anything is mounted, whether `choice` can work here:
-/// `Ok(None)` go ahead, `Ok(Some(reason))` auto will step down for this
+/// Decides, before anything is mounted, whether `config.choice` can work
+/// here: `Ok(None)` go ahead, `Ok(Some(reason))` auto will step down for this
 /// reason, `Err(reason)` a forced io_uring transport cannot work.
-pub fn preflight(choice: Choice) -> Result<Option<Unavailable>, Unavailable> {
-    match choice {
+pub fn preflight(config: &UringConfig) -> Result<Option<Unavailable>, Unavailable> {
+    let simulate = config.simulate_uring_refusal;
+    match config.choice {
         Choice::Blocking => Ok(None),
-        Choice::Uring => probe_native().map(|()| None),
-        Choice::UringRw => probe_uring().map(|()| None),
-        Choice::Auto => Ok(probe_native().err()),
+        Choice::Uring => native_probe(simulate).map(|()| None),
+        Choice::UringRw => uring_probe(simulate).map(|()| None),
+        Choice::Auto => Ok(native_probe(simulate).err()),
     }
+}
+
+/// [`probe_uring`], or the simulated refusal.
+fn uring_probe(simulate: bool) -> Result<(), Unavailable> {
+    if simulate {
+        return Err(Unavailable::Simulated);
+    }
+    probe_uring()
+}
+
+/// [`probe_native`], or the simulated refusal.
+fn native_probe(simulate: bool) -> Result<(), Unavailable> {
+    if simulate {
+        return Err(Unavailable::Simulated);
+    }
+    probe_native()
 }
 
 /// Serves `fs` on `channel` (a mounted `/dev/fuse` fd or a socket) until the
@@ -197,6 +230,7 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     ready: impl FnOnce(&ServeInfo),
 ) -> Result<SessionEnd, ServeError> {
     let device = channel.kind() == ChannelKind::Device;
+    let simulate = config.simulate_uring_refusal;
     let blocking_config = SessionConfig {
         threads: config.threads.max(1),
         init: config.init,
@@ -208,9 +242,9 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     let (native, rw): (Result<(), Unavailable>, Result<(), Unavailable>) = match config.choice {
         Choice::Blocking => (Err(Unavailable::NotOffered), Err(Unavailable::NotOffered)),
         _ if !device => (Err(Unavailable::NotADevice), Err(Unavailable::NotADevice)),
-        Choice::Uring => (probe_native(), Err(Unavailable::NotOffered)),
-        Choice::UringRw => (Err(Unavailable::NotOffered), probe_uring()),
-        Choice::Auto => (probe_native(), probe_uring()),
+        Choice::Uring => (native_probe(simulate), Err(Unavailable::NotOffered)),
+        Choice::UringRw => (Err(Unavailable::NotOffered), uring_probe(simulate)),
+        Choice::Auto => (native_probe(simulate), uring_probe(simulate)),
     };
     match config.choice {
         Choice::Uring => native.map_err(ServeError::Unavailable)?,
@@ -241,7 +275,7 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     init.io_uring = native.is_ok();
     let dispatcher = Arc::new(Dispatcher::new(fs, init).with_read_only(config.read_only));
     let channel = Arc::new(channel);
-    let neg = handshake(&channel, &dispatcher, init.max_write)?;
+    let neg = handshake(&channel, &dispatcher, init.max_write).map_err(SessionError::from)?;
 
     // Native, if INIT agreed it.
     let mut fallback = native.err();
@@ -264,12 +298,13 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
                         fallback: None,
                         negotiated: neg,
                     });
-                    // One blocking reader on /dev/fuse: FORGET, INTERRUPT and
-                    // whatever arrived before the rings were live.
-                    let reader = reader_session(&channel, &dispatcher, &blocking_config, 1)?;
-                    let end = reader.run_initialized(neg, |_| {});
-                    queues.stop_and_join();
-                    return end.map_err(ServeError::Session);
+                    // FORGET, INTERRUPT and whatever arrived before the rings
+                    // were live come through /dev/fuse: the native transport
+                    // reads them itself, then stops the queues.
+                    let end = queues
+                        .serve_device(&channel, &dispatcher, &neg, config.splice)
+                        .map_err(ServeError::Io)?;
+                    return Ok(session_end(end));
                 }
                 Err(u) => {
                     if config.choice == Choice::Uring {
@@ -347,10 +382,7 @@ fn step_down<F: Filesystem + Send + Sync + 'static>(
                 config.cpu_local,
             )
             .map_err(ServeError::Io)?;
-            Ok(match end {
-                RwEnd::Unmounted => SessionEnd::Unmounted,
-                RwEnd::Destroyed => SessionEnd::Destroyed,
-            })
+            Ok(session_end(end))
         }
         Err(why) => {
             let fallback = if config.choice == Choice::Auto {
@@ -374,6 +406,14 @@ fn step_down<F: Filesystem + Send + Sync + 'static>(
     }
 }
 
+/// How an io_uring transport's end reads as a session's end.
+fn session_end(end: RwEnd) -> SessionEnd {
+    match end {
+        RwEnd::Unmounted => SessionEnd::Unmounted,
+        RwEnd::Destroyed => SessionEnd::Destroyed,
+    }
+}
+
 /// A blocking session on a duplicate of the channel, sharing `dispatcher`.
 fn reader_session<F: Filesystem + Send + Sync + 'static>(
     channel: &Arc<Channel>,
@@ -390,50 +430,4 @@ fn reader_session<F: Filesystem + Send + Sync + 'static>(
             ..config.clone()
         },
     ))
-}
-
-/// Reads and answers INIT (and the retry after a downgrade) on `channel`.
-fn handshake<F: Filesystem>(
-    channel: &Channel,
-    dispatcher: &Dispatcher<F>,
-    max_write: u32,
-) -> Result<Negotiated, ServeError> {
-    let size = (max_write as usize + 4096).max(8192);
-    let mut words = vec![0u64; size.div_ceil(8)];
-    let buf: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(words.as_mut_slice());
-    let sink = InitSink(channel);
-    loop {
-        let n = match channel.receive(buf) {
-            Ok(0) => return Err(SessionError::ClosedBeforeInit.into()),
-            Ok(n) => n,
-            Err(e) if is_unmounted(&e) => return Err(SessionError::ClosedBeforeInit.into()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOENT)
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(SessionError::Io(e).into()),
-        };
-        match dispatcher.dispatch(&buf[..n], &sink, &mut []) {
-            Dispatched::Initialized(neg) => return Ok(neg),
-            Dispatched::InitFailed(e) => return Err(SessionError::Init(e).into()),
-            Dispatched::Destroyed => return Err(SessionError::ClosedBeforeInit.into()),
-            _ => continue,
-        }
-    }
-}
-
-/// Sends the INIT reply with one writev.
-struct InitSink<'a>(&'a Channel);
-
-impl fuselage_core::ReplySink for InitSink<'_> {
-    fn send(&self, parts: &[&[u8]]) {
-        let _ = self.0.send(parts);
-    }
-    fn send_file(&self, parts: &[&[u8]], _file: fuselage_core::FileRange) {
-        let _ = self.0.send(parts);
-    }
 }

@@ -3,13 +3,13 @@
 //! at depth 32 (32 client threads), with the client pinned to CPU 0, to
 //! CPU 1, and unpinned. Serves memfs (TTL 0) in this process.
 //!
-//! Run as root: `cargo run --release -p fuselage-transport-uring --example latency`
+//! Run as root: `cargo run --release -p fuselage --example uring_latency`
 //! (sets `enable_uring=Y` for the run and restores it).
 
+use fuselage::transport::{Choice, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_transport_blocking::mount::{Mount, MountOptions};
+use fuselage_linux::mount::{Mount, MountOptions};
 use fuselage_transport_uring::probe::ENABLE_URING_PARAM;
-use fuselage_transport_uring::{Choice, UringConfig};
 use std::ffi::CString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -145,7 +145,7 @@ fn run(choice: Choice, pins: &[Pin]) -> (String, Vec<Results>) {
             choice,
             ..UringConfig::default()
         };
-        fuselage_transport_uring::serve(channel, fs, &config, |i| {
+        fuselage::transport::serve(channel, fs, &config, |i| {
             let _ = tx.send(format!(
                 "{} threads={} depth={}",
                 i.transport, i.threads, i.depth

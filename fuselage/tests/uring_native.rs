@@ -4,10 +4,12 @@
 //! These tests flip the global `enable_uring` parameter (restored by a
 //! guard, even on panic) and so run in nextest's `serial` group.
 
+#[path = "uring_common/mod.rs"]
 mod common;
 
 use common::*;
-use fuselage_transport_uring::{Choice, ServeError, Transport, Unavailable, UringConfig};
+use fuselage::transport::{Choice, ServeError, Transport, UringConfig};
+use fuselage_transport_uring::Unavailable;
 
 #[test]
 fn native_serves_memfs() {
@@ -86,7 +88,7 @@ fn forced_native_refuses_when_enable_uring_is_off() {
     let Some(_off) = EnableUring::set(false) else {
         return;
     };
-    match fuselage_transport_uring::preflight(Choice::Uring) {
+    match fuselage::transport::preflight(&config(Choice::Uring)) {
         Err(Unavailable::EnableUringOff) => {}
         other => panic!("preflight: {other:?}"),
     }
@@ -106,17 +108,17 @@ fn native_not_offered_at_init_steps_down_after_init() {
         return;
     };
     let dir = TempDir::new("late");
-    let opts = fuselage_transport_blocking::MountOptions {
+    let opts = fuselage_linux::MountOptions {
         auto_unmount: false,
         ..Default::default()
     };
-    let mount = fuselage_transport_blocking::Mount::new(dir.path(), &opts).unwrap();
+    let mount = fuselage_linux::Mount::new(dir.path(), &opts).unwrap();
     let _guard = UnmountGuard(mount.mountpoint().to_path_buf());
     let channel = mount.channel().unwrap();
     let _on = EnableUring::set(true).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
-        fuselage_transport_uring::serve(channel, memfs(), &config(Choice::Auto), |i| {
+        fuselage::transport::serve(channel, memfs(), &config(Choice::Auto), |i| {
             let _ = tx.send(*i);
         })
     });
@@ -135,20 +137,20 @@ fn simulated_refusal_falls_back_to_blocking() {
     if !require_fuse() {
         return;
     }
-    // SAFETY: this test binary's tests run one per process under nextest;
-    // nothing else reads the environment concurrently here.
-    unsafe { std::env::set_var(fuselage_transport_uring::probe::DENY_ENV, "1") };
-    let served = serve(config(Choice::Auto)).expect("serve");
+    // The test-only switch, as the binary sets it from FUSELAGE_TEST_DENY_URING=1.
+    let deny = |choice| UringConfig {
+        simulate_uring_refusal: true,
+        ..config(choice)
+    };
+    let served = serve(deny(Choice::Auto)).expect("serve");
     assert_eq!(served.info.transport, Transport::Blocking);
     assert_eq!(served.info.fallback, Some(Unavailable::Simulated));
     exercise(served.path());
     served.unmount_and_join().unwrap();
-    match serve(config(Choice::UringRw)) {
+    match serve(deny(Choice::UringRw)) {
         Err(msg) => assert!(msg.contains("EPERM"), "{msg}"),
         Ok(s) => panic!("served on {:?}", s.info.transport),
     }
-    // SAFETY: as above.
-    unsafe { std::env::remove_var(fuselage_transport_uring::probe::DENY_ENV) };
 }
 
 #[test]

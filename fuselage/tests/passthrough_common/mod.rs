@@ -7,8 +7,9 @@
 
 use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs};
 use fuselage_core::Dispatcher;
-use fuselage_transport_blocking::mount::lazy_unmount;
-use fuselage_transport_blocking::{Mount, MountOptions, Session, SessionConfig};
+use fuselage_linux::mount::lazy_unmount;
+use fuselage_linux::{Mount, MountOptions};
+use fuselage_transport_blocking::{Session, SessionConfig};
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -6,10 +6,9 @@ use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_core::abi::*;
 use fuselage_core::reply::{ReplyEntry, ReplySink};
 use fuselage_core::{Errno, Filesystem, InitConfig, RequestHeader};
+use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_testkit::{channel_pair, encode_request};
-use fuselage_transport_blocking::{
-    Channel, Mount, MountOptions, Session, SessionConfig, SessionEnd,
-};
+use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd};
 use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -217,7 +216,7 @@ fn fuse_available() -> bool {
 struct Guard(std::path::PathBuf);
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = fuselage_transport_blocking::mount::lazy_unmount(&self.0);
+        let _ = fuselage_linux::mount::lazy_unmount(&self.0);
     }
 }
 
@@ -363,10 +362,7 @@ fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
         unique: 0xdead_beef_0000,
     };
     let err = raw.send(&[bogus.as_bytes()]).unwrap_err();
-    assert!(
-        fuselage_transport_blocking::channel::is_interrupted_reply(&err),
-        "{err}"
-    );
+    assert!(fuselage_linux::channel::is_interrupted_reply(&err), "{err}");
     assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"x");
     drop(mount);
     assert!(server.join().unwrap().is_ok());

@@ -1,16 +1,15 @@
-//! Shared machinery of the transport-uring tests: skip-or-fail rules, the
+//! Shared machinery of the io_uring transport tests (`uring_*.rs`): skip-or-fail rules, the
 //! `enable_uring` guard, a mount guard that always unmounts, and a memfs
 //! served on a chosen transport in a background thread.
 #![allow(dead_code)]
 
 pub mod testfs;
 
+use fuselage::transport::{Choice, ServeError, ServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_linux::mount::{Mount, MountOptions, lazy_unmount};
 use fuselage_transport_blocking::SessionEnd;
-use fuselage_transport_blocking::mount::{Mount, MountOptions, lazy_unmount};
-use fuselage_transport_uring::{
-    Choice, ServeError, ServeInfo, UringConfig, probe::ENABLE_URING_PARAM,
-};
+use fuselage_transport_uring::probe::ENABLE_URING_PARAM;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -176,7 +175,7 @@ pub fn serve_fs<F: fuselage_core::Filesystem + Send + Sync + 'static>(
     let channel = mount.channel().map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        fuselage_transport_uring::serve(channel, fs, &config, |info| {
+        fuselage::transport::serve(channel, fs, &config, |info| {
             let _ = tx.send(*info);
         })
     });

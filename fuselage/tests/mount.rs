@@ -20,9 +20,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fuselage_transport_blocking::channel::{self, Channel, ChannelKind};
-use fuselage_transport_blocking::error::MountError;
-use fuselage_transport_blocking::mount::{self, Mount, MountMethod, MountOptions};
+use fuselage_linux::channel::{self, Channel, ChannelKind};
+use fuselage_linux::error::MountError;
+use fuselage_linux::mount::{self, Mount, MountMethod, MountOptions};
 
 const ROLE_ENV: &str = "FUSELAGE_TEST_CHILD_ROLE";
 const MOUNTPOINT_ENV: &str = "FUSELAGE_TEST_CHILD_MOUNTPOINT";

@@ -1,0 +1,186 @@
+//! The few system calls every transport needs, one copy each: reading a file range
+//! completely, non-blocking fds, pipes for splice and their size, CPU affinity, the page size.
+//!
+//! Each function takes typed fds and returns `io::Result` with the errno, as rustix does; none
+//! allocates except [`online_cpu`] (it lists the allowed CPUs) and [`grow_pipe`] when the
+//! kernel refuses the size (it reads `/proc/sys/fs/pipe-max-size`).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Reads `buf.len()` bytes of `fd` from `offset` with pread(2), continuing short reads and
+/// retrying `EINTR`; stops early only at end of file. Returns the bytes read.
+pub fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let want = buf.len();
+    let mut got = 0;
+    while got < want {
+        // SAFETY: `buf[got..]` is valid writable memory of exactly `want - got` bytes, and
+        // `fd` is open for the borrow.
+        let r = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                want - got,
+                (offset + got as u64) as libc::off_t,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            break;
+        }
+        got += r as usize;
+    }
+    Ok(got)
+}
+
+/// Makes `fd`'s open file non-blocking (`O_NONBLOCK`; every fd of that open file sees it).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we hold; no memory involved.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A new non-blocking, close-on-exec pipe (pipe2(2)): `(read end, write end)`.
+pub fn pipe_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Grows the pipe whose write end is `fd` to `want` bytes and returns the
+/// size the kernel set. Without `CAP_SYS_RESOURCE` a pipe may not grow past
+/// `/proc/sys/fs/pipe-max-size` (1 MiB by default): when the larger size is
+/// refused with `EPERM`, asks for that maximum instead, so callers check per
+/// reply whether it fits and copy larger ones.
+pub fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
+    let mut ask = want.min(libc::c_int::MAX as usize);
+    loop {
+        // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
+        let set = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, ask as libc::c_int) };
+        if set >= 0 {
+            return Ok(set as usize);
+        }
+        let err = io::Error::last_os_error();
+        let max = pipe_max_size();
+        if err.raw_os_error() == Some(libc::EPERM) && max < ask && max >= 8192 {
+            ask = max;
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// `/proc/sys/fs/pipe-max-size` (1 MiB when it cannot be read).
+fn pipe_max_size() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// The `i`-th CPU the process may run on (wrapping), from its affinity
+/// mask; `None` if it may run on fewer than two (nothing to choose) or the
+/// mask cannot be read. Used to place one worker per CPU.
+pub fn online_cpu(i: usize) -> Option<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set, and
+    // sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return None;
+    }
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    if cpus.len() < 2 {
+        return None;
+    }
+    Some(cpus[i % cpus.len()])
+}
+
+/// Pins the calling thread to `cpu` (`EINVAL` for a CPU at or above
+/// `CPU_SETSIZE`).
+pub fn pin_to(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes inside `set` for a CPU below CPU_SETSIZE
+    // (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the given size.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The system page size (4096 if sysconf cannot tell).
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn pread_full_reads_to_the_end_of_file() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[7u8; 10_000]).unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(pread_full(f.as_fd(), &mut buf, 100).unwrap(), 4096);
+        assert_eq!(pread_full(f.as_fd(), &mut buf, 8000).unwrap(), 2000);
+        assert_eq!(pread_full(f.as_fd(), &mut buf, 20_000).unwrap(), 0);
+    }
+
+    #[test]
+    fn pipes_grow_and_are_non_blocking() {
+        let (read, write) = pipe_nonblocking().unwrap();
+        assert!(grow_pipe(write.as_fd(), 1 << 16).unwrap() >= 1 << 16);
+        let mut byte = [0u8; 1];
+        // SAFETY: `byte` is valid for writes of one byte.
+        let n = unsafe { libc::read(read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN)
+        );
+        set_nonblocking(read.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn cpus_and_pages() {
+        assert!(page_size().is_power_of_two());
+        assert!(pin_to(libc::CPU_SETSIZE as usize).is_err());
+        if let Some(cpu) = online_cpu(0) {
+            pin_to(cpu).unwrap();
+        }
+    }
+}
