@@ -15,6 +15,8 @@
 //! - [`dirent`]: READDIR/READDIRPLUS packing up to the kernel's size.
 //! - [`notify`]: notifications (invalidation, store, retrieve, poll, ...).
 //! - [`filesystem`]: the inode-based [`Filesystem`] trait backends implement.
+//! - [`op`]: the borrowed view of each operation's arguments a
+//!   [`Filesystem`] method receives (`op::Read` with `ino()`, `fh()`, ...).
 //! - [`dispatch`]: the [`Dispatcher`] that ties them together.
 //!
 //! The path of a request: a transport reads into its own fixed buffer, calls
@@ -37,16 +39,20 @@ pub mod error;
 pub mod filesystem;
 pub mod init;
 pub mod notify;
+pub mod op;
 pub mod opcode;
 pub mod reply;
 pub mod request;
 
-pub use dirent::DirentBuf;
+pub use dirent::{DirentBuf, DirentError};
 pub use dispatch::{Dispatched, Dispatcher};
 pub use error::{Errno, ParseError};
 pub use filesystem::{Filesystem, RequestHeader, SetAttr, TimeOrNow};
 pub use init::{InitConfig, InitFlags, KernelInit, Negotiated};
 pub use notify::Notifier;
 pub use opcode::Opcode;
-pub use reply::{DeferredSink, DeferredVTable, FileRange, ReplySink};
-pub use request::{Operation, ParseContext, Request};
+pub use reply::{
+    BorrowedFd, DeferredSink, DeferredVTable, FileRange, MAX_REPLY_PARTS, MAX_SINK_PARTS,
+    OUT_HEADER_LEN, ReplySink,
+};
+pub use request::{IN_HEADER_LEN, Operation, ParseContext, Request};

@@ -19,17 +19,71 @@
 //! request before returning from the `Filesystem` method.
 
 use crate::abi::*;
-use crate::dirent::DirentBuf;
+use crate::dirent::{DirentBuf, DirentError};
 use crate::error::Errno;
+use core::marker::PhantomData;
 use core::time::Duration;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// A file descriptor borrowed for the lifetime `'fd`: the shape of
+/// `std::os::fd::BorrowedFd` (and rustix's) for this `no_std` crate.
+///
+/// Safe code cannot make one from an integer: it comes from a descriptor the
+/// caller holds open (with the `std` feature, from any
+/// `std::os::fd::BorrowedFd`) or from [`BorrowedFd::borrow_raw`], whose
+/// caller promises the descriptor stays open for `'fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct BorrowedFd<'fd> {
+    fd: i32,
+    _borrow: PhantomData<&'fd ()>,
+}
+
+impl BorrowedFd<'_> {
+    /// Borrows the raw descriptor `fd`.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open descriptor that stays open for the whole
+    /// lifetime of the result.
+    pub const unsafe fn borrow_raw(fd: i32) -> Self {
+        BorrowedFd {
+            fd,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The raw descriptor, for a system call during the borrow.
+    pub const fn as_raw_fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+#[cfg(feature = "std")]
+impl<'fd> From<std::os::fd::BorrowedFd<'fd>> for BorrowedFd<'fd> {
+    fn from(fd: std::os::fd::BorrowedFd<'fd>) -> Self {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `fd` is open for `'fd`, the lifetime of the result.
+        unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::os::fd::AsFd for BorrowedFd<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: `self.fd` is open for `'fd` (the type's invariant), which
+        // outlives this borrow of `self`.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }
+    }
+}
 
 /// A range of a host file that a reply carries as data, sent by splice when
-/// the transport can.
+/// the transport can. It borrows the file's descriptor, so the file stays
+/// open while the reply is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileRange {
-    /// The open host file (a raw descriptor, borrowed for the call).
-    pub fd: i32,
+pub struct FileRange<'fd> {
+    /// The open host file.
+    pub fd: BorrowedFd<'fd>,
     /// Offset in the file.
     pub offset: u64,
     /// Exact number of bytes: callers clamp it to the file size first, since
@@ -37,12 +91,26 @@ pub struct FileRange {
     pub len: u32,
 }
 
+impl<'fd> FileRange<'fd> {
+    /// `len` bytes of `fd` from `offset`.
+    pub fn new(fd: impl Into<BorrowedFd<'fd>>, offset: u64, len: u32) -> Self {
+        FileRange {
+            fd: fd.into(),
+            offset,
+            len,
+        }
+    }
+}
+
 /// Where replies go: implemented by every transport (and by test harnesses).
 ///
 /// The first part always starts with a `fuse_out_header` whose `len` is the
-/// total of all parts (plus the file range). A sink sends the message whole
-/// or not at all and deals with send errors itself: `ENOENT` (the kernel
-/// dropped an interrupted request) is normal, `ENODEV` means unmounted.
+/// total of all parts (plus the file range), and there are never more than
+/// [`MAX_SINK_PARTS`] parts, counting a file range as one: a sink sizes its
+/// iovec array by that constant (also when it sends a file range's bytes as
+/// one more slice) and needs no other limit. A sink sends the message whole or not at all and
+/// deals with send errors itself: `ENOENT` (the kernel dropped an interrupted
+/// request) is normal, `ENODEV` means unmounted.
 pub trait ReplySink {
     /// Sends the concatenation of `parts` as one message.
     fn send(&self, parts: &[&[u8]]);
@@ -53,7 +121,7 @@ pub trait ReplySink {
     /// the file turns out shorter than promised, the sink must not send a
     /// message with a wrong length: it re-reads and sends what the file has
     /// (fixing the header's `len`), or answers `EIO`.
-    fn send_file(&self, parts: &[&[u8]], file: FileRange);
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>);
 
     /// A sink for the same request that may outlive this call and move to
     /// another thread (see [`ReplyHandle::defer`]); `None` when the
@@ -72,7 +140,8 @@ pub struct DeferredVTable {
     /// Sends a reply (see [`ReplySink::send`]).
     pub send: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]),
     /// Sends a reply with a file range (see [`ReplySink::send_file`]).
-    pub send_file: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange),
+    pub send_file:
+        unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange<'_>),
     /// Releases the transport's state (called once, on drop).
     pub drop: unsafe fn(ptr: *const (), words: &[u64; 2]),
 }
@@ -119,7 +188,7 @@ impl ReplySink for DeferredSink {
         unsafe { (self.vtable.send)(self.ptr, &self.words, parts) }
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         // SAFETY: as in `send`.
         unsafe { (self.vtable.send_file)(self.ptr, &self.words, parts, file) }
     }
@@ -136,7 +205,7 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
     fn send(&self, parts: &[&[u8]]) {
         (**self).send(parts)
     }
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         (**self).send_file(parts, file)
     }
     fn defer(&self) -> Option<DeferredSink> {
@@ -144,12 +213,48 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
     }
 }
 
-const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
+/// Bytes of a [`fuse_out_header`] (16): the start of every reply and
+/// notification.
+pub const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
 
 /// Most parts one reply may pass besides the out-header: a struct and data
-/// split across up to 32 slices (e.g. the chunks of an in-memory file).
-/// Parts past this limit are dropped, so callers must stay within it.
+/// split across up to 32 slices (e.g. the chunks of an in-memory file). A
+/// reply with more is answered `EIO` (never truncated).
 pub const MAX_REPLY_PARTS: usize = 33;
+
+/// Most parts a [`ReplySink`] ever receives in one call: the out-header and
+/// up to [`MAX_REPLY_PARTS`] more. Every transport sizes its iovec arrays by
+/// this one limit.
+pub const MAX_SINK_PARTS: usize = MAX_REPLY_PARTS + 1;
+
+impl fuse_out_header {
+    /// The out-header at the start of a reply's first part, as a sink
+    /// receives it (`None` when the part is shorter than a header).
+    pub fn of_reply(parts: &[&[u8]]) -> Option<fuse_out_header> {
+        let first = parts.first()?;
+        fuse_out_header::read_from_prefix(first)
+            .ok()
+            .map(|(h, _)| h)
+    }
+
+    /// The header of the same request answered with `errno` instead (a
+    /// header-only reply).
+    pub fn with_error(self, errno: i32) -> fuse_out_header {
+        fuse_out_header {
+            len: OUT_HEADER_LEN as u32,
+            error: -errno,
+            unique: self.unique,
+        }
+    }
+
+    /// The same header announcing `body_len` bytes after it.
+    pub fn with_body_len(self, body_len: usize) -> fuse_out_header {
+        fuse_out_header {
+            len: (OUT_HEADER_LEN + body_len) as u32,
+            ..self
+        }
+    }
+}
 
 /// Converts a cache timeout into the protocol's (seconds, nanoseconds).
 pub const fn ttl_parts(ttl: Duration) -> (u64, u32) {
@@ -234,7 +339,7 @@ impl<S: ReplySink> ReplyHandle<S> {
                 let n = parts.len();
                 let body: usize = parts.iter().map(|p| p.len()).sum();
                 let header = self.header(0, body);
-                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
                 all[0] = header.as_bytes();
                 all[1..=n].copy_from_slice(parts);
                 sink.send(&all[..=n])
@@ -242,8 +347,10 @@ impl<S: ReplySink> ReplyHandle<S> {
         }
     }
 
-    /// Sends a successful reply of `parts` followed by a file range.
-    pub fn send_file(mut self, parts: &[&[u8]], file: FileRange) {
+    /// Sends a successful reply of `parts` followed by a file range, which
+    /// counts as one more part: more than [`MAX_REPLY_PARTS`] in all is
+    /// answered `EIO`.
+    pub fn send_file(mut self, parts: &[&[u8]], file: FileRange<'_>) {
         let Some(sink) = self.sink.take() else { return };
         let body: usize = parts.iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
         match parts {
@@ -255,14 +362,14 @@ impl<S: ReplySink> ReplyHandle<S> {
                 let header = self.header(0, body);
                 sink.send_file(&[header.as_bytes(), a], file)
             }
-            _ if parts.len() > MAX_REPLY_PARTS => {
+            _ if parts.len() + 1 > MAX_REPLY_PARTS => {
                 let header = self.header(Errno::EIO.to_wire(), 0);
                 sink.send(&[header.as_bytes()])
             }
             _ => {
                 let n = parts.len();
                 let header = self.header(0, body);
-                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
                 all[0] = header.as_bytes();
                 all[1..=n].copy_from_slice(parts);
                 sink.send_file(&all[..=n], file)
@@ -481,7 +588,7 @@ impl<S: ReplySink> ReplyData<S> {
     }
 
     /// Answers with bytes of a host file, spliced when possible.
-    pub fn file(self, range: FileRange) {
+    pub fn file(self, range: FileRange<'_>) {
         self.0.send_file(&[], range)
     }
 }
@@ -712,20 +819,27 @@ impl<'b, S: ReplySink> ReplyDirectory<'b, S> {
         &mut self.buf
     }
 
-    /// Adds a READDIR entry; `false` when it does not fit (resume from this
-    /// entry next time). See [`DirentBuf::push`].
-    pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8]) -> bool {
+    /// Adds a READDIR entry; see [`DirentBuf::push`] for what an error means
+    /// ([`DirentError::Full`]: stop and resume from this entry next time;
+    /// [`DirentError::InvalidName`]: skip it and go on).
+    pub fn push(
+        &mut self,
+        ino: u64,
+        next_offset: u64,
+        typ: u32,
+        name: &[u8],
+    ) -> Result<(), DirentError> {
         self.buf.push(ino, next_offset, typ, name)
     }
 
-    /// Adds a READDIRPLUS entry; `false` when it does not fit.
+    /// Adds a READDIRPLUS entry; see [`DirentBuf::push_plus`].
     pub fn push_plus(
         &mut self,
         entry: &fuse_entry_out,
         next_offset: u64,
         typ: u32,
         name: &[u8],
-    ) -> bool {
+    ) -> Result<(), DirentError> {
         self.buf.push_plus(entry, next_offset, typ, name)
     }
 
@@ -808,7 +922,7 @@ pub(crate) mod tests {
             b.1 = n;
             b.2 += 1;
         }
-        fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
             let mut b = self.buf.borrow_mut();
             let mut n = 0;
             for p in parts {
@@ -897,11 +1011,9 @@ pub(crate) mod tests {
     #[test]
     fn file_reply_counts_file_bytes_in_len() {
         let cap = Capture::new();
-        ReplyData::new(3, &cap).file(FileRange {
-            fd: 0,
-            offset: 0,
-            len: 100,
-        });
+        // SAFETY: the capture never uses the descriptor.
+        let fd = unsafe { BorrowedFd::borrow_raw(0) };
+        ReplyData::new(3, &cap).file(FileRange::new(fd, 0, 100));
         let (b, n) = cap.bytes();
         assert_eq!(n, 116);
         assert_eq!(header(&b).len, 116);
@@ -928,7 +1040,7 @@ pub(crate) mod tests {
         fn send(&self, _: &[&[u8]]) {
             panic!("the original sink must not answer a deferred request")
         }
-        fn send_file(&self, _: &[&[u8]], _: FileRange) {}
+        fn send_file(&self, _: &[&[u8]], _: FileRange<'_>) {}
         fn defer(&self) -> Option<DeferredSink> {
             // SAFETY: the vtable ignores the pointer; nothing to keep valid.
             Some(unsafe { DeferredSink::new(core::ptr::null(), [7, 8], &VTABLE) })

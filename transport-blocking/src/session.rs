@@ -16,17 +16,19 @@
 
 use crate::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use crate::splice::{SpliceOutcome, SplicePipe};
+use fuselage_core::abi::fuse_out_header;
 use fuselage_core::init::InitError;
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
-    Negotiated, ReplySink,
+    MAX_SINK_PARTS, Negotiated, ReplySink,
 };
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use zerocopy::IntoBytes;
 
 /// How a session serves.
 #[derive(Debug, Clone)]
@@ -494,18 +496,16 @@ impl<'w> ChannelSink<'w> {
                 log_send_error(&e);
                 // The kernel refused the reply (or it could not be built):
                 // answer EIO so the caller is not left waiting forever.
-                if parts.len() > 1 && parts[0].len() >= 16 {
-                    let mut h = [0u8; 16];
-                    h.copy_from_slice(&parts[0][..16]);
-                    h[..4].copy_from_slice(&16u32.to_ne_bytes());
-                    h[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
-                    let _ = self.channel.send(&[&h]);
+                if parts.len() > 1
+                    && let Some(h) = fuse_out_header::of_reply(parts)
+                {
+                    let _ = self.channel.send(&[h.with_error(libc::EIO).as_bytes()]);
                 }
             }
         }
     }
 
-    fn try_splice(&self, parts: &[&[u8]], file: FileRange) -> bool {
+    fn try_splice(&self, parts: &[&[u8]], file: FileRange<'_>) -> bool {
         let Some(pipe) = self.pipe else { return false };
         let Ok(mut slot) = pipe.try_borrow_mut() else {
             return false;
@@ -525,14 +525,10 @@ impl<'w> ChannelSink<'w> {
         if !p.fits(header_len, file.offset, file.len as usize) {
             return false;
         }
-        // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
-        // duration of this reply call (FileRange's contract); it is only
-        // borrowed here, never closed.
-        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
         match p.send_file(
             self.channel.as_fd(),
             parts,
-            file_fd,
+            file.fd.as_fd(),
             file.offset,
             file.len as usize,
         ) {
@@ -549,8 +545,10 @@ impl<'w> ChannelSink<'w> {
 
     /// Reads the range into the copy buffer and sends it, fixing the header's
     /// length if the file is shorter than promised.
-    fn copy_file(&self, parts: &[&[u8]], file: FileRange) {
-        let header = parts[0];
+    fn copy_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
+        let Some(header) = fuse_out_header::of_reply(parts) else {
+            return;
+        };
         let Some(copy) = self.copy else {
             return self.send_error_for(header, libc::EIO);
         };
@@ -564,7 +562,7 @@ impl<'w> ChannelSink<'w> {
             // `want - got` bytes; `file.fd` is borrowed for this call.
             let r = unsafe {
                 libc::pread(
-                    file.fd,
+                    file.fd.as_raw_fd(),
                     copy[got..].as_mut_ptr().cast(),
                     want - got,
                     (file.offset + got as u64) as libc::off_t,
@@ -582,25 +580,22 @@ impl<'w> ChannelSink<'w> {
             }
             got += r as usize;
         }
-        let mut fixed = [0u8; 16];
-        fixed.copy_from_slice(&header[..16]);
         let others: usize = parts[1..].iter().map(|p| p.len()).sum();
-        let len = (16 + others + got) as u32;
-        fixed[..4].copy_from_slice(&len.to_ne_bytes());
-        let mut all: [&[u8]; 8] = [&[]; 8];
-        all[0] = &fixed;
-        let n = parts.len().min(6);
-        all[1..n].copy_from_slice(&parts[1..n]);
-        all[n] = &copy[..got];
-        self.send_parts(&all[..=n]);
+        let fixed = header.with_body_len(others + got);
+        // The core counts the file range as one of the `MAX_SINK_PARTS`, so
+        // its bytes always fit as the last slice; nothing is dropped.
+        let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
+        let Some(all) = all.get_mut(..=parts.len()) else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        all[0] = fixed.as_bytes();
+        all[1..parts.len()].copy_from_slice(&parts[1..]);
+        all[parts.len()] = &copy[..got];
+        self.send_parts(all);
     }
 
-    fn send_error_for(&self, header: &[u8], errno: i32) {
-        let mut h = [0u8; 16];
-        h.copy_from_slice(&header[..16]);
-        h[..4].copy_from_slice(&16u32.to_ne_bytes());
-        h[4..8].copy_from_slice(&(-errno).to_ne_bytes());
-        self.send_parts(&[&h]);
+    fn send_error_for(&self, header: fuse_out_header, errno: i32) {
+        self.send_parts(&[header.with_error(errno).as_bytes()]);
     }
 }
 
@@ -631,7 +626,7 @@ unsafe fn deferred_send(ptr: *const (), _: &[u64; 2], parts: &[&[u8]]) {
     ChannelSink::plain(&channel).send_parts(parts)
 }
 
-unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file: FileRange<'_>) {
     // SAFETY: forwarded from the vtable contract (ptr alive until drop).
     let channel = unsafe { deferred_channel(ptr) };
     let channel: &Arc<Channel> = &channel;
@@ -669,7 +664,7 @@ impl ReplySink for ChannelSink<'_> {
         self.send_parts(parts)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         if !self.try_splice(parts, file) {
             self.copy_file(parts, file)
         }

@@ -4,13 +4,13 @@
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_core::abi::*;
+use fuselage_core::op;
 use fuselage_core::reply::{ReplyEntry, ReplySink};
 use fuselage_core::{Errno, Filesystem, InitConfig, RequestHeader};
 use fuselage_testkit::{channel_pair, encode_request};
 use fuselage_transport_blocking::{
     Channel, Mount, MountOptions, Session, SessionConfig, SessionEnd,
 };
-use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -230,13 +230,8 @@ struct SlowFs {
 }
 
 impl Filesystem for SlowFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        _parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let name = op.name();
         if name.to_bytes() == b"slow" {
             *self.waiting.0.lock().unwrap() = Some(req.unique);
             self.waiting.1.notify_all();
@@ -259,10 +254,10 @@ impl Filesystem for SlowFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
+        let ino = op.ino();
         let attr = fuse_attr {
             ino,
             mode: libc::S_IFDIR | 0o755,
@@ -272,7 +267,8 @@ impl Filesystem for SlowFs {
         reply.attr(Duration::ZERO, &attr)
     }
 
-    fn interrupt(&self, _req: &RequestHeader, unique: u64) {
+    fn interrupt(&self, _req: &RequestHeader, op: op::Interrupt<'_>) {
+        let unique = op.unique();
         let (lock, cv) = &*self.interrupted;
         lock.lock().unwrap().push(unique);
         cv.notify_all();
@@ -457,13 +453,8 @@ impl DeferFs {
 }
 
 impl Filesystem for DeferFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let (parent, name) = (op.parent(), op.name());
         if parent == 1 && name.to_bytes() == b"file" {
             let e = fuselage_core::reply::entry_out(
                 self.attr(DEFER_INO),
@@ -480,10 +471,10 @@ impl Filesystem for DeferFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
+        let ino = op.ino();
         let attr = self.attr(ino);
         match reply.defer() {
             Ok(r) => self.run(Box::new(move || r.attr(Duration::ZERO, &attr))),
@@ -494,9 +485,7 @@ impl Filesystem for DeferFs {
     fn open<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _flags: u32,
-        _open_flags: u32,
+        _op: op::Open<'_>,
         reply: fuselage_core::reply::ReplyOpen<S>,
     ) {
         reply.opened(0, FOPEN_DIRECT_IO)
@@ -505,24 +494,16 @@ impl Filesystem for DeferFs {
     fn read<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
+        op: op::Read<'_>,
         reply: fuselage_core::reply::ReplyData<S>,
     ) {
+        let (offset, size) = (op.offset(), op.size());
         let len = self.size.saturating_sub(offset).min(size as u64) as u32;
         let file = self.file.clone();
         match reply.defer() {
             Ok(r) => self.run(Box::new(move || {
-                use std::os::fd::AsRawFd;
-                r.file(fuselage_core::FileRange {
-                    fd: file.as_raw_fd(),
-                    offset,
-                    len,
-                })
+                use std::os::fd::AsFd;
+                r.file(fuselage_core::FileRange::new(file.as_fd(), offset, len))
             })),
             Err(r) => r.error(Errno::EIO),
         }

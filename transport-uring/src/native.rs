@@ -58,10 +58,10 @@
 use crate::probe::{Unavailable, possible_cpus};
 use crate::region::{Region, page_size};
 use crate::sqe;
-use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out};
+use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out, fuse_uring_req_header};
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, Negotiated,
-    ReplySink,
+    OUT_HEADER_LEN, ReplySink,
 };
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::Cell;
@@ -81,10 +81,10 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Bytes reserved per header buffer (288 used, padded for alignment).
 const HEADER_STRIDE: usize = 512;
-const HEADER_LEN: usize = 288;
-const OP_IN_OFFSET: usize = 128;
-const ENT_IN_OUT_OFFSET: usize = 256;
-const OUT_HEADER_LEN: usize = 16;
+/// The kernel's `fuse_uring_req_header`: in/out header, op struct, entry.
+const HEADER_LEN: usize = std::mem::size_of::<fuse_uring_req_header>();
+const OP_IN_OFFSET: usize = std::mem::offset_of!(fuse_uring_req_header, op_in);
+const ENT_IN_OUT_OFFSET: usize = std::mem::offset_of!(fuse_uring_req_header, ring_ent_in_out);
 
 const WAKE_TAG: u64 = u64::MAX;
 const CANCEL_TAG: u64 = u64::MAX - 1;
@@ -207,14 +207,11 @@ impl QueueShared {
 
     /// Writes a reply for entry `i` (request `commit_id`) into the right
     /// buffer and advances the entry. See the module docs for the rules.
-    fn reply(&self, i: usize, commit_id: u64, parts: &[&[u8]], file: Option<FileRange>) {
+    fn reply(&self, i: usize, commit_id: u64, parts: &[&[u8]], file: Option<FileRange<'_>>) {
         let Some((head, body)) = parts.split_first() else {
             return;
         };
-        let mut error = head
-            .get(4..8)
-            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            .unwrap_or(-libc::EIO);
+        let mut error = fuse_out_header::of_reply(&[head]).map_or(-libc::EIO, |h| h.error);
         let mut slot = self.slot(i);
         if slot.commit_id != commit_id {
             return; // a stale handle of an earlier request on this entry
@@ -271,7 +268,7 @@ impl QueueShared {
 ///
 /// # Safety
 /// `dst` must be valid for writes of `f.len` bytes and not borrowed.
-unsafe fn pread_full(f: FileRange, dst: *mut u8) -> io::Result<usize> {
+unsafe fn pread_full(f: FileRange<'_>, dst: *mut u8) -> io::Result<usize> {
     let want = f.len as usize;
     let mut got = 0;
     while got < want {
@@ -279,7 +276,7 @@ unsafe fn pread_full(f: FileRange, dst: *mut u8) -> io::Result<usize> {
         // is lent by the filesystem for the reply call.
         let r = unsafe {
             libc::pread(
-                f.fd,
+                f.fd.as_raw_fd(),
                 dst.add(got).cast(),
                 want - got,
                 (f.offset + got as u64) as libc::off_t,
@@ -347,7 +344,12 @@ unsafe fn deferred_send(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]) {
     queue.reply(words[0] as usize, words[1], parts, None)
 }
 
-unsafe fn deferred_send_file(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+unsafe fn deferred_send_file(
+    ptr: *const (),
+    words: &[u64; 2],
+    parts: &[&[u8]],
+    file: FileRange<'_>,
+) {
     // SAFETY: forwarded from the vtable contract (ptr alive until drop).
     let queue = unsafe { deferred_queue(ptr) };
     queue.reply(words[0] as usize, words[1], parts, Some(file))
@@ -377,7 +379,7 @@ impl ReplySink for RingReply {
 
     /// Reads the range with `pread` straight into the ring entry's payload
     /// buffer: a ring entry cannot be the target of splice.
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         self.queue
             .reply(self.index as usize, self.commit_id, parts, Some(file))
     }

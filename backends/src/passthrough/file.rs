@@ -49,11 +49,12 @@ use crate::setid::{self, Change};
 use fuselage_core::abi::{
     FOPEN_KEEP_CACHE, FUSE_OPEN_KILL_SUIDGID, FUSE_RELEASE_FLOCK_UNLOCK, FUSE_WRITE_KILL_SUIDGID,
 };
+use fuselage_core::op;
 use fuselage_core::reply::{FileRange, ReplyData, ReplySink};
 use fuselage_core::{Errno, RequestHeader};
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -282,11 +283,7 @@ impl PassthroughFs {
             let len = (file_size - offset).min(u64::from(size)) as u32;
             self.counters.spliced_reads.fetch_add(1, Ordering::Relaxed);
             // `file` (and so its descriptor) lives until the reply is sent.
-            return reply.file(FileRange {
-                fd: file.fd.as_raw_fd(),
-                offset,
-                len,
-            });
+            return reply.file(FileRange::new(file.fd.as_fd(), offset, len));
         }
         let min = self.config.splice_threshold as usize;
         with_io_buf(size as usize, min, |buf| {
@@ -390,27 +387,25 @@ impl PassthroughFs {
         sys::lseek(file.fd.as_fd(), offset, whence as libc::c_int)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn do_copy_file_range(
         &self,
         caller: &RequestHeader,
-        ino_in: u64,
-        fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: &op::CopyFileRange<'_>,
     ) -> SysResult<u64> {
         self.writable()?;
-        if flags != 0 {
+        if op.flags() != 0 {
             return Err(Errno::EINVAL);
         }
-        let src = self.file(ino_in, fh_in)?;
-        let dst = self.file(ino_out, fh_out)?;
+        let src = self.file(op.ino(), op.fh_in())?;
+        let dst = self.file(op.ino_out(), op.fh_out())?;
         self.clear_setid(dst.fd.as_fd(), caller, Change::Unflagged)?;
-        sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len)
+        sys::copy_file_range(
+            src.fd.as_fd(),
+            op.off_in(),
+            dst.fd.as_fd(),
+            op.off_out(),
+            op.len(),
+        )
     }
 
     pub(super) fn do_syncfs(&self, ino: u64) -> SysResult<()> {
