@@ -1,11 +1,11 @@
 //! The low-level, inode-based [`Filesystem`] trait that backends implement.
 //!
 //! One method per operation. Each gets the request header (`uid`, `gid`,
-//! `pid`, `unique`), one borrowed view of its operation (the [`op`](crate::op)
-//! module: `op::Read` with `ino()`, `fh()`, `offset()`, `size()`, ...) that
-//! reads the kernel's struct in place, and a typed reply handle. Every method has a default that
-//! answers `ENOSYS` (or does nothing, for requests without a reply), so a
-//! backend implements only what it supports; the kernel stops sending some
+//! `pid`, `unique`), one borrowed view of its operation (the [`op`] module:
+//! `op::Read` with `ino()`, `fh()`, `offset()`, `size()`, ...) that reads
+//! the kernel's struct in place, and a typed reply handle. Every method has
+//! a default that answers `ENOSYS` (or does nothing, for requests without
+//! a reply), so a backend implements only what it supports; the kernel stops sending some
 //! opcodes after their first `ENOSYS`.
 //!
 //! # Ownership and deferred replies

@@ -2,9 +2,8 @@
 //!
 //! A channel moves whole FUSE messages. [`Channel::receive`] returns exactly one request and
 //! [`Channel::send`] writes exactly one reply (or notification) from up to
-//! [`MAX_SINK_PARTS`](fuselage_core::MAX_SINK_PARTS) slices (the core's one limit on reply
-//! parts) with one writev(2)/sendmsg(2). The framing differs by
-//! [`ChannelKind`]:
+//! [`MAX_SINK_PARTS`] slices (the core's one limit on reply parts) with one
+//! writev(2)/sendmsg(2). The framing differs by [`ChannelKind`]:
 //!
 //! - [`ChannelKind::Device`] and [`ChannelKind::SeqPacket`] keep message boundaries: one read is
 //!   one message, one write is one message.

@@ -62,7 +62,7 @@
 //! - Set-id bits and file capabilities (`security.capability`) are cleared
 //!   by memfs itself on write, truncate, `O_TRUNC` open, fallocate, copy
 //!   into the file and chown, with the running kernel's rules as tmpfs
-//!   applies them (`HANDLE_KILLPRIV_V2`; see [`crate::setid`]).
+//!   applies them (`HANDLE_KILLPRIV_V2`; see the `setid` module).
 //!
 //! # Data layout and zero-copy reads
 //!
@@ -422,7 +422,7 @@ impl Filesystem for MemFs {
     /// Asks for `ATOMIC_O_TRUNC` and `DONT_MASK` (memfs handles O_TRUNC in
     /// OPEN and applies the umask itself) and `HANDLE_KILLPRIV_V2` (memfs
     /// clears set-id bits and file capabilities itself, by the running
-    /// kernel's rules: see [`crate::setid`]), never the older
+    /// kernel's rules: see the `setid` module), never the older
     /// `HANDLE_KILLPRIV`.
     fn init(&self, _kernel: &KernelInit, config: &mut InitConfig) -> Result<(), Errno> {
         config.wanted |=
