@@ -129,7 +129,48 @@ pub trait ReplySink {
     fn defer(&self) -> Option<DeferredSink> {
         None
     }
+
+    /// The most bytes [`ReplySink::send_filled`] can lend of the
+    /// transport's own reply space ([`FILL_STACK_MAX`] by default).
+    fn fill_capacity(&self) -> usize {
+        FILL_STACK_MAX
+    }
+
+    /// Sends a reply whose body `fill` writes straight into the transport's
+    /// own reply space (a ring entry's payload buffer, the buffer a reply is
+    /// sent from), so the data is not copied a second time.
+    ///
+    /// `header` is the reply's out-header for an empty body (`error` 0).
+    /// The sink calls `fill` once with `max` bytes (`max` is at most
+    /// [`ReplySink::fill_capacity`]; the handle checks): `Ok(n)` sends the
+    /// first `n` bytes (`n <= max`, the header's `len` fixed to them), `Err`
+    /// answers that error instead.
+    ///
+    /// The default lends a zeroed stack buffer of [`FILL_STACK_MAX`] bytes
+    /// and sends it with [`ReplySink::send`]: one copy more, as before.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        let mut buf = [0u8; FILL_STACK_MAX];
+        let Some(space) = buf.get_mut(..max) else {
+            return self.send(&[header.with_error(Errno::EIO.0).as_bytes()]);
+        };
+        match fill(space) {
+            Ok(n) => {
+                let n = n.min(max);
+                self.send(&[header.with_body_len(n).as_bytes(), &space[..n]])
+            }
+            Err(e) => self.send(&[header.with_error(e.0).as_bytes()]),
+        }
+    }
 }
+
+/// Bytes the default [`ReplySink::send_filled`] lends on the stack: sinks
+/// with a reply buffer of their own lend more.
+pub const FILL_STACK_MAX: usize = 4096;
 
 /// The operations of a [`DeferredSink`], provided by a transport.
 ///
@@ -210,6 +251,17 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
     }
     fn defer(&self) -> Option<DeferredSink> {
         (**self).defer()
+    }
+    fn fill_capacity(&self) -> usize {
+        (**self).fill_capacity()
+    }
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        (**self).send_filled(header, max, fill)
     }
 }
 
@@ -382,13 +434,34 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// hanging, so they are sent as `EIO`.
     pub fn send_error(mut self, errno: Errno) {
         let Some(sink) = self.sink.take() else { return };
-        let errno = if (1..512).contains(&errno.0) {
-            errno
-        } else {
-            Errno::EIO
-        };
-        let header = self.header(errno.to_wire(), 0);
+        let header = self.header(sendable(errno).to_wire(), 0);
         sink.send(&[header.as_bytes()]);
+    }
+
+    /// How many bytes [`ReplyHandle::send_filled`] can lend.
+    pub fn fill_capacity(&self) -> usize {
+        self.sink.as_ref().map_or(0, |s| s.fill_capacity())
+    }
+
+    /// Sends a successful reply whose body `fill` writes into the
+    /// transport's reply space (see [`ReplySink::send_filled`]); more than
+    /// [`ReplyHandle::fill_capacity`] bytes is answered `EIO` without
+    /// calling `fill`, and so is a count larger than the buffer.
+    pub fn send_filled(mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        let Some(sink) = self.sink.take() else { return };
+        let header = self.header(0, 0);
+        if max > sink.fill_capacity() {
+            return sink.send(&[self.header(Errno::EIO.to_wire(), 0).as_bytes()]);
+        }
+        let mut fill = Some(fill);
+        sink.send_filled(header, max, &mut |buf: &mut [u8]| {
+            let fill = fill.take().ok_or(Errno::EIO)?;
+            match fill(buf) {
+                Ok(n) if n <= buf.len() => Ok(n),
+                Ok(_) => Err(Errno::EIO),
+                Err(e) => Err(sendable(e)),
+            }
+        })
     }
 
     /// Turns this handle into one that is `Send + 'static`, to answer later
@@ -414,6 +487,15 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// expects no answer to.
     pub fn forget(mut self) {
         self.sink = None;
+    }
+}
+
+/// `errno` if the kernel accepts it in a reply (1..=511), else `EIO`.
+fn sendable(errno: Errno) -> Errno {
+    if (1..512).contains(&errno.0) {
+        errno
+    } else {
+        Errno::EIO
     }
 }
 
@@ -590,6 +672,31 @@ impl<S: ReplySink> ReplyData<S> {
     /// Answers with bytes of a host file, spliced when possible.
     pub fn file(self, range: FileRange<'_>) {
         self.0.send_file(&[], range)
+    }
+
+    /// How many bytes [`ReplyData::fill`] can take: the transport's own
+    /// reply space, or [`FILL_STACK_MAX`].
+    pub fn fill_capacity(&self) -> usize {
+        self.0.fill_capacity()
+    }
+
+    /// Answers with up to `max` bytes that `fill` writes straight into the
+    /// transport's reply buffer (e.g. `pread` into a ring entry's payload),
+    /// returning how many it wrote; an error is answered as such. `max`
+    /// above [`ReplyData::fill_capacity`] is answered `EIO`: check first.
+    ///
+    /// ```
+    /// # use fuselage_core::reply::{ReplyData, ReplySink};
+    /// fn answer<S: ReplySink>(reply: ReplyData<S>, file: &[u8]) {
+    ///     let n = file.len().min(reply.fill_capacity());
+    ///     reply.fill(n, |buf| {
+    ///         buf.copy_from_slice(&file[..n]);
+    ///         Ok(n)
+    ///     })
+    /// }
+    /// ```
+    pub fn fill(self, max: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        self.0.send_filled(max, fill)
     }
 }
 
@@ -1086,6 +1193,33 @@ pub(crate) mod tests {
             (header(&b).len as usize, n),
             (16 + MAX_REPLY_PARTS, 16 + MAX_REPLY_PARTS)
         );
+    }
+
+    #[test]
+    fn filled_replies_on_the_default_stack_buffer() {
+        let cap = Capture::new();
+        ReplyData::new(5, &cap).fill(10, |buf| {
+            assert_eq!(buf.len(), 10);
+            buf[..3].copy_from_slice(b"abc");
+            Ok(3)
+        });
+        let (b, n) = cap.bytes();
+        let h = header(&b);
+        assert_eq!((h.len, h.error, h.unique, n), (19, 0, 5, 19));
+        assert_eq!(&b[16..19], b"abc");
+        // An error from `fill` is the answer.
+        ReplyData::new(6, &cap).fill(10, |_| Err(Errno::ENOENT));
+        assert_eq!(header(&cap.bytes().0).error, -2);
+        // Beyond what the sink lends, or a count past the buffer: EIO.
+        let r = ReplyData::new(7, &cap);
+        assert_eq!(r.fill_capacity(), FILL_STACK_MAX);
+        r.fill(FILL_STACK_MAX + 1, |_| unreachable!("not called"));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        ReplyData::new(8, &cap).fill(4, |_| Ok(5));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        ReplyData::new(9, &cap).fill(4, |_| Err(Errno(9999)));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        assert_eq!(cap.sends(), 5);
     }
 
     #[test]

@@ -597,6 +597,25 @@ impl<'w> ChannelSink<'w> {
     fn send_error_for(&self, header: fuse_out_header, errno: i32) {
         self.send_parts(&[header.with_error(errno).as_bytes()]);
     }
+
+    /// The core's stack-buffer fill, for a sink without its buffer.
+    fn default_send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        struct Plain<'a, 'w>(&'a ChannelSink<'w>);
+        impl ReplySink for Plain<'_, '_> {
+            fn send(&self, parts: &[&[u8]]) {
+                self.0.send_parts(parts)
+            }
+            fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
+                self.0.send_file(parts, file)
+            }
+        }
+        Plain(self).send_filled(header, max, fill)
+    }
 }
 
 /// Deferred replies on the blocking transport: the sink keeps a reference
@@ -667,6 +686,37 @@ impl ReplySink for ChannelSink<'_> {
     fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         if !self.try_splice(parts, file) {
             self.copy_file(parts, file)
+        }
+    }
+
+    /// The worker's reply buffer (`max_read` bytes and a page).
+    fn fill_capacity(&self) -> usize {
+        self.copy
+            .and_then(|c| c.try_borrow().ok().map(|c| c.len()))
+            .unwrap_or(fuselage_core::reply::FILL_STACK_MAX)
+    }
+
+    /// Lends the worker's reply buffer, which the reply is then written
+    /// from with writev: the data is not copied between buffers.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let copy = self.copy.and_then(|c| c.try_borrow_mut().ok());
+        let Some(mut copy) = copy else {
+            return ChannelSink::plain(self.channel).default_send_filled(header, max, fill);
+        };
+        let Some(buf) = copy.get_mut(..max) else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        match fill(buf) {
+            Ok(n) => {
+                let n = n.min(max);
+                self.send_parts(&[header.with_body_len(n).as_bytes(), &buf[..n]])
+            }
+            Err(e) => self.send_error_for(header, e.0),
         }
     }
 }

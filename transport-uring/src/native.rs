@@ -211,7 +211,40 @@ impl QueueShared {
         let Some((head, body)) = parts.split_first() else {
             return;
         };
-        let mut error = fuse_out_header::of_reply(&[head]).map_or(-libc::EIO, |h| h.error);
+        let error = fuse_out_header::of_reply(&[head]).map_or(-libc::EIO, |h| h.error);
+        let body_len: usize =
+            body.iter().map(|p| p.len()).sum::<usize>() + file.map_or(0, |f| f.len as usize);
+        self.answer(i, commit_id, error, body_len, |base| {
+            let mut n = 0usize;
+            for p in body {
+                // SAFETY: `base` is valid for `body_len` bytes (`answer`'s
+                // contract) and `n + p.len() <= body_len`. `copy` tolerates
+                // overlap.
+                unsafe { std::ptr::copy(p.as_ptr(), base.add(n), p.len()) };
+                n += p.len();
+            }
+            if let Some(f) = file {
+                // SAFETY: as above, `n + f.len <= body_len`.
+                match unsafe { pread_full(f, base.add(n)) } {
+                    Ok(got) => n += got,
+                    Err(e) => return Err(-e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Answers entry `i` (request `commit_id`) with `error`, or, when it is
+    /// 0, with the up to `body_len` bytes `write` puts at the pointer it
+    /// gets (returning how many, or a negated errno), and advances the entry.
+    fn answer(
+        &self,
+        i: usize,
+        commit_id: u64,
+        mut error: i32,
+        body_len: usize,
+        write: impl FnOnce(*mut u8) -> Result<usize, i32>,
+    ) {
         let mut slot = self.slot(i);
         if slot.commit_id != commit_id {
             return; // a stale handle of an earlier request on this entry
@@ -223,29 +256,19 @@ impl QueueShared {
         };
         let cap = self.layout.payload_size;
         let mut n = 0usize;
-        let body_len: usize =
-            body.iter().map(|p| p.len()).sum::<usize>() + file.map_or(0, |f| f.len as usize);
         if error == 0 && body_len > cap {
             error = -libc::EIO;
         }
         if error == 0 {
+            // `base..base+cap` is this reply's target buffer, which nothing
+            // borrows now (module docs: the staging buffer belongs to the
+            // entry being dispatched, a payload buffer with no live request
+            // borrows to its entry) and which we hold exclusively through
+            // the entry's lock; `write` stays within `body_len <= cap`.
             let base = self.region.at(offset, cap);
-            for p in body {
-                // SAFETY: `base..base+cap` is this reply's target buffer, which
-                // nothing borrows now (module docs: the staging buffer belongs
-                // to the entry being dispatched, a payload buffer with no live
-                // request borrows to its entry) and which we hold exclusively
-                // through the entry's lock; `n + p.len() <= body_len <= cap`.
-                // `copy` tolerates overlap.
-                unsafe { std::ptr::copy(p.as_ptr(), base.add(n), p.len()) };
-                n += p.len();
-            }
-            if let Some(f) = file {
-                // SAFETY: as above, `n + f.len <= cap`.
-                match unsafe { pread_full(f, base.add(n)) } {
-                    Ok(got) => n += got,
-                    Err(e) => error = -e.raw_os_error().unwrap_or(libc::EIO),
-                }
+            match write(base) {
+                Ok(got) => n = got.min(body_len),
+                Err(e) => error = e,
             }
         }
         if error != 0 {
@@ -382,6 +405,30 @@ impl ReplySink for RingReply {
     fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         self.queue
             .reply(self.index as usize, self.commit_id, parts, Some(file))
+    }
+
+    /// The ring entry's payload buffer.
+    fn fill_capacity(&self) -> usize {
+        self.queue.layout.payload_size
+    }
+
+    /// Lends the ring entry's payload buffer (or the queue's staging buffer
+    /// while a request with a payload is dispatched) to `fill`: the data is
+    /// written where the kernel takes it from, with no second copy.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let (i, id) = (self.index as usize, self.commit_id);
+        self.queue.answer(i, id, header.error, max, |base| {
+            // SAFETY: `answer` hands out `base` valid for `max` bytes, held
+            // exclusively under the entry's lock; the region holds plain
+            // initialised bytes (zeroed by mmap, written only with bytes).
+            let buf = unsafe { std::slice::from_raw_parts_mut(base, max) };
+            fill(buf).map_err(|e| -e.0)
+        })
     }
 }
 

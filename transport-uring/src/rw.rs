@@ -415,6 +415,38 @@ impl ReplySink for RwSink<'_> {
         }
         ctx.copy_file(parts, file)
     }
+
+    /// The thread's reply buffer (`max_read` bytes).
+    fn fill_capacity(&self) -> usize {
+        self.ctx.try_borrow().map_or(0, |c| c.copy.len())
+    }
+
+    /// Lends the thread's reply buffer, which the reply is then written
+    /// from: the data is not copied between buffers.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let mut ctx = self.ctx.borrow_mut();
+        if max > ctx.copy.len() {
+            return ctx.send_parts(&[header.with_error(libc::EIO).as_bytes()]);
+        }
+        let dst = ctx.copy.at(0, max);
+        // SAFETY: `dst..dst+max` is this thread's reply buffer (page
+        // aligned, zero-filled, only ever written with bytes), which nothing
+        // else refers to while `ctx` is borrowed here.
+        let buf = unsafe { std::slice::from_raw_parts_mut(dst, max) };
+        match fill(buf) {
+            Ok(n) => {
+                let n = n.min(max);
+                let head = header.with_body_len(n);
+                ctx.send_parts(&[head.as_bytes(), &buf[..n]])
+            }
+            Err(e) => ctx.send_parts(&[header.with_error(e.0).as_bytes()]),
+        }
+    }
 }
 
 struct RwThread<F> {

@@ -7,8 +7,12 @@
 //! [`FileRange`] of the open host file, clamped to its current size (the
 //! reply header promises the exact length before the data goes out): the
 //! transport splices it from the file into `/dev/fuse`. Smaller READs, and
-//! every READ of an `O_DIRECT` file, `pread` into a page-aligned buffer that
-//! each worker thread allocates once and reuses; the reply borrows it.
+//! every READ of an `O_DIRECT` file, `pread` straight into the transport's
+//! own reply buffer ([`ReplyData::fill`]: a ring entry's payload on native
+//! io_uring, the buffer the reply is written from otherwise), so the data is
+//! copied once. Where the transport lends no buffer that large, or an
+//! `O_DIRECT` file needs alignment the lent buffer lacks, they `pread` into a
+//! page-aligned buffer that each worker thread allocates once and reuses.
 //! `O_DIRECT` writes whose payload is not page aligned in the request buffer
 //! are copied into that buffer first (the host requires aligned memory).
 //!
@@ -286,7 +290,24 @@ impl PassthroughFs {
             return reply.file(FileRange::new(file.fd.as_fd(), offset, len));
         }
         let min = self.config.splice_threshold as usize;
-        with_io_buf(size as usize, min, |buf| {
+        let want = size as usize;
+        if want <= reply.fill_capacity() {
+            // Straight into the transport's reply buffer (a ring entry's
+            // payload, the buffer the reply is written from): no second copy.
+            let (fd, direct) = (file.fd.as_fd(), file.direct);
+            return reply.fill(want, |buf| {
+                if direct && !(buf.as_ptr() as usize).is_multiple_of(PAGE) {
+                    // O_DIRECT needs an aligned buffer: this thread's.
+                    return with_io_buf(want, min, |io| {
+                        let n = read_into(fd, io, offset, true)?;
+                        buf[..n].copy_from_slice(&io[..n]);
+                        Ok(n)
+                    });
+                }
+                read_into(fd, buf, offset, direct)
+            });
+        }
+        with_io_buf(want, min, |buf| {
             match read_into(file.fd.as_fd(), buf, offset, file.direct) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(e),
