@@ -564,3 +564,71 @@ fn deferred_replies_through_a_mount() {
     drop(mount);
     assert!(server.join().unwrap().is_ok());
 }
+
+/// Answers READ with `ReplyData::fill` and records the space it was lent.
+struct FillFs {
+    lent: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Filesystem for FillFs {
+    fn open<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _op: op::Open<'_>,
+        reply: fuselage_core::reply::ReplyOpen<S>,
+    ) {
+        reply.opened(0, FOPEN_DIRECT_IO)
+    }
+
+    fn read<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        op: op::Read<'_>,
+        reply: fuselage_core::reply::ReplyData<S>,
+    ) {
+        self.lent.lock().unwrap().push(reply.fill_capacity());
+        if op.offset() == 1 << 40 {
+            return reply.fill(16, |_| Err(Errno::ENXIO));
+        }
+        let want = op.size() as usize;
+        if want > reply.fill_capacity() {
+            return reply.error(Errno::EFBIG);
+        }
+        let offset = op.offset() as usize;
+        reply.fill(want, |buf| {
+            // Half of what was asked, as a short read near the end would.
+            let n = want / 2;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((offset + i) % 251) as u8;
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[test]
+fn filled_replies_use_the_workers_buffer() {
+    let lent = Arc::new(Mutex::new(Vec::new()));
+    let fs = FillFs { lent: lent.clone() };
+    let (mut kernel, server) = channel_pair().unwrap();
+    let session = Session::new(Channel::new(server).unwrap(), fs, config(1));
+    let fs_handle = std::thread::spawn(move || session.run());
+    kernel.init().unwrap();
+    let open = kernel.open(1, libc::O_RDONLY as u32).unwrap();
+    let got = kernel.read(1, open.fh, 10, 64 * 1024).unwrap();
+    let want: Vec<u8> = (0..32 * 1024).map(|i| ((10 + i) % 251) as u8).collect();
+    assert_eq!(got, want);
+    let err = kernel.read(1, open.fh, 1 << 40, 4096).unwrap_err();
+    assert_eq!(err, libc::ENXIO);
+    drop(kernel);
+    assert_eq!(fs_handle.join().unwrap().unwrap(), SessionEnd::PeerClosed);
+    // The worker lent its own reply buffer (max_read and more), not the
+    // core's 4 KiB stack fallback.
+    let lent = lent.lock().unwrap();
+    assert_eq!(lent.len(), 2);
+    assert!(
+        lent.iter()
+            .all(|&n| n > fuselage_core::reply::FILL_STACK_MAX && n >= 64 * 1024),
+        "{lent:?}"
+    );
+}
