@@ -185,7 +185,7 @@ impl CopySink {
         let buf = self.buf.borrow();
         let mut h = fuse_out_header::default();
         h.as_mut_bytes()
-            .copy_from_slice(&buf[..core::mem::size_of::<fuse_out_header>()]);
+            .copy_from_slice(&buf[..fuselage_core::OUT_HEADER_LEN]);
         h
     }
 
@@ -222,7 +222,7 @@ pub struct Message {
 impl Message {
     /// Builds a message: header, argument struct, payload.
     pub fn new(opcode: u32, unique: u64, nodeid: u64, arg: &[u8], payload: &[u8]) -> Self {
-        let len = core::mem::size_of::<fuse_in_header>() + arg.len() + payload.len();
+        let len = fuselage_core::IN_HEADER_LEN + arg.len() + payload.len();
         let header = fuse_in_header {
             len: len as u32,
             opcode,

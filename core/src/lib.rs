@@ -21,10 +21,13 @@
 //!
 //! The path of a request: a transport reads into its own fixed buffer, calls
 //! [`Dispatcher::dispatch`], which parses into an [`Operation`] and calls the
-//! [`Filesystem`] method with a reply handle; the backend answers with bytes,
-//! a [`FileRange`] or a passthrough backing id; the handle writes the out
-//! header and reply struct on the stack and gives the parts to the sink, which
-//! sends them with one `writev`, a splice, or a ring commit.
+//! [`Filesystem`] method with one borrowed [`op`] view of the arguments and a
+//! reply handle; the backend answers with bytes, a [`FileRange`] (which
+//! borrows its descriptor), bytes written straight into the transport's own
+//! buffer ([`reply::ReplyData::fill`]) or a passthrough backing id; the
+//! handle writes the out header and reply struct on the stack and gives the
+//! parts (never more than [`MAX_SINK_PARTS`]) to the sink, which sends them
+//! with one `writev`, a splice, or a ring commit.
 //!
 //! Companion crates: `fuselage-transport-blocking` (read/writev, mounting),
 //! `fuselage-transport-uring` (io_uring), `fuselage-backends` (memfs,

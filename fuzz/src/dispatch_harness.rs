@@ -44,8 +44,8 @@ use fuselage_core::{
 use std::os::fd::AsFd;
 use zerocopy::{FromBytes, IntoBytes};
 
-const IN_HEADER: usize = core::mem::size_of::<fuse_in_header>();
-const OUT_HEADER: usize = core::mem::size_of::<fuse_out_header>();
+const IN_HEADER: usize = fuselage_core::IN_HEADER_LEN;
+const OUT_HEADER: usize = fuselage_core::OUT_HEADER_LEN;
 
 /// Opcodes the kernel never expects an answer to (raw numbers, independent
 /// of `Opcode::is_no_reply`).
