@@ -1084,6 +1084,37 @@ fn readdir_offsets_survive_concurrent_unlink() {
     assert!(h.readdir(d, off, 4096, false).unwrap().is_empty());
 }
 
+/// A name the kernel would refuse (memfs never makes one; planted here) is
+/// left out of READDIR and READDIRPLUS, and the listing goes on after it.
+#[test]
+fn readdir_skips_an_invalid_name_and_goes_on() {
+    let h = Harness::new();
+    let d = h.mkdir(ROOT, b"d", 0o755).unwrap().nodeid;
+    let a = h.touch(d, b"a");
+    {
+        let dir = h.fs.table.get(d).unwrap();
+        write(dir.dir().unwrap()).insert(b"bad/name", a, dtype::REG);
+    }
+    let z = h.touch(d, b"z");
+    for plus in [false, true] {
+        let names: Vec<Vec<u8>> = h
+            .readdir(d, 0, 4096, plus)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, [&b"."[..], b"..", b"a", b"z"], "plus: {plus}");
+    }
+    // The skipped entry took no lookup reference; the packed ones did.
+    assert_eq!((h.lookups(a), h.lookups(z)), (1, 1));
+    // Resuming right after the entry before it still finds the rest.
+    let page = h.readdir(d, 0, 4096, false).unwrap();
+    let after_a = page.iter().find(|e| e.name == b"a").unwrap().off;
+    let rest = h.readdir(d, after_a, 4096, false).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].name, b"z");
+}
+
 #[test]
 fn readdirplus_counts_lookups_only_for_packed_entries() {
     let h = Harness::new();

@@ -160,8 +160,14 @@ impl DirStream {
             };
             match take(&entry, s.fd.as_fd()) {
                 Take::Full => break,
-                Take::Packed | Take::Skipped => {
+                Take::Packed => {
                     taken += 1;
+                    s.start += reclen;
+                    s.offset = entry.next;
+                }
+                // Consumed but not sent: an error after only skipped entries
+                // must still be reported, not look like the end.
+                Take::Skipped => {
                     s.start += reclen;
                     s.offset = entry.next;
                 }
