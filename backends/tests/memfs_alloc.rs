@@ -6,7 +6,11 @@
 //! the reply sink copies into a buffer allocated up front.
 
 use fuselage_backends::{MemFs, MemFsConfig};
-use fuselage_core::abi::{fuse_attr_out, fuse_entry_out, fuse_in_header, fuse_out_header};
+use fuselage_core::abi::{
+    fuse_attr_out, fuse_create_in, fuse_entry_out, fuse_getattr_in, fuse_in_header, fuse_mkdir_in,
+    fuse_open_in, fuse_out_header, fuse_read_in, fuse_release_in, fuse_write_in,
+};
+use fuselage_core::op;
 use fuselage_core::reply::{
     FileRange, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplySink,
     ReplyWrite,
@@ -108,11 +112,16 @@ fn steady_state_requests_do_not_allocate() {
     // Set up: a 1 MiB file, fully written, plus a sparse one.
     fs.create(
         &req,
-        ROOT,
-        &name,
-        0o644,
-        0o022,
-        libc::O_RDWR as u32,
+        op::Create::new(
+            ROOT,
+            &fuse_create_in {
+                flags: libc::O_RDWR as u32,
+                mode: 0o644,
+                umask: 0o022,
+                open_flags: 0,
+            },
+            &name,
+        ),
         ReplyCreate::new(1, &sink),
     );
     let ino = fuse_entry_out::read_from_prefix(&sink.buf.borrow()[16..])
@@ -122,59 +131,116 @@ fn steady_state_requests_do_not_allocate() {
     let data = vec![0x5Au8; FILE_SIZE];
     fs.write(
         &req,
-        ino,
-        0,
-        0,
-        &data,
-        0,
-        0,
-        None,
+        op::Write::new(
+            ino,
+            &fuse_write_in {
+                fh: 0,
+                offset: 0,
+                size: data.len() as u32,
+                write_flags: 0,
+                flags: 0,
+                ..Default::default()
+            },
+            &data,
+        ),
         ReplyWrite::new(1, &sink),
     );
     assert_eq!(sink.result(), (0, 8));
     let block = vec![0xA5u8; 4096];
 
     let iteration = |i: usize| {
-        fs.getattr(&req, ino, None, ReplyAttr::new(1, &sink));
+        fs.getattr(
+            &req,
+            op::Getattr::new(ino, &fuse_getattr_in::default()),
+            ReplyAttr::new(1, &sink),
+        );
         let (err, len) = sink.result();
         assert_eq!((err, len), (0, size_of::<fuse_attr_out>()));
 
-        fs.lookup(&req, ROOT, &name, ReplyEntry::new(1, &sink));
+        fs.lookup(
+            &req,
+            op::Lookup::new(ROOT, &name),
+            ReplyEntry::new(1, &sink),
+        );
         assert_eq!(sink.result(), (0, size_of::<fuse_entry_out>()));
-        fs.forget(&req, ino, 1);
+        fs.forget(&req, op::Forget::new(ino, 1));
 
-        fs.open(&req, ino, libc::O_RDWR as u32, 0, ReplyOpen::new(1, &sink));
+        fs.open(
+            &req,
+            op::Open::new(
+                ino,
+                &fuse_open_in {
+                    flags: libc::O_RDWR as u32,
+                    open_flags: 0,
+                },
+            ),
+            ReplyOpen::new(1, &sink),
+        );
         assert_eq!(sink.result(), (0, 16));
 
         let off = ((i * 7 * 4096 + i) % (FILE_SIZE - 4096)) as u64;
-        fs.read(&req, ino, 0, off, 4096, 0, None, ReplyData::new(1, &sink));
+        fs.read(
+            &req,
+            op::Read::new(
+                ino,
+                &fuse_read_in {
+                    fh: 0,
+                    offset: off,
+                    size: 4096,
+                    flags: 0,
+                    ..Default::default()
+                },
+            ),
+            ReplyData::new(1, &sink),
+        );
         assert_eq!(sink.result(), (0, 4096));
         fs.write(
             &req,
-            ino,
-            0,
-            off,
-            &block,
-            0,
-            0,
-            None,
+            op::Write::new(
+                ino,
+                &fuse_write_in {
+                    fh: 0,
+                    offset: off,
+                    size: block.len() as u32,
+                    write_flags: 0,
+                    flags: 0,
+                    ..Default::default()
+                },
+                &block,
+            ),
             ReplyWrite::new(1, &sink),
         );
         assert_eq!(sink.result(), (0, 8));
         // A large read across chunk boundaries, too.
         fs.read(
             &req,
-            ino,
-            0,
-            off,
-            1 << 20,
-            0,
-            None,
+            op::Read::new(
+                ino,
+                &fuse_read_in {
+                    fh: 0,
+                    offset: off,
+                    size: 1 << 20,
+                    flags: 0,
+                    ..Default::default()
+                },
+            ),
             ReplyData::new(1, &sink),
         );
         assert_eq!(sink.result(), (0, FILE_SIZE - off as usize));
 
-        fs.release(&req, ino, 0, 0, 0, 0, ReplyEmpty::new(1, &sink));
+        fs.release(
+            &req,
+            op::Release::new(
+                ino,
+                &fuse_release_in {
+                    fh: 0,
+                    flags: 0,
+                    release_flags: 0,
+                    lock_owner: 0,
+                },
+            ),
+            ReplyEmpty::new(1, &sink),
+        );
         assert_eq!(sink.result(), (0, 0));
     };
 
@@ -194,6 +260,17 @@ fn steady_state_requests_do_not_allocate() {
     // The counter works: creating a file does allocate.
     let other = CString::new("other").unwrap();
     let before = allocations();
-    fs.mkdir(&req, ROOT, &other, 0o755, 0, ReplyEntry::new(1, &sink));
+    fs.mkdir(
+        &req,
+        op::Mkdir::new(
+            ROOT,
+            &fuse_mkdir_in {
+                mode: 0o755,
+                umask: 0,
+            },
+            &other,
+        ),
+        ReplyEntry::new(1, &sink),
+    );
     assert!(allocations() > before);
 }

@@ -5,7 +5,11 @@
 
 use fuselage_backends::{MemFs, MemFsConfig};
 use fuselage_core::DirentBuf;
-use fuselage_core::abi::{fuse_attr_out, fuse_entry_out, fuse_in_header, fuse_out_header};
+use fuselage_core::abi::{
+    fuse_attr_out, fuse_create_in, fuse_entry_out, fuse_getattr_in, fuse_in_header, fuse_mkdir_in,
+    fuse_out_header, fuse_read_in, fuse_write_in,
+};
+use fuselage_core::op;
 use fuselage_core::reply::{
     FileRange, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
     ReplySink, ReplyWrite,
@@ -72,17 +76,36 @@ fn name(s: &str) -> CString {
 }
 
 fn mkdir(fs: &MemFs, sink: &Sink, parent: u64, n: &str) -> Result<u64, Errno> {
-    fs.mkdir(&req(), parent, &name(n), 0o755, 0, ReplyEntry::new(0, sink));
+    fs.mkdir(
+        &req(),
+        op::Mkdir::new(
+            parent,
+            &fuse_mkdir_in {
+                mode: 0o755,
+                umask: 0,
+            },
+            &name(n),
+        ),
+        ReplyEntry::new(0, sink),
+    );
     sink.entry().map(|e| e.nodeid)
 }
 
 fn lookup(fs: &MemFs, sink: &Sink, parent: u64, n: &str) -> Result<fuse_entry_out, Errno> {
-    fs.lookup(&req(), parent, &name(n), ReplyEntry::new(0, sink));
+    fs.lookup(
+        &req(),
+        op::Lookup::new(parent, &name(n)),
+        ReplyEntry::new(0, sink),
+    );
     sink.entry()
 }
 
 fn nlink(fs: &MemFs, sink: &Sink, ino: u64) -> u32 {
-    fs.getattr(&req(), ino, None, ReplyAttr::new(0, sink));
+    fs.getattr(
+        &req(),
+        op::Getattr::new(ino, &fuse_getattr_in::default()),
+        ReplyAttr::new(0, sink),
+    );
     fuse_attr_out::read_from_bytes(&sink.body().unwrap())
         .unwrap()
         .attr
@@ -114,11 +137,16 @@ fn parallel_readers_and_writers_see_whole_writes() {
         let sink = Sink::default();
         fs.create(
             &req(),
-            ROOT,
-            &name("shared"),
-            0o644,
-            0,
-            libc::O_RDWR as u32,
+            op::Create::new(
+                ROOT,
+                &fuse_create_in {
+                    flags: libc::O_RDWR as u32,
+                    mode: 0o644,
+                    umask: 0,
+                    open_flags: 0,
+                },
+                &name("shared"),
+            ),
             ReplyCreate::new(0, &sink),
         );
         let ino = sink.entry().unwrap().nodeid;
@@ -126,13 +154,18 @@ fn parallel_readers_and_writers_see_whole_writes() {
         const BLOCKS: usize = 64;
         fs.write(
             &req(),
-            ino,
-            0,
-            0,
-            &vec![0u8; BLOCK * BLOCKS],
-            0,
-            0,
-            None,
+            op::Write::new(
+                ino,
+                &fuse_write_in {
+                    fh: 0,
+                    offset: 0,
+                    size: (BLOCK * BLOCKS) as u32,
+                    write_flags: 0,
+                    flags: 0,
+                    ..Default::default()
+                },
+                &vec![0u8; BLOCK * BLOCKS],
+            ),
             ReplyWrite::new(0, &sink),
         );
         std::thread::scope(|s| {
@@ -147,13 +180,18 @@ fn parallel_readers_and_writers_see_whole_writes() {
                         let off = off.min(BLOCK * (BLOCKS - 1)) as u64;
                         fs.write(
                             &req(),
-                            ino,
-                            0,
-                            off,
-                            &block,
-                            0,
-                            0,
-                            None,
+                            op::Write::new(
+                                ino,
+                                &fuse_write_in {
+                                    fh: 0,
+                                    offset: off,
+                                    size: block.len() as u32,
+                                    write_flags: 0,
+                                    flags: 0,
+                                    ..Default::default()
+                                },
+                                &block,
+                            ),
                             ReplyWrite::new(0, &sink),
                         );
                         sink.body().unwrap();
@@ -169,12 +207,16 @@ fn parallel_readers_and_writers_see_whole_writes() {
                             ((i * 5 + reader) % BLOCKS * BLOCK + 8192).min(BLOCK * (BLOCKS - 1));
                         fs.read(
                             &req(),
-                            ino,
-                            0,
-                            off as u64,
-                            BLOCK as u32,
-                            0,
-                            None,
+                            op::Read::new(
+                                ino,
+                                &fuse_read_in {
+                                    fh: 0,
+                                    offset: off as u64,
+                                    size: BLOCK as u32,
+                                    flags: 0,
+                                    ..Default::default()
+                                },
+                            ),
                             ReplyData::new(0, &sink),
                         );
                         let data = sink.body().unwrap();
@@ -213,10 +255,18 @@ fn concurrent_namespace_changes_do_not_deadlock() {
                     let n = name(&format!("m{t}"));
                     for i in 0..3000 {
                         let (from, to) = if (i + t) % 2 == 0 { (a, b) } else { (b, a) };
-                        fs.rename(&req(), from, &n, to, &n, 0, ReplyEmpty::new(0, &sink));
+                        fs.rename(
+                            &req(),
+                            op::Rename::new(from, &n, to, &n, 0),
+                            ReplyEmpty::new(0, &sink),
+                        );
                         let _ = sink.body();
                         let (from, to) = if i % 2 == 0 { (a_sub, b) } else { (b, a_sub) };
-                        fs.rename(&req(), from, &n, to, &n, 0, ReplyEmpty::new(0, &sink));
+                        fs.rename(
+                            &req(),
+                            op::Rename::new(from, &n, to, &n, 0),
+                            ReplyEmpty::new(0, &sink),
+                        );
                         let _ = sink.body();
                     }
                 });
@@ -230,9 +280,13 @@ fn concurrent_namespace_changes_do_not_deadlock() {
                         let dir = [a, b, a_sub][i % 3];
                         let n = format!("f{t}-{}", i % 10);
                         if mkdir(fs, &sink, dir, &n).is_ok() {
-                            fs.forget(&req(), sink.entry().unwrap().nodeid, 1);
+                            fs.forget(&req(), op::Forget::new(sink.entry().unwrap().nodeid, 1));
                         }
-                        fs.rmdir(&req(), dir, &name(&n), ReplyEmpty::new(0, &sink));
+                        fs.rmdir(
+                            &req(),
+                            op::Rmdir::new(dir, &name(&n)),
+                            ReplyEmpty::new(0, &sink),
+                        );
                         let _ = sink.body();
                     }
                 });
@@ -245,7 +299,18 @@ fn concurrent_namespace_changes_do_not_deadlock() {
                 for i in 0..3000 {
                     let dir = [a, b, a_sub][i % 3];
                     let buf = DirentBuf::new(&mut scratch, 4096);
-                    fs.readdirplus(&req(), dir, 0, 0, ReplyDirectory::new(0, &sink, buf));
+                    fs.readdirplus(
+                        &req(),
+                        op::Readdirplus::new(
+                            dir,
+                            &fuse_read_in {
+                                fh: 0,
+                                offset: 0,
+                                ..Default::default()
+                            },
+                        ),
+                        ReplyDirectory::new(0, &sink, buf),
+                    );
                     let _ = sink.body();
                 }
             });

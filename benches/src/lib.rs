@@ -16,7 +16,7 @@ use fuselage_core::filesystem::{Filesystem, RequestHeader};
 use fuselage_core::reply::{
     FileRange, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplySink, ReplyWrite, entry_out,
 };
-use fuselage_core::{Dispatched, Dispatcher, Errno, InitConfig, InitFlags};
+use fuselage_core::{Dispatched, Dispatcher, Errno, InitConfig, InitFlags, op};
 use zerocopy::IntoBytes;
 
 /// Size of the READ reply and of the READDIRPLUS request.
@@ -89,14 +89,8 @@ impl MemFs {
 }
 
 impl Filesystem for MemFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
-        if parent == FUSE_ROOT_ID && name == FILE_NAME {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        if op.parent() == FUSE_ROOT_ID && op.name() == FILE_NAME {
             reply.entry(&entry_out(self.attr, 0, TTL, TTL))
         } else {
             reply.error(Errno::ENOENT)
@@ -106,48 +100,26 @@ impl Filesystem for MemFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: ReplyAttr<S>,
     ) {
-        if ino == FILE_INO {
+        if op.ino() == FILE_INO {
             reply.attr(TTL, &self.attr)
         } else {
             reply.error(Errno::ENOENT)
         }
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
+    fn read<S: ReplySink>(&self, _req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
         let data = self.data.borrow();
-        let start = (offset as usize).min(data.len());
-        let end = start + (size as usize).min(data.len() - start);
+        let start = (op.offset() as usize).min(data.len());
+        let end = start + (op.size() as usize).min(data.len() - start);
         reply.data(&data[start..end])
     }
 
-    fn write<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        data: &[u8],
-        _write_flags: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    fn write<S: ReplySink>(&self, _req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
         let mut file = self.data.borrow_mut();
-        let start = offset as usize;
+        let (start, data) = (op.offset() as usize, op.data());
         match file.get_mut(start..start + data.len()) {
             Some(dst) => {
                 dst.copy_from_slice(data);
@@ -160,15 +132,13 @@ impl Filesystem for MemFs {
     fn readdirplus<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         mut reply: ReplyDirectory<'_, S>,
     ) {
-        for (i, name) in self.names.iter().enumerate().skip(offset as usize) {
+        for (i, name) in self.names.iter().enumerate().skip(op.offset() as usize) {
             let ino = FILE_INO + i as u64;
             let e = entry_out(self.attr_of(ino), 0, TTL, TTL);
-            if !reply.push_plus(&e, i as u64 + 1, dtype::REG, name) {
+            if reply.push_plus(&e, i as u64 + 1, dtype::REG, name).is_err() {
                 break;
             }
         }
@@ -215,7 +185,7 @@ impl CopySink {
         let buf = self.buf.borrow();
         let mut h = fuse_out_header::default();
         h.as_mut_bytes()
-            .copy_from_slice(&buf[..core::mem::size_of::<fuse_out_header>()]);
+            .copy_from_slice(&buf[..fuselage_core::OUT_HEADER_LEN]);
         h
     }
 
@@ -236,7 +206,7 @@ impl ReplySink for CopySink {
         self.copy(parts, 0)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         self.copy(parts, file.len as usize)
     }
 }
@@ -252,7 +222,7 @@ pub struct Message {
 impl Message {
     /// Builds a message: header, argument struct, payload.
     pub fn new(opcode: u32, unique: u64, nodeid: u64, arg: &[u8], payload: &[u8]) -> Self {
-        let len = core::mem::size_of::<fuse_in_header>() + arg.len() + payload.len();
+        let len = fuselage_core::IN_HEADER_LEN + arg.len() + payload.len();
         let header = fuse_in_header {
             len: len as u32,
             opcode,

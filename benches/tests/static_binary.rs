@@ -219,7 +219,10 @@ fn unmet_needs(transport: &str) -> Option<String> {
                     v.trim()
                 ));
             }
-            eprintln!("note: enable_uring was {:?}; set it to Y ({param})", v.trim());
+            eprintln!(
+                "note: enable_uring was {:?}; set it to Y ({param})",
+                v.trim()
+            );
         }
     }
     None

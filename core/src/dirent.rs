@@ -57,6 +57,32 @@ pub fn valid_name(name: &[u8]) -> bool {
         && !name.iter().any(|&b| b == b'/' || b == 0)
 }
 
+/// Why a directory record was not packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirentError {
+    /// The record does not fit in what is left of the reply: send the reply
+    /// and resume from this entry on the next READDIR.
+    Full,
+    /// The kernel would reject the name (empty, longer than 1024 bytes, or
+    /// holding `/` or NUL) and fail the whole READDIR: skip this entry and
+    /// go on with the next one.
+    InvalidName,
+}
+
+impl core::fmt::Display for DirentError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DirentError::Full => "the directory entry does not fit in the reply",
+            DirentError::InvalidName => {
+                "the directory entry's name is not valid in FUSE (empty, over 1024 bytes, or holding '/' or NUL)"
+            }
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for DirentError {}
+
 /// A reply buffer being filled with directory records.
 #[derive(Debug)]
 pub struct DirentBuf<'b> {
@@ -102,38 +128,46 @@ impl<'b> DirentBuf<'b> {
     }
 
     /// Adds a READDIR record: inode `ino`, the offset at which to resume
-    /// *after* this entry, the `d_type` and the name (without NUL). Returns
-    /// `false`, packing nothing, when the record does not fit or the name is
-    /// empty or longer than the protocol's 1024 bytes.
-    pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8]) -> bool {
+    /// *after* this entry, the `d_type` and the name (without NUL). Packs
+    /// nothing and says why when the name is not valid
+    /// ([`DirentError::InvalidName`]: skip the entry) or the record does not
+    /// fit ([`DirentError::Full`]: stop here).
+    pub fn push(
+        &mut self,
+        ino: u64,
+        next_offset: u64,
+        typ: u32,
+        name: &[u8],
+    ) -> Result<(), DirentError> {
         if !valid_name(name) {
-            return false;
+            return Err(DirentError::InvalidName);
         }
         let size = dirent_size(name.len());
         if size > self.remaining() {
-            return false;
+            return Err(DirentError::Full);
         }
         self.write_dirent(self.len, ino, next_offset, typ, name, size);
         self.len += size;
-        true
+        Ok(())
     }
 
-    /// Adds a READDIRPLUS record. The kernel takes a lookup reference for
-    /// every entry with a non-zero nodeid it receives (except "." and ".."),
-    /// so count one lookup per entry packed, only when this returns `true`.
+    /// Adds a READDIRPLUS record, with the same checks as
+    /// [`DirentBuf::push`]. The kernel takes a lookup reference for every
+    /// entry with a non-zero nodeid it receives (except "." and ".."), so
+    /// count one lookup per entry packed, only when this returns `Ok`.
     pub fn push_plus(
         &mut self,
         entry: &fuse_entry_out,
         next_offset: u64,
         typ: u32,
         name: &[u8],
-    ) -> bool {
-        if name.is_empty() || name.len() > crate::request::NAME_MAX {
-            return false;
+    ) -> Result<(), DirentError> {
+        if !valid_name(name) {
+            return Err(DirentError::InvalidName);
         }
         let size = direntplus_size(name.len());
         if size > self.remaining() {
-            return false;
+            return Err(DirentError::Full);
         }
         let at = self.len;
         self.buf[at..at + ENTRY_LEN].copy_from_slice(entry.as_bytes());
@@ -146,7 +180,7 @@ impl<'b> DirentBuf<'b> {
             size - ENTRY_LEN,
         );
         self.len += size;
-        true
+        Ok(())
     }
 
     fn write_dirent(&mut self, at: usize, ino: u64, off: u64, typ: u32, name: &[u8], size: usize) {
@@ -176,7 +210,7 @@ mod tests {
         assert_eq!(direntplus_size(1), 160);
         let mut raw = [0xFFu8; 64];
         let mut b = DirentBuf::new(&mut raw, 64);
-        assert!(b.push(5, 1, dtype::REG, b"abc"));
+        assert_eq!(b.push(5, 1, dtype::REG, b"abc"), Ok(()));
         assert_eq!(b.len(), 32);
         let bytes = b.as_bytes();
         assert_eq!(u64::from_ne_bytes(bytes[0..8].try_into().unwrap()), 5);
@@ -191,22 +225,34 @@ mod tests {
     fn fills_exactly_to_size_and_refuses_overflow() {
         let mut raw = [0u8; 4096];
         let mut b = DirentBuf::new(&mut raw, 64);
-        assert!(b.push(1, 1, dtype::DIR, b"a"));
-        assert!(b.push(2, 2, dtype::DIR, b"bb"));
+        assert_eq!(b.push(1, 1, dtype::DIR, b"a"), Ok(()));
+        assert_eq!(b.push(2, 2, dtype::DIR, b"bb"), Ok(()));
         assert_eq!(b.remaining(), 0);
-        assert!(!b.push(3, 3, dtype::DIR, b"c"));
+        assert_eq!(b.push(3, 3, dtype::DIR, b"c"), Err(DirentError::Full));
         assert_eq!(b.len(), 64);
-        assert!(!b.push(3, 3, dtype::DIR, b""));
+        assert_eq!(b.push(3, 3, dtype::DIR, b""), Err(DirentError::InvalidName));
     }
 
     #[test]
     fn refuses_names_the_kernel_rejects() {
         let mut raw = [0u8; 4096];
         let mut b = DirentBuf::new(&mut raw, 4096);
-        assert!(!b.push(1, 1, dtype::REG, b"a/b"));
-        assert!(!b.push(1, 1, dtype::REG, b"a\0b"));
-        assert!(!b.push(1, 1, dtype::REG, &[b'x'; 1025]));
-        assert!(b.push(1, 1, dtype::REG, &[b'x'; 1024]));
+        let invalid = Err(DirentError::InvalidName);
+        assert_eq!(b.push(1, 1, dtype::REG, b"a/b"), invalid);
+        assert_eq!(b.push(1, 1, dtype::REG, b"a\0b"), invalid);
+        assert_eq!(b.push(1, 1, dtype::REG, &[b'x'; 1025]), invalid);
+        let e = fuse_entry_out::default();
+        assert_eq!(b.push_plus(&e, 1, dtype::REG, b"a/b"), invalid);
+        assert_eq!(b.push_plus(&e, 1, dtype::REG, b"a\0b"), invalid);
+        assert_eq!(b.push_plus(&e, 1, dtype::REG, b""), invalid);
+        assert!(b.is_empty(), "nothing packed for an invalid name");
+        // An invalid name is refused even when the buffer is full too: the
+        // caller skips it rather than ending the listing there.
+        let mut tiny = [0u8; 8];
+        let mut t = DirentBuf::new(&mut tiny, 8);
+        assert_eq!(t.push(1, 1, dtype::REG, b"a/b"), invalid);
+        assert_eq!(t.push(1, 1, dtype::REG, b"ok"), Err(DirentError::Full));
+        assert_eq!(b.push(1, 1, dtype::REG, &[b'x'; 1024]), Ok(()));
     }
 
     #[test]
@@ -221,7 +267,7 @@ mod tests {
             },
             ..Default::default()
         };
-        assert!(b.push_plus(&e, 7, dtype::LNK, b"link"));
+        assert_eq!(b.push_plus(&e, 7, dtype::LNK, b"link"), Ok(()));
         assert_eq!(b.len(), 160);
         let bytes = b.as_bytes();
         assert_eq!(u64::from_ne_bytes(bytes[0..8].try_into().unwrap()), 9);

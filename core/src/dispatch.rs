@@ -12,10 +12,11 @@
 use crate::abi::*;
 use crate::dirent::DirentBuf;
 use crate::error::{Errno, ParseError};
-use crate::filesystem::{Filesystem, SetAttr};
+use crate::filesystem::Filesystem;
 use crate::init::{
     InitConfig, InitError, InitFlags, InitOutcome, KernelInit, Negotiated, negotiate,
 };
+use crate::op;
 use crate::opcode::Opcode;
 use crate::reply::*;
 use crate::request::{Operation, ParseContext, Request, parse_header};
@@ -215,172 +216,130 @@ impl<F: Filesystem> Dispatcher<F> {
         sink: S,
         scratch: &mut [u8],
     ) -> Dispatched {
-        let op = req.opcode();
+        let opcode = req.opcode();
         let h = req.header;
         let unique = h.unique;
         let ino = h.nodeid;
         if let Operation::Init { arg } = &req.operation {
             return self.init(req, arg, sink);
         }
-        if self.state.load(Ordering::Acquire) != RUNNING && op != Opcode::Destroy {
-            if !op.is_no_reply() {
+        if self.state.load(Ordering::Acquire) != RUNNING && opcode != Opcode::Destroy {
+            if !opcode.is_no_reply() {
                 ReplyHandle::new(unique, sink).send_error(Errno::EIO);
             }
             return Dispatched::Malformed {
-                error: ParseError::NotInitialized { opcode: op as u32 },
-                replied: !op.is_no_reply(),
+                error: ParseError::NotInitialized {
+                    opcode: opcode as u32,
+                },
+                replied: !opcode.is_no_reply(),
             };
         }
         if self.read_only && refused_read_only(&req.operation) {
             ReplyHandle::new(unique, sink).send_error(Errno::EROFS);
-            return Dispatched::Handled(op);
+            return Dispatched::Handled(opcode);
         }
         let fs = &self.fs;
         match req.operation {
             Operation::Init { .. } => unreachable_init(),
-            Operation::Lookup { name } => fs.lookup(h, ino, name, ReplyEntry::new(unique, sink)),
-            Operation::Forget { arg } => fs.forget(h, ino, arg.nlookup),
-            Operation::BatchForget { nodes } => fs.batch_forget(h, nodes),
+            Operation::Lookup { name } => {
+                fs.lookup(h, op::Lookup::new(ino, name), ReplyEntry::new(unique, sink))
+            }
+            Operation::Forget { arg } => fs.forget(h, op::Forget::new(ino, arg.nlookup)),
+            Operation::BatchForget { nodes } => fs.batch_forget(h, op::BatchForget::new(nodes)),
             Operation::Getattr { arg } => {
-                let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
-                fs.getattr(h, ino, fh, ReplyAttr::new(unique, sink))
+                fs.getattr(h, op::Getattr::new(ino, arg), ReplyAttr::new(unique, sink))
             }
-            Operation::Setattr { arg } => fs.setattr(
+            Operation::Setattr { arg } => {
+                fs.setattr(h, op::Setattr::new(ino, arg), ReplyAttr::new(unique, sink))
+            }
+            Operation::Readlink => {
+                fs.readlink(h, op::Readlink::new(ino), ReplyData::new(unique, sink))
+            }
+            Operation::Symlink { name, target } => fs.symlink(
                 h,
-                ino,
-                &SetAttr::from_wire(arg),
-                ReplyAttr::new(unique, sink),
+                op::Symlink::new(ino, name, target),
+                ReplyEntry::new(unique, sink),
             ),
-            Operation::Readlink => fs.readlink(h, ino, ReplyData::new(unique, sink)),
-            Operation::Symlink { name, target } => {
-                fs.symlink(h, ino, name, target, ReplyEntry::new(unique, sink))
-            }
             Operation::Mknod { arg, name } => fs.mknod(
                 h,
-                ino,
-                name,
-                arg.mode,
-                arg.umask,
-                arg.rdev,
+                op::Mknod::new(ino, arg, name),
                 ReplyEntry::new(unique, sink),
             ),
             Operation::Mkdir { arg, name } => fs.mkdir(
                 h,
-                ino,
-                name,
-                arg.mode,
-                arg.umask,
+                op::Mkdir::new(ino, arg, name),
                 ReplyEntry::new(unique, sink),
             ),
-            Operation::Unlink { name } => fs.unlink(h, ino, name, ReplyEmpty::new(unique, sink)),
-            Operation::Rmdir { name } => fs.rmdir(h, ino, name, ReplyEmpty::new(unique, sink)),
+            Operation::Unlink { name } => {
+                fs.unlink(h, op::Unlink::new(ino, name), ReplyEmpty::new(unique, sink))
+            }
+            Operation::Rmdir { name } => {
+                fs.rmdir(h, op::Rmdir::new(ino, name), ReplyEmpty::new(unique, sink))
+            }
             Operation::Rename { arg, name, newname } => fs.rename(
                 h,
-                ino,
-                name,
-                arg.newdir,
-                newname,
-                0,
+                op::Rename::new(ino, name, arg.newdir, newname, 0),
                 ReplyEmpty::new(unique, sink),
             ),
             Operation::Rename2 { arg, name, newname } => fs.rename(
                 h,
-                ino,
-                name,
-                arg.newdir,
-                newname,
-                arg.flags,
+                op::Rename::new(ino, name, arg.newdir, newname, arg.flags),
                 ReplyEmpty::new(unique, sink),
             ),
-            Operation::Link { arg, name } => {
-                fs.link(h, arg.oldnodeid, ino, name, ReplyEntry::new(unique, sink))
-            }
-            Operation::Open { arg } => fs.open(
+            Operation::Link { arg, name } => fs.link(
                 h,
-                ino,
-                arg.flags,
-                arg.open_flags,
-                ReplyOpen::new(unique, sink),
+                op::Link::new(ino, arg, name),
+                ReplyEntry::new(unique, sink),
             ),
+            Operation::Open { arg } => {
+                fs.open(h, op::Open::new(ino, arg), ReplyOpen::new(unique, sink))
+            }
             Operation::Read { arg } => {
-                let owner = (arg.read_flags & FUSE_READ_LOCKOWNER != 0).then_some(arg.lock_owner);
-                fs.read(
-                    h,
-                    ino,
-                    arg.fh,
-                    arg.offset,
-                    arg.size,
-                    arg.flags,
-                    owner,
-                    ReplyData::new(unique, sink),
-                )
+                fs.read(h, op::Read::new(ino, arg), ReplyData::new(unique, sink))
             }
-            Operation::Write { arg, data } => {
-                let owner = (arg.write_flags & FUSE_WRITE_LOCKOWNER != 0).then_some(arg.lock_owner);
-                fs.write(
-                    h,
-                    ino,
-                    arg.fh,
-                    arg.offset,
-                    data,
-                    arg.write_flags,
-                    arg.flags,
-                    owner,
-                    ReplyWrite::new(unique, sink),
-                )
+            Operation::Write { arg, data } => fs.write(
+                h,
+                op::Write::new(ino, arg, data),
+                ReplyWrite::new(unique, sink),
+            ),
+            Operation::Statfs => fs.statfs(h, op::Statfs::new(ino), ReplyStatfs::new(unique, sink)),
+            Operation::Release { arg } => {
+                fs.release(h, op::Release::new(ino, arg), ReplyEmpty::new(unique, sink))
             }
-            Operation::Statfs => fs.statfs(h, ino, ReplyStatfs::new(unique, sink)),
-            Operation::Release { arg } => fs.release(
-                h,
-                ino,
-                arg.fh,
-                arg.flags,
-                arg.release_flags,
-                arg.lock_owner,
-                ReplyEmpty::new(unique, sink),
-            ),
-            Operation::Fsync { arg } => fs.fsync(
-                h,
-                ino,
-                arg.fh,
-                arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
-                ReplyEmpty::new(unique, sink),
-            ),
+            Operation::Fsync { arg } => {
+                fs.fsync(h, op::Fsync::new(ino, arg), ReplyEmpty::new(unique, sink))
+            }
             Operation::Setxattr { arg, name, value } => fs.setxattr(
                 h,
-                ino,
-                name,
-                value,
-                arg.flags,
-                arg.setxattr_flags,
+                op::Setxattr::new(ino, arg, name, value),
                 ReplyEmpty::new(unique, sink),
             ),
-            Operation::Getxattr { arg, name } => {
-                fs.getxattr(h, ino, name, arg.size, ReplyXattr::new(unique, sink))
-            }
-            Operation::Listxattr { arg } => {
-                fs.listxattr(h, ino, arg.size, ReplyXattr::new(unique, sink))
-            }
-            Operation::Removexattr { name } => {
-                fs.removexattr(h, ino, name, ReplyEmpty::new(unique, sink))
-            }
-            Operation::Flush { arg } => fs.flush(
+            Operation::Getxattr { arg, name } => fs.getxattr(
                 h,
-                ino,
-                arg.fh,
-                arg.lock_owner,
+                op::Getxattr::new(ino, arg, name),
+                ReplyXattr::new(unique, sink),
+            ),
+            Operation::Listxattr { arg } => fs.listxattr(
+                h,
+                op::Listxattr::new(ino, arg),
+                ReplyXattr::new(unique, sink),
+            ),
+            Operation::Removexattr { name } => fs.removexattr(
+                h,
+                op::Removexattr::new(ino, name),
                 ReplyEmpty::new(unique, sink),
             ),
+            Operation::Flush { arg } => {
+                fs.flush(h, op::Flush::new(ino, arg), ReplyEmpty::new(unique, sink))
+            }
             Operation::Opendir { arg } => {
-                fs.opendir(h, ino, arg.flags, ReplyOpen::new(unique, sink))
+                fs.opendir(h, op::Opendir::new(ino, arg), ReplyOpen::new(unique, sink))
             }
             Operation::Readdir { arg } => {
                 let buf = DirentBuf::new(scratch, arg.size as usize);
                 fs.readdir(
                     h,
-                    ino,
-                    arg.fh,
-                    arg.offset,
+                    op::Readdir::new(ino, arg),
                     ReplyDirectory::new(unique, sink, buf),
                 )
             }
@@ -388,67 +347,45 @@ impl<F: Filesystem> Dispatcher<F> {
                 let buf = DirentBuf::new(scratch, arg.size as usize);
                 fs.readdirplus(
                     h,
-                    ino,
-                    arg.fh,
-                    arg.offset,
+                    op::Readdirplus::new(ino, arg),
                     ReplyDirectory::new(unique, sink, buf),
                 )
             }
-            Operation::Releasedir { arg } => {
-                fs.releasedir(h, ino, arg.fh, arg.flags, ReplyEmpty::new(unique, sink))
-            }
+            Operation::Releasedir { arg } => fs.releasedir(
+                h,
+                op::Releasedir::new(ino, arg),
+                ReplyEmpty::new(unique, sink),
+            ),
             Operation::Fsyncdir { arg } => fs.fsyncdir(
                 h,
-                ino,
-                arg.fh,
-                arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
+                op::Fsyncdir::new(ino, arg),
                 ReplyEmpty::new(unique, sink),
             ),
-            Operation::Getlk { arg } => fs.getlk(
-                h,
-                ino,
-                arg.fh,
-                arg.owner,
-                &arg.lk,
-                ReplyLock::new(unique, sink),
-            ),
+            Operation::Getlk { arg } => {
+                fs.getlk(h, op::Getlk::new(ino, arg), ReplyLock::new(unique, sink))
+            }
             Operation::Setlk { arg } | Operation::Setlkw { arg } => fs.setlk(
                 h,
-                ino,
-                arg.fh,
-                arg.owner,
-                &arg.lk,
-                arg.lk_flags & FUSE_LK_FLOCK != 0,
-                op == Opcode::Setlkw,
+                op::Setlk::new(ino, arg, opcode == Opcode::Setlkw),
                 ReplyEmpty::new(unique, sink),
             ),
-            Operation::Access { arg } => fs.access(h, ino, arg.mask, ReplyEmpty::new(unique, sink)),
+            Operation::Access { arg } => {
+                fs.access(h, op::Access::new(ino, arg), ReplyEmpty::new(unique, sink))
+            }
             Operation::Create { arg, name } => fs.create(
                 h,
-                ino,
-                name,
-                arg.mode,
-                arg.umask,
-                arg.flags,
+                op::Create::new(ino, arg, name),
                 ReplyCreate::new(unique, sink),
             ),
             Operation::Tmpfile { arg, name } => fs.tmpfile(
                 h,
-                ino,
-                name,
-                arg.mode,
-                arg.umask,
-                arg.flags,
+                op::Tmpfile::new(ino, arg, name),
                 ReplyCreate::new(unique, sink),
             ),
-            Operation::Interrupt { arg } => fs.interrupt(h, arg.unique),
-            Operation::Bmap { arg } => fs.bmap(
-                h,
-                ino,
-                arg.blocksize,
-                arg.block,
-                ReplyBmap::new(unique, sink),
-            ),
+            Operation::Interrupt { arg } => fs.interrupt(h, op::Interrupt::new(arg)),
+            Operation::Bmap { arg } => {
+                fs.bmap(h, op::Bmap::new(ino, arg), ReplyBmap::new(unique, sink))
+            }
             Operation::Destroy => {
                 self.state.store(DESTROYED, Ordering::Release);
                 fs.destroy();
@@ -457,77 +394,48 @@ impl<F: Filesystem> Dispatcher<F> {
             }
             Operation::Ioctl { arg, data } => fs.ioctl(
                 h,
-                ino,
-                arg.fh,
-                arg.flags,
-                arg.cmd,
-                arg.arg,
-                data,
-                arg.out_size,
+                op::Ioctl::new(ino, arg, data),
                 ReplyIoctl::new(unique, sink),
             ),
-            Operation::Poll { arg } => fs.poll(
-                h,
-                ino,
-                arg.fh,
-                arg.kh,
-                arg.flags,
-                arg.events,
-                ReplyPoll::new(unique, sink),
-            ),
-            Operation::NotifyReply { arg, data } => fs.notify_reply(h, ino, arg.offset, data),
+            Operation::Poll { arg } => {
+                fs.poll(h, op::Poll::new(ino, arg), ReplyPoll::new(unique, sink))
+            }
+            Operation::NotifyReply { arg, data } => {
+                fs.notify_reply(h, op::NotifyReply::new(ino, arg, data))
+            }
             Operation::Fallocate { arg } => fs.fallocate(
                 h,
-                ino,
-                arg.fh,
-                arg.offset,
-                arg.length,
-                arg.mode,
+                op::Fallocate::new(ino, arg),
                 ReplyEmpty::new(unique, sink),
             ),
-            Operation::Lseek { arg } => fs.lseek(
-                h,
-                ino,
-                arg.fh,
-                arg.offset,
-                arg.whence,
-                ReplyLseek::new(unique, sink),
-            ),
+            Operation::Lseek { arg } => {
+                fs.lseek(h, op::Lseek::new(ino, arg), ReplyLseek::new(unique, sink))
+            }
             Operation::CopyFileRange { arg } | Operation::CopyFileRange64 { arg } => fs
                 .copy_file_range(
                     h,
-                    ino,
-                    arg.fh_in,
-                    arg.off_in,
-                    arg.nodeid_out,
-                    arg.fh_out,
-                    arg.off_out,
-                    arg.len,
-                    arg.flags,
-                    ReplyCopy::with_format(unique, sink, op == Opcode::CopyFileRange64),
+                    op::CopyFileRange::new(ino, arg),
+                    ReplyCopy::with_format(unique, sink, opcode == Opcode::CopyFileRange64),
                 ),
-            Operation::Setupmapping { arg } => {
-                fs.setupmapping(h, ino, arg, ReplyEmpty::new(unique, sink))
+            Operation::Setupmapping { arg } => fs.setupmapping(
+                h,
+                op::Setupmapping::new(ino, arg),
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Removemapping { entries } => fs.removemapping(
+                h,
+                op::Removemapping::new(ino, entries),
+                ReplyEmpty::new(unique, sink),
+            ),
+            Operation::Syncfs { .. } => {
+                fs.syncfs(h, op::Syncfs::new(ino), ReplyEmpty::new(unique, sink))
             }
-            Operation::Removemapping { entries } => {
-                fs.removemapping(h, ino, entries, ReplyEmpty::new(unique, sink))
-            }
-            Operation::Syncfs { .. } => fs.syncfs(h, ino, ReplyEmpty::new(unique, sink)),
             Operation::Statx { arg } => {
-                let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
-                fs.statx(
-                    h,
-                    ino,
-                    fh,
-                    arg.getattr_flags,
-                    arg.sx_flags,
-                    arg.sx_mask,
-                    ReplyStatx::new(unique, sink),
-                )
+                fs.statx(h, op::Statx::new(ino, arg), ReplyStatx::new(unique, sink))
             }
             Operation::CuseInit { .. } => ReplyHandle::new(unique, sink).send_error(Errno::ENOSYS),
         }
-        Dispatched::Handled(op)
+        Dispatched::Handled(opcode)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The low-level, inode-based [`Filesystem`] trait that backends implement.
 //!
 //! One method per operation. Each gets the request header (`uid`, `gid`,
-//! `pid`, `unique`), the operation's decoded arguments borrowed from the
-//! request buffer, and a typed reply handle. Every method has a default that
-//! answers `ENOSYS` (or does nothing, for requests without a reply), so a
-//! backend implements only what it supports; the kernel stops sending some
+//! `pid`, `unique`), one borrowed view of its operation (the [`op`] module:
+//! `op::Read` with `ino()`, `fh()`, `offset()`, `size()`, ...) that reads
+//! the kernel's struct in place, and a typed reply handle. Every method has
+//! a default that answers `ENOSYS` (or does nothing, for requests without
+//! a reply), so a backend implements only what it supports; the kernel stops sending some
 //! opcodes after their first `ENOSYS`.
 //!
 //! # Ownership and deferred replies
@@ -28,8 +29,8 @@
 use crate::abi::*;
 use crate::error::Errno;
 use crate::init::{InitConfig, KernelInit, Negotiated};
+use crate::op;
 use crate::reply::*;
-use core::ffi::CStr;
 
 /// The request header every method receives (`uid`, `gid`, `pid` of the
 /// caller; `nodeid`; `unique`).
@@ -105,13 +106,76 @@ impl SetAttr {
             kill_suidgid: has(FATTR_KILL_SUIDGID),
         }
     }
+
+    /// Encodes the changes as the kernel would send them: the inverse of
+    /// [`SetAttr::from_wire`] (for tests and for filesystems that forward a
+    /// changed request).
+    pub fn to_wire(&self) -> fuse_setattr_in {
+        let mut a = fuse_setattr_in::default();
+        let mut set = |bit: u32| a.valid |= bit;
+        if self.mode.is_some() {
+            set(FATTR_MODE);
+        }
+        if self.uid.is_some() {
+            set(FATTR_UID);
+        }
+        if self.gid.is_some() {
+            set(FATTR_GID);
+        }
+        if self.size.is_some() {
+            set(FATTR_SIZE);
+        }
+        if self.ctime.is_some() {
+            set(FATTR_CTIME);
+        }
+        if self.fh.is_some() {
+            set(FATTR_FH);
+        }
+        if self.lock_owner.is_some() {
+            set(FATTR_LOCKOWNER);
+        }
+        if self.kill_suidgid {
+            set(FATTR_KILL_SUIDGID);
+        }
+        for (time, set_bit, now_bit) in [
+            (self.atime, FATTR_ATIME, FATTR_ATIME_NOW),
+            (self.mtime, FATTR_MTIME, FATTR_MTIME_NOW),
+        ] {
+            match time {
+                Some(TimeOrNow::Now) => set(set_bit | now_bit),
+                Some(TimeOrNow::Specific { .. }) => set(set_bit),
+                None => {}
+            }
+        }
+        a.mode = self.mode.unwrap_or(0);
+        a.uid = self.uid.unwrap_or(0);
+        a.gid = self.gid.unwrap_or(0);
+        a.size = self.size.unwrap_or(0);
+        a.fh = self.fh.unwrap_or(0);
+        a.lock_owner = self.lock_owner.unwrap_or(0);
+        if let Some(TimeOrNow::Specific { secs, nsecs }) = self.atime {
+            (a.atime, a.atimensec) = (secs as u64, nsecs);
+        }
+        if let Some(TimeOrNow::Specific { secs, nsecs }) = self.mtime {
+            (a.mtime, a.mtimensec) = (secs as u64, nsecs);
+        }
+        if let Some((secs, nsecs)) = self.ctime {
+            (a.ctime, a.ctimensec) = (secs as u64, nsecs);
+        }
+        a
+    }
 }
 
 /// An inode-based filesystem served over FUSE.
 ///
-/// Methods are generic over the transport's [`ReplySink`]; implement them
-/// with the same generic signature. `&self` is shared by all worker threads:
-/// use interior mutability with the locking your data needs.
+/// Each method gets the request header (the caller's `uid`, `gid`, `pid`;
+/// `unique`), one [`op`] view of its operation's arguments, and its reply
+/// handle. Methods are generic over the transport's [`ReplySink`];
+/// implement them with the same generic signature. `&self` is shared by all
+/// worker threads: use interior mutability with the locking your data needs.
+///
+/// A filesystem that wraps others (an overlay, a router) forwards the view
+/// and the reply handle unchanged.
 #[allow(unused_variables)]
 pub trait Filesystem {
     /// INIT arrived: adjust what to ask for (`config`) from the kernel's
@@ -126,315 +190,184 @@ pub trait Filesystem {
     /// The connection is being torn down (DESTROY).
     fn destroy(&self) {}
 
-    /// Looks up `name` in directory `parent`; a successful answer counts one
-    /// lookup reference on the returned inode.
-    fn lookup<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    /// Looks up `op.name()` in directory `op.parent()`; a successful answer
+    /// counts one lookup reference on the returned inode.
+    fn lookup<S: ReplySink>(&self, req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Drops `nlookup` lookup references to `ino`.
-    fn forget(&self, req: &RequestHeader, ino: u64, nlookup: u64) {}
+    /// Drops `op.nlookup()` lookup references to `op.ino()`.
+    fn forget(&self, req: &RequestHeader, op: op::Forget) {}
 
     /// Drops references to many inodes; defaults to [`Filesystem::forget`]
     /// for each.
-    fn batch_forget(&self, req: &RequestHeader, nodes: &[fuse_forget_one]) {
-        for n in nodes {
-            self.forget(req, n.nodeid, n.nlookup);
+    fn batch_forget(&self, req: &RequestHeader, op: op::BatchForget<'_>) {
+        for one in op.iter() {
+            self.forget(req, one);
         }
     }
 
-    /// Attributes of `ino` (`fh` set when asked through an open file).
-    fn getattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
-        reply: ReplyAttr<S>,
-    ) {
+    /// Attributes of `op.ino()` (`op.fh()` set when asked through an open
+    /// file).
+    fn getattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Changes attributes of `ino`.
-    fn setattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        attr: &SetAttr,
-        reply: ReplyAttr<S>,
-    ) {
+    /// Changes attributes of `op.ino()` (`op.attr()` decodes which).
+    fn setattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Target of symlink `ino`.
-    fn readlink<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyData<S>) {
+    /// Target of symlink `op.ino()`.
+    fn readlink<S: ReplySink>(&self, req: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates symlink `name` in `parent` pointing to `target`.
+    /// Creates symlink `op.name()` in `op.parent()` pointing to
+    /// `op.target()`.
     fn symlink<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        target: &CStr,
+        op: op::Symlink<'_>,
         reply: ReplyEntry<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates a node (file, device, fifo, socket) `name` in `parent`.
-    #[allow(clippy::too_many_arguments)]
-    fn mknod<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry<S>,
-    ) {
+    /// Creates a node (file, device, fifo, socket).
+    fn mknod<S: ReplySink>(&self, req: &RequestHeader, op: op::Mknod<'_>, reply: ReplyEntry<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates directory `name` in `parent`.
-    fn mkdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry<S>,
-    ) {
+    /// Creates a directory.
+    fn mkdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Removes file `name` from `parent`.
-    fn unlink<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
+    /// Removes a file.
+    fn unlink<S: ReplySink>(&self, req: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Removes empty directory `name` from `parent`.
-    fn rmdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
+    /// Removes an empty directory.
+    fn rmdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Renames `parent/name` to `newparent/newname`; `flags` holds
+    /// Renames `parent/name` to `newparent/newname`; `op.flags()` holds
     /// `RENAME_NOREPLACE` (1), `RENAME_EXCHANGE` (2), `RENAME_WHITEOUT` (4).
-    #[allow(clippy::too_many_arguments)]
-    fn rename<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        newparent: u64,
-        newname: &CStr,
-        flags: u32,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn rename<S: ReplySink>(&self, req: &RequestHeader, op: op::Rename<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates hard link `newparent/newname` to `ino`.
-    fn link<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        newparent: u64,
-        newname: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    /// Creates hard link `op.newparent()/op.newname()` to `op.ino()`.
+    fn link<S: ReplySink>(&self, req: &RequestHeader, op: op::Link<'_>, reply: ReplyEntry<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Opens `ino` with open(2) `flags`; `open_flags` holds
+    /// Opens `op.ino()` with open(2) `op.flags()`; `op.open_flags()` holds
     /// `FUSE_OPEN_KILL_SUIDGID`.
-    fn open<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        open_flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn open<S: ReplySink>(&self, req: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Reads up to `size` bytes at `offset`.
-    #[allow(clippy::too_many_arguments)]
-    fn read<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-        flags: u32,
-        lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
+    /// Reads up to `op.size()` bytes at `op.offset()`.
+    fn read<S: ReplySink>(&self, req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Writes `data` at `offset`; `write_flags` holds `FUSE_WRITE_*`.
-    #[allow(clippy::too_many_arguments)]
-    fn write<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        data: &[u8],
-        write_flags: u32,
-        flags: u32,
-        lock_owner: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    /// Writes `op.data()` at `op.offset()`; `op.write_flags()` holds
+    /// `FUSE_WRITE_*`.
+    fn write<S: ReplySink>(&self, req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
         reply.error(Errno::ENOSYS)
     }
 
     /// Filesystem statistics.
-    fn statfs<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyStatfs<S>) {
+    fn statfs<S: ReplySink>(&self, req: &RequestHeader, op: op::Statfs, reply: ReplyStatfs<S>) {
         reply.error(Errno::ENOSYS)
     }
 
     /// Last close of an open file.
-    #[allow(clippy::too_many_arguments)]
     fn release<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
-        release_flags: u32,
-        lock_owner: u64,
+        op: op::Release<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.ok()
     }
 
-    /// Flushes an open file's data (`datasync`: data only).
-    fn fsync<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
-        reply: ReplyEmpty<S>,
-    ) {
+    /// Flushes an open file's data (`op.datasync()`: data only).
+    fn fsync<S: ReplySink>(&self, req: &RequestHeader, op: op::Fsync<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Sets extended attribute `name`.
-    #[allow(clippy::too_many_arguments)]
+    /// Sets extended attribute `op.name()`.
     fn setxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: u32,
+        op: op::Setxattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Gets extended attribute `name`; `size` 0 asks for the size only.
+    /// Gets extended attribute `op.name()`; `op.size()` 0 asks for the size
+    /// only.
     fn getxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        size: u32,
+        op: op::Getxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Lists extended attribute names; `size` 0 asks for the size only.
+    /// Lists extended attribute names; `op.size()` 0 asks for the size only.
     fn listxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        size: u32,
+        op: op::Listxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Removes extended attribute `name`.
+    /// Removes extended attribute `op.name()`.
     fn removexattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
+        op: op::Removexattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
     /// close(2) on an open file (may come several times per open).
-    fn flush<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        lock_owner: u64,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn flush<S: ReplySink>(&self, req: &RequestHeader, op: op::Flush<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Opens directory `ino`.
-    fn opendir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    /// Opens directory `op.ino()`.
+    fn opendir<S: ReplySink>(&self, req: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
         reply.opened(0, 0)
     }
 
-    /// Reads directory entries starting after `offset`.
+    /// Reads directory entries starting after `op.offset()`.
     fn readdir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Reads directory entries with attributes starting after `offset`.
+    /// Reads directory entries with attributes starting after `op.offset()`.
     fn readdirplus<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
         reply.error(Errno::ENOSYS)
@@ -444,9 +377,7 @@ pub trait Filesystem {
     fn releasedir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
+        op: op::Releasedir<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.ok()
@@ -456,156 +387,76 @@ pub trait Filesystem {
     fn fsyncdir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
+        op: op::Fsyncdir<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Tests for a lock conflicting with `lock`.
-    fn getlk<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        owner: u64,
-        lock: &fuse_file_lock,
-        reply: ReplyLock<S>,
-    ) {
+    /// Tests for a lock conflicting with `op.lock()`.
+    fn getlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Getlk<'_>, reply: ReplyLock<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Acquires or releases a lock; `flock` for BSD locks, `sleep` to wait.
-    #[allow(clippy::too_many_arguments)]
-    fn setlk<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        owner: u64,
-        lock: &fuse_file_lock,
-        flock: bool,
-        sleep: bool,
-        reply: ReplyEmpty<S>,
-    ) {
+    /// Acquires or releases a lock; `op.flock()` for BSD locks,
+    /// `op.sleep()` to wait.
+    fn setlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Setlk<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
     /// access(2) check (only sent without `default_permissions`).
-    fn access<S: ReplySink>(&self, req: &RequestHeader, ino: u64, mask: u32, reply: ReplyEmpty<S>) {
+    fn access<S: ReplySink>(&self, req: &RequestHeader, op: op::Access<'_>, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates and opens file `name` in `parent`.
-    #[allow(clippy::too_many_arguments)]
-    fn create<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
-        reply: ReplyCreate<S>,
-    ) {
+    /// Creates and opens file `op.name()` in `op.parent()`.
+    fn create<S: ReplySink>(&self, req: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// The kernel asks to interrupt request `unique` (it still needs exactly
-    /// one reply: `EINTR` or its result).
-    fn interrupt(&self, req: &RequestHeader, unique: u64) {}
+    /// The kernel asks to interrupt request `op.unique()` (it still needs
+    /// exactly one reply: `EINTR` or its result).
+    fn interrupt(&self, req: &RequestHeader, op: op::Interrupt<'_>) {}
 
     /// Maps a file block to a device block.
-    fn bmap<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        blocksize: u32,
-        block: u64,
-        reply: ReplyBmap<S>,
-    ) {
+    fn bmap<S: ReplySink>(&self, req: &RequestHeader, op: op::Bmap<'_>, reply: ReplyBmap<S>) {
         reply.error(Errno::ENOSYS)
     }
 
     /// ioctl(2) on an open file.
-    #[allow(clippy::too_many_arguments)]
-    fn ioctl<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
-        cmd: u32,
-        arg: u64,
-        in_data: &[u8],
-        out_size: u32,
-        reply: ReplyIoctl<S>,
-    ) {
+    fn ioctl<S: ReplySink>(&self, req: &RequestHeader, op: op::Ioctl<'_>, reply: ReplyIoctl<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// poll(2) on an open file; `kh` is the handle for a later wakeup.
-    #[allow(clippy::too_many_arguments)]
-    fn poll<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        kh: u64,
-        flags: u32,
-        events: u32,
-        reply: ReplyPoll<S>,
-    ) {
+    /// poll(2) on an open file; `op.kh()` is the handle for a later wakeup.
+    fn poll<S: ReplySink>(&self, req: &RequestHeader, op: op::Poll<'_>, reply: ReplyPoll<S>) {
         reply.error(Errno::ENOSYS)
     }
 
     /// Data the kernel returns for a NOTIFY_RETRIEVE (`req.unique` is the
     /// notification's id).
-    fn notify_reply(&self, req: &RequestHeader, ino: u64, offset: u64, data: &[u8]) {}
+    fn notify_reply(&self, req: &RequestHeader, op: op::NotifyReply<'_>) {}
 
-    /// fallocate(2) with `mode` (`FALLOC_FL_*`).
-    #[allow(clippy::too_many_arguments)]
+    /// fallocate(2) with `op.mode()` (`FALLOC_FL_*`).
     fn fallocate<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        length: u64,
-        mode: u32,
+        op: op::Fallocate<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
     /// lseek(2) for `SEEK_DATA` (3) and `SEEK_HOLE` (4).
-    fn lseek<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        whence: u32,
-        reply: ReplyLseek<S>,
-    ) {
+    fn lseek<S: ReplySink>(&self, req: &RequestHeader, op: op::Lseek<'_>, reply: ReplyLseek<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// copy_file_range(2) from (`ino_in`, `fh_in`, `off_in`) to the out file.
-    #[allow(clippy::too_many_arguments)]
+    /// copy_file_range(2) from (`ino`, `fh_in`, `off_in`) to the out file.
     fn copy_file_range<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino_in: u64,
-        fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: op::CopyFileRange<'_>,
         reply: ReplyCopyFormatted<S>,
     ) {
         reply.error(Errno::ENOSYS)
@@ -615,8 +466,7 @@ pub trait Filesystem {
     fn setupmapping<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        arg: &fuse_setupmapping_in,
+        op: op::Setupmapping<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
@@ -626,45 +476,53 @@ pub trait Filesystem {
     fn removemapping<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        entries: crate::request::RemovemappingEntries<'_>,
+        op: op::Removemapping<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
     /// syncfs(2).
-    fn syncfs<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyEmpty<S>) {
+    fn syncfs<S: ReplySink>(&self, req: &RequestHeader, op: op::Syncfs, reply: ReplyEmpty<S>) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Creates an unnamed temporary file in `parent` (O_TMPFILE).
-    #[allow(clippy::too_many_arguments)]
+    /// Creates an unnamed temporary file in `op.parent()` (O_TMPFILE).
     fn tmpfile<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
+        op: op::Tmpfile<'_>,
         reply: ReplyCreate<S>,
     ) {
         reply.error(Errno::ENOSYS)
     }
 
-    /// statx(2) of `ino`.
-    #[allow(clippy::too_many_arguments)]
-    fn statx<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
-        getattr_flags: u32,
-        sx_flags: u32,
-        sx_mask: u32,
-        reply: ReplyStatx<S>,
-    ) {
+    /// statx(2) of `op.ino()`.
+    fn statx<S: ReplySink>(&self, req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
         reply.error(Errno::ENOSYS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setattr_round_trips_through_the_wire() {
+        let all = SetAttr {
+            mode: Some(0o4755),
+            uid: Some(1),
+            gid: Some(2),
+            size: Some(3),
+            atime: Some(TimeOrNow::Now),
+            mtime: Some(TimeOrNow::Specific { secs: 5, nsecs: 6 }),
+            ctime: Some((7, 8)),
+            fh: Some(9),
+            lock_owner: Some(10),
+            kill_suidgid: true,
+        };
+        for a in [all, SetAttr::default()] {
+            assert_eq!(SetAttr::from_wire(&a.to_wire()), a);
+        }
     }
 }

@@ -15,16 +15,21 @@
 //! - [`dirent`]: READDIR/READDIRPLUS packing up to the kernel's size.
 //! - [`notify`]: notifications (invalidation, store, retrieve, poll, ...).
 //! - [`filesystem`]: the inode-based [`Filesystem`] trait backends implement.
+//! - [`op`]: the borrowed view of each operation's arguments a
+//!   [`Filesystem`] method receives (`op::Read` with `ino()`, `fh()`, ...).
 //! - [`dispatch`]: the [`Dispatcher`] that ties them together.
 //! - [`trace`]: hooks that let a debugging front end see every request and
 //!   reply (off, and free, unless installed).
 //!
 //! The path of a request: a transport reads into its own fixed buffer, calls
 //! [`Dispatcher::dispatch`], which parses into an [`Operation`] and calls the
-//! [`Filesystem`] method with a reply handle; the backend answers with bytes,
-//! a [`FileRange`] or a passthrough backing id; the handle writes the out
-//! header and reply struct on the stack and gives the parts to the sink, which
-//! sends them with one `writev`, a splice, or a ring commit.
+//! [`Filesystem`] method with one borrowed [`op`] view of the arguments and a
+//! reply handle; the backend answers with bytes, a [`FileRange`] (which
+//! borrows its descriptor), bytes written straight into the transport's own
+//! buffer ([`reply::ReplyData::fill`]) or a passthrough backing id; the
+//! handle writes the out header and reply struct on the stack and gives the
+//! parts (never more than [`MAX_SINK_PARTS`]) to the sink, which sends them
+//! with one `writev`, a splice, or a ring commit.
 //!
 //! Companion crates: `fuselage-linux` (mounting, the channel, INIT),
 //! `fuselage-transport-blocking` (read/writev), `fuselage-transport-uring`
@@ -39,17 +44,21 @@ pub mod error;
 pub mod filesystem;
 pub mod init;
 pub mod notify;
+pub mod op;
 pub mod opcode;
 pub mod reply;
 pub mod request;
 pub mod trace;
 
-pub use dirent::DirentBuf;
+pub use dirent::{DirentBuf, DirentError};
 pub use dispatch::{Dispatched, Dispatcher};
 pub use error::{Errno, ParseError};
 pub use filesystem::{Filesystem, RequestHeader, SetAttr, TimeOrNow};
 pub use init::{InitConfig, InitFlags, KernelInit, Negotiated};
 pub use notify::Notifier;
 pub use opcode::Opcode;
-pub use reply::{DeferredSink, DeferredVTable, FileRange, ReplySink};
-pub use request::{Operation, ParseContext, Request};
+pub use reply::{
+    BorrowedFd, DeferredSink, DeferredVTable, FileRange, MAX_REPLY_PARTS, MAX_SINK_PARTS,
+    OUT_HEADER_LEN, ReplySink,
+};
+pub use request::{IN_HEADER_LEN, Operation, ParseContext, Request};

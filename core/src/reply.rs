@@ -19,17 +19,71 @@
 //! request before returning from the `Filesystem` method.
 
 use crate::abi::*;
-use crate::dirent::DirentBuf;
+use crate::dirent::{DirentBuf, DirentError};
 use crate::error::Errno;
+use core::marker::PhantomData;
 use core::time::Duration;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// A file descriptor borrowed for the lifetime `'fd`: the shape of
+/// `std::os::fd::BorrowedFd` (and rustix's) for this `no_std` crate.
+///
+/// Safe code cannot make one from an integer: it comes from a descriptor the
+/// caller holds open (with the `std` feature, from any
+/// `std::os::fd::BorrowedFd`) or from [`BorrowedFd::borrow_raw`], whose
+/// caller promises the descriptor stays open for `'fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct BorrowedFd<'fd> {
+    fd: i32,
+    _borrow: PhantomData<&'fd ()>,
+}
+
+impl BorrowedFd<'_> {
+    /// Borrows the raw descriptor `fd`.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open descriptor that stays open for the whole
+    /// lifetime of the result.
+    pub const unsafe fn borrow_raw(fd: i32) -> Self {
+        BorrowedFd {
+            fd,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The raw descriptor, for a system call during the borrow.
+    pub const fn as_raw_fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+#[cfg(feature = "std")]
+impl<'fd> From<std::os::fd::BorrowedFd<'fd>> for BorrowedFd<'fd> {
+    fn from(fd: std::os::fd::BorrowedFd<'fd>) -> Self {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `fd` is open for `'fd`, the lifetime of the result.
+        unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::os::fd::AsFd for BorrowedFd<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: `self.fd` is open for `'fd` (the type's invariant), which
+        // outlives this borrow of `self`.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }
+    }
+}
 
 /// A range of a host file that a reply carries as data, sent by splice when
-/// the transport can.
+/// the transport can. It borrows the file's descriptor, so the file stays
+/// open while the reply is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileRange {
-    /// The open host file (a raw descriptor, borrowed for the call).
-    pub fd: i32,
+pub struct FileRange<'fd> {
+    /// The open host file.
+    pub fd: BorrowedFd<'fd>,
     /// Offset in the file.
     pub offset: u64,
     /// Exact number of bytes: callers clamp it to the file size first, since
@@ -37,12 +91,26 @@ pub struct FileRange {
     pub len: u32,
 }
 
+impl<'fd> FileRange<'fd> {
+    /// `len` bytes of `fd` from `offset`.
+    pub fn new(fd: impl Into<BorrowedFd<'fd>>, offset: u64, len: u32) -> Self {
+        FileRange {
+            fd: fd.into(),
+            offset,
+            len,
+        }
+    }
+}
+
 /// Where replies go: implemented by every transport (and by test harnesses).
 ///
 /// The first part always starts with a `fuse_out_header` whose `len` is the
-/// total of all parts (plus the file range). A sink sends the message whole
-/// or not at all and deals with send errors itself: `ENOENT` (the kernel
-/// dropped an interrupted request) is normal, `ENODEV` means unmounted.
+/// total of all parts (plus the file range), and there are never more than
+/// [`MAX_SINK_PARTS`] parts, counting a file range as one: a sink sizes its
+/// iovec array by that constant (also when it sends a file range's bytes as
+/// one more slice) and needs no other limit. A sink sends the message whole or not at all and
+/// deals with send errors itself: `ENOENT` (the kernel dropped an interrupted
+/// request) is normal, `ENODEV` means unmounted.
 pub trait ReplySink {
     /// Sends the concatenation of `parts` as one message.
     fn send(&self, parts: &[&[u8]]);
@@ -53,7 +121,7 @@ pub trait ReplySink {
     /// the file turns out shorter than promised, the sink must not send a
     /// message with a wrong length: it re-reads and sends what the file has
     /// (fixing the header's `len`), or answers `EIO`.
-    fn send_file(&self, parts: &[&[u8]], file: FileRange);
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>);
 
     /// A sink for the same request that may outlive this call and move to
     /// another thread (see [`ReplyHandle::defer`]); `None` when the
@@ -61,7 +129,48 @@ pub trait ReplySink {
     fn defer(&self) -> Option<DeferredSink> {
         None
     }
+
+    /// The most bytes [`ReplySink::send_filled`] can lend of the
+    /// transport's own reply space ([`FILL_STACK_MAX`] by default).
+    fn fill_capacity(&self) -> usize {
+        FILL_STACK_MAX
+    }
+
+    /// Sends a reply whose body `fill` writes straight into the transport's
+    /// own reply space (a ring entry's payload buffer, the buffer a reply is
+    /// sent from), so the data is not copied a second time.
+    ///
+    /// `header` is the reply's out-header for an empty body (`error` 0).
+    /// The sink calls `fill` once with `max` bytes (`max` is at most
+    /// [`ReplySink::fill_capacity`]; the handle checks): `Ok(n)` sends the
+    /// first `n` bytes (`n <= max`, the header's `len` fixed to them), `Err`
+    /// answers that error instead.
+    ///
+    /// The default lends a zeroed stack buffer of [`FILL_STACK_MAX`] bytes
+    /// and sends it with [`ReplySink::send`]: one copy more, as before.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        let mut buf = [0u8; FILL_STACK_MAX];
+        let Some(space) = buf.get_mut(..max) else {
+            return self.send(&[header.with_error(Errno::EIO.0).as_bytes()]);
+        };
+        match fill(space) {
+            Ok(n) => {
+                let n = n.min(max);
+                self.send(&[header.with_body_len(n).as_bytes(), &space[..n]])
+            }
+            Err(e) => self.send(&[header.with_error(e.0).as_bytes()]),
+        }
+    }
 }
+
+/// Bytes the default [`ReplySink::send_filled`] lends on the stack: sinks
+/// with a reply buffer of their own lend more.
+pub const FILL_STACK_MAX: usize = 4096;
 
 /// The operations of a [`DeferredSink`], provided by a transport.
 ///
@@ -72,7 +181,8 @@ pub struct DeferredVTable {
     /// Sends a reply (see [`ReplySink::send`]).
     pub send: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]),
     /// Sends a reply with a file range (see [`ReplySink::send_file`]).
-    pub send_file: unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange),
+    pub send_file:
+        unsafe fn(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange<'_>),
     /// Releases the transport's state (called once, on drop).
     pub drop: unsafe fn(ptr: *const (), words: &[u64; 2]),
 }
@@ -119,7 +229,7 @@ impl ReplySink for DeferredSink {
         unsafe { (self.vtable.send)(self.ptr, &self.words, parts) }
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         // SAFETY: as in `send`.
         unsafe { (self.vtable.send_file)(self.ptr, &self.words, parts, file) }
     }
@@ -136,20 +246,67 @@ impl<T: ReplySink + ?Sized> ReplySink for &T {
     fn send(&self, parts: &[&[u8]]) {
         (**self).send(parts)
     }
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         (**self).send_file(parts, file)
     }
     fn defer(&self) -> Option<DeferredSink> {
         (**self).defer()
     }
+    fn fill_capacity(&self) -> usize {
+        (**self).fill_capacity()
+    }
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        (**self).send_filled(header, max, fill)
+    }
 }
 
-const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
+/// Bytes of a [`fuse_out_header`] (16): the start of every reply and
+/// notification.
+pub const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
 
 /// Most parts one reply may pass besides the out-header: a struct and data
-/// split across up to 32 slices (e.g. the chunks of an in-memory file).
-/// Parts past this limit are dropped, so callers must stay within it.
+/// split across up to 32 slices (e.g. the chunks of an in-memory file). A
+/// reply with more is answered `EIO` (never truncated).
 pub const MAX_REPLY_PARTS: usize = 33;
+
+/// Most parts a [`ReplySink`] ever receives in one call: the out-header and
+/// up to [`MAX_REPLY_PARTS`] more. Every transport sizes its iovec arrays by
+/// this one limit.
+pub const MAX_SINK_PARTS: usize = MAX_REPLY_PARTS + 1;
+
+impl fuse_out_header {
+    /// The out-header at the start of a reply's first part, as a sink
+    /// receives it (`None` when the part is shorter than a header).
+    pub fn of_reply(parts: &[&[u8]]) -> Option<fuse_out_header> {
+        let first = parts.first()?;
+        fuse_out_header::read_from_prefix(first)
+            .ok()
+            .map(|(h, _)| h)
+    }
+
+    /// The header of the same request answered with `errno` instead (a
+    /// header-only reply).
+    pub fn with_error(self, errno: i32) -> fuse_out_header {
+        fuse_out_header {
+            len: OUT_HEADER_LEN as u32,
+            error: -errno,
+            unique: self.unique,
+        }
+    }
+
+    /// The same header announcing `body_len` bytes after it.
+    pub fn with_body_len(self, body_len: usize) -> fuse_out_header {
+        fuse_out_header {
+            len: (OUT_HEADER_LEN + body_len) as u32,
+            ..self
+        }
+    }
+}
 
 /// Converts a cache timeout into the protocol's (seconds, nanoseconds).
 pub const fn ttl_parts(ttl: Duration) -> (u64, u32) {
@@ -241,7 +398,7 @@ impl<S: ReplySink> ReplyHandle<S> {
                 let n = parts.len();
                 let body: usize = parts.iter().map(|p| p.len()).sum();
                 let header = self.header(0, body);
-                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
                 all[0] = header.as_bytes();
                 all[1..=n].copy_from_slice(parts);
                 sink.send(&all[..=n])
@@ -249,8 +406,10 @@ impl<S: ReplySink> ReplyHandle<S> {
         }
     }
 
-    /// Sends a successful reply of `parts` followed by a file range.
-    pub fn send_file(mut self, parts: &[&[u8]], file: FileRange) {
+    /// Sends a successful reply of `parts` followed by a file range, which
+    /// counts as one more part: more than [`MAX_REPLY_PARTS`] in all is
+    /// answered `EIO`.
+    pub fn send_file(mut self, parts: &[&[u8]], file: FileRange<'_>) {
         let Some(sink) = self.sink.take() else { return };
         let body: usize = parts.iter().map(|p| p.len()).sum::<usize>() + file.len as usize;
         match parts {
@@ -262,14 +421,14 @@ impl<S: ReplySink> ReplyHandle<S> {
                 let header = self.header(0, body);
                 sink.send_file(&[header.as_bytes(), a], file)
             }
-            _ if parts.len() > MAX_REPLY_PARTS => {
+            _ if parts.len() + 1 > MAX_REPLY_PARTS => {
                 let header = self.header(Errno::EIO.to_wire(), 0);
                 sink.send(&[header.as_bytes()])
             }
             _ => {
                 let n = parts.len();
                 let header = self.header(0, body);
-                let mut all: [&[u8]; MAX_REPLY_PARTS + 1] = [&[]; MAX_REPLY_PARTS + 1];
+                let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
                 all[0] = header.as_bytes();
                 all[1..=n].copy_from_slice(parts);
                 sink.send_file(&all[..=n], file)
@@ -282,13 +441,34 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// hanging, so they are sent as `EIO`.
     pub fn send_error(mut self, errno: Errno) {
         let Some(sink) = self.sink.take() else { return };
-        let errno = if (1..512).contains(&errno.0) {
-            errno
-        } else {
-            Errno::EIO
-        };
-        let header = self.header(errno.to_wire(), 0);
+        let header = self.header(sendable(errno).to_wire(), 0);
         sink.send(&[header.as_bytes()]);
+    }
+
+    /// How many bytes [`ReplyHandle::send_filled`] can lend.
+    pub fn fill_capacity(&self) -> usize {
+        self.sink.as_ref().map_or(0, |s| s.fill_capacity())
+    }
+
+    /// Sends a successful reply whose body `fill` writes into the
+    /// transport's reply space (see [`ReplySink::send_filled`]); more than
+    /// [`ReplyHandle::fill_capacity`] bytes is answered `EIO` without
+    /// calling `fill`, and so is a count larger than the buffer.
+    pub fn send_filled(mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        let Some(sink) = self.sink.take() else { return };
+        let header = self.header(0, 0);
+        if max > sink.fill_capacity() {
+            return sink.send(&[self.header(Errno::EIO.to_wire(), 0).as_bytes()]);
+        }
+        let mut fill = Some(fill);
+        sink.send_filled(header, max, &mut |buf: &mut [u8]| {
+            let fill = fill.take().ok_or(Errno::EIO)?;
+            match fill(buf) {
+                Ok(n) if n <= buf.len() => Ok(n),
+                Ok(_) => Err(Errno::EIO),
+                Err(e) => Err(sendable(e)),
+            }
+        })
     }
 
     /// Turns this handle into one that is `Send + 'static`, to answer later
@@ -314,6 +494,15 @@ impl<S: ReplySink> ReplyHandle<S> {
     /// expects no answer to.
     pub fn forget(mut self) {
         self.sink = None;
+    }
+}
+
+/// `errno` if the kernel accepts it in a reply (1..=511), else `EIO`.
+fn sendable(errno: Errno) -> Errno {
+    if (1..512).contains(&errno.0) {
+        errno
+    } else {
+        Errno::EIO
     }
 }
 
@@ -488,8 +677,33 @@ impl<S: ReplySink> ReplyData<S> {
     }
 
     /// Answers with bytes of a host file, spliced when possible.
-    pub fn file(self, range: FileRange) {
+    pub fn file(self, range: FileRange<'_>) {
         self.0.send_file(&[], range)
+    }
+
+    /// How many bytes [`ReplyData::fill`] can take: the transport's own
+    /// reply space, or [`FILL_STACK_MAX`].
+    pub fn fill_capacity(&self) -> usize {
+        self.0.fill_capacity()
+    }
+
+    /// Answers with up to `max` bytes that `fill` writes straight into the
+    /// transport's reply buffer (e.g. `pread` into a ring entry's payload),
+    /// returning how many it wrote; an error is answered as such. `max`
+    /// above [`ReplyData::fill_capacity`] is answered `EIO`: check first.
+    ///
+    /// ```
+    /// # use fuselage_core::reply::{ReplyData, ReplySink};
+    /// fn answer<S: ReplySink>(reply: ReplyData<S>, file: &[u8]) {
+    ///     let n = file.len().min(reply.fill_capacity());
+    ///     reply.fill(n, |buf| {
+    ///         buf.copy_from_slice(&file[..n]);
+    ///         Ok(n)
+    ///     })
+    /// }
+    /// ```
+    pub fn fill(self, max: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        self.0.send_filled(max, fill)
     }
 }
 
@@ -719,20 +933,27 @@ impl<'b, S: ReplySink> ReplyDirectory<'b, S> {
         &mut self.buf
     }
 
-    /// Adds a READDIR entry; `false` when it does not fit (resume from this
-    /// entry next time). See [`DirentBuf::push`].
-    pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8]) -> bool {
+    /// Adds a READDIR entry; see [`DirentBuf::push`] for what an error means
+    /// ([`DirentError::Full`]: stop and resume from this entry next time;
+    /// [`DirentError::InvalidName`]: skip it and go on).
+    pub fn push(
+        &mut self,
+        ino: u64,
+        next_offset: u64,
+        typ: u32,
+        name: &[u8],
+    ) -> Result<(), DirentError> {
         self.buf.push(ino, next_offset, typ, name)
     }
 
-    /// Adds a READDIRPLUS entry; `false` when it does not fit.
+    /// Adds a READDIRPLUS entry; see [`DirentBuf::push_plus`].
     pub fn push_plus(
         &mut self,
         entry: &fuse_entry_out,
         next_offset: u64,
         typ: u32,
         name: &[u8],
-    ) -> bool {
+    ) -> Result<(), DirentError> {
         self.buf.push_plus(entry, next_offset, typ, name)
     }
 
@@ -815,7 +1036,7 @@ pub(crate) mod tests {
             b.1 = n;
             b.2 += 1;
         }
-        fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+        fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
             let mut b = self.buf.borrow_mut();
             let mut n = 0;
             for p in parts {
@@ -904,11 +1125,9 @@ pub(crate) mod tests {
     #[test]
     fn file_reply_counts_file_bytes_in_len() {
         let cap = Capture::new();
-        ReplyData::new(3, &cap).file(FileRange {
-            fd: 0,
-            offset: 0,
-            len: 100,
-        });
+        // SAFETY: the capture never uses the descriptor.
+        let fd = unsafe { BorrowedFd::borrow_raw(0) };
+        ReplyData::new(3, &cap).file(FileRange::new(fd, 0, 100));
         let (b, n) = cap.bytes();
         assert_eq!(n, 116);
         assert_eq!(header(&b).len, 116);
@@ -935,7 +1154,7 @@ pub(crate) mod tests {
         fn send(&self, _: &[&[u8]]) {
             panic!("the original sink must not answer a deferred request")
         }
-        fn send_file(&self, _: &[&[u8]], _: FileRange) {}
+        fn send_file(&self, _: &[&[u8]], _: FileRange<'_>) {}
         fn defer(&self) -> Option<DeferredSink> {
             // SAFETY: the vtable ignores the pointer; nothing to keep valid.
             Some(unsafe { DeferredSink::new(core::ptr::null(), [7, 8], &VTABLE) })
@@ -981,6 +1200,33 @@ pub(crate) mod tests {
             (header(&b).len as usize, n),
             (16 + MAX_REPLY_PARTS, 16 + MAX_REPLY_PARTS)
         );
+    }
+
+    #[test]
+    fn filled_replies_on_the_default_stack_buffer() {
+        let cap = Capture::new();
+        ReplyData::new(5, &cap).fill(10, |buf| {
+            assert_eq!(buf.len(), 10);
+            buf[..3].copy_from_slice(b"abc");
+            Ok(3)
+        });
+        let (b, n) = cap.bytes();
+        let h = header(&b);
+        assert_eq!((h.len, h.error, h.unique, n), (19, 0, 5, 19));
+        assert_eq!(&b[16..19], b"abc");
+        // An error from `fill` is the answer.
+        ReplyData::new(6, &cap).fill(10, |_| Err(Errno::ENOENT));
+        assert_eq!(header(&cap.bytes().0).error, -2);
+        // Beyond what the sink lends, or a count past the buffer: EIO.
+        let r = ReplyData::new(7, &cap);
+        assert_eq!(r.fill_capacity(), FILL_STACK_MAX);
+        r.fill(FILL_STACK_MAX + 1, |_| unreachable!("not called"));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        ReplyData::new(8, &cap).fill(4, |_| Ok(5));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        ReplyData::new(9, &cap).fill(4, |_| Err(Errno(9999)));
+        assert_eq!(header(&cap.bytes().0).error, -5);
+        assert_eq!(cap.sends(), 5);
     }
 
     #[test]

@@ -254,7 +254,8 @@ pub enum Operation<'a> {
     CuseInit { arg: &'a fuse_cuse_init_in },
 }
 
-const HEADER_LEN: usize = core::mem::size_of::<fuse_in_header>();
+/// Bytes of a [`fuse_in_header`] (40): where a request's arguments start.
+pub const IN_HEADER_LEN: usize = core::mem::size_of::<fuse_in_header>();
 
 /// Size of the fixed argument struct of `op`, as the kernel sends it.
 pub fn arg_size(op: Opcode, ctx: ParseContext) -> usize {
@@ -314,7 +315,7 @@ pub fn arg_size(op: Opcode, ctx: ParseContext) -> usize {
 /// Reads the `fuse_in_header` at the start of `buf` (alignment and length
 /// checked). Useful to recover `unique` when the rest fails to parse.
 pub fn parse_header(buf: &[u8]) -> Result<&fuse_in_header, ParseError> {
-    if buf.len() < HEADER_LEN {
+    if buf.len() < IN_HEADER_LEN {
         return Err(ParseError::HeaderTruncated { got: buf.len() });
     }
     fuse_in_header::ref_from_prefix(buf)
@@ -334,7 +335,7 @@ impl<'a> Request<'a> {
                 got: buf.len(),
             });
         }
-        let body = &buf[HEADER_LEN..];
+        let body = &buf[IN_HEADER_LEN..];
         let (args, extensions) = split_extensions(header, body)?;
         let op = Opcode::from_u32(header.opcode).ok_or(ParseError::UnknownOpcode(header.opcode))?;
         let fixed = arg_size(op, ctx);

@@ -314,9 +314,11 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
                     // Queues that registered stay idle until teardown; the
                     // connection goes on over /dev/fuse.
                     let end = step_down(
-                        &channel,
-                        &dispatcher,
-                        &neg,
+                        Initialized {
+                            channel: &channel,
+                            dispatcher: &dispatcher,
+                            neg: &neg,
+                        },
                         config,
                         &blocking_config,
                         rw,
@@ -334,9 +336,11 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
         fallback = Some(Unavailable::NotOffered);
     }
     step_down(
-        &channel,
-        &dispatcher,
-        &neg,
+        Initialized {
+            channel: &channel,
+            dispatcher: &dispatcher,
+            neg: &neg,
+        },
         config,
         &blocking_config,
         rw,
@@ -345,19 +349,28 @@ pub fn serve<F: Filesystem + Send + Sync + 'static>(
     )
 }
 
+/// A connection whose INIT is answered: what every step down serves.
+struct Initialized<'a, F> {
+    channel: &'a Arc<Channel>,
+    dispatcher: &'a Arc<Dispatcher<F>>,
+    neg: &'a Negotiated,
+}
+
 /// Serves an initialized connection with uring-rw if it works, else
 /// blocking.
-#[allow(clippy::too_many_arguments)]
 fn step_down<F: Filesystem + Send + Sync + 'static>(
-    channel: &Arc<Channel>,
-    dispatcher: &Arc<Dispatcher<F>>,
-    neg: &Negotiated,
+    conn: Initialized<'_, F>,
     config: &UringConfig,
     blocking: &SessionConfig,
     rw: Result<(), Unavailable>,
     fallback: Option<Unavailable>,
     ready: impl FnOnce(&ServeInfo),
 ) -> Result<SessionEnd, ServeError> {
+    let Initialized {
+        channel,
+        dispatcher,
+        neg,
+    } = conn;
     let fallback = if config.choice == Choice::Auto {
         fallback
     } else {

@@ -4,12 +4,12 @@
 
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_core::abi::*;
+use fuselage_core::op;
 use fuselage_core::reply::{ReplyEntry, ReplySink};
 use fuselage_core::{Errno, Filesystem, InitConfig, RequestHeader};
 use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_testkit::{channel_pair, encode_request};
 use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd};
-use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -229,13 +229,8 @@ struct SlowFs {
 }
 
 impl Filesystem for SlowFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        _parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let name = op.name();
         if name.to_bytes() == b"slow" {
             *self.waiting.0.lock().unwrap() = Some(req.unique);
             self.waiting.1.notify_all();
@@ -258,10 +253,10 @@ impl Filesystem for SlowFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
+        let ino = op.ino();
         let attr = fuse_attr {
             ino,
             mode: libc::S_IFDIR | 0o755,
@@ -271,7 +266,8 @@ impl Filesystem for SlowFs {
         reply.attr(Duration::ZERO, &attr)
     }
 
-    fn interrupt(&self, _req: &RequestHeader, unique: u64) {
+    fn interrupt(&self, _req: &RequestHeader, op: op::Interrupt<'_>) {
+        let unique = op.unique();
         let (lock, cv) = &*self.interrupted;
         lock.lock().unwrap().push(unique);
         cv.notify_all();
@@ -453,13 +449,8 @@ impl DeferFs {
 }
 
 impl Filesystem for DeferFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let (parent, name) = (op.parent(), op.name());
         if parent == 1 && name.to_bytes() == b"file" {
             let e = fuselage_core::reply::entry_out(
                 self.attr(DEFER_INO),
@@ -476,10 +467,10 @@ impl Filesystem for DeferFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
+        let ino = op.ino();
         let attr = self.attr(ino);
         match reply.defer() {
             Ok(r) => self.run(Box::new(move || r.attr(Duration::ZERO, &attr))),
@@ -490,9 +481,7 @@ impl Filesystem for DeferFs {
     fn open<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _flags: u32,
-        _open_flags: u32,
+        _op: op::Open<'_>,
         reply: fuselage_core::reply::ReplyOpen<S>,
     ) {
         reply.opened(0, FOPEN_DIRECT_IO)
@@ -501,24 +490,16 @@ impl Filesystem for DeferFs {
     fn read<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
+        op: op::Read<'_>,
         reply: fuselage_core::reply::ReplyData<S>,
     ) {
+        let (offset, size) = (op.offset(), op.size());
         let len = self.size.saturating_sub(offset).min(size as u64) as u32;
         let file = self.file.clone();
         match reply.defer() {
             Ok(r) => self.run(Box::new(move || {
-                use std::os::fd::AsRawFd;
-                r.file(fuselage_core::FileRange {
-                    fd: file.as_raw_fd(),
-                    offset,
-                    len,
-                })
+                use std::os::fd::AsFd;
+                r.file(fuselage_core::FileRange::new(file.as_fd(), offset, len))
             })),
             Err(r) => r.error(Errno::EIO),
         }
@@ -578,4 +559,68 @@ fn deferred_replies_through_a_mount() {
     assert!(got == content, "content differs");
     drop(mount);
     assert!(server.join().unwrap().is_ok());
+}
+
+/// Answers READ with `ReplyData::fill` and records the space it was lent.
+struct FillFs {
+    lent: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Filesystem for FillFs {
+    fn open<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        _op: op::Open<'_>,
+        reply: fuselage_core::reply::ReplyOpen<S>,
+    ) {
+        reply.opened(0, FOPEN_DIRECT_IO)
+    }
+
+    fn read<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        op: op::Read<'_>,
+        reply: fuselage_core::reply::ReplyData<S>,
+    ) {
+        self.lent.lock().unwrap().push(reply.fill_capacity());
+        if op.offset() == 1 << 40 {
+            return reply.fill(16, |_| Err(Errno::ENXIO));
+        }
+        let want = op.size() as usize;
+        if want > reply.fill_capacity() {
+            return reply.error(Errno::EFBIG);
+        }
+        let offset = op.offset() as usize;
+        reply.fill(want, |buf| {
+            // Half of what was asked, as a short read near the end would.
+            let n = want / 2;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((offset + i) % 251) as u8;
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[test]
+fn filled_replies_use_the_workers_buffer() {
+    let lent = Arc::new(Mutex::new(Vec::new()));
+    let fs = FillFs { lent: lent.clone() };
+    let (mut kernel, server) = channel_pair().unwrap();
+    let session = Session::new(Channel::new(server).unwrap(), fs, config(1));
+    let fs_handle = std::thread::spawn(move || session.run());
+    kernel.init().unwrap();
+    let open = kernel.open(1, libc::O_RDONLY as u32).unwrap();
+    let got = kernel.read(1, open.fh, 10, 64 * 1024).unwrap();
+    let want: Vec<u8> = (0..32 * 1024).map(|i| ((10 + i) % 251) as u8).collect();
+    assert_eq!(got, want);
+    let err = kernel.read(1, open.fh, 1 << 40, 4096).unwrap_err();
+    assert_eq!(err, libc::ENXIO);
+    drop(kernel);
+    assert_eq!(fs_handle.join().unwrap().unwrap(), SessionEnd::PeerClosed);
+    // The worker lent its own reply buffer (max_read and more), not the
+    // core's stack fallback (`FILL_STACK_MAX`, 4 KiB).
+    let lent = lent.lock().unwrap();
+    assert_eq!(lent.len(), 2);
+    assert!(lent.iter().all(|&n| n >= 64 * 1024), "{lent:?}");
 }

@@ -118,51 +118,41 @@ fn uring_rw_file_shorter_than_promised_is_sent_by_copy() {
     served.unmount_and_join().unwrap();
 }
 
-/// Serves an `Arc<TestFs>` so the test can look at its counters.
+/// Serves an `Arc<TestFs>` so the test can look at its counters: forwards
+/// each view and reply handle unchanged, as a wrapping filesystem does.
 struct Shared(std::sync::Arc<TestFs>);
 
 impl fuselage_core::Filesystem for Shared {
     fn lookup<S: fuselage_core::ReplySink>(
         &self,
         req: &fuselage_core::RequestHeader,
-        parent: u64,
-        name: &std::ffi::CStr,
+        op: fuselage_core::op::Lookup<'_>,
         reply: fuselage_core::reply::ReplyEntry<S>,
     ) {
-        self.0.lookup(req, parent, name, reply)
+        self.0.lookup(req, op, reply)
     }
     fn getattr<S: fuselage_core::ReplySink>(
         &self,
         req: &fuselage_core::RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
+        op: fuselage_core::op::Getattr<'_>,
         reply: fuselage_core::reply::ReplyAttr<S>,
     ) {
-        self.0.getattr(req, ino, fh, reply)
+        self.0.getattr(req, op, reply)
     }
     fn open<S: fuselage_core::ReplySink>(
         &self,
         req: &fuselage_core::RequestHeader,
-        ino: u64,
-        flags: u32,
-        open_flags: u32,
+        op: fuselage_core::op::Open<'_>,
         reply: fuselage_core::reply::ReplyOpen<S>,
     ) {
-        self.0.open(req, ino, flags, open_flags, reply)
+        self.0.open(req, op, reply)
     }
-    #[allow(clippy::too_many_arguments)]
     fn read<S: fuselage_core::ReplySink>(
         &self,
         req: &fuselage_core::RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-        flags: u32,
-        lock_owner: Option<u64>,
+        op: fuselage_core::op::Read<'_>,
         reply: fuselage_core::reply::ReplyData<S>,
     ) {
-        self.0
-            .read(req, ino, fh, offset, size, flags, lock_owner, reply)
+        self.0.read(req, op, reply)
     }
 }

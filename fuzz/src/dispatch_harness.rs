@@ -29,21 +29,23 @@
 
 use crate::Aligned;
 use core::cell::{Cell, RefCell};
-use core::ffi::CStr;
 use core::time::Duration;
+use fuselage_core::DirentError;
 use fuselage_core::abi::*;
 use fuselage_core::dirent::dtype;
-use fuselage_core::filesystem::{Filesystem, RequestHeader, SetAttr};
+use fuselage_core::filesystem::{Filesystem, RequestHeader};
+use fuselage_core::op;
 use fuselage_core::reply::*;
 use fuselage_core::request::arg_size;
 use fuselage_core::{
     Dispatched, Dispatcher, Errno, InitConfig, InitFlags, KernelInit, Negotiated, Opcode,
     ParseContext,
 };
+use std::os::fd::AsFd;
 use zerocopy::{FromBytes, IntoBytes};
 
-const IN_HEADER: usize = core::mem::size_of::<fuse_in_header>();
-const OUT_HEADER: usize = core::mem::size_of::<fuse_out_header>();
+const IN_HEADER: usize = fuselage_core::IN_HEADER_LEN;
+const OUT_HEADER: usize = fuselage_core::OUT_HEADER_LEN;
 
 /// Opcodes the kernel never expects an answer to (raw numbers, independent
 /// of `Opcode::is_no_reply`).
@@ -201,7 +203,7 @@ impl ReplySink for Checker {
     fn send(&self, parts: &[&[u8]]) {
         self.check(parts, None)
     }
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         self.check(parts, Some(file.len))
     }
 }
@@ -316,7 +318,7 @@ impl FuzzFs {
                 }
                 let mut raw = [0u8; 64];
                 let mut b = fuselage_core::DirentBuf::new(&mut raw, 64);
-                assert!(b.push(2, 1, dtype::REG, b"x"));
+                assert_eq!(b.push(2, 1, dtype::REG, b"x"), Ok(()));
                 if plus {
                     // A READDIRPLUS reply must be direntplus records.
                     return reply.error(Errno::EIO);
@@ -353,10 +355,15 @@ impl FuzzFs {
                 reply.push(ino, off + 1, dtype::REG, name)
             };
             if !valid {
-                assert!(!pushed, "invalid name accepted by DirentBuf");
+                assert_eq!(
+                    pushed,
+                    Err(DirentError::InvalidName),
+                    "invalid name accepted by DirentBuf"
+                );
                 continue;
             }
-            if !pushed {
+            if pushed.is_err() {
+                assert_eq!(pushed, Err(DirentError::Full));
                 break;
             }
         }
@@ -397,15 +404,18 @@ impl Filesystem for FuzzFs {
         self.destroyed.set(true);
     }
 
-    fn lookup<S: ReplySink>(&self, _: &RequestHeader, p: u64, name: &CStr, r: ReplyEntry<S>) {
+    fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, r: ReplyEntry<S>) {
+        let (p, name) = (op.parent(), op.name());
         self.entry_reply(p.wrapping_add(name.count_bytes() as u64 + 1), r)
     }
 
-    fn forget(&self, _: &RequestHeader, _ino: u64, nlookup: u64) {
+    fn forget(&self, _: &RequestHeader, op: op::Forget) {
+        let nlookup = op.nlookup();
         self.forgets.set(self.forgets.get().wrapping_add(nlookup));
     }
 
-    fn getattr<S: ReplySink>(&self, _: &RequestHeader, ino: u64, fh: Option<u64>, r: ReplyAttr<S>) {
+    fn getattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getattr<'_>, r: ReplyAttr<S>) {
+        let (ino, fh) = (op.ino(), op.fh());
         match self.way() {
             Way::Answer => r.attr(TTL, &attr(ino)),
             Way::Error => r.error(Errno::ENOENT),
@@ -414,7 +424,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn setattr<S: ReplySink>(&self, _: &RequestHeader, ino: u64, a: &SetAttr, r: ReplyAttr<S>) {
+    fn setattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Setattr<'_>, r: ReplyAttr<S>) {
+        let (ino, a) = (op.ino(), &op.attr());
         let mut at = attr(ino);
         if let Some(size) = a.size {
             at.size = size;
@@ -429,7 +440,7 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn readlink<S: ReplySink>(&self, _: &RequestHeader, _ino: u64, r: ReplyData<S>) {
+    fn readlink<S: ReplySink>(&self, _: &RequestHeader, _op: op::Readlink, r: ReplyData<S>) {
         match self.way() {
             Way::Answer => r.data(b"target"),
             Way::Error => r.error(Errno::EINVAL),
@@ -438,75 +449,40 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn symlink<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        p: u64,
-        _name: &CStr,
-        t: &CStr,
-        r: ReplyEntry<S>,
-    ) {
+    fn symlink<S: ReplySink>(&self, _: &RequestHeader, op: op::Symlink<'_>, r: ReplyEntry<S>) {
+        let (p, t) = (op.parent(), op.target());
         self.entry_reply(p.wrapping_add(t.count_bytes() as u64), r)
     }
 
-    fn mknod<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        p: u64,
-        _n: &CStr,
-        _m: u32,
-        _u: u32,
-        _rdev: u32,
-        r: ReplyEntry<S>,
-    ) {
+    fn mknod<S: ReplySink>(&self, _: &RequestHeader, op: op::Mknod<'_>, r: ReplyEntry<S>) {
+        let p = op.parent();
         self.entry_reply(p.wrapping_add(10), r)
     }
 
-    fn mkdir<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        p: u64,
-        _n: &CStr,
-        _m: u32,
-        _u: u32,
-        r: ReplyEntry<S>,
-    ) {
+    fn mkdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Mkdir<'_>, r: ReplyEntry<S>) {
+        let p = op.parent();
         self.entry_reply(p.wrapping_add(11), r)
     }
 
-    fn unlink<S: ReplySink>(&self, _: &RequestHeader, _p: u64, _n: &CStr, r: ReplyEmpty<S>) {
+    fn unlink<S: ReplySink>(&self, _: &RequestHeader, _op: op::Unlink<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn rmdir<S: ReplySink>(&self, _: &RequestHeader, _p: u64, _n: &CStr, r: ReplyEmpty<S>) {
+    fn rmdir<S: ReplySink>(&self, _: &RequestHeader, _op: op::Rmdir<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn rename<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _p: u64,
-        _n: &CStr,
-        _np: u64,
-        _nn: &CStr,
-        _flags: u32,
-        r: ReplyEmpty<S>,
-    ) {
+    fn rename<S: ReplySink>(&self, _: &RequestHeader, _op: op::Rename<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn link<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        _np: u64,
-        _nn: &CStr,
-        r: ReplyEntry<S>,
-    ) {
+    fn link<S: ReplySink>(&self, _: &RequestHeader, op: op::Link<'_>, r: ReplyEntry<S>) {
+        let ino = op.ino();
         self.entry_reply(ino, r)
     }
 
-    fn open<S: ReplySink>(&self, _: &RequestHeader, ino: u64, _f: u32, _of: u32, r: ReplyOpen<S>) {
+    fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, r: ReplyOpen<S>) {
+        let ino = op.ino();
         match self.way() {
             Way::Answer => r.opened(ino, FOPEN_KEEP_CACHE),
             Way::Error => r.error(Errno::EACCES),
@@ -515,17 +491,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _owner: Option<u64>,
-        r: ReplyData<S>,
-    ) {
+    fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, r: ReplyData<S>) {
+        let (offset, size) = (op.offset(), op.size());
         let start = (offset % DATA.len() as u64) as usize;
         let end = start + (size as usize).min(DATA.len() - start);
         match self.way() {
@@ -533,11 +500,12 @@ impl Filesystem for FuzzFs {
             Way::Error => r.error(Errno::EIO),
             Way::Drop => drop(r),
             Way::Alt => match self.n(3) {
-                0 => r.file(FileRange {
-                    fd: -1,
+                // Any open descriptor: the checker never reads it.
+                0 => r.file(FileRange::new(
+                    std::io::stdin().as_fd(),
                     offset,
-                    len: size.min(1 << 20),
-                }),
+                    size.min(1 << 20),
+                )),
                 _ => {
                     // The data in up to MAX_REPLY_PARTS chunks.
                     let k = 1 + self.n(MAX_REPLY_PARTS as u32) as usize;
@@ -555,18 +523,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn write<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        data: &[u8],
-        _wf: u32,
-        _f: u32,
-        _owner: Option<u64>,
-        r: ReplyWrite<S>,
-    ) {
+    fn write<S: ReplySink>(&self, _: &RequestHeader, op: op::Write<'_>, r: ReplyWrite<S>) {
+        let (offset, data) = (op.offset(), op.data());
         match self.way() {
             Way::Answer | Way::Alt => {
                 let mut f = self.file.borrow_mut();
@@ -583,7 +541,7 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn statfs<S: ReplySink>(&self, _: &RequestHeader, _ino: u64, r: ReplyStatfs<S>) {
+    fn statfs<S: ReplySink>(&self, _: &RequestHeader, _op: op::Statfs, r: ReplyStatfs<S>) {
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::ENOSYS),
@@ -597,51 +555,20 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn release<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        _f: u32,
-        _rf: u32,
-        _lo: u64,
-        r: ReplyEmpty<S>,
-    ) {
+    fn release<S: ReplySink>(&self, _: &RequestHeader, _op: op::Release<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn fsync<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _d: bool,
-        r: ReplyEmpty<S>,
-    ) {
+    fn fsync<S: ReplySink>(&self, _: &RequestHeader, _op: op::Fsync<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn setxattr<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _ino: u64,
-        _n: &CStr,
-        _v: &[u8],
-        _f: u32,
-        _sf: u32,
-        r: ReplyEmpty<S>,
-    ) {
+    fn setxattr<S: ReplySink>(&self, _: &RequestHeader, _op: op::Setxattr<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn getxattr<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _ino: u64,
-        _n: &CStr,
-        size: u32,
-        r: ReplyXattr<S>,
-    ) {
+    fn getxattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getxattr<'_>, r: ReplyXattr<S>) {
+        let size = op.size();
         let value = b"user.value";
         match self.way() {
             Way::Drop => drop(r),
@@ -652,7 +579,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn listxattr<S: ReplySink>(&self, _: &RequestHeader, _ino: u64, size: u32, r: ReplyXattr<S>) {
+    fn listxattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Listxattr<'_>, r: ReplyXattr<S>) {
+        let size = op.size();
         let list = b"user.a\0user.b\0";
         match self.way() {
             Way::Drop => drop(r),
@@ -663,22 +591,21 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn removexattr<S: ReplySink>(&self, _: &RequestHeader, _i: u64, _n: &CStr, r: ReplyEmpty<S>) {
-        self.empty(r)
-    }
-
-    fn flush<S: ReplySink>(
+    fn removexattr<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _lo: u64,
+        _op: op::Removexattr<'_>,
         r: ReplyEmpty<S>,
     ) {
         self.empty(r)
     }
 
-    fn opendir<S: ReplySink>(&self, _: &RequestHeader, ino: u64, _f: u32, r: ReplyOpen<S>) {
+    fn flush<S: ReplySink>(&self, _: &RequestHeader, _op: op::Flush<'_>, r: ReplyEmpty<S>) {
+        self.empty(r)
+    }
+
+    fn opendir<S: ReplySink>(&self, _: &RequestHeader, op: op::Opendir<'_>, r: ReplyOpen<S>) {
+        let ino = op.ino();
         match self.way() {
             Way::Answer | Way::Alt => r.opened(ino, FOPEN_CACHE_DIR),
             Way::Error => r.error(Errno::ENOTDIR),
@@ -689,56 +616,38 @@ impl Filesystem for FuzzFs {
     fn readdir<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         r: ReplyDirectory<'_, S>,
     ) {
+        let offset = op.offset();
         self.dir(offset, false, r)
     }
 
     fn readdirplus<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         r: ReplyDirectory<'_, S>,
     ) {
+        let offset = op.offset();
         self.dir(offset, true, r)
     }
 
     fn releasedir<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _f: u32,
+        _op: op::Releasedir<'_>,
         r: ReplyEmpty<S>,
     ) {
         self.empty(r)
     }
 
-    fn fsyncdir<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _d: bool,
-        r: ReplyEmpty<S>,
-    ) {
+    fn fsyncdir<S: ReplySink>(&self, _: &RequestHeader, _op: op::Fsyncdir<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn getlk<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _o: u64,
-        lock: &fuse_file_lock,
-        r: ReplyLock<S>,
-    ) {
+    fn getlk<S: ReplySink>(&self, _: &RequestHeader, op: op::Getlk<'_>, r: ReplyLock<S>) {
+        let lock = op.lock();
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::ENOLCK),
@@ -746,47 +655,23 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn setlk<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _o: u64,
-        _l: &fuse_file_lock,
-        _flock: bool,
-        _sleep: bool,
-        r: ReplyEmpty<S>,
-    ) {
+    fn setlk<S: ReplySink>(&self, _: &RequestHeader, _op: op::Setlk<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn access<S: ReplySink>(&self, _: &RequestHeader, _i: u64, _m: u32, r: ReplyEmpty<S>) {
+    fn access<S: ReplySink>(&self, _: &RequestHeader, _op: op::Access<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn create<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        p: u64,
-        _n: &CStr,
-        _m: u32,
-        _u: u32,
-        _f: u32,
-        r: ReplyCreate<S>,
-    ) {
+    fn create<S: ReplySink>(&self, _: &RequestHeader, op: op::Create<'_>, r: ReplyCreate<S>) {
+        let p = op.parent();
         self.create_reply(p.wrapping_add(20), r)
     }
 
-    fn interrupt(&self, _: &RequestHeader, _unique: u64) {}
+    fn interrupt(&self, _: &RequestHeader, _op: op::Interrupt<'_>) {}
 
-    fn bmap<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _bs: u32,
-        block: u64,
-        r: ReplyBmap<S>,
-    ) {
+    fn bmap<S: ReplySink>(&self, _: &RequestHeader, op: op::Bmap<'_>, r: ReplyBmap<S>) {
+        let block = op.block();
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::EINVAL),
@@ -794,18 +679,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn ioctl<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _f: u32,
-        _cmd: u32,
-        _arg: u64,
-        in_data: &[u8],
-        out_size: u32,
-        r: ReplyIoctl<S>,
-    ) {
+    fn ioctl<S: ReplySink>(&self, _: &RequestHeader, op: op::Ioctl<'_>, r: ReplyIoctl<S>) {
+        let (in_data, out_size) = (op.in_data(), op.out_size());
         match self.way() {
             Way::Answer => r.ioctl(0, &in_data[..in_data.len().min(out_size as usize)]),
             Way::Error => r.error(Errno::ENOTTY),
@@ -819,16 +694,8 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn poll<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _kh: u64,
-        _f: u32,
-        events: u32,
-        r: ReplyPoll<S>,
-    ) {
+    fn poll<S: ReplySink>(&self, _: &RequestHeader, op: op::Poll<'_>, r: ReplyPoll<S>) {
+        let events = op.events();
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::ENOSYS),
@@ -836,32 +703,17 @@ impl Filesystem for FuzzFs {
         }
     }
 
-    fn notify_reply(&self, _: &RequestHeader, _i: u64, _off: u64, data: &[u8]) {
+    fn notify_reply(&self, _: &RequestHeader, op: op::NotifyReply<'_>) {
+        let data = op.data();
         let _ = data.len();
     }
 
-    fn fallocate<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        _o: u64,
-        _l: u64,
-        _m: u32,
-        r: ReplyEmpty<S>,
-    ) {
+    fn fallocate<S: ReplySink>(&self, _: &RequestHeader, _op: op::Fallocate<'_>, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn lseek<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        _i: u64,
-        _fh: u64,
-        offset: u64,
-        _w: u32,
-        r: ReplyLseek<S>,
-    ) {
+    fn lseek<S: ReplySink>(&self, _: &RequestHeader, op: op::Lseek<'_>, r: ReplyLseek<S>) {
+        let offset = op.offset();
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::ENXIO),
@@ -872,16 +724,10 @@ impl Filesystem for FuzzFs {
     fn copy_file_range<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _i: u64,
-        _fhi: u64,
-        _oi: u64,
-        _io: u64,
-        _fho: u64,
-        _oo: u64,
-        len: u64,
-        _flags: u64,
+        op: op::CopyFileRange<'_>,
         r: ReplyCopyFormatted<S>,
     ) {
+        let len = op.len();
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::EXDEV),
@@ -892,8 +738,7 @@ impl Filesystem for FuzzFs {
     fn setupmapping<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _i: u64,
-        _a: &fuse_setupmapping_in,
+        _op: op::Setupmapping<'_>,
         r: ReplyEmpty<S>,
     ) {
         self.empty(r)
@@ -902,40 +747,23 @@ impl Filesystem for FuzzFs {
     fn removemapping<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _i: u64,
-        _e: fuselage_core::request::RemovemappingEntries<'_>,
+        _op: op::Removemapping<'_>,
         r: ReplyEmpty<S>,
     ) {
         self.empty(r)
     }
 
-    fn syncfs<S: ReplySink>(&self, _: &RequestHeader, _i: u64, r: ReplyEmpty<S>) {
+    fn syncfs<S: ReplySink>(&self, _: &RequestHeader, _op: op::Syncfs, r: ReplyEmpty<S>) {
         self.empty(r)
     }
 
-    fn tmpfile<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        p: u64,
-        _n: &CStr,
-        _m: u32,
-        _u: u32,
-        _f: u32,
-        r: ReplyCreate<S>,
-    ) {
+    fn tmpfile<S: ReplySink>(&self, _: &RequestHeader, op: op::Tmpfile<'_>, r: ReplyCreate<S>) {
+        let p = op.parent();
         self.create_reply(p.wrapping_add(30), r)
     }
 
-    fn statx<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
-        _gf: u32,
-        _sf: u32,
-        mask: u32,
-        r: ReplyStatx<S>,
-    ) {
+    fn statx<S: ReplySink>(&self, _: &RequestHeader, op: op::Statx<'_>, r: ReplyStatx<S>) {
+        let (ino, mask) = (op.ino(), op.sx_mask());
         match self.way() {
             Way::Drop => drop(r),
             Way::Error => r.error(Errno::ENOSYS),

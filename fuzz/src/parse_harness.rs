@@ -13,7 +13,6 @@
 
 use crate::{Aligned, ref_within, within};
 use core::ffi::CStr;
-use fuselage_core::abi::fuse_in_header;
 use fuselage_core::request::{NAME_MAX, SYMLINK_MAX, XATTR_NAME_MAX, arg_size};
 use fuselage_core::{Opcode, Operation, ParseContext, ParseError, Request};
 
@@ -34,7 +33,7 @@ pub const CONTEXTS: [ParseContext; 4] = [
     },
 ];
 
-const HEADER_LEN: usize = core::mem::size_of::<fuse_in_header>();
+const HEADER_LEN: usize = fuselage_core::IN_HEADER_LEN;
 
 /// Runs one input (see the module docs for its layout).
 pub fn run(data: &[u8]) {

@@ -2,8 +2,8 @@
 //!
 //! A channel moves whole FUSE messages. [`Channel::receive`] returns exactly one request and
 //! [`Channel::send`] writes exactly one reply (or notification) from up to
-//! [`MAX_SEND_PARTS`] slices with one writev(2)/sendmsg(2). The framing differs by
-//! [`ChannelKind`]:
+//! [`MAX_SINK_PARTS`] slices (the core's one limit on reply parts) with one
+//! writev(2)/sendmsg(2). The framing differs by [`ChannelKind`]:
 //!
 //! - [`ChannelKind::Device`] and [`ChannelKind::SeqPacket`] keep message boundaries: one read is
 //!   one message, one write is one message.
@@ -19,11 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::error::ChannelError;
 
-/// Size of the FUSE request header (`fuse_in_header`).
-pub const IN_HEADER_LEN: usize = 40;
-
-/// Most slices one [`Channel::send`] accepts (the iovec array lives on the stack).
-pub const MAX_SEND_PARTS: usize = fuselage_core::reply::MAX_REPLY_PARTS + 1;
+use fuselage_core::{IN_HEADER_LEN, MAX_SINK_PARTS};
 
 /// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
 const FUSE_DEV_IOC_CLONE: u32 = 0x8004_E500;
@@ -252,13 +248,13 @@ impl Channel {
     /// there is reported as [`ChannelError::ShortWrite`]. `EINTR` is retried. An error for
     /// which [`is_interrupted_reply`] is true means the kernel no longer wanted this reply.
     pub fn send(&self, parts: &[&[u8]]) -> io::Result<()> {
-        if parts.len() > MAX_SEND_PARTS {
+        if parts.len() > MAX_SINK_PARTS {
             return Err(ChannelError::TooManyParts { parts: parts.len() }.into());
         }
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; MAX_SEND_PARTS];
+        }; MAX_SINK_PARTS];
         let mut total = 0usize;
         for (slot, part) in iov.iter_mut().zip(parts) {
             slot.iov_base = part.as_ptr().cast_mut().cast();
@@ -564,7 +560,7 @@ mod tests {
         let (ours, theirs) = socketpair(libc::SOCK_SEQPACKET);
         let channel = Channel::new(ours).unwrap();
         let part: &[u8] = b"x";
-        let parts = [part; MAX_SEND_PARTS + 1];
+        let parts = [part; MAX_SINK_PARTS + 1];
         let err = channel.send(&parts).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         drop(theirs);

@@ -320,7 +320,7 @@ pub enum ChannelError {
         /// Bytes of the message.
         total: usize,
     },
-    /// More message parts than [`MAX_SEND_PARTS`](crate::channel::MAX_SEND_PARTS).
+    /// More message parts than [`MAX_SINK_PARTS`](fuselage_core::MAX_SINK_PARTS).
     TooManyParts {
         /// Number of parts given.
         parts: usize,
@@ -391,7 +391,7 @@ impl fmt::Display for ChannelError {
             ChannelError::TooManyParts { parts } => write!(
                 f,
                 "{parts} message parts given, at most {} are supported: join small parts first",
-                crate::channel::MAX_SEND_PARTS
+                fuselage_core::MAX_SINK_PARTS
             ),
             ChannelError::UnsupportedFd {
                 file_type,

@@ -4,20 +4,18 @@
 use crate::channel::{pread_range, send_parts};
 use crate::wire::Reply;
 use fuselage_core::abi::fuse_out_header;
-use fuselage_core::{Errno, FileRange, ReplySink};
+use fuselage_core::{Errno, FileRange, OUT_HEADER_LEN, ReplySink};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use zerocopy::{FromBytes, IntoBytes};
-
-const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
 
 /// Sends `parts` followed by the bytes of `file`, read with `pread(2)`.
 ///
 /// As [`ReplySink::send_file`] asks: when the file is shorter than
 /// promised, the header's `len` is lowered to what was read; when it cannot
 /// be read, the request is answered `EIO` instead.
-fn send_with_file(parts: &[&[u8]], file: FileRange, send: impl FnOnce(&[&[u8]])) {
+fn send_with_file(parts: &[&[u8]], file: FileRange<'_>, send: impl FnOnce(&[&[u8]])) {
     let Some((first, rest)) = parts.split_first() else {
         return;
     };
@@ -26,7 +24,7 @@ fn send_with_file(parts: &[&[u8]], file: FileRange, send: impl FnOnce(&[&[u8]]))
         send(parts);
         return;
     };
-    match pread_range(file.fd, file.offset, file.len as usize) {
+    match pread_range(file.fd.as_raw_fd(), file.offset, file.len as usize) {
         Ok(data) => {
             let missing = file.len as usize - data.len();
             let header = fuse_out_header {
@@ -121,7 +119,7 @@ impl ReplySink for ReplyRecorder {
         self.push(parts)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         send_with_file(parts, file, |all| self.push(all))
     }
 }
@@ -158,7 +156,7 @@ impl ReplySink for SocketSink {
         self.write(parts)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         send_with_file(parts, file, |all| self.write(all))
     }
 }
@@ -184,31 +182,20 @@ pub fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
     use fuselage_core::reply::ReplyData;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn file_ranges_are_read_and_short_files_fix_len() {
         let fd = memfd_with(b"0123456789").unwrap();
         let rec = ReplyRecorder::new();
-        ReplyData::new(4, &rec).file(FileRange {
-            fd: fd.as_raw_fd(),
-            offset: 2,
-            len: 3,
-        });
-        ReplyData::new(6, &rec).file(FileRange {
-            fd: fd.as_raw_fd(),
-            offset: 8,
-            len: 100,
-        });
+        ReplyData::new(4, &rec).file(FileRange::new(fd.as_fd(), 2, 3));
+        ReplyData::new(6, &rec).file(FileRange::new(fd.as_fd(), 8, 100));
         let r = rec.take_replies();
         assert_eq!((r[0].unique(), &r[0].body[..]), (4, &b"234"[..]));
         assert_eq!((r[1].header.len, &r[1].body[..]), (18, &b"89"[..]));
 
-        ReplyData::new(8, &rec).file(FileRange {
-            fd: -1,
-            offset: 0,
-            len: 5,
-        });
+        // A directory cannot be read with pread(2): EISDIR.
+        let dir = std::fs::File::open("/").unwrap();
+        ReplyData::new(8, &rec).file(FileRange::new(dir.as_fd(), 0, 5));
         let r = rec.take_replies();
         assert_eq!((r[0].unique(), r[0].errno()), (8, Some(libc::EIO)));
     }

@@ -6,9 +6,8 @@ use fuselage_core::reply::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyWrite, entry_out,
 };
-use fuselage_core::{Errno, Filesystem, ReplySink, RequestHeader, SetAttr};
+use fuselage_core::{DirentError, Errno, Filesystem, ReplySink, RequestHeader, op};
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -361,19 +360,20 @@ impl TestFs {
             let attr = st.attr(child).expect("directory entries exist");
             let typ = dtype::from_mode(attr.mode);
             let next = i as u64 + 1;
-            let packed = if plus {
+            let pushed = if plus {
                 let dot = name == b"." || name == b"..";
                 let entry = entry_out(attr, 0, TTL, TTL);
-                let ok = reply.push_plus(&entry, next, typ, &name);
-                if ok && !dot {
+                let pushed = reply.push_plus(&entry, next, typ, &name);
+                if pushed.is_ok() && !dot {
                     st.nodes.get_mut(&child).expect("exists").lookups += 1;
                 }
-                ok
+                pushed
             } else {
                 reply.push(child, next, typ, &name)
             };
-            if !packed {
-                break;
+            match pushed {
+                Ok(()) | Err(DirentError::InvalidName) => {}
+                Err(DirentError::Full) => break,
             }
         }
         drop(st);
@@ -386,15 +386,9 @@ impl Filesystem for TestFs {
         self.lock().destroyed = true;
     }
 
-    fn lookup<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
         let mut st = self.lock();
-        match st.child(parent, name.to_bytes()) {
+        match st.child(op.parent(), op.name().to_bytes()) {
             Ok(ino) => {
                 let entry = st.looked_up(ino);
                 drop(st);
@@ -404,7 +398,8 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn forget(&self, _: &RequestHeader, ino: u64, nlookup: u64) {
+    fn forget(&self, _: &RequestHeader, op: op::Forget) {
+        let (ino, nlookup) = (op.ino(), op.nlookup());
         let mut st = self.lock();
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.lookups = n.lookups.saturating_sub(nlookup);
@@ -412,27 +407,16 @@ impl Filesystem for TestFs {
         st.maybe_drop(ino);
     }
 
-    fn getattr<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        _: Option<u64>,
-        reply: ReplyAttr<S>,
-    ) {
-        let attr = self.lock().attr(ino);
+    fn getattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
+        let attr = self.lock().attr(op.ino());
         match attr {
             Some(a) => reply.attr(TTL, &a),
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn setattr<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        set: &SetAttr,
-        reply: ReplyAttr<S>,
-    ) {
+    fn setattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
+        let (ino, set) = (op.ino(), op.attr());
         let mut st = self.lock();
         let Some(node) = st.nodes.get_mut(&ino) else {
             return reply.error(Errno::ENOENT);
@@ -451,21 +435,13 @@ impl Filesystem for TestFs {
         reply.attr(TTL, &attr)
     }
 
-    fn mkdir<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry<S>,
-    ) {
+    fn mkdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
         let mut st = self.lock();
         match st.insert(
-            parent,
-            name.to_bytes(),
+            op.parent(),
+            op.name().to_bytes(),
             Kind::Dir(BTreeMap::new()),
-            mode & !umask,
+            op.mode() & !op.umask(),
         ) {
             Ok(ino) => {
                 let entry = st.looked_up(ino);
@@ -476,42 +452,28 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn unlink<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
-        let r = self.lock().remove_entry(parent, name.to_bytes(), false);
+    fn unlink<S: ReplySink>(&self, _: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
+        let r = self
+            .lock()
+            .remove_entry(op.parent(), op.name().to_bytes(), false);
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn rmdir<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
-        let r = self.lock().remove_entry(parent, name.to_bytes(), true);
+    fn rmdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
+        let r = self
+            .lock()
+            .remove_entry(op.parent(), op.name().to_bytes(), true);
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn open<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        _: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
+        let (ino, flags) = (op.ino(), op.flags());
         let mut st = self.lock();
         match st.nodes.get_mut(&ino).map(|n| &mut n.kind) {
             Some(Kind::File(data)) => {
@@ -527,17 +489,8 @@ impl Filesystem for TestFs {
         reply.opened(fh, 0)
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-        _: u32,
-        _: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
+    fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        let (ino, fh, offset, size) = (op.ino(), op.fh(), op.offset(), op.size());
         let st = self.lock();
         if st.handles.get(&fh) != Some(&ino) {
             return reply.error(Errno::EBADF);
@@ -552,18 +505,8 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn write<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        data: &[u8],
-        _: u32,
-        _: u32,
-        _: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    fn write<S: ReplySink>(&self, _: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
+        let (ino, fh, offset, data) = (op.ino(), op.fh(), op.offset(), op.data());
         let mut st = self.lock();
         if st.handles.get(&fh) != Some(&ino) {
             return reply.error(Errno::EBADF);
@@ -583,7 +526,7 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn statfs<S: ReplySink>(&self, _: &RequestHeader, _: u64, reply: ReplyStatfs<S>) {
+    fn statfs<S: ReplySink>(&self, _: &RequestHeader, _: op::Statfs, reply: ReplyStatfs<S>) {
         let files = self.lock().nodes.len() as u64;
         reply.statfs(&fuse_kstatfs {
             blocks: 1 << 20,
@@ -598,16 +541,8 @@ impl Filesystem for TestFs {
         })
     }
 
-    fn release<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        _: u32,
-        _: u32,
-        _: u64,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn release<S: ReplySink>(&self, _: &RequestHeader, op: op::Release<'_>, reply: ReplyEmpty<S>) {
+        let (ino, fh) = (op.ino(), op.fh());
         let mut st = self.lock();
         if st.handles.remove(&fh).is_none() {
             return reply.error(Errno::EBADF);
@@ -617,16 +552,8 @@ impl Filesystem for TestFs {
         reply.ok()
     }
 
-    fn create<S: ReplySink>(
-        &self,
-        _: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        _: u32,
-        reply: ReplyCreate<S>,
-    ) {
+    fn create<S: ReplySink>(&self, _: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
+        let (parent, name, mode, umask) = (op.parent(), op.name(), op.mode(), op.umask());
         if mode & S_IFMT != S_IFREG && mode & S_IFMT != 0 {
             return reply.error(Errno::EINVAL);
         }
@@ -647,7 +574,8 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn opendir<S: ReplySink>(&self, _: &RequestHeader, ino: u64, _: u32, reply: ReplyOpen<S>) {
+    fn opendir<S: ReplySink>(&self, _: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
+        let ino = op.ino();
         let mut st = self.lock();
         match st.nodes.get(&ino).map(|n| &n.kind) {
             Some(Kind::Dir(_)) => {
@@ -663,34 +591,28 @@ impl Filesystem for TestFs {
     fn readdir<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        ino: u64,
-        _: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
-        self.fill_dir(ino, offset, false, reply)
+        self.fill_dir(op.ino(), op.offset(), false, reply)
     }
 
     fn readdirplus<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        ino: u64,
-        _: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
-        self.fill_dir(ino, offset, true, reply)
+        self.fill_dir(op.ino(), op.offset(), true, reply)
     }
 
     fn releasedir<S: ReplySink>(
         &self,
         _: &RequestHeader,
-        _: u64,
-        fh: u64,
-        _: u32,
+        op: op::Releasedir<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        match self.lock().handles.remove(&fh) {
+        match self.lock().handles.remove(&op.fh()) {
             Some(_) => reply.ok(),
             None => reply.error(Errno::EBADF),
         }

@@ -4,12 +4,10 @@
 
 use crate::buf::AlignedBuf;
 use fuselage_core::abi::{fuse_in_header, fuse_out_header};
+use fuselage_core::{IN_HEADER_LEN, OUT_HEADER_LEN};
 use std::fmt;
 use std::io;
 use zerocopy::{FromBytes, IntoBytes};
-
-const IN_HEADER_LEN: usize = core::mem::size_of::<fuse_in_header>();
-const OUT_HEADER_LEN: usize = core::mem::size_of::<fuse_out_header>();
 
 /// Lays out one request as the kernel writes it: `header` (its `len` replaced
 /// by the message's length), the opcode's argument struct `arg`, then each

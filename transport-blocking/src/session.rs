@@ -15,20 +15,22 @@
 //! messages are framed by their length and two readers would tear them.
 
 use crate::splice::{SpliceOutcome, SplicePipe};
+use fuselage_core::abi::fuse_out_header;
 use fuselage_core::init::InitError;
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
-    Negotiated, ReplySink,
+    MAX_SINK_PARTS, Negotiated, ReplySink,
 };
 use fuselage_linux::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use fuselage_linux::handshake::{HandshakeError, handshake};
 use fuselage_linux::sys::{online_cpu, pin_to, pread_full, set_nonblocking};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use zerocopy::IntoBytes;
 
 /// How a session serves.
 #[derive(Debug, Clone)]
@@ -432,18 +434,16 @@ impl<'w> ChannelSink<'w> {
                 log_send_error(&e);
                 // The kernel refused the reply (or it could not be built):
                 // answer EIO so the caller is not left waiting forever.
-                if parts.len() > 1 && parts[0].len() >= 16 {
-                    let mut h = [0u8; 16];
-                    h.copy_from_slice(&parts[0][..16]);
-                    h[..4].copy_from_slice(&16u32.to_ne_bytes());
-                    h[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
-                    let _ = self.channel.send(&[&h]);
+                if parts.len() > 1
+                    && let Some(h) = fuse_out_header::of_reply(parts)
+                {
+                    let _ = self.channel.send(&[h.with_error(libc::EIO).as_bytes()]);
                 }
             }
         }
     }
 
-    fn try_splice(&self, parts: &[&[u8]], file: FileRange) -> bool {
+    fn try_splice(&self, parts: &[&[u8]], file: FileRange<'_>) -> bool {
         let Some(pipe) = self.pipe else { return false };
         let Ok(mut slot) = pipe.try_borrow_mut() else {
             return false;
@@ -463,14 +463,10 @@ impl<'w> ChannelSink<'w> {
         if !p.fits(header_len, file.offset, file.len as usize) {
             return false;
         }
-        // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
-        // duration of this reply call (FileRange's contract); it is only
-        // borrowed here, never closed.
-        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
         match p.send_file(
             self.channel.as_fd(),
             parts,
-            file_fd,
+            file.fd.as_fd(),
             file.offset,
             file.len as usize,
         ) {
@@ -487,8 +483,10 @@ impl<'w> ChannelSink<'w> {
 
     /// Reads the range into the copy buffer and sends it, fixing the header's
     /// length if the file is shorter than promised.
-    fn copy_file(&self, parts: &[&[u8]], file: FileRange) {
-        let header = parts[0];
+    fn copy_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
+        let Some(header) = fuse_out_header::of_reply(parts) else {
+            return;
+        };
         let Some(copy) = self.copy else {
             return self.send_error_for(header, libc::EIO);
         };
@@ -496,32 +494,48 @@ impl<'w> ChannelSink<'w> {
             return self.send_error_for(header, libc::EIO);
         };
         let want = (file.len as usize).min(copy.len());
-        // SAFETY: `file.fd` is an open descriptor the filesystem lends for the
-        // duration of this reply call (FileRange's contract); only borrowed.
-        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
+        // SAFETY: the range's descriptor is open and lent for the duration
+        // of this reply call (FileRange's contract); only borrowed here.
+        let file_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(file.fd.as_raw_fd()) };
         let got = match pread_full(file_fd, &mut copy[..want], file.offset) {
             Ok(got) => got,
             Err(e) => return self.send_error_for(header, e.raw_os_error().unwrap_or(libc::EIO)),
         };
-        let mut fixed = [0u8; 16];
-        fixed.copy_from_slice(&header[..16]);
         let others: usize = parts[1..].iter().map(|p| p.len()).sum();
-        let len = (16 + others + got) as u32;
-        fixed[..4].copy_from_slice(&len.to_ne_bytes());
-        let mut all: [&[u8]; 8] = [&[]; 8];
-        all[0] = &fixed;
-        let n = parts.len().min(6);
-        all[1..n].copy_from_slice(&parts[1..n]);
-        all[n] = &copy[..got];
-        self.send_parts(&all[..=n]);
+        let fixed = header.with_body_len(others + got);
+        // The core counts the file range as one of the `MAX_SINK_PARTS`, so
+        // its bytes always fit as the last slice; nothing is dropped.
+        let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
+        let Some(all) = all.get_mut(..=parts.len()) else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        all[0] = fixed.as_bytes();
+        all[1..parts.len()].copy_from_slice(&parts[1..]);
+        all[parts.len()] = &copy[..got];
+        self.send_parts(all);
     }
 
-    fn send_error_for(&self, header: &[u8], errno: i32) {
-        let mut h = [0u8; 16];
-        h.copy_from_slice(&header[..16]);
-        h[..4].copy_from_slice(&16u32.to_ne_bytes());
-        h[4..8].copy_from_slice(&(-errno).to_ne_bytes());
-        self.send_parts(&[&h]);
+    fn send_error_for(&self, header: fuse_out_header, errno: i32) {
+        self.send_parts(&[header.with_error(errno).as_bytes()]);
+    }
+
+    /// The core's stack-buffer fill, for a sink without its buffer.
+    fn default_send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        struct Plain<'a, 'w>(&'a ChannelSink<'w>);
+        impl ReplySink for Plain<'_, '_> {
+            fn send(&self, parts: &[&[u8]]) {
+                self.0.send_parts(parts)
+            }
+            fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
+                self.0.send_file(parts, file)
+            }
+        }
+        Plain(self).send_filled(header, max, fill)
     }
 }
 
@@ -552,7 +566,7 @@ unsafe fn deferred_send(ptr: *const (), _: &[u64; 2], parts: &[&[u8]]) {
     ChannelSink::plain(&channel).send_parts(parts)
 }
 
-unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+unsafe fn deferred_send_file(ptr: *const (), _: &[u64; 2], parts: &[&[u8]], file: FileRange<'_>) {
     // SAFETY: forwarded from the vtable contract (ptr alive until drop).
     let channel = unsafe { deferred_channel(ptr) };
     let channel: &Arc<Channel> = &channel;
@@ -590,9 +604,40 @@ impl ReplySink for ChannelSink<'_> {
         self.send_parts(parts)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         if !self.try_splice(parts, file) {
             self.copy_file(parts, file)
+        }
+    }
+
+    /// The worker's reply buffer (`max_read` bytes and a page).
+    fn fill_capacity(&self) -> usize {
+        self.copy
+            .and_then(|c| c.try_borrow().ok().map(|c| c.len()))
+            .unwrap_or(fuselage_core::reply::FILL_STACK_MAX)
+    }
+
+    /// Lends the worker's reply buffer, which the reply is then written
+    /// from with writev: the data is not copied between buffers.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let copy = self.copy.and_then(|c| c.try_borrow_mut().ok());
+        let Some(mut copy) = copy else {
+            return ChannelSink::plain(self.channel).default_send_filled(header, max, fill);
+        };
+        let Some(buf) = copy.get_mut(..max) else {
+            return self.send_error_for(header, libc::EIO);
+        };
+        match fill(buf) {
+            Ok(n) => {
+                let n = n.min(max);
+                self.send_parts(&[header.with_body_len(n).as_bytes(), &buf[..n]])
+            }
+            Err(e) => self.send_error_for(header, e.0),
         }
     }
 }

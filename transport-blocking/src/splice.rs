@@ -34,11 +34,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use fuselage_linux::error::ChannelError;
 use fuselage_linux::sys::{grow_pipe, page_size, pipe_nonblocking};
 
-/// Size of the FUSE reply header (`fuse_out_header`).
-pub const OUT_HEADER_LEN: usize = 16;
-
-/// Most header slices [`SplicePipe::send_file`] accepts.
-pub const MAX_HEADER_PARTS: usize = 8;
+use fuselage_core::{MAX_SINK_PARTS, OUT_HEADER_LEN};
 
 /// What became of a [`SplicePipe::send_file`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +138,7 @@ impl SplicePipe {
         offset: u64,
         len: usize,
     ) -> io::Result<SpliceOutcome> {
-        if header.len() > MAX_HEADER_PARTS {
+        if header.len() > MAX_SINK_PARTS {
             return Err(ChannelError::TooManyParts {
                 parts: header.len(),
             }
@@ -245,7 +241,7 @@ impl SplicePipe {
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; MAX_HEADER_PARTS];
+        }; MAX_SINK_PARTS];
         for (slot, part) in iov.iter_mut().zip(header) {
             slot.iov_base = part.as_ptr().cast_mut().cast();
             slot.iov_len = part.len();

@@ -59,10 +59,10 @@ use crate::probe::{Unavailable, possible_cpus};
 use crate::region::Region;
 use crate::rw::RwEnd;
 use crate::sqe;
-use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out};
+use fuselage_core::abi::{fuse_out_header, fuse_uring_ent_in_out, fuse_uring_req_header};
 use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, Negotiated,
-    ReplySink,
+    OUT_HEADER_LEN, ReplySink,
 };
 use fuselage_linux::channel::Channel;
 use fuselage_linux::sys::{page_size, pin_to, pread_full};
@@ -84,10 +84,10 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Bytes reserved per header buffer (288 used, padded for alignment).
 const HEADER_STRIDE: usize = 512;
-const HEADER_LEN: usize = 288;
-const OP_IN_OFFSET: usize = 128;
-const ENT_IN_OUT_OFFSET: usize = 256;
-const OUT_HEADER_LEN: usize = 16;
+/// The kernel's `fuse_uring_req_header`: in/out header, op struct, entry.
+const HEADER_LEN: usize = std::mem::size_of::<fuse_uring_req_header>();
+const OP_IN_OFFSET: usize = std::mem::offset_of!(fuse_uring_req_header, op_in);
+const ENT_IN_OUT_OFFSET: usize = std::mem::offset_of!(fuse_uring_req_header, ring_ent_in_out);
 
 const WAKE_TAG: u64 = u64::MAX;
 const CANCEL_TAG: u64 = u64::MAX - 1;
@@ -210,14 +210,49 @@ impl QueueShared {
 
     /// Writes a reply for entry `i` (request `commit_id`) into the right
     /// buffer and advances the entry. See the module docs for the rules.
-    fn reply(&self, i: usize, commit_id: u64, parts: &[&[u8]], file: Option<FileRange>) {
+    fn reply(&self, i: usize, commit_id: u64, parts: &[&[u8]], file: Option<FileRange<'_>>) {
         let Some((head, body)) = parts.split_first() else {
             return;
         };
-        let mut error = head
-            .get(4..8)
-            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            .unwrap_or(-libc::EIO);
+        let error = fuse_out_header::of_reply(&[head]).map_or(-libc::EIO, |h| h.error);
+        let body_len: usize =
+            body.iter().map(|p| p.len()).sum::<usize>() + file.map_or(0, |f| f.len as usize);
+        self.answer(i, commit_id, error, body_len, |base| {
+            let mut n = 0usize;
+            for p in body {
+                // SAFETY: `base` is valid for `body_len` bytes (`answer`'s
+                // contract) and `n + p.len() <= body_len`. `copy` tolerates
+                // overlap.
+                unsafe { std::ptr::copy(p.as_ptr(), base.add(n), p.len()) };
+                n += p.len();
+            }
+            if let Some(f) = file {
+                // SAFETY: as above, `n + f.len <= body_len`, and nothing else
+                // refers to these bytes while `write` runs.
+                let dst = unsafe { std::slice::from_raw_parts_mut(base.add(n), f.len as usize) };
+                // SAFETY: the range's descriptor is lent by the filesystem for
+                // the reply call (FileRange's contract); only borrowed.
+                let fd = unsafe { BorrowedFd::borrow_raw(f.fd.as_raw_fd()) };
+                match pread_full(fd, dst, f.offset) {
+                    Ok(got) => n += got,
+                    Err(e) => return Err(-e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Answers entry `i` (request `commit_id`) with `error`, or, when it is
+    /// 0, with the up to `body_len` bytes `write` puts at the pointer it
+    /// gets (returning how many, or a negated errno), and advances the entry.
+    fn answer(
+        &self,
+        i: usize,
+        commit_id: u64,
+        mut error: i32,
+        body_len: usize,
+        write: impl FnOnce(*mut u8) -> Result<usize, i32>,
+    ) {
         let mut slot = self.slot(i);
         if slot.commit_id != commit_id {
             return; // a stale handle of an earlier request on this entry
@@ -229,33 +264,19 @@ impl QueueShared {
         };
         let cap = self.layout.payload_size;
         let mut n = 0usize;
-        let body_len: usize =
-            body.iter().map(|p| p.len()).sum::<usize>() + file.map_or(0, |f| f.len as usize);
         if error == 0 && body_len > cap {
             error = -libc::EIO;
         }
         if error == 0 {
+            // `base..base+cap` is this reply's target buffer, which nothing
+            // borrows now (module docs: the staging buffer belongs to the
+            // entry being dispatched, a payload buffer with no live request
+            // borrows to its entry) and which we hold exclusively through
+            // the entry's lock; `write` stays within `body_len <= cap`.
             let base = self.region.at(offset, cap);
-            for p in body {
-                // SAFETY: `base..base+cap` is this reply's target buffer, which
-                // nothing borrows now (module docs: the staging buffer belongs
-                // to the entry being dispatched, a payload buffer with no live
-                // request borrows to its entry) and which we hold exclusively
-                // through the entry's lock; `n + p.len() <= body_len <= cap`.
-                // `copy` tolerates overlap.
-                unsafe { std::ptr::copy(p.as_ptr(), base.add(n), p.len()) };
-                n += p.len();
-            }
-            if let Some(f) = file {
-                // SAFETY: as above, `n + f.len <= cap`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(base.add(n), f.len as usize) };
-                // SAFETY: `f.fd` is lent by the filesystem for the reply call
-                // (FileRange's contract); only borrowed.
-                let fd = unsafe { BorrowedFd::borrow_raw(f.fd) };
-                match pread_full(fd, dst, f.offset) {
-                    Ok(got) => n += got,
-                    Err(e) => error = -e.raw_os_error().unwrap_or(libc::EIO),
-                }
+            match write(base) {
+                Ok(got) => n = got.min(body_len),
+                Err(e) => error = e,
             }
         }
         if error != 0 {
@@ -321,7 +342,12 @@ unsafe fn deferred_send(ptr: *const (), words: &[u64; 2], parts: &[&[u8]]) {
     queue.reply(words[0] as usize, words[1], parts, None)
 }
 
-unsafe fn deferred_send_file(ptr: *const (), words: &[u64; 2], parts: &[&[u8]], file: FileRange) {
+unsafe fn deferred_send_file(
+    ptr: *const (),
+    words: &[u64; 2],
+    parts: &[&[u8]],
+    file: FileRange<'_>,
+) {
     // SAFETY: forwarded from the vtable contract (ptr alive until drop).
     let queue = unsafe { deferred_queue(ptr) };
     queue.reply(words[0] as usize, words[1], parts, Some(file))
@@ -351,9 +377,33 @@ impl ReplySink for RingReply {
 
     /// Reads the range with `pread` straight into the ring entry's payload
     /// buffer: a ring entry cannot be the target of splice.
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         self.queue
             .reply(self.index as usize, self.commit_id, parts, Some(file))
+    }
+
+    /// The ring entry's payload buffer.
+    fn fill_capacity(&self) -> usize {
+        self.queue.layout.payload_size
+    }
+
+    /// Lends the ring entry's payload buffer (or the queue's staging buffer
+    /// while a request with a payload is dispatched) to `fill`: the data is
+    /// written where the kernel takes it from, with no second copy.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let (i, id) = (self.index as usize, self.commit_id);
+        self.queue.answer(i, id, header.error, max, |base| {
+            // SAFETY: `answer` hands out `base` valid for `max` bytes, held
+            // exclusively under the entry's lock; the region holds plain
+            // initialised bytes (zeroed by mmap, written only with bytes).
+            let buf = unsafe { std::slice::from_raw_parts_mut(base, max) };
+            fill(buf).map_err(|e| -e.0)
+        })
     }
 }
 

@@ -30,8 +30,11 @@
 //! the filesystem method returns (as with the blocking transport).
 
 use crate::region::Region;
-use fuselage_core::{Dispatched, Dispatcher, FileRange, Filesystem, Negotiated, ReplySink};
-use fuselage_linux::channel::{Channel, ChannelKind, MAX_SEND_PARTS};
+use fuselage_core::abi::fuse_out_header;
+use fuselage_core::{
+    Dispatched, Dispatcher, FileRange, Filesystem, MAX_SINK_PARTS, Negotiated, ReplySink,
+};
+use fuselage_linux::channel::{Channel, ChannelKind};
 use fuselage_linux::sys::{
     grow_pipe, online_cpu, pin_to, pipe_nonblocking, pread_full, set_nonblocking,
 };
@@ -39,10 +42,11 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use zerocopy::IntoBytes;
 
 /// Default READs in flight per thread.
 pub const DEFAULT_RW_DEPTH: usize = 2;
@@ -52,7 +56,6 @@ pub const SPLICE_MIN: usize = 8192;
 const REPLY_TAG: u64 = 1 << 62;
 const SPLICE_IN_TAG: u64 = REPLY_TAG + 1;
 const SPLICE_OUT_TAG: u64 = REPLY_TAG + 2;
-const OUT_HEADER_LEN: usize = 16;
 
 /// How a uring-rw session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +101,6 @@ pub fn run<F: Filesystem + Send + Sync + 'static>(
         } else {
             None
         };
-        let raw = fd
-            .as_ref()
-            .map_or(channel.fd().as_raw_fd(), |f| f.as_raw_fd());
         let (channel, dispatcher, neg, stop) =
             (channel.clone(), dispatcher.clone(), *neg, stop.clone());
         workers.push(
@@ -112,7 +112,7 @@ pub fn run<F: Filesystem + Send + Sync + 'static>(
                         let _ = pin_to(cpu);
                     }
                     // Built here: the ring context holds raw iovec pointers.
-                    RwThread::new(raw, fd, &channel, dispatcher, &neg, depth, splice, stop)?.run()
+                    RwThread::new(fd, &channel, dispatcher, &neg, depth, splice, stop)?.run()
                 })?,
         );
     }
@@ -182,7 +182,8 @@ struct RingCtx {
     ring: IoUring<squeue::Entry, cqueue::Entry>,
     /// Completions that arrived while a reply was waited for.
     parked: VecDeque<(u64, i32)>,
-    iov: [libc::iovec; MAX_SEND_PARTS + 1],
+    /// Room for the most parts a reply has (the core's one limit).
+    iov: [libc::iovec; MAX_SINK_PARTS],
     pipe: Option<Pipe>,
     /// For file replies sent by copy: max_read bytes.
     copy: Region,
@@ -236,8 +237,20 @@ impl RingCtx {
     }
 
     fn send_parts(&mut self, parts: &[&[u8]]) {
-        let n = parts.len().min(self.iov.len());
-        for (slot, p) in self.iov.iter_mut().zip(&parts[..n]) {
+        if parts.len() > self.iov.len() {
+            // The core never gives more (`MAX_SINK_PARTS`); never send a
+            // message whose header promises bytes that are left out.
+            log_error(
+                "sending a reply",
+                &io::Error::from_raw_os_error(libc::E2BIG),
+            );
+            if let Some(h) = fuse_out_header::of_reply(parts) {
+                self.send_parts(&[h.with_error(libc::EIO).as_bytes()]);
+            }
+            return;
+        }
+        let n = parts.len();
+        for (slot, p) in self.iov.iter_mut().zip(parts) {
             slot.iov_base = p.as_ptr().cast_mut().cast();
             slot.iov_len = p.len();
         }
@@ -252,7 +265,7 @@ impl RingCtx {
     }
 
     /// Tries to send `parts` + `file` by splice; false if it must be copied.
-    fn splice_file(&mut self, parts: &[&[u8]], file: FileRange) -> bool {
+    fn splice_file(&mut self, parts: &[&[u8]], file: FileRange<'_>) -> bool {
         let header_len: usize = parts.iter().map(|p| p.len()).sum();
         let len = file.len as usize;
         let Some(pipe) = self.pipe.as_ref() else {
@@ -263,8 +276,11 @@ impl RingCtx {
         }
         let (pr, pw) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
         // 1. The header, by plain writev into the empty pipe (tens of bytes).
-        let n = parts.len().min(self.iov.len());
-        for (slot, p) in self.iov.iter_mut().zip(&parts[..n]) {
+        if parts.len() > self.iov.len() {
+            return false; // never with the core's limit; sent by copy then
+        }
+        let n = parts.len();
+        for (slot, p) in self.iov.iter_mut().zip(parts) {
             slot.iov_base = p.as_ptr().cast_mut().cast();
             slot.iov_len = p.len();
         }
@@ -279,7 +295,7 @@ impl RingCtx {
         // 2. file -> pipe, linked to 3. pipe -> /dev/fuse (whole reply).
         let total = header_len + len;
         let into_pipe = opcode::Splice::new(
-            types::Fd(file.fd),
+            types::Fd(file.fd.as_raw_fd()),
             file.offset as i64,
             types::Fd(pw),
             -1,
@@ -314,39 +330,41 @@ impl RingCtx {
 
     /// Sends `parts` + `file` by copying the range (clamped to what the
     /// file has, fixing the header's length).
-    fn copy_file(&mut self, parts: &[&[u8]], file: FileRange) {
+    fn copy_file(&mut self, parts: &[&[u8]], file: FileRange<'_>) {
+        let Some(head) = fuse_out_header::of_reply(parts) else {
+            return;
+        };
         let cap = self.copy.len();
         let want = (file.len as usize).min(cap);
         let dst = self.copy.at(0, cap);
         // SAFETY: `dst..dst+cap` is this thread's copy buffer, not borrowed
         // anywhere; `want <= cap`.
         let buf = unsafe { std::slice::from_raw_parts_mut(dst, want) };
-        // SAFETY: `file.fd` is lent by the filesystem for the reply call
-        // (FileRange's contract); only borrowed.
-        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd) };
+        // SAFETY: the range's descriptor is lent by the filesystem for the
+        // reply call (FileRange's contract); only borrowed.
+        let file_fd = unsafe { BorrowedFd::borrow_raw(file.fd.as_raw_fd()) };
         let (got, err) = match pread_full(file_fd, buf, file.offset) {
             Ok(got) => (got, 0),
             Err(e) => (0, e.raw_os_error().unwrap_or(libc::EIO)),
         };
-        let mut head = [0u8; OUT_HEADER_LEN];
-        let h = parts[0];
-        head.copy_from_slice(&h[..OUT_HEADER_LEN]);
         if err != 0 {
-            head[..4].copy_from_slice(&(OUT_HEADER_LEN as u32).to_ne_bytes());
-            head[4..8].copy_from_slice(&(-err).to_ne_bytes());
-            return self.send_parts(&[&head]);
+            return self.send_parts(&[head.with_error(err).as_bytes()]);
         }
         let others: usize = parts[1..].iter().map(|p| p.len()).sum();
-        head[..4].copy_from_slice(&((OUT_HEADER_LEN + others + got) as u32).to_ne_bytes());
+        let head = head.with_body_len(others + got);
         // SAFETY: the first `got` bytes of the copy buffer were just written
         // and nothing else refers to them until the send below completes.
         let data = unsafe { std::slice::from_raw_parts(dst.cast_const(), got) };
-        let mut all: [&[u8]; MAX_SEND_PARTS + 1] = [&[]; MAX_SEND_PARTS + 1];
-        all[0] = &head;
-        let n = parts.len().min(MAX_SEND_PARTS);
-        all[1..n].copy_from_slice(&parts[1..n]);
-        all[n] = data;
-        self.send_parts(&all[..=n]);
+        // The core counts the file range as one of the `MAX_SINK_PARTS`, so
+        // its bytes always fit as the last slice; nothing is dropped.
+        let mut all: [&[u8]; MAX_SINK_PARTS] = [&[]; MAX_SINK_PARTS];
+        let Some(all) = all.get_mut(..=parts.len()) else {
+            return self.send_parts(&[head.with_error(libc::EIO).as_bytes()]);
+        };
+        all[0] = head.as_bytes();
+        all[1..parts.len()].copy_from_slice(&parts[1..]);
+        all[parts.len()] = data;
+        self.send_parts(all);
     }
 }
 
@@ -361,12 +379,44 @@ impl ReplySink for RwSink<'_> {
         self.ctx.borrow_mut().send_parts(parts)
     }
 
-    fn send_file(&self, parts: &[&[u8]], file: FileRange) {
+    fn send_file(&self, parts: &[&[u8]], file: FileRange<'_>) {
         let mut ctx = self.ctx.borrow_mut();
         if self.splice && file.len as usize >= SPLICE_MIN && ctx.splice_file(parts, file) {
             return;
         }
         ctx.copy_file(parts, file)
+    }
+
+    /// The thread's reply buffer (`max_read` bytes).
+    fn fill_capacity(&self) -> usize {
+        self.ctx.try_borrow().map_or(0, |c| c.copy.len())
+    }
+
+    /// Lends the thread's reply buffer, which the reply is then written
+    /// from: the data is not copied between buffers.
+    fn send_filled(
+        &self,
+        header: fuse_out_header,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<usize, fuselage_core::Errno>,
+    ) {
+        let mut ctx = self.ctx.borrow_mut();
+        if max > ctx.copy.len() {
+            return ctx.send_parts(&[header.with_error(libc::EIO).as_bytes()]);
+        }
+        let dst = ctx.copy.at(0, max);
+        // SAFETY: `dst..dst+max` is this thread's reply buffer (page
+        // aligned, zero-filled, only ever written with bytes), which nothing
+        // else refers to while `ctx` is borrowed here.
+        let buf = unsafe { std::slice::from_raw_parts_mut(dst, max) };
+        match fill(buf) {
+            Ok(n) => {
+                let n = n.min(max);
+                let head = header.with_body_len(n);
+                ctx.send_parts(&[head.as_bytes(), &buf[..n]])
+            }
+            Err(e) => ctx.send_parts(&[header.with_error(e.0).as_bytes()]),
+        }
     }
 }
 
@@ -385,9 +435,9 @@ struct RwThread<F> {
 }
 
 impl<F: Filesystem> RwThread<F> {
-    #[allow(clippy::too_many_arguments)]
+    /// A thread reading from `own_fd` (its clone of the device), or from
+    /// the shared channel without one.
     fn new(
-        fd: RawFd,
         own_fd: Option<OwnedFd>,
         channel: &Arc<Channel>,
         dispatcher: Arc<Dispatcher<F>>,
@@ -396,6 +446,9 @@ impl<F: Filesystem> RwThread<F> {
         splice: bool,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Self> {
+        let fd = own_fd
+            .as_ref()
+            .map_or(channel.fd().as_raw_fd(), |f| f.as_raw_fd());
         let entries = ((depth + 4) as u32).next_power_of_two();
         let ring = IoUring::<squeue::Entry, cqueue::Entry>::builder()
             .setup_cqsize(entries * 2)
@@ -415,7 +468,7 @@ impl<F: Filesystem> RwThread<F> {
                 iov: [libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
-                }; MAX_SEND_PARTS + 1],
+                }; MAX_SINK_PARTS],
                 pipe,
                 copy: Region::new(max_read.max(4096))?,
             }),

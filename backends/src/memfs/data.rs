@@ -6,6 +6,7 @@ use super::file::{CHUNK, FileData, Segment};
 use super::inode::{Inode, Meta, S_IFDIR, S_IFMT, S_IFREG, Timespec, lock, read, write};
 use crate::setid::{self, Change, SECURITY_CAPABILITY};
 use fuselage_core::abi::{FUSE_OPEN_KILL_SUIDGID, fuse_attr};
+use fuselage_core::op;
 use fuselage_core::reply::{ReplyData, ReplySink};
 use fuselage_core::{Errno, RequestHeader, SetAttr, TimeOrNow};
 use std::convert::Infallible;
@@ -288,17 +289,14 @@ impl MemFs {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn copy_file_range_impl(
         &self,
         caller: &RequestHeader,
-        ino_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: &op::CopyFileRange<'_>,
     ) -> Result<u64, Errno> {
+        let (ino_in, off_in, ino_out, off_out) =
+            (op.ino(), op.off_in(), op.ino_out(), op.off_out());
+        let (len, flags) = (op.len(), op.flags());
         if flags != 0 {
             return Err(Errno::EINVAL);
         }

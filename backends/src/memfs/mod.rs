@@ -62,7 +62,7 @@
 //! - Set-id bits and file capabilities (`security.capability`) are cleared
 //!   by memfs itself on write, truncate, `O_TRUNC` open, fallocate, copy
 //!   into the file and chown, with the running kernel's rules as tmpfs
-//!   applies them (`HANDLE_KILLPRIV_V2`; see `crate::setid`).
+//!   applies them (`HANDLE_KILLPRIV_V2`; see the `setid` module).
 //!
 //! # Data layout and zero-copy reads
 //!
@@ -135,12 +135,10 @@ mod tests;
 use self::dir::Dir;
 use self::file::Space;
 use self::inode::{Body, Inode, InodeTable, Meta, S_IFDIR, Timespec, lock, write};
-use fuselage_core::abi::{
-    FOPEN_KEEP_CACHE, FUSE_ROOT_ID, fuse_attr, fuse_entry_out, fuse_forget_one, fuse_kstatfs,
-};
+use fuselage_core::abi::{FOPEN_KEEP_CACHE, FUSE_ROOT_ID, fuse_attr, fuse_entry_out, fuse_kstatfs};
+use fuselage_core::op;
 use fuselage_core::reply::*;
-use fuselage_core::{Errno, Filesystem, InitConfig, InitFlags, KernelInit, RequestHeader, SetAttr};
-use std::ffi::CStr;
+use fuselage_core::{Errno, Filesystem, InitConfig, InitFlags, KernelInit, RequestHeader};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -424,7 +422,7 @@ impl Filesystem for MemFs {
     /// Asks for `ATOMIC_O_TRUNC` and `DONT_MASK` (memfs handles O_TRUNC in
     /// OPEN and applies the umask itself) and `HANDLE_KILLPRIV_V2` (memfs
     /// clears set-id bits and file capabilities itself, by the running
-    /// kernel's rules: see `crate::setid`), never the older
+    /// kernel's rules: see the `setid` module), never the older
     /// `HANDLE_KILLPRIV`.
     fn init(&self, _kernel: &KernelInit, config: &mut InitConfig) -> Result<(), Errno> {
         config.wanted |=
@@ -433,58 +431,44 @@ impl Filesystem for MemFs {
         Ok(())
     }
 
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
-        match self.lookup_impl(parent, name.to_bytes()) {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        match self.lookup_impl(op.parent(), op.name().to_bytes()) {
             Ok(entry) => reply.entry(&entry),
-            Err(Errno::ENOENT) if self.table.get(parent).is_some() => {
+            Err(Errno::ENOENT) if self.table.get(op.parent()).is_some() => {
                 reply.negative(self.config.entry_ttl)
             }
             Err(e) => reply.error(e),
         }
     }
 
-    fn forget(&self, _req: &RequestHeader, ino: u64, nlookup: u64) {
-        if let Some(inode) = self.table.get(ino) {
-            self.unref(&inode, |m| m.lookups = m.lookups.saturating_sub(nlookup));
-        }
-    }
-
-    fn batch_forget(&self, req: &RequestHeader, nodes: &[fuse_forget_one]) {
-        for n in nodes {
-            self.forget(req, n.nodeid, n.nlookup);
+    fn forget(&self, _req: &RequestHeader, op: op::Forget) {
+        if let Some(inode) = self.table.get(op.ino()) {
+            self.unref(&inode, |m| {
+                m.lookups = m.lookups.saturating_sub(op.nlookup())
+            });
         }
     }
 
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: ReplyAttr<S>,
     ) {
-        answer!(reply, self.getattr_impl(ino), |attr| reply
+        answer!(reply, self.getattr_impl(op.ino()), |attr| reply
             .attr(self.config.attr_ttl, &attr))
     }
 
-    fn setattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        attr: &SetAttr,
-        reply: ReplyAttr<S>,
-    ) {
-        answer!(reply, self.setattr_impl(req, ino, attr), |attr| reply
-            .attr(self.config.attr_ttl, &attr))
+    fn setattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
+        answer!(
+            reply,
+            self.setattr_impl(req, op.ino(), &op.attr()),
+            |attr| reply.attr(self.config.attr_ttl, &attr)
+        )
     }
 
-    fn readlink<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, reply: ReplyData<S>) {
-        match self.inode(ino) {
+    fn readlink<S: ReplySink>(&self, _req: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
+        match self.inode(op.ino()) {
             Ok(inode) => match &inode.body {
                 Body::Symlink(target) => reply.data(target),
                 _ => reply.error(Errno::EINVAL),
@@ -496,202 +480,127 @@ impl Filesystem for MemFs {
     fn symlink<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        target: &CStr,
+        op: op::Symlink<'_>,
         reply: ReplyEntry<S>,
     ) {
         answer!(
             reply,
-            self.symlink_impl(req, parent, name.to_bytes(), target.to_bytes()),
-            |attr| reply.entry(&self.entry(attr))
-        )
-    }
-
-    fn mknod<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry<S>,
-    ) {
-        answer!(
-            reply,
-            self.mknod_impl(req, parent, name.to_bytes(), mode, umask, rdev),
-            |attr| reply.entry(&self.entry(attr))
-        )
-    }
-
-    fn mkdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry<S>,
-    ) {
-        answer!(
-            reply,
-            self.mkdir_impl(req, parent, name.to_bytes(), mode, umask),
-            |attr| reply.entry(&self.entry(attr))
-        )
-    }
-
-    fn unlink<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.unlink_impl(parent, name.to_bytes()), |()| reply
-            .ok())
-    }
-
-    fn rmdir<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.rmdir_impl(parent, name.to_bytes()), |()| reply
-            .ok())
-    }
-
-    fn rename<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        newparent: u64,
-        newname: &CStr,
-        flags: u32,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(
-            reply,
-            self.rename_impl(
+            self.symlink_impl(
                 req,
-                parent,
-                name.to_bytes(),
-                newparent,
-                newname.to_bytes(),
-                flags
+                op.parent(),
+                op.name().to_bytes(),
+                op.target().to_bytes()
             ),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn mknod<S: ReplySink>(&self, req: &RequestHeader, op: op::Mknod<'_>, reply: ReplyEntry<S>) {
+        answer!(
+            reply,
+            self.mknod_impl(
+                req,
+                op.parent(),
+                op.name().to_bytes(),
+                op.mode(),
+                op.umask(),
+                op.rdev()
+            ),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn mkdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
+        answer!(
+            reply,
+            self.mkdir_impl(
+                req,
+                op.parent(),
+                op.name().to_bytes(),
+                op.mode(),
+                op.umask()
+            ),
+            |attr| reply.entry(&self.entry(attr))
+        )
+    }
+
+    fn unlink<S: ReplySink>(&self, _req: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
+        answer!(
+            reply,
+            self.unlink_impl(op.parent(), op.name().to_bytes()),
             |()| reply.ok()
         )
     }
 
-    fn link<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        newparent: u64,
-        newname: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn rmdir<S: ReplySink>(&self, _req: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
         answer!(
             reply,
-            self.link_impl(ino, newparent, newname.to_bytes()),
+            self.rmdir_impl(op.parent(), op.name().to_bytes()),
+            |()| reply.ok()
+        )
+    }
+
+    fn rename<S: ReplySink>(&self, req: &RequestHeader, op: op::Rename<'_>, reply: ReplyEmpty<S>) {
+        answer!(reply, self.rename_impl(req, &op), |()| reply.ok())
+    }
+
+    fn link<S: ReplySink>(&self, _req: &RequestHeader, op: op::Link<'_>, reply: ReplyEntry<S>) {
+        answer!(
+            reply,
+            self.link_impl(op.ino(), op.newparent(), op.newname().to_bytes()),
             |attr| reply.entry(&self.entry(attr))
         )
     }
 
-    fn open<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        open_flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
-        answer!(reply, self.open_impl(req, ino, flags, open_flags), |()| {
-            reply.opened(0, FOPEN_KEEP_CACHE)
-        })
-    }
-
-    fn read<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
-        self.read_impl(ino, offset, size, reply)
-    }
-
-    fn write<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
-        data: &[u8],
-        write_flags: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    fn open<S: ReplySink>(&self, req: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
         answer!(
             reply,
-            self.write_impl(req, ino, offset, data, write_flags),
+            self.open_impl(req, op.ino(), op.flags(), op.open_flags()),
+            |()| { reply.opened(0, FOPEN_KEEP_CACHE) }
+        )
+    }
+
+    fn read<S: ReplySink>(&self, _req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        self.read_impl(op.ino(), op.offset(), op.size(), reply)
+    }
+
+    fn write<S: ReplySink>(&self, req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
+        answer!(
+            reply,
+            self.write_impl(req, op.ino(), op.offset(), op.data(), op.write_flags()),
             |n| reply.written(n)
         )
     }
 
-    fn statfs<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, reply: ReplyStatfs<S>) {
+    fn statfs<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Statfs, reply: ReplyStatfs<S>) {
         reply.statfs(&self.statfs_out())
     }
 
     fn release<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        _flags: u32,
-        _release_flags: u32,
-        _lock_owner: u64,
+        op: op::Release<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        if let Some(inode) = self.table.get(ino) {
+        if let Some(inode) = self.table.get(op.ino()) {
             self.unref(&inode, |m| m.opens = m.opens.saturating_sub(1));
         }
         reply.ok()
     }
 
-    fn fsync<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        _datasync: bool,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn fsync<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Fsync<'_>, reply: ReplyEmpty<S>) {
         reply.ok()
     }
 
     fn setxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        _setxattr_flags: u32,
+        op: op::Setxattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
         answer!(
             reply,
-            self.setxattr_impl(ino, name.to_bytes(), value, flags),
+            self.setxattr_impl(op.ino(), op.name().to_bytes(), op.value(), op.flags()),
             |()| reply.ok()
         )
     }
@@ -699,19 +608,18 @@ impl Filesystem for MemFs {
     fn getxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        size: u32,
+        op: op::Getxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
-        let name = name.to_bytes();
+        let name = op.name().to_bytes();
         if let Err(e) = xattr::check_name(name) {
             return reply.error(e);
         }
-        let inode = match self.inode(ino) {
+        let inode = match self.inode(op.ino()) {
             Ok(inode) => inode,
             Err(e) => return reply.error(e),
         };
+        let size = op.size();
         let m = lock(&inode.meta);
         match m.xattrs.get(name) {
             None => reply.error(Errno::ENODATA),
@@ -724,14 +632,14 @@ impl Filesystem for MemFs {
     fn listxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        size: u32,
+        op: op::Listxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
-        let inode = match self.inode(ino) {
+        let inode = match self.inode(op.ino()) {
             Ok(inode) => inode,
             Err(e) => return reply.error(e),
         };
+        let size = op.size();
         let m = lock(&inode.meta);
         let len = m.xattrs.list_len();
         if size == 0 {
@@ -749,13 +657,14 @@ impl Filesystem for MemFs {
     fn removexattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
+        op: op::Removexattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        answer!(reply, self.removexattr_impl(ino, name.to_bytes()), |()| {
-            reply.ok()
-        })
+        answer!(
+            reply,
+            self.removexattr_impl(op.ino(), op.name().to_bytes()),
+            |()| { reply.ok() }
+        )
     }
 
     // FLUSH is left to the trait's default, ENOSYS: memfs has nothing to
@@ -766,44 +675,37 @@ impl Filesystem for MemFs {
     fn opendir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _flags: u32,
+        op: op::Opendir<'_>,
         reply: ReplyOpen<S>,
     ) {
-        answer!(reply, self.opendir_impl(ino), |()| reply.opened(0, 0))
+        answer!(reply, self.opendir_impl(op.ino()), |()| reply.opened(0, 0))
     }
 
     fn readdir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
-        self.readdir_impl(ino, offset, false, reply)
+        self.readdir_impl(op.ino(), op.offset(), false, reply)
     }
 
     fn readdirplus<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         reply: ReplyDirectory<'_, S>,
     ) {
-        self.readdir_impl(ino, offset, true, reply)
+        self.readdir_impl(op.ino(), op.offset(), true, reply)
     }
 
     fn releasedir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        _flags: u32,
+        op: op::Releasedir<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        if let Some(inode) = self.table.get(ino) {
+        if let Some(inode) = self.table.get(op.ino()) {
             self.unref(&inode, |m| m.opens = m.opens.saturating_sub(1));
         }
         reply.ok()
@@ -812,9 +714,7 @@ impl Filesystem for MemFs {
     fn fsyncdir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        _datasync: bool,
+        _op: op::Fsyncdir<'_>,
         reply: ReplyEmpty<S>,
     ) {
         reply.ok()
@@ -823,23 +723,23 @@ impl Filesystem for MemFs {
     /// Checks the owner/group/other permission bits (the caller's
     /// supplementary groups are not known); root passes except for execute
     /// permission on a file without any `x` bit.
-    fn access<S: ReplySink>(&self, req: &RequestHeader, ino: u64, mask: u32, reply: ReplyEmpty<S>) {
-        answer!(reply, self.access_impl(req, ino, mask), |()| reply.ok())
+    fn access<S: ReplySink>(&self, req: &RequestHeader, op: op::Access<'_>, reply: ReplyEmpty<S>) {
+        answer!(reply, self.access_impl(req, op.ino(), op.mask()), |()| {
+            reply.ok()
+        })
     }
 
-    fn create<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
-        reply: ReplyCreate<S>,
-    ) {
+    fn create<S: ReplySink>(&self, req: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
         answer!(
             reply,
-            self.create_impl(req, parent, name.to_bytes(), mode, umask, flags),
+            self.create_impl(
+                req,
+                op.parent(),
+                op.name().to_bytes(),
+                op.mode(),
+                op.umask(),
+                op.flags()
+            ),
             |attr| reply.created(&self.entry(attr), 0, FOPEN_KEEP_CACHE)
         )
     }
@@ -847,85 +747,55 @@ impl Filesystem for MemFs {
     fn fallocate<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
-        length: u64,
-        mode: u32,
+        op: op::Fallocate<'_>,
         reply: ReplyEmpty<S>,
     ) {
         answer!(
             reply,
-            self.fallocate_impl(req, ino, offset, length, mode),
+            self.fallocate_impl(req, op.ino(), op.offset(), op.length(), op.mode()),
             |()| reply.ok()
         )
     }
 
-    fn lseek<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        _fh: u64,
-        offset: u64,
-        whence: u32,
-        reply: ReplyLseek<S>,
-    ) {
-        answer!(reply, self.lseek_impl(ino, offset, whence), |off| reply
-            .offset(off))
+    fn lseek<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lseek<'_>, reply: ReplyLseek<S>) {
+        answer!(
+            reply,
+            self.lseek_impl(op.ino(), op.offset(), op.whence()),
+            |off| reply.offset(off)
+        )
     }
 
     fn copy_file_range<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino_in: u64,
-        _fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        _fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: op::CopyFileRange<'_>,
         reply: ReplyCopyFormatted<S>,
     ) {
-        answer!(
-            reply,
-            self.copy_file_range_impl(req, ino_in, off_in, ino_out, off_out, len, flags),
-            |n| reply.copied(n)
-        )
+        answer!(reply, self.copy_file_range_impl(req, &op), |n| reply
+            .copied(n))
     }
 
-    fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, _ino: u64, reply: ReplyEmpty<S>) {
+    fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Syncfs, reply: ReplyEmpty<S>) {
         reply.ok()
     }
 
     fn tmpfile<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        _name: &CStr,
-        mode: u32,
-        umask: u32,
-        _flags: u32,
+        op: op::Tmpfile<'_>,
         reply: ReplyCreate<S>,
     ) {
-        answer!(reply, self.tmpfile_impl(req, parent, mode, umask), |attr| {
-            reply.created(&self.entry(attr), 0, FOPEN_KEEP_CACHE)
-        })
+        answer!(
+            reply,
+            self.tmpfile_impl(req, op.parent(), op.mode(), op.umask()),
+            |attr| { reply.created(&self.entry(attr), 0, FOPEN_KEEP_CACHE) }
+        )
     }
 
-    fn statx<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
-        _getattr_flags: u32,
-        _sx_flags: u32,
-        _sx_mask: u32,
-        reply: ReplyStatx<S>,
-    ) {
-        match self.inode(ino) {
+    fn statx<S: ReplySink>(&self, _req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
+        match self.inode(op.ino()) {
             Ok(inode) => {
-                let stat = lock(&inode.meta).statx(ino);
+                let stat = lock(&inode.meta).statx(op.ino());
                 reply.statx(self.config.attr_ttl, 0, &stat)
             }
             Err(e) => reply.error(e),

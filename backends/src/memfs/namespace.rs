@@ -11,7 +11,8 @@ use super::inode::{
 use super::{MemFs, SYMLINK_INLINE_MAX, SYMLINK_MAX, check_name};
 use crate::setid::Change;
 use fuselage_core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out};
-use fuselage_core::dirent::dtype;
+use fuselage_core::dirent::{DirentError, dtype};
+use fuselage_core::op;
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
 use fuselage_core::{Errno, RequestHeader};
 use std::sync::atomic::Ordering;
@@ -127,7 +128,7 @@ impl MemFs {
             }
             // "." and ".." carry no lookup reference: nodeid 0 tells the
             // kernel not to take one (it ignores these names anyway).
-            let fits = if plus {
+            let pushed = if plus {
                 let entry = fuse_entry_out {
                     attr: fuse_attr {
                         ino: dot_ino,
@@ -139,29 +140,34 @@ impl MemFs {
             } else {
                 reply.push(dot_ino, cookie, dtype::DIR, name)
             };
-            if !fits {
+            if pushed == Err(DirentError::Full) {
                 return reply.ok();
             }
         }
         for (cookie, e) in dir.after(offset) {
-            let fits = if plus {
+            let pushed = if plus {
                 match self.table.get(e.ino) {
                     Some(child) => {
                         let mut m = lock(&child.meta);
                         let entry = self.entry(m.attr(e.ino));
-                        let fits = reply.push_plus(&entry, cookie, e.dtype, &e.name);
-                        if fits {
+                        let pushed = reply.push_plus(&entry, cookie, e.dtype, &e.name);
+                        if pushed.is_ok() {
                             m.lookups += 1;
                         }
-                        fits
+                        pushed
                     }
                     None => reply.push(e.ino, cookie, e.dtype, &e.name),
                 }
             } else {
                 reply.push(e.ino, cookie, e.dtype, &e.name)
             };
-            if !fits {
-                break;
+            match pushed {
+                Ok(()) => {}
+                Err(DirentError::Full) => break,
+                // A name the kernel would refuse (memfs checks names when
+                // they are made, so never in practice): leave it out and go
+                // on, rather than ending the listing here.
+                Err(DirentError::InvalidName) => continue,
             }
         }
         drop(dir);
@@ -464,12 +470,10 @@ impl MemFs {
     pub(super) fn rename_impl(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: u32,
+        op: &op::Rename<'_>,
     ) -> Result<(), Errno> {
+        let (parent, newparent, flags) = (op.parent(), op.newparent(), op.flags());
+        let (name, newname) = (op.name().to_bytes(), op.newname().to_bytes());
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0
             || (flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0)
         {
@@ -486,7 +490,7 @@ impl MemFs {
         let dst_lock = dst_parent.dir().ok_or(Errno::ENOTDIR)?;
         let replaced = if parent == newparent {
             let mut dir = write(src_lock);
-            self.rename_locked(req, &src_parent, &mut dir, None, name, newname, flags)?
+            self.rename_locked(req, op, &src_parent, &mut dir, None)?
         } else {
             let _tree = super::inode::lock(&self.rename_lock);
             // Ancestor first; unrelated directories by inode number.
@@ -502,12 +506,10 @@ impl MemFs {
                 };
             self.rename_locked(
                 req,
+                op,
                 &src_parent,
                 &mut src,
                 Some((&dst_parent, &mut dst)),
-                name,
-                newname,
-                flags,
             )?
         };
         if let Some(inode) = replaced {
@@ -519,17 +521,15 @@ impl MemFs {
     /// The body of RENAME with the parent directories locked (`dst` is
     /// `None` for a rename within `src`). Returns an inode that lost a name
     /// and may have to be freed once the locks are dropped.
-    #[allow(clippy::too_many_arguments)]
     fn rename_locked(
         &self,
         req: &RequestHeader,
+        op: &op::Rename<'_>,
         src_parent: &Inode,
         src: &mut Dir,
         dst: Option<(&Inode, &mut Dir)>,
-        name: &[u8],
-        newname: &[u8],
-        flags: u32,
     ) -> Result<Option<Arc<Inode>>, Errno> {
+        let (name, newname, flags) = (op.name().to_bytes(), op.newname().to_bytes(), op.flags());
         let cross = dst.is_some();
         let (dst_parent, mut dst) = match dst {
             Some((p, d)) => (p, Some(d)),

@@ -2,12 +2,11 @@
 //! bytes the way the kernel would.
 
 use super::*;
-use fuselage_core::abi::{
-    fuse_attr_out, fuse_dirent, fuse_getxattr_out, fuse_in_header, fuse_lseek_out, fuse_open_out,
-    fuse_out_header, fuse_statfs_out, fuse_statx_out, fuse_write_out,
-};
+use fuselage_core::abi::*;
 use fuselage_core::dirent::dtype;
+use fuselage_core::request::SetxattrArgs;
 use fuselage_core::{DirentBuf, TimeOrNow};
+use fuselage_core::{SetAttr, op};
 use std::cell::RefCell;
 use std::ffi::CString;
 use zerocopy::FromBytes;
@@ -35,7 +34,7 @@ impl ReplySink for Capture {
             b.extend_from_slice(p);
         }
     }
-    fn send_file(&self, _parts: &[&[u8]], _file: FileRange) {
+    fn send_file(&self, _parts: &[&[u8]], _file: FileRange<'_>) {
         unreachable!("memfs never answers with a file range")
     }
 }
@@ -114,8 +113,11 @@ impl Harness {
     }
 
     fn lookup(&self, parent: u64, name: &[u8]) -> Result<fuse_entry_out, Errno> {
-        self.fs
-            .lookup(&self.req(), parent, &c(name), ReplyEntry::new(7, &self.cap));
+        self.fs.lookup(
+            &self.req(),
+            op::Lookup::new(parent, &c(name)),
+            ReplyEntry::new(7, &self.cap),
+        );
         self.entry()
     }
 
@@ -126,18 +128,26 @@ impl Harness {
     }
 
     fn forget(&self, ino: u64, n: u64) {
-        self.fs.forget(&self.req(), ino, n);
+        self.fs.forget(&self.req(), op::Forget::new(ino, n));
     }
 
     fn getattr(&self, ino: u64) -> Result<fuse_attr, Errno> {
-        self.fs
-            .getattr(&self.req(), ino, None, ReplyAttr::new(7, &self.cap));
+        let arg = fuse_getattr_in::default();
+        self.fs.getattr(
+            &self.req(),
+            op::Getattr::new(ino, &arg),
+            ReplyAttr::new(7, &self.cap),
+        );
         Ok(self.decode::<fuse_attr_out>()?.attr)
     }
 
     fn setattr(&self, ino: u64, a: SetAttr) -> Result<fuse_attr, Errno> {
-        self.fs
-            .setattr(&self.req(), ino, &a, ReplyAttr::new(7, &self.cap));
+        let arg = a.to_wire();
+        self.fs.setattr(
+            &self.req(),
+            op::Setattr::new(ino, &arg),
+            ReplyAttr::new(7, &self.cap),
+        );
         Ok(self.decode::<fuse_attr_out>()?.attr)
     }
 
@@ -152,12 +162,10 @@ impl Harness {
         mode: u32,
         umask: u32,
     ) -> Result<fuse_entry_out, Errno> {
+        let arg = fuse_mkdir_in { mode, umask };
         self.fs.mkdir(
             &self.req(),
-            parent,
-            &c(name),
-            mode,
-            umask,
+            op::Mkdir::new(parent, &arg, &c(name)),
             ReplyEntry::new(7, &self.cap),
         );
         self.entry()
@@ -171,13 +179,15 @@ impl Harness {
         umask: u32,
         rdev: u32,
     ) -> Result<fuse_entry_out, Errno> {
+        let arg = fuse_mknod_in {
+            mode,
+            rdev,
+            umask,
+            padding: 0,
+        };
         self.fs.mknod(
             &self.req(),
-            parent,
-            &c(name),
-            mode,
-            umask,
-            rdev,
+            op::Mknod::new(parent, &arg, &c(name)),
             ReplyEntry::new(7, &self.cap),
         );
         self.entry()
@@ -186,17 +196,18 @@ impl Harness {
     fn symlink(&self, parent: u64, name: &[u8], target: &[u8]) -> Result<fuse_entry_out, Errno> {
         self.fs.symlink(
             &self.req(),
-            parent,
-            &c(name),
-            &c(target),
+            op::Symlink::new(parent, &c(name), &c(target)),
             ReplyEntry::new(7, &self.cap),
         );
         self.entry()
     }
 
     fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        self.fs
-            .readlink(&self.req(), ino, ReplyData::new(7, &self.cap));
+        self.fs.readlink(
+            &self.req(),
+            op::Readlink::new(ino),
+            ReplyData::new(7, &self.cap),
+        );
         self.body()
     }
 
@@ -208,13 +219,15 @@ impl Harness {
         umask: u32,
         flags: u32,
     ) -> Result<(fuse_entry_out, fuse_open_out), Errno> {
-        self.fs.create(
-            &self.req(),
-            parent,
-            &c(name),
+        let arg = fuse_create_in {
+            flags,
             mode,
             umask,
-            flags,
+            open_flags: 0,
+        };
+        self.fs.create(
+            &self.req(),
+            op::Create::new(parent, &arg, &c(name)),
             ReplyCreate::new(7, &self.cap),
         );
         let b = self.body()?;
@@ -240,13 +253,15 @@ impl Harness {
     }
 
     fn tmpfile(&self, parent: u64, mode: u32, umask: u32) -> Result<fuse_entry_out, Errno> {
-        self.fs.tmpfile(
-            &self.req(),
-            parent,
-            &c(b"tmp"),
+        let arg = fuse_create_in {
+            flags: libc::O_RDWR as u32,
             mode,
             umask,
-            libc::O_RDWR as u32,
+            open_flags: 0,
+        };
+        self.fs.tmpfile(
+            &self.req(),
+            op::Tmpfile::new(parent, &arg, &c(b"tmp")),
             ReplyCreate::new(7, &self.cap),
         );
         let b = self.body()?;
@@ -254,41 +269,51 @@ impl Harness {
     }
 
     fn open(&self, ino: u64, flags: u32) -> Result<fuse_open_out, Errno> {
-        self.fs
-            .open(&self.req(), ino, flags, 0, ReplyOpen::new(7, &self.cap));
+        let arg = fuse_open_in {
+            flags,
+            open_flags: 0,
+        };
+        self.fs.open(
+            &self.req(),
+            op::Open::new(ino, &arg),
+            ReplyOpen::new(7, &self.cap),
+        );
         self.decode()
     }
 
     fn release(&self, ino: u64) {
-        self.fs
-            .release(&self.req(), ino, 0, 0, 0, 0, ReplyEmpty::new(7, &self.cap));
+        let arg = fuse_release_in::default();
+        self.fs.release(
+            &self.req(),
+            op::Release::new(ino, &arg),
+            ReplyEmpty::new(7, &self.cap),
+        );
         self.body().unwrap();
     }
 
     fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32, Errno> {
+        let arg = fuse_write_in {
+            offset: off,
+            size: data.len() as u32,
+            ..Default::default()
+        };
         self.fs.write(
             &self.req(),
-            ino,
-            0,
-            off,
-            data,
-            0,
-            0,
-            None,
+            op::Write::new(ino, &arg, data),
             ReplyWrite::new(7, &self.cap),
         );
         Ok(self.decode::<fuse_write_out>()?.size)
     }
 
     fn read(&self, ino: u64, off: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let arg = fuse_read_in {
+            offset: off,
+            size,
+            ..Default::default()
+        };
         self.fs.read(
             &self.req(),
-            ino,
-            0,
-            off,
-            size,
-            0,
-            None,
+            op::Read::new(ino, &arg),
             ReplyData::new(7, &self.cap),
         );
         self.body()
@@ -301,33 +326,39 @@ impl Harness {
     }
 
     fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), Errno> {
-        self.fs
-            .unlink(&self.req(), parent, &c(name), ReplyEmpty::new(7, &self.cap));
+        self.fs.unlink(
+            &self.req(),
+            op::Unlink::new(parent, &c(name)),
+            ReplyEmpty::new(7, &self.cap),
+        );
         self.empty()
     }
 
     fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), Errno> {
-        self.fs
-            .rmdir(&self.req(), parent, &c(name), ReplyEmpty::new(7, &self.cap));
+        self.fs.rmdir(
+            &self.req(),
+            op::Rmdir::new(parent, &c(name)),
+            ReplyEmpty::new(7, &self.cap),
+        );
         self.empty()
     }
 
     fn rename(&self, p: u64, n: &[u8], np: u64, nn: &[u8], flags: u32) -> Result<(), Errno> {
         self.fs.rename(
             &self.req(),
-            p,
-            &c(n),
-            np,
-            &c(nn),
-            flags,
+            op::Rename::new(p, &c(n), np, &c(nn), flags),
             ReplyEmpty::new(7, &self.cap),
         );
         self.empty()
     }
 
     fn link(&self, ino: u64, np: u64, nn: &[u8]) -> Result<fuse_entry_out, Errno> {
-        self.fs
-            .link(&self.req(), ino, np, &c(nn), ReplyEntry::new(7, &self.cap));
+        let arg = fuse_link_in { oldnodeid: ino };
+        self.fs.link(
+            &self.req(),
+            op::Link::new(np, &arg, &c(nn)),
+            ReplyEntry::new(7, &self.cap),
+        );
         self.entry()
     }
 
@@ -335,10 +366,16 @@ impl Harness {
         let mut scratch = vec![0u8; size];
         let buf = DirentBuf::new(&mut scratch, size);
         let reply = ReplyDirectory::new(7, &self.cap, buf);
+        let arg = fuse_read_in {
+            offset: off,
+            size: size as u32,
+            ..Default::default()
+        };
+        let op = op::Readdir::new(ino, &arg);
         if plus {
-            self.fs.readdirplus(&self.req(), ino, 0, off, reply);
+            self.fs.readdirplus(&self.req(), op, reply);
         } else {
-            self.fs.readdir(&self.req(), ino, 0, off, reply);
+            self.fs.readdir(&self.req(), op, reply);
         }
         let b = self.body()?;
         let mut rest = &b[..];
@@ -381,77 +418,88 @@ impl Harness {
     }
 
     fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        let arg = SetxattrArgs {
+            size: value.len() as u32,
+            flags,
+            setxattr_flags: 0,
+        };
         self.fs.setxattr(
             &self.req(),
-            ino,
-            &c(name),
-            value,
-            flags,
-            0,
+            op::Setxattr::new(ino, arg, &c(name), value),
             ReplyEmpty::new(7, &self.cap),
         );
         self.empty()
     }
 
     fn getxattr(&self, ino: u64, name: &[u8], size: u32) -> Result<Vec<u8>, Errno> {
+        let arg = fuse_getxattr_in { size, padding: 0 };
         self.fs.getxattr(
             &self.req(),
-            ino,
-            &c(name),
-            size,
+            op::Getxattr::new(ino, &arg, &c(name)),
             ReplyXattr::new(7, &self.cap),
         );
         self.body()
     }
 
     fn listxattr(&self, ino: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        self.fs
-            .listxattr(&self.req(), ino, size, ReplyXattr::new(7, &self.cap));
+        let arg = fuse_getxattr_in { size, padding: 0 };
+        self.fs.listxattr(
+            &self.req(),
+            op::Listxattr::new(ino, &arg),
+            ReplyXattr::new(7, &self.cap),
+        );
         self.body()
     }
 
     fn removexattr(&self, ino: u64, name: &[u8]) -> Result<(), Errno> {
-        self.fs
-            .removexattr(&self.req(), ino, &c(name), ReplyEmpty::new(7, &self.cap));
+        self.fs.removexattr(
+            &self.req(),
+            op::Removexattr::new(ino, &c(name)),
+            ReplyEmpty::new(7, &self.cap),
+        );
         self.empty()
     }
 
     fn fallocate(&self, ino: u64, off: u64, len: u64, mode: u32) -> Result<(), Errno> {
+        let arg = fuse_fallocate_in {
+            offset: off,
+            length: len,
+            mode,
+            ..Default::default()
+        };
         self.fs.fallocate(
             &self.req(),
-            ino,
-            0,
-            off,
-            len,
-            mode,
+            op::Fallocate::new(ino, &arg),
             ReplyEmpty::new(7, &self.cap),
         );
         self.empty()
     }
 
     fn lseek(&self, ino: u64, off: u64, whence: i32) -> Result<u64, Errno> {
+        let arg = fuse_lseek_in {
+            offset: off,
+            whence: whence as u32,
+            ..Default::default()
+        };
         self.fs.lseek(
             &self.req(),
-            ino,
-            0,
-            off,
-            whence as u32,
+            op::Lseek::new(ino, &arg),
             ReplyLseek::new(7, &self.cap),
         );
         Ok(self.decode::<fuse_lseek_out>()?.offset)
     }
 
     fn copy(&self, from: u64, off_in: u64, to: u64, off_out: u64, len: u64) -> Result<u64, Errno> {
-        self.fs.copy_file_range(
-            &self.req(),
-            from,
-            0,
+        let arg = fuse_copy_file_range_in {
             off_in,
-            to,
-            0,
+            nodeid_out: to,
             off_out,
             len,
-            0,
+            ..Default::default()
+        };
+        self.fs.copy_file_range(
+            &self.req(),
+            op::CopyFileRange::new(from, &arg),
             ReplyCopy::with_format(7, &self.cap, true),
         );
         let b = self.body()?;
@@ -459,8 +507,11 @@ impl Harness {
     }
 
     fn statfs(&self) -> fuse_kstatfs {
-        self.fs
-            .statfs(&self.req(), ROOT, ReplyStatfs::new(7, &self.cap));
+        self.fs.statfs(
+            &self.req(),
+            op::Statfs::new(ROOT),
+            ReplyStatfs::new(7, &self.cap),
+        );
         self.decode::<fuse_statfs_out>().unwrap().st
     }
 
@@ -949,10 +1000,10 @@ fn forget_frees_inodes() {
     assert_eq!(h.fs.inode_count(), 2);
     h.fs.batch_forget(
         &h.req(),
-        &[fuse_forget_one {
+        op::BatchForget::new(&[fuse_forget_one {
             nodeid: f,
             nlookup: 100,
-        }],
+        }]),
     );
     assert_eq!(h.fs.inode_count(), 1);
     // Forgetting unknown inodes or the root is harmless.
@@ -968,7 +1019,12 @@ fn forget_frees_inodes() {
 fn rmdir_frees_directory_when_forgotten() {
     let h = Harness::new();
     let d = h.mkdir(ROOT, b"d", 0o755).unwrap().nodeid;
-    h.fs.opendir(&h.req(), d, 0, ReplyOpen::new(7, &h.cap));
+    let open = fuse_open_in::default();
+    h.fs.opendir(
+        &h.req(),
+        op::Opendir::new(d, &open),
+        ReplyOpen::new(7, &h.cap),
+    );
     h.body().unwrap();
     h.rmdir(ROOT, b"d").unwrap();
     assert_eq!(h.getattr(ROOT).unwrap().nlink, 2);
@@ -978,7 +1034,12 @@ fn rmdir_frees_directory_when_forgotten() {
     assert_eq!(h.mkdir(d, b"x", 0o755), Err(Errno::ENOENT));
     h.forget(d, 1);
     assert_eq!(h.fs.inode_count(), 2);
-    h.fs.releasedir(&h.req(), d, 0, 0, ReplyEmpty::new(7, &h.cap));
+    let release = fuse_release_in::default();
+    h.fs.releasedir(
+        &h.req(),
+        op::Releasedir::new(d, &release),
+        ReplyEmpty::new(7, &h.cap),
+    );
     assert_eq!(h.fs.inode_count(), 1);
 }
 
@@ -1021,6 +1082,37 @@ fn readdir_offsets_survive_concurrent_unlink() {
     assert_eq!(all, expect);
     // The end stays the end.
     assert!(h.readdir(d, off, 4096, false).unwrap().is_empty());
+}
+
+/// A name the kernel would refuse (memfs never makes one; planted here) is
+/// left out of READDIR and READDIRPLUS, and the listing goes on after it.
+#[test]
+fn readdir_skips_an_invalid_name_and_goes_on() {
+    let h = Harness::new();
+    let d = h.mkdir(ROOT, b"d", 0o755).unwrap().nodeid;
+    let a = h.touch(d, b"a");
+    {
+        let dir = h.fs.table.get(d).unwrap();
+        write(dir.dir().unwrap()).insert(b"bad/name", a, dtype::REG);
+    }
+    let z = h.touch(d, b"z");
+    for plus in [false, true] {
+        let names: Vec<Vec<u8>> = h
+            .readdir(d, 0, 4096, plus)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, [&b"."[..], b"..", b"a", b"z"], "plus: {plus}");
+    }
+    // The skipped entry took no lookup reference; the packed ones did.
+    assert_eq!((h.lookups(a), h.lookups(z)), (1, 1));
+    // Resuming right after the entry before it still finds the rest.
+    let page = h.readdir(d, 0, 4096, false).unwrap();
+    let after_a = page.iter().find(|e| e.name == b"a").unwrap().off;
+    let rest = h.readdir(d, after_a, 4096, false).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].name, b"z");
 }
 
 #[test]
@@ -1247,13 +1339,13 @@ fn special_files_and_statx() {
         h.mknod(ROOT, b"blk", libc::S_IFREG | 0o600, 0, 0),
         Err(Errno::EEXIST)
     );
+    let arg = fuse_statx_in {
+        sx_mask: 0x7ff,
+        ..Default::default()
+    };
     h.fs.statx(
         &h.req(),
-        b.nodeid,
-        None,
-        0,
-        0,
-        0x7ff,
+        op::Statx::new(b.nodeid, &arg),
         ReplyStatx::new(7, &h.cap),
     );
     let sx = h.decode::<fuse_statx_out>().unwrap().stat;
@@ -1353,7 +1445,11 @@ fn name_limits_and_negative_lookup() {
     );
     h.symlink(ROOT, b"l", &vec![b'x'; 4095]).unwrap();
     // A missing name is a cacheable negative entry.
-    h.fs.lookup(&h.req(), ROOT, &c(b"missing"), ReplyEntry::new(7, &h.cap));
+    h.fs.lookup(
+        &h.req(),
+        op::Lookup::new(ROOT, &c(b"missing")),
+        ReplyEntry::new(7, &h.cap),
+    );
     let neg: fuse_entry_out = h.decode().unwrap();
     assert_eq!((neg.nodeid, neg.entry_valid), (0, 60));
     // A deep path: no limit on depth.
@@ -1400,7 +1496,15 @@ fn access_checks_mode_bits() {
     let f = h.create(ROOT, b"f");
     h.release(f);
     let check = |h: &Harness, mask: i32| {
-        h.fs.access(&h.req(), f, mask as u32, ReplyEmpty::new(7, &h.cap));
+        let arg = fuse_access_in {
+            mask: mask as u32,
+            padding: 0,
+        };
+        h.fs.access(
+            &h.req(),
+            op::Access::new(f, &arg),
+            ReplyEmpty::new(7, &h.cap),
+        );
         h.empty()
     };
     assert_eq!(check(&h, libc::R_OK | libc::W_OK), Ok(()));

@@ -17,7 +17,7 @@ use super::sys::{self, SysResult};
 use super::{PassthroughFs, check_name_bytes};
 use fuselage_core::Errno;
 use fuselage_core::abi::{fuse_attr, fuse_entry_out};
-use fuselage_core::dirent::direntplus_size;
+use fuselage_core::dirent::{DirentError, direntplus_size, valid_name};
 use fuselage_core::reply::{ReplyDirectory, ReplySink};
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -37,11 +37,24 @@ pub(crate) struct HostDirent<'a> {
 }
 
 /// What the consumer did with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Take {
     /// Packed: move on.
     Packed,
+    /// Left out (a name the kernel would refuse): move on without it.
+    Skipped,
     /// Did not fit: stop, resume from this entry next time.
     Full,
+}
+
+impl From<Result<(), DirentError>> for Take {
+    fn from(pushed: Result<(), DirentError>) -> Take {
+        match pushed {
+            Ok(()) => Take::Packed,
+            Err(DirentError::InvalidName) => Take::Skipped,
+            Err(DirentError::Full) => Take::Full,
+        }
+    }
 }
 
 struct DirStream {
@@ -69,14 +82,7 @@ impl DirHandle {
         DirHandle {
             nodeid,
             inode,
-            stream: Mutex::new(DirStream {
-                fd,
-                buf: vec![0u64; DIR_BUF / 8],
-                start: 0,
-                end: 0,
-                offset: 0,
-                positioned: false,
-            }),
+            stream: Mutex::new(DirStream::new(fd)),
         }
     }
 
@@ -85,10 +91,36 @@ impl DirHandle {
     pub(crate) fn read(
         &self,
         offset: u64,
+        take: impl FnMut(&HostDirent<'_>, BorrowedFd<'_>) -> Take,
+    ) -> SysResult<()> {
+        lock(&self.stream).read(offset, take)
+    }
+
+    fn fsync(&self, datasync: bool) -> SysResult<()> {
+        let s = lock(&self.stream);
+        sys::fsync(s.fd.as_fd(), datasync)
+    }
+}
+
+impl DirStream {
+    fn new(fd: OwnedFd) -> DirStream {
+        DirStream {
+            fd,
+            buf: vec![0u64; DIR_BUF / 8],
+            start: 0,
+            end: 0,
+            offset: 0,
+            positioned: false,
+        }
+    }
+
+    /// See [`DirHandle::read`].
+    fn read(
+        &mut self,
+        offset: u64,
         mut take: impl FnMut(&HostDirent<'_>, BorrowedFd<'_>) -> Take,
     ) -> SysResult<()> {
-        let mut s = lock(&self.stream);
-        let s = &mut *s;
+        let s = self;
         if !s.positioned || s.offset != offset {
             sys::lseek(s.fd.as_fd(), offset as i64, libc::SEEK_SET)?;
             s.start = 0;
@@ -133,14 +165,15 @@ impl DirHandle {
                     s.start += reclen;
                     s.offset = entry.next;
                 }
+                // Consumed but not sent: an error after only skipped entries
+                // must still be reported, not look like the end.
+                Take::Skipped => {
+                    s.start += reclen;
+                    s.offset = entry.next;
+                }
             }
         }
         Ok(())
-    }
-
-    fn fsync(&self, datasync: bool) -> SysResult<()> {
-        let s = lock(&self.stream);
-        sys::fsync(s.fd.as_fd(), datasync)
     }
 }
 
@@ -209,11 +242,7 @@ impl PassthroughFs {
     ) -> SysResult<()> {
         let dir = self.dir_handle(ino, fh)?;
         dir.read(offset, |e, _| {
-            if reply.push(e.ino, e.next, u32::from(e.typ), e.name.to_bytes()) {
-                Take::Packed
-            } else {
-                Take::Full
-            }
+            Take::from(reply.push(e.ino, e.next, u32::from(e.typ), e.name.to_bytes()))
         })
     }
 
@@ -227,6 +256,11 @@ impl PassthroughFs {
         let dir = self.dir_handle(ino, fh)?;
         dir.read(offset, |e, dirfd| {
             let name = e.name.to_bytes();
+            if !valid_name(name) {
+                // The kernel would fail the whole READDIRPLUS: leave the
+                // entry out (before any lookup reference is taken).
+                return Take::Skipped;
+            }
             if direntplus_size(name.len()) > reply.buf().remaining() {
                 return Take::Full;
             }
@@ -250,16 +284,13 @@ impl PassthroughFs {
                 ),
             };
             let typ = (entry.attr.mode & libc::S_IFMT) >> 12;
-            if reply.push_plus(&entry, e.next, typ, name) {
-                Take::Packed
-            } else {
-                // Cannot happen after the size check; never leak the
+            let taken = Take::from(reply.push_plus(&entry, e.next, typ, name));
+            if taken != Take::Packed && nodeid != 0 {
+                // Cannot happen after the checks above; never leak the
                 // reference the lookup took.
-                if nodeid != 0 {
-                    self.store.forget(nodeid, 1);
-                }
-                Take::Full
+                self.store.forget(nodeid, 1);
             }
+            taken
         })
     }
 
@@ -269,5 +300,83 @@ impl PassthroughFs {
 
     pub(super) fn do_fsyncdir(&self, ino: u64, fh: u64, datasync: bool) -> SysResult<()> {
         self.dir_handle(ino, fh)?.fsync(datasync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuselage_core::DirentBuf;
+    use fuselage_core::dirent::dtype;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn push_results_map_to_takes() {
+        let mut raw = [0u8; 64];
+        let mut buf = DirentBuf::new(&mut raw, 64);
+        assert_eq!(
+            Take::from(buf.push(1, 1, dtype::REG, b"a/b")),
+            Take::Skipped
+        );
+        assert_eq!(Take::from(buf.push(1, 1, dtype::REG, b"ok")), Take::Packed);
+        let long = [b'x'; 40];
+        assert_eq!(Take::from(buf.push(1, 1, dtype::REG, &long)), Take::Full);
+    }
+
+    /// A skipped entry (a name the kernel would refuse) does not end the
+    /// listing: the entries after it come, and resuming from the last
+    /// cookie neither repeats nor loses any.
+    #[test]
+    fn a_skipped_entry_does_not_end_the_listing() {
+        let dir = std::env::temp_dir().join(format!("fuselage-dir-skip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+        for n in &names {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+        let fd = OwnedFd::from(std::fs::File::open(&dir).unwrap());
+        let mut stream = DirStream::new(fd);
+        // Every third entry plays an invalid name; at most 5 entries fit.
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        let mut pos = 0usize;
+        loop {
+            let mut packed = 0;
+            let mut last = None;
+            stream
+                .read(offset, |e, _| {
+                    pos += 1;
+                    if pos.is_multiple_of(3) {
+                        last = Some(e.next);
+                        return Take::Skipped;
+                    }
+                    if packed == 5 {
+                        pos -= 1; // offered again next time
+                        return Take::Full;
+                    }
+                    packed += 1;
+                    seen.push(std::ffi::OsStr::from_bytes(e.name.to_bytes()).to_owned());
+                    last = Some(e.next);
+                    Take::Packed
+                })
+                .unwrap();
+            match last {
+                Some(next) => offset = next,
+                None => break,
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let total = names.len() + 2; // with "." and ".."
+        assert_eq!(pos, total, "every entry was offered exactly once");
+        assert_eq!(
+            seen.len(),
+            total - total / 3,
+            "only the skipped ones are missing"
+        );
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "no entry repeated: {seen:?}");
     }
 }

@@ -7,8 +7,12 @@
 //! [`FileRange`] of the open host file, clamped to its current size (the
 //! reply header promises the exact length before the data goes out): the
 //! transport splices it from the file into `/dev/fuse`. Smaller READs, and
-//! every READ of an `O_DIRECT` file, `pread` into a page-aligned buffer that
-//! each worker thread allocates once and reuses; the reply borrows it.
+//! every READ of an `O_DIRECT` file, `pread` straight into the transport's
+//! own reply buffer ([`ReplyData::fill`]: a ring entry's payload on native
+//! io_uring, the buffer the reply is written from otherwise), so the data is
+//! copied once. Where the transport lends no buffer that large, or an
+//! `O_DIRECT` file needs alignment the lent buffer lacks, they `pread` into a
+//! page-aligned buffer that each worker thread allocates once and reuses.
 //! `O_DIRECT` writes whose payload is not page aligned in the request buffer
 //! are copied into that buffer first (the host requires aligned memory).
 //!
@@ -49,11 +53,12 @@ use crate::setid::{self, Change};
 use fuselage_core::abi::{
     FOPEN_KEEP_CACHE, FUSE_OPEN_KILL_SUIDGID, FUSE_RELEASE_FLOCK_UNLOCK, FUSE_WRITE_KILL_SUIDGID,
 };
+use fuselage_core::op;
 use fuselage_core::reply::{FileRange, ReplyData, ReplySink};
 use fuselage_core::{Errno, RequestHeader};
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -282,14 +287,27 @@ impl PassthroughFs {
             let len = (file_size - offset).min(u64::from(size)) as u32;
             self.counters.spliced_reads.fetch_add(1, Ordering::Relaxed);
             // `file` (and so its descriptor) lives until the reply is sent.
-            return reply.file(FileRange {
-                fd: file.fd.as_raw_fd(),
-                offset,
-                len,
-            });
+            return reply.file(FileRange::new(file.fd.as_fd(), offset, len));
         }
         let min = self.config.splice_threshold as usize;
-        with_io_buf(size as usize, min, |buf| {
+        let want = size as usize;
+        if want <= reply.fill_capacity() {
+            // Straight into the transport's reply buffer (a ring entry's
+            // payload, the buffer the reply is written from): no second copy.
+            let (fd, direct) = (file.fd.as_fd(), file.direct);
+            return reply.fill(want, |buf| {
+                if direct && !(buf.as_ptr() as usize).is_multiple_of(PAGE) {
+                    // O_DIRECT needs an aligned buffer: this thread's.
+                    return with_io_buf(want, min, |io| {
+                        let n = read_into(fd, io, offset, true)?;
+                        buf[..n].copy_from_slice(&io[..n]);
+                        Ok(n)
+                    });
+                }
+                read_into(fd, buf, offset, direct)
+            });
+        }
+        with_io_buf(want, min, |buf| {
             match read_into(file.fd.as_fd(), buf, offset, file.direct) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(e),
@@ -390,27 +408,25 @@ impl PassthroughFs {
         sys::lseek(file.fd.as_fd(), offset, whence as libc::c_int)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn do_copy_file_range(
         &self,
         caller: &RequestHeader,
-        ino_in: u64,
-        fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: &op::CopyFileRange<'_>,
     ) -> SysResult<u64> {
         self.writable()?;
-        if flags != 0 {
+        if op.flags() != 0 {
             return Err(Errno::EINVAL);
         }
-        let src = self.file(ino_in, fh_in)?;
-        let dst = self.file(ino_out, fh_out)?;
+        let src = self.file(op.ino(), op.fh_in())?;
+        let dst = self.file(op.ino_out(), op.fh_out())?;
         self.clear_setid(dst.fd.as_fd(), caller, Change::Unflagged)?;
-        sys::copy_file_range(src.fd.as_fd(), off_in, dst.fd.as_fd(), off_out, len)
+        sys::copy_file_range(
+            src.fd.as_fd(),
+            op.off_in(),
+            dst.fd.as_fd(),
+            op.off_out(),
+            op.len(),
+        )
     }
 
     pub(super) fn do_syncfs(&self, ino: u64) -> SysResult<()> {

@@ -183,10 +183,11 @@ use self::locks::LockWaiters;
 use self::open_file::{HandleTable, OpenFile};
 use self::proc_fd::ProcFds;
 use self::sys::SysResult;
-use fuselage_core::abi::{fuse_entry_out, fuse_file_lock, fuse_forget_one};
+use fuselage_core::abi::fuse_entry_out;
+use fuselage_core::op;
 use fuselage_core::reply::*;
 use fuselage_core::{
-    Errno, Filesystem, InitConfig, InitFlags, KernelInit, Negotiated, RequestHeader, SetAttr,
+    Errno, Filesystem, InitConfig, InitFlags, KernelInit, Negotiated, RequestHeader,
 };
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -916,14 +917,8 @@ impl Filesystem for PassthroughFs {
         self.shutdown.store(true, Ordering::Release);
     }
 
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
-        match self.do_lookup(parent, name) {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        match self.do_lookup(op.parent(), op.name()) {
             Ok((_, e)) => reply.entry(&e),
             Err(Errno::ENOENT) if !self.config.negative_ttl.is_zero() => {
                 reply.negative(self.config.negative_ttl)
@@ -932,12 +927,12 @@ impl Filesystem for PassthroughFs {
         }
     }
 
-    fn forget(&self, _req: &RequestHeader, ino: u64, nlookup: u64) {
-        self.store.forget(ino, nlookup);
+    fn forget(&self, _req: &RequestHeader, op: op::Forget) {
+        self.store.forget(op.ino(), op.nlookup());
     }
 
-    fn batch_forget(&self, _req: &RequestHeader, nodes: &[fuse_forget_one]) {
-        for n in nodes {
+    fn batch_forget(&self, _req: &RequestHeader, op: op::BatchForget<'_>) {
+        for n in op.nodes() {
             self.store.forget(n.nodeid, n.nlookup);
         }
     }
@@ -945,136 +940,98 @@ impl Filesystem for PassthroughFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: ReplyAttr<S>,
     ) {
-        answer!(reply, self.do_getattr(ino, fh), |st| reply
+        answer!(reply, self.do_getattr(op.ino(), op.fh()), |st| reply
             .attr(self.config.attr_ttl, &stat::attr_of(&st)))
     }
 
-    fn setattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        attr: &SetAttr,
-        reply: ReplyAttr<S>,
-    ) {
-        answer!(reply, self.do_setattr(req, ino, attr), |st| reply
-            .attr(self.config.attr_ttl, &stat::attr_of(&st)))
+    fn setattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
+        answer!(reply, self.do_setattr(req, op.ino(), &op.attr()), |st| {
+            reply.attr(self.config.attr_ttl, &stat::attr_of(&st))
+        })
     }
 
-    fn readlink<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, reply: ReplyData<S>) {
-        self.do_readlink(ino, reply)
+    fn readlink<S: ReplySink>(&self, _req: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
+        self.do_readlink(op.ino(), reply)
     }
 
     fn symlink<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        target: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
-        answer!(reply, self.do_symlink(req, parent, name, target), |e| reply
-            .entry(&e))
-    }
-
-    fn mknod<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
+        op: op::Symlink<'_>,
         reply: ReplyEntry<S>,
     ) {
         answer!(
             reply,
-            self.do_mknod(req, parent, name, mode, umask, rdev),
+            self.do_symlink(req, op.parent(), op.name(), op.target()),
             |e| reply.entry(&e)
         )
     }
 
-    fn mkdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry<S>,
-    ) {
-        answer!(reply, self.do_mkdir(req, parent, name, mode, umask), |e| {
-            reply.entry(&e)
-        })
-    }
-
-    fn unlink<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.do_unlink(parent, name, 0), |()| reply.ok())
-    }
-
-    fn rmdir<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn mknod<S: ReplySink>(&self, req: &RequestHeader, op: op::Mknod<'_>, reply: ReplyEntry<S>) {
         answer!(
             reply,
-            self.do_unlink(parent, name, libc::AT_REMOVEDIR),
+            self.do_mknod(
+                req,
+                op.parent(),
+                op.name(),
+                op.mode(),
+                op.umask(),
+                op.rdev()
+            ),
+            |e| reply.entry(&e)
+        )
+    }
+
+    fn mkdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
+        answer!(
+            reply,
+            self.do_mkdir(req, op.parent(), op.name(), op.mode(), op.umask()),
+            |e| { reply.entry(&e) }
+        )
+    }
+
+    fn unlink<S: ReplySink>(&self, _req: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
+        answer!(reply, self.do_unlink(op.parent(), op.name(), 0), |()| reply
+            .ok())
+    }
+
+    fn rmdir<S: ReplySink>(&self, _req: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
+        answer!(
+            reply,
+            self.do_unlink(op.parent(), op.name(), libc::AT_REMOVEDIR),
             |()| reply.ok()
         )
     }
 
-    fn rename<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        newparent: u64,
-        newname: &CStr,
-        flags: u32,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn rename<S: ReplySink>(&self, _req: &RequestHeader, op: op::Rename<'_>, reply: ReplyEmpty<S>) {
         answer!(
             reply,
-            self.do_rename(parent, name, newparent, newname, flags),
+            self.do_rename(
+                op.parent(),
+                op.name(),
+                op.newparent(),
+                op.newname(),
+                op.flags()
+            ),
             |()| reply.ok()
         )
     }
 
-    fn link<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        newparent: u64,
-        newname: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
-        answer!(reply, self.do_link(ino, newparent, newname), |e| reply
-            .entry(&e))
-    }
-
-    fn open<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        open_flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn link<S: ReplySink>(&self, _req: &RequestHeader, op: op::Link<'_>, reply: ReplyEntry<S>) {
         answer!(
             reply,
-            self.do_open(req, ino, flags, open_flags),
+            self.do_link(op.ino(), op.newparent(), op.newname()),
+            |e| reply.entry(&e)
+        )
+    }
+
+    fn open<S: ReplySink>(&self, req: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
+        answer!(
+            reply,
+            self.do_open(req, op.ino(), op.flags(), op.open_flags()),
             |o| match o.backing {
                 Some(id) => reply.opened_passthrough(o.fh, o.flags, id),
                 None => reply.opened(o.fh, o.flags),
@@ -1082,81 +1039,62 @@ impl Filesystem for PassthroughFs {
         )
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
-        self.do_read(ino, fh, offset, size, reply)
+    fn read<S: ReplySink>(&self, _req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        self.do_read(op.ino(), op.fh(), op.offset(), op.size(), reply)
     }
 
-    fn write<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        data: &[u8],
-        write_flags: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    fn write<S: ReplySink>(&self, req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
         answer!(
             reply,
-            self.do_write(req, ino, fh, offset, data, write_flags),
+            self.do_write(
+                req,
+                op.ino(),
+                op.fh(),
+                op.offset(),
+                op.data(),
+                op.write_flags()
+            ),
             |n| reply.written(n)
         )
     }
 
-    fn statfs<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, reply: ReplyStatfs<S>) {
-        answer!(reply, self.do_statfs(ino), |st| reply.statfs(&st))
+    fn statfs<S: ReplySink>(&self, _req: &RequestHeader, op: op::Statfs, reply: ReplyStatfs<S>) {
+        answer!(reply, self.do_statfs(op.ino()), |st| reply.statfs(&st))
     }
 
     fn release<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        fh: u64,
-        _flags: u32,
-        release_flags: u32,
-        _lock_owner: u64,
+        op: op::Release<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        self.do_release(fh, release_flags);
+        self.do_release(op.fh(), op.release_flags());
         reply.ok()
     }
 
-    fn fsync<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.do_fsync(ino, fh, datasync), |()| reply.ok())
+    fn fsync<S: ReplySink>(&self, _req: &RequestHeader, op: op::Fsync<'_>, reply: ReplyEmpty<S>) {
+        answer!(
+            reply,
+            self.do_fsync(op.ino(), op.fh(), op.datasync()),
+            |()| reply.ok()
+        )
     }
 
     fn setxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: u32,
+        op: op::Setxattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
         answer!(
             reply,
-            self.do_setxattr(ino, name, value, flags, setxattr_flags),
+            self.do_setxattr(
+                op.ino(),
+                op.name(),
+                op.value(),
+                op.flags(),
+                op.setxattr_flags()
+            ),
             |()| reply.ok()
         )
     }
@@ -1164,64 +1102,52 @@ impl Filesystem for PassthroughFs {
     fn getxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        size: u32,
+        op: op::Getxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
-        self.do_getxattr(ino, name, size, reply)
+        self.do_getxattr(op.ino(), op.name(), op.size(), reply)
     }
 
     fn listxattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        size: u32,
+        op: op::Listxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
-        self.do_listxattr(ino, size, reply)
+        self.do_listxattr(op.ino(), op.size(), reply)
     }
 
     fn removexattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
+        op: op::Removexattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        answer!(reply, self.do_removexattr(ino, name), |()| reply.ok())
+        answer!(reply, self.do_removexattr(op.ino(), op.name()), |()| reply
+            .ok())
     }
 
-    fn flush<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        _lock_owner: u64,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.do_flush(ino, fh), |()| reply.ok())
+    fn flush<S: ReplySink>(&self, _req: &RequestHeader, op: op::Flush<'_>, reply: ReplyEmpty<S>) {
+        answer!(reply, self.do_flush(op.ino(), op.fh()), |()| reply.ok())
     }
 
     fn opendir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        flags: u32,
+        op: op::Opendir<'_>,
         reply: ReplyOpen<S>,
     ) {
-        answer!(reply, self.do_opendir(ino, flags), |fh| reply.opened(fh, 0))
+        answer!(reply, self.do_opendir(op.ino(), op.flags()), |fh| reply
+            .opened(fh, 0))
     }
 
     fn readdir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         mut reply: ReplyDirectory<'_, S>,
     ) {
-        match self.do_readdir(ino, fh, offset, &mut reply) {
+        match self.do_readdir(op.ino(), op.fh(), op.offset(), &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -1230,12 +1156,10 @@ impl Filesystem for PassthroughFs {
     fn readdirplus<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         mut reply: ReplyDirectory<'_, S>,
     ) {
-        match self.do_readdirplus(ino, fh, offset, &mut reply) {
+        match self.do_readdirplus(op.ino(), op.fh(), op.offset(), &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -1244,73 +1168,63 @@ impl Filesystem for PassthroughFs {
     fn releasedir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        _ino: u64,
-        fh: u64,
-        _flags: u32,
+        op: op::Releasedir<'_>,
         reply: ReplyEmpty<S>,
     ) {
-        self.do_releasedir(fh);
+        self.do_releasedir(op.fh());
         reply.ok()
     }
 
     fn fsyncdir<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
-        reply: ReplyEmpty<S>,
-    ) {
-        answer!(reply, self.do_fsyncdir(ino, fh, datasync), |()| reply.ok())
-    }
-
-    fn getlk<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        _owner: u64,
-        lock: &fuse_file_lock,
-        reply: ReplyLock<S>,
-    ) {
-        answer!(reply, self.do_getlk(ino, fh, lock), |lk| reply.lock(&lk))
-    }
-
-    fn setlk<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        _owner: u64,
-        lock: &fuse_file_lock,
-        flock: bool,
-        sleep: bool,
+        op: op::Fsyncdir<'_>,
         reply: ReplyEmpty<S>,
     ) {
         answer!(
             reply,
-            self.do_setlk(req.unique, ino, fh, lock, flock, sleep),
+            self.do_fsyncdir(op.ino(), op.fh(), op.datasync()),
             |()| reply.ok()
         )
     }
 
-    fn access<S: ReplySink>(&self, req: &RequestHeader, ino: u64, mask: u32, reply: ReplyEmpty<S>) {
-        answer!(reply, self.do_access(req, ino, mask), |()| reply.ok())
+    fn getlk<S: ReplySink>(&self, _req: &RequestHeader, op: op::Getlk<'_>, reply: ReplyLock<S>) {
+        answer!(reply, self.do_getlk(op.ino(), op.fh(), op.lock()), |lk| {
+            reply.lock(&lk)
+        })
     }
 
-    fn create<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
-        reply: ReplyCreate<S>,
-    ) {
+    fn setlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Setlk<'_>, reply: ReplyEmpty<S>) {
         answer!(
             reply,
-            self.do_create(req, parent, name, mode, umask, flags),
+            self.do_setlk(
+                req.unique,
+                op.ino(),
+                op.fh(),
+                op.lock(),
+                op.flock(),
+                op.sleep()
+            ),
+            |()| reply.ok()
+        )
+    }
+
+    fn access<S: ReplySink>(&self, req: &RequestHeader, op: op::Access<'_>, reply: ReplyEmpty<S>) {
+        answer!(reply, self.do_access(req, op.ino(), op.mask()), |()| reply
+            .ok())
+    }
+
+    fn create<S: ReplySink>(&self, req: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
+        answer!(
+            reply,
+            self.do_create(
+                req,
+                op.parent(),
+                op.name(),
+                op.mode(),
+                op.umask(),
+                op.flags()
+            ),
             |c| match c.open.backing {
                 Some(id) => reply.created_passthrough(&c.entry, c.open.fh, c.open.flags, id),
                 None => reply.created(&c.entry, c.open.fh, c.open.flags),
@@ -1318,79 +1232,54 @@ impl Filesystem for PassthroughFs {
         )
     }
 
-    fn interrupt(&self, _req: &RequestHeader, unique: u64) {
-        self.locks.interrupt(unique);
+    fn interrupt(&self, _req: &RequestHeader, op: op::Interrupt<'_>) {
+        self.locks.interrupt(op.unique());
     }
 
     fn fallocate<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        length: u64,
-        mode: u32,
+        op: op::Fallocate<'_>,
         reply: ReplyEmpty<S>,
     ) {
         answer!(
             reply,
-            self.do_fallocate(req, ino, fh, offset, length, mode),
+            self.do_fallocate(req, op.ino(), op.fh(), op.offset(), op.length(), op.mode()),
             |()| reply.ok()
         )
     }
 
-    fn lseek<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        whence: u32,
-        reply: ReplyLseek<S>,
-    ) {
-        answer!(reply, self.do_lseek(ino, fh, offset, whence), |o| reply
-            .offset(o))
+    fn lseek<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lseek<'_>, reply: ReplyLseek<S>) {
+        answer!(
+            reply,
+            self.do_lseek(op.ino(), op.fh(), op.offset(), op.whence()),
+            |o| reply.offset(o)
+        )
     }
 
     fn copy_file_range<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino_in: u64,
-        fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: op::CopyFileRange<'_>,
         reply: ReplyCopyFormatted<S>,
     ) {
-        answer!(
-            reply,
-            self.do_copy_file_range(
-                req, ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags
-            ),
-            |n| reply.copied(n)
-        )
+        answer!(reply, self.do_copy_file_range(req, &op), |n| reply
+            .copied(n))
     }
 
-    fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, ino: u64, reply: ReplyEmpty<S>) {
-        answer!(reply, self.do_syncfs(ino), |()| reply.ok())
+    fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, op: op::Syncfs, reply: ReplyEmpty<S>) {
+        answer!(reply, self.do_syncfs(op.ino()), |()| reply.ok())
     }
 
     fn tmpfile<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        _name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
+        op: op::Tmpfile<'_>,
         reply: ReplyCreate<S>,
     ) {
         answer!(
             reply,
-            self.do_tmpfile(req, parent, mode, umask, flags),
+            self.do_tmpfile(req, op.parent(), op.mode(), op.umask(), op.flags()),
             |c| match c.open.backing {
                 Some(id) => reply.created_passthrough(&c.entry, c.open.fh, c.open.flags, id),
                 None => reply.created(&c.entry, c.open.fh, c.open.flags),
@@ -1398,18 +1287,12 @@ impl Filesystem for PassthroughFs {
         )
     }
 
-    fn statx<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
-        _getattr_flags: u32,
-        sx_flags: u32,
-        sx_mask: u32,
-        reply: ReplyStatx<S>,
-    ) {
-        answer!(reply, self.do_statx(ino, fh, sx_flags, sx_mask), |st| reply
-            .statx(self.config.attr_ttl, 0, &stat::statx_of(&st)))
+    fn statx<S: ReplySink>(&self, _req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
+        answer!(
+            reply,
+            self.do_statx(op.ino(), op.fh(), op.sx_flags(), op.sx_mask()),
+            |st| reply.statx(self.config.attr_ttl, 0, &stat::statx_of(&st))
+        )
     }
 }
 

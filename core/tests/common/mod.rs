@@ -6,6 +6,7 @@
 
 use fuselage_core::abi::*;
 use fuselage_core::dirent::{DirentBuf, dtype};
+use fuselage_core::op;
 use fuselage_core::reply::*;
 use fuselage_core::{
     Dispatched, Dispatcher, Errno, FileRange, Filesystem, InitConfig, InitFlags, KernelInit,
@@ -13,7 +14,7 @@ use fuselage_core::{
 };
 use fuselage_testkit::{AlignedBuf, ReplyRecorder};
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -683,21 +684,21 @@ impl RecFs {
         if fh == FH_DIR_PACKED {
             let mut raw = [0u8; 256];
             let mut buf = DirentBuf::new(&mut raw, 256);
-            assert!(buf.push(5, 1, dtype::REG, b"packed"));
+            assert_eq!(buf.push(5, 1, dtype::REG, b"packed"), Ok(()));
             return reply.packed(buf.as_bytes());
         }
         for i in offset as usize..DIR_ENTRIES {
             let name = dir_name(i);
             let ino = 1000 + i as u64;
             let next = i as u64 + 1;
-            let fits = if plus {
+            let pushed = if plus {
                 reply.push_plus(&sample_entry(ino), next, dir_type(i), &name)
             } else if fh == FH_DIR_VIA_BUF {
                 reply.buf().push(ino, next, dir_type(i), &name)
             } else {
                 reply.push(ino, next, dir_type(i), &name)
             };
-            if !fits {
+            if pushed.is_err() {
                 break;
             }
         }
@@ -726,13 +727,8 @@ impl Filesystem for RecFs {
         self.rec_plain(Call::Destroy);
     }
 
-    fn lookup<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let (parent, name) = (op.parent(), op.name());
         self.rec(
             req,
             Call::Lookup {
@@ -748,38 +744,31 @@ impl Filesystem for RecFs {
         }
     }
 
-    fn forget(&self, req: &RequestHeader, ino: u64, nlookup: u64) {
+    fn forget(&self, req: &RequestHeader, op: op::Forget) {
+        let (ino, nlookup) = (op.ino(), op.nlookup());
         self.rec(req, Call::Forget { ino, nlookup });
     }
 
-    fn batch_forget(&self, req: &RequestHeader, nodes: &[fuse_forget_one]) {
+    fn batch_forget(&self, req: &RequestHeader, op: op::BatchForget<'_>) {
+        let nodes = op.nodes();
         let nodes = nodes.iter().map(|n| (n.nodeid, n.nlookup)).collect();
         self.rec(req, Call::BatchForget { nodes });
     }
 
-    fn getattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
-        reply: ReplyAttr<S>,
-    ) {
+    fn getattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
+        let (ino, fh) = (op.ino(), op.fh());
         self.rec(req, Call::Getattr { ino, fh });
         reply.attr(Duration::new(5, 6), &sample_attr(ino))
     }
 
-    fn setattr<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        attr: &SetAttr,
-        reply: ReplyAttr<S>,
-    ) {
+    fn setattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
+        let (ino, attr) = (op.ino(), &op.attr());
         self.rec(req, Call::Setattr { ino, attr: *attr });
         reply.attr(Duration::new(5, 6), &sample_attr(ino))
     }
 
-    fn readlink<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyData<S>) {
+    fn readlink<S: ReplySink>(&self, req: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
+        let ino = op.ino();
         self.rec(req, Call::Readlink { ino });
         reply.data(b"link/target")
     }
@@ -787,11 +776,10 @@ impl Filesystem for RecFs {
     fn symlink<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        target: &CStr,
+        op: op::Symlink<'_>,
         reply: ReplyEntry<S>,
     ) {
+        let (parent, name, target) = (op.parent(), op.name(), op.target());
         self.rec(
             req,
             Call::Symlink {
@@ -803,16 +791,9 @@ impl Filesystem for RecFs {
         reply.entry(&sample_entry(202))
     }
 
-    fn mknod<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry<S>,
-    ) {
+    fn mknod<S: ReplySink>(&self, req: &RequestHeader, op: op::Mknod<'_>, reply: ReplyEntry<S>) {
+        let (parent, name, mode, umask, rdev) =
+            (op.parent(), op.name(), op.mode(), op.umask(), op.rdev());
         self.rec(
             req,
             Call::Mknod {
@@ -826,15 +807,8 @@ impl Filesystem for RecFs {
         reply.entry(&sample_entry(200))
     }
 
-    fn mkdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry<S>,
-    ) {
+    fn mkdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
+        let (parent, name, mode, umask) = (op.parent(), op.name(), op.mode(), op.umask());
         self.rec(
             req,
             Call::Mkdir {
@@ -847,13 +821,8 @@ impl Filesystem for RecFs {
         reply.entry(&sample_entry(201))
     }
 
-    fn unlink<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn unlink<S: ReplySink>(&self, req: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
+        let (parent, name) = (op.parent(), op.name());
         self.rec(
             req,
             Call::Unlink {
@@ -864,13 +833,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn rmdir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn rmdir<S: ReplySink>(&self, req: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
+        let (parent, name) = (op.parent(), op.name());
         self.rec(
             req,
             Call::Rmdir {
@@ -881,16 +845,14 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn rename<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        newparent: u64,
-        newname: &CStr,
-        flags: u32,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn rename<S: ReplySink>(&self, req: &RequestHeader, op: op::Rename<'_>, reply: ReplyEmpty<S>) {
+        let (parent, name, newparent, newname, flags) = (
+            op.parent(),
+            op.name(),
+            op.newparent(),
+            op.newname(),
+            op.flags(),
+        );
         self.rec(
             req,
             Call::Rename {
@@ -904,14 +866,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn link<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        newparent: u64,
-        newname: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn link<S: ReplySink>(&self, req: &RequestHeader, op: op::Link<'_>, reply: ReplyEntry<S>) {
+        let (ino, newparent, newname) = (op.ino(), op.newparent(), op.newname());
         self.rec(
             req,
             Call::Link {
@@ -923,14 +879,8 @@ impl Filesystem for RecFs {
         reply.entry(&sample_entry(203))
     }
 
-    fn open<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        open_flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn open<S: ReplySink>(&self, req: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
+        let (ino, flags, open_flags) = (op.ino(), op.flags(), op.open_flags());
         self.rec(
             req,
             Call::Open {
@@ -946,17 +896,15 @@ impl Filesystem for RecFs {
         }
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-        flags: u32,
-        lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
+    fn read<S: ReplySink>(&self, req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        let (ino, fh, offset, size, flags, lock_owner) = (
+            op.ino(),
+            op.fh(),
+            op.offset(),
+            op.size(),
+            op.flags(),
+            op.lock_owner(),
+        );
         self.rec(
             req,
             Call::Read {
@@ -970,11 +918,7 @@ impl Filesystem for RecFs {
         );
         if ino == INO_FILE_RANGE {
             return match &self.file {
-                Some(f) => reply.file(FileRange {
-                    fd: f.as_raw_fd(),
-                    offset,
-                    len: size,
-                }),
+                Some(f) => reply.file(FileRange::new(f.as_fd(), offset, size)),
                 None => reply.error(Errno::EIO),
             };
         }
@@ -984,18 +928,16 @@ impl Filesystem for RecFs {
         reply.data(&data)
     }
 
-    fn write<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        data: &[u8],
-        write_flags: u32,
-        flags: u32,
-        lock_owner: Option<u64>,
-        reply: ReplyWrite<S>,
-    ) {
+    fn write<S: ReplySink>(&self, req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
+        let (ino, fh, offset, data, write_flags, flags, lock_owner) = (
+            op.ino(),
+            op.fh(),
+            op.offset(),
+            op.data(),
+            op.write_flags(),
+            op.flags(),
+            op.lock_owner(),
+        );
         self.rec(
             req,
             Call::Write {
@@ -1011,7 +953,8 @@ impl Filesystem for RecFs {
         reply.written(data.len() as u32)
     }
 
-    fn statfs<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyStatfs<S>) {
+    fn statfs<S: ReplySink>(&self, req: &RequestHeader, op: op::Statfs, reply: ReplyStatfs<S>) {
+        let ino = op.ino();
         self.rec(req, Call::Statfs { ino });
         reply.statfs(&sample_kstatfs())
     }
@@ -1019,13 +962,16 @@ impl Filesystem for RecFs {
     fn release<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
-        release_flags: u32,
-        lock_owner: u64,
+        op: op::Release<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, fh, flags, release_flags, lock_owner) = (
+            op.ino(),
+            op.fh(),
+            op.flags(),
+            op.release_flags(),
+            op.lock_owner(),
+        );
         self.rec(
             req,
             Call::Release {
@@ -1039,14 +985,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn fsync<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn fsync<S: ReplySink>(&self, req: &RequestHeader, op: op::Fsync<'_>, reply: ReplyEmpty<S>) {
+        let (ino, fh, datasync) = (op.ino(), op.fh(), op.datasync());
         self.rec(req, Call::Fsync { ino, fh, datasync });
         reply.ok()
     }
@@ -1054,13 +994,16 @@ impl Filesystem for RecFs {
     fn setxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: u32,
+        op: op::Setxattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, name, value, flags, setxattr_flags) = (
+            op.ino(),
+            op.name(),
+            op.value(),
+            op.flags(),
+            op.setxattr_flags(),
+        );
         self.rec(
             req,
             Call::Setxattr {
@@ -1077,11 +1020,10 @@ impl Filesystem for RecFs {
     fn getxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
-        size: u32,
+        op: op::Getxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
+        let (ino, name, size) = (op.ino(), op.name(), op.size());
         self.rec(
             req,
             Call::Getxattr {
@@ -1101,10 +1043,10 @@ impl Filesystem for RecFs {
     fn listxattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        size: u32,
+        op: op::Listxattr<'_>,
         reply: ReplyXattr<S>,
     ) {
+        let (ino, size) = (op.ino(), op.size());
         self.rec(req, Call::Listxattr { ino, size });
         const LIST: &[u8] = b"user.a\0user.b\0";
         match size {
@@ -1117,10 +1059,10 @@ impl Filesystem for RecFs {
     fn removexattr<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        name: &CStr,
+        op: op::Removexattr<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, name) = (op.ino(), op.name());
         self.rec(
             req,
             Call::Removexattr {
@@ -1131,14 +1073,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn flush<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        lock_owner: u64,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn flush<S: ReplySink>(&self, req: &RequestHeader, op: op::Flush<'_>, reply: ReplyEmpty<S>) {
+        let (ino, fh, lock_owner) = (op.ino(), op.fh(), op.lock_owner());
         self.rec(
             req,
             Call::Flush {
@@ -1150,13 +1086,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn opendir<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn opendir<S: ReplySink>(&self, req: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
+        let (ino, flags) = (op.ino(), op.flags());
         self.rec(req, Call::Opendir { ino, flags });
         reply.opened(0x2222, FOPEN_CACHE_DIR)
     }
@@ -1164,11 +1095,10 @@ impl Filesystem for RecFs {
     fn readdir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdir<'_>,
         mut reply: ReplyDirectory<'_, S>,
     ) {
+        let (ino, fh, offset) = (op.ino(), op.fh(), op.offset());
         let room = reply.buf().remaining();
         self.rec(
             req,
@@ -1185,11 +1115,10 @@ impl Filesystem for RecFs {
     fn readdirplus<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
+        op: op::Readdirplus<'_>,
         mut reply: ReplyDirectory<'_, S>,
     ) {
+        let (ino, fh, offset) = (op.ino(), op.fh(), op.offset());
         let room = reply.buf().remaining();
         self.rec(
             req,
@@ -1206,11 +1135,10 @@ impl Filesystem for RecFs {
     fn releasedir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
+        op: op::Releasedir<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, fh, flags) = (op.ino(), op.fh(), op.flags());
         self.rec(req, Call::Releasedir { ino, fh, flags });
         reply.ok()
     }
@@ -1218,24 +1146,16 @@ impl Filesystem for RecFs {
     fn fsyncdir<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        datasync: bool,
+        op: op::Fsyncdir<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, fh, datasync) = (op.ino(), op.fh(), op.datasync());
         self.rec(req, Call::Fsyncdir { ino, fh, datasync });
         reply.ok()
     }
 
-    fn getlk<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        owner: u64,
-        lock: &fuse_file_lock,
-        reply: ReplyLock<S>,
-    ) {
+    fn getlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Getlk<'_>, reply: ReplyLock<S>) {
+        let (ino, fh, owner, lock) = (op.ino(), op.fh(), op.owner(), op.lock());
         self.rec(
             req,
             Call::Getlk {
@@ -1253,17 +1173,15 @@ impl Filesystem for RecFs {
         })
     }
 
-    fn setlk<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        owner: u64,
-        lock: &fuse_file_lock,
-        flock: bool,
-        sleep: bool,
-        reply: ReplyEmpty<S>,
-    ) {
+    fn setlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Setlk<'_>, reply: ReplyEmpty<S>) {
+        let (ino, fh, owner, lock, flock, sleep) = (
+            op.ino(),
+            op.fh(),
+            op.owner(),
+            op.lock(),
+            op.flock(),
+            op.sleep(),
+        );
         self.rec(
             req,
             Call::Setlk {
@@ -1278,21 +1196,15 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn access<S: ReplySink>(&self, req: &RequestHeader, ino: u64, mask: u32, reply: ReplyEmpty<S>) {
+    fn access<S: ReplySink>(&self, req: &RequestHeader, op: op::Access<'_>, reply: ReplyEmpty<S>) {
+        let (ino, mask) = (op.ino(), op.mask());
         self.rec(req, Call::Access { ino, mask });
         reply.ok()
     }
 
-    fn create<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
-        reply: ReplyCreate<S>,
-    ) {
+    fn create<S: ReplySink>(&self, req: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
+        let (parent, name, mode, umask, flags) =
+            (op.parent(), op.name(), op.mode(), op.umask(), op.flags());
         self.rec(
             req,
             Call::Create {
@@ -1317,13 +1229,11 @@ impl Filesystem for RecFs {
     fn tmpfile<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        mode: u32,
-        umask: u32,
-        flags: u32,
+        op: op::Tmpfile<'_>,
         reply: ReplyCreate<S>,
     ) {
+        let (parent, name, mode, umask, flags) =
+            (op.parent(), op.name(), op.mode(), op.umask(), op.flags());
         self.rec(
             req,
             Call::Tmpfile {
@@ -1337,18 +1247,13 @@ impl Filesystem for RecFs {
         reply.created(&sample_entry(301), 0x3334, 0)
     }
 
-    fn interrupt(&self, req: &RequestHeader, unique: u64) {
+    fn interrupt(&self, req: &RequestHeader, op: op::Interrupt<'_>) {
+        let unique = op.unique();
         self.rec(req, Call::Interrupt { unique });
     }
 
-    fn bmap<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        blocksize: u32,
-        block: u64,
-        reply: ReplyBmap<S>,
-    ) {
+    fn bmap<S: ReplySink>(&self, req: &RequestHeader, op: op::Bmap<'_>, reply: ReplyBmap<S>) {
+        let (ino, blocksize, block) = (op.ino(), op.blocksize(), op.block());
         self.rec(
             req,
             Call::Bmap {
@@ -1360,18 +1265,16 @@ impl Filesystem for RecFs {
         reply.block(block.wrapping_mul(2).wrapping_add(1))
     }
 
-    fn ioctl<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        flags: u32,
-        cmd: u32,
-        arg: u64,
-        in_data: &[u8],
-        out_size: u32,
-        reply: ReplyIoctl<S>,
-    ) {
+    fn ioctl<S: ReplySink>(&self, req: &RequestHeader, op: op::Ioctl<'_>, reply: ReplyIoctl<S>) {
+        let (ino, fh, flags, cmd, arg, in_data, out_size) = (
+            op.ino(),
+            op.fh(),
+            op.flags(),
+            op.cmd(),
+            op.arg(),
+            op.in_data(),
+            op.out_size(),
+        );
         self.rec(
             req,
             Call::Ioctl {
@@ -1400,16 +1303,8 @@ impl Filesystem for RecFs {
         reply.ioctl(42, &out)
     }
 
-    fn poll<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        kh: u64,
-        flags: u32,
-        events: u32,
-        reply: ReplyPoll<S>,
-    ) {
+    fn poll<S: ReplySink>(&self, req: &RequestHeader, op: op::Poll<'_>, reply: ReplyPoll<S>) {
+        let (ino, fh, kh, flags, events) = (op.ino(), op.fh(), op.kh(), op.flags(), op.events());
         self.rec(
             req,
             Call::Poll {
@@ -1423,7 +1318,8 @@ impl Filesystem for RecFs {
         reply.revents(events & 0x5)
     }
 
-    fn notify_reply(&self, req: &RequestHeader, ino: u64, offset: u64, data: &[u8]) {
+    fn notify_reply(&self, req: &RequestHeader, op: op::NotifyReply<'_>) {
+        let (ino, offset, data) = (op.ino(), op.offset(), op.data());
         self.rec(
             req,
             Call::NotifyReply {
@@ -1437,13 +1333,11 @@ impl Filesystem for RecFs {
     fn fallocate<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        length: u64,
-        mode: u32,
+        op: op::Fallocate<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, fh, offset, length, mode) =
+            (op.ino(), op.fh(), op.offset(), op.length(), op.mode());
         self.rec(
             req,
             Call::Fallocate {
@@ -1457,15 +1351,8 @@ impl Filesystem for RecFs {
         reply.ok()
     }
 
-    fn lseek<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        whence: u32,
-        reply: ReplyLseek<S>,
-    ) {
+    fn lseek<S: ReplySink>(&self, req: &RequestHeader, op: op::Lseek<'_>, reply: ReplyLseek<S>) {
+        let (ino, fh, offset, whence) = (op.ino(), op.fh(), op.offset(), op.whence());
         self.rec(
             req,
             Call::Lseek {
@@ -1481,16 +1368,19 @@ impl Filesystem for RecFs {
     fn copy_file_range<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino_in: u64,
-        fh_in: u64,
-        off_in: u64,
-        ino_out: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-        flags: u64,
+        op: op::CopyFileRange<'_>,
         reply: ReplyCopyFormatted<S>,
     ) {
+        let (ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags) = (
+            op.ino(),
+            op.fh_in(),
+            op.off_in(),
+            op.ino_out(),
+            op.fh_out(),
+            op.off_out(),
+            op.len(),
+            op.flags(),
+        );
         self.rec(
             req,
             Call::CopyFileRange {
@@ -1510,10 +1400,10 @@ impl Filesystem for RecFs {
     fn setupmapping<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        arg: &fuse_setupmapping_in,
+        op: op::Setupmapping<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, arg) = (op.ino(), op.raw());
         self.rec(req, Call::Setupmapping { ino, arg: *arg });
         reply.ok()
     }
@@ -1521,30 +1411,29 @@ impl Filesystem for RecFs {
     fn removemapping<S: ReplySink>(
         &self,
         req: &RequestHeader,
-        ino: u64,
-        entries: fuselage_core::request::RemovemappingEntries<'_>,
+        op: op::Removemapping<'_>,
         reply: ReplyEmpty<S>,
     ) {
+        let (ino, entries) = (op.ino(), op.entries());
         let entries = entries.iter().map(|e| (e.moffset, e.len)).collect();
         self.rec(req, Call::Removemapping { ino, entries });
         reply.ok()
     }
 
-    fn syncfs<S: ReplySink>(&self, req: &RequestHeader, ino: u64, reply: ReplyEmpty<S>) {
+    fn syncfs<S: ReplySink>(&self, req: &RequestHeader, op: op::Syncfs, reply: ReplyEmpty<S>) {
+        let ino = op.ino();
         self.rec(req, Call::Syncfs { ino });
         reply.ok()
     }
 
-    fn statx<S: ReplySink>(
-        &self,
-        req: &RequestHeader,
-        ino: u64,
-        fh: Option<u64>,
-        getattr_flags: u32,
-        sx_flags: u32,
-        sx_mask: u32,
-        reply: ReplyStatx<S>,
-    ) {
+    fn statx<S: ReplySink>(&self, req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
+        let (ino, fh, getattr_flags, sx_flags, sx_mask) = (
+            op.ino(),
+            op.fh(),
+            op.getattr_flags(),
+            op.sx_flags(),
+            op.sx_mask(),
+        );
         self.rec(
             req,
             Call::Statx {

@@ -5,11 +5,11 @@
 //! `defer()`, on transports whose sink supports it).
 
 use fuselage_core::abi::{FOPEN_DIRECT_IO, fuse_attr};
+use fuselage_core::op;
 use fuselage_core::reply::{ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, entry_out};
 use fuselage_core::{Errno, FileRange, Filesystem, ReplySink, RequestHeader};
-use std::ffi::CStr;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -90,13 +90,8 @@ pub fn pattern(size: usize) -> Vec<u8> {
 }
 
 impl Filesystem for TestFs {
-    fn lookup<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        parent: u64,
-        name: &CStr,
-        reply: ReplyEntry<S>,
-    ) {
+    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let (parent, name) = (op.parent(), op.name());
         if parent != 1 || name != c"data" {
             return reply.error(Errno::ENOENT);
         }
@@ -113,10 +108,10 @@ impl Filesystem for TestFs {
     fn getattr<S: ReplySink>(
         &self,
         _req: &RequestHeader,
-        ino: u64,
-        _fh: Option<u64>,
+        op: op::Getattr<'_>,
         reply: ReplyAttr<S>,
     ) {
+        let ino = op.ino();
         let a = self.attr(ino);
         if !self.defer {
             return reply.attr(Duration::ZERO, &a);
@@ -127,41 +122,25 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn open<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _flags: u32,
-        _open_flags: u32,
-        reply: ReplyOpen<S>,
-    ) {
+    fn open<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Open<'_>, reply: ReplyOpen<S>) {
         reply.opened(0, FOPEN_DIRECT_IO)
     }
 
-    fn read<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _ino: u64,
-        _fh: u64,
-        offset: u64,
-        size: u32,
-        _flags: u32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData<S>,
-    ) {
+    fn read<S: ReplySink>(&self, _req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        let (offset, size) = (op.offset(), op.size());
         let avail = self.size.saturating_sub(offset) + self.extra as u64;
         let len = (size as u64).min(avail) as u32;
-        let range = FileRange {
-            fd: self.file.as_raw_fd(),
-            offset,
-            len,
-        };
         if !self.defer {
-            return reply.file(range);
+            return reply.file(FileRange::new(self.file.as_fd(), offset, len));
         }
         match reply.defer() {
-            Ok(r) => self.later(move || r.file(range)),
-            Err(r) => r.file(range),
+            Ok(r) => {
+                // The deferred answer needs a descriptor of its own: the
+                // range borrows it until the reply is sent.
+                let file = self.file.try_clone().expect("dup the backing file");
+                self.later(move || r.file(FileRange::new(file.as_fd(), offset, len)))
+            }
+            Err(r) => r.file(FileRange::new(self.file.as_fd(), offset, len)),
         }
     }
 }
