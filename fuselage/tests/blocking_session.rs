@@ -199,19 +199,6 @@ fn stream_socket_closed_mid_message_ends_session() {
 // ---------------------------------------------------------------------------
 // Through a real mount.
 
-fn fuse_available() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok()
-        // SAFETY: geteuid has no preconditions.
-        && unsafe { libc::geteuid() } == 0;
-    if !ok {
-        if std::env::var("FUSELAGE_REQUIRE_FUSE").as_deref() == Ok("1") {
-            panic!("FUSELAGE_REQUIRE_FUSE=1 but /dev/fuse is not usable as root");
-        }
-        eprintln!("skipped: needs root and /dev/fuse");
-    }
-    ok
-}
-
 /// Unmounts lazily on drop, even on panic.
 struct Guard(std::path::PathBuf);
 impl Drop for Guard {
@@ -285,7 +272,7 @@ extern "C" fn on_usr1(_: libc::c_int) {}
 
 #[test]
 fn interrupt_reaches_a_slow_request() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +327,7 @@ fn interrupt_reaches_a_slow_request() {
 
 #[test]
 fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -366,7 +353,7 @@ fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
 
 #[test]
 fn unmount_ends_every_worker() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -541,7 +528,7 @@ fn deferred_replies_over_a_socket() {
 
 #[test]
 fn deferred_replies_through_a_mount() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let content = pattern(3 << 20);

@@ -21,6 +21,13 @@
 //! - [`encode_request`], [`AlignedBuf`], [`parse_dirents`] and
 //!   [`parse_direntplus`]: the wire format from the kernel's side.
 //!
+//! And for the tests of every crate, also those on a real mount:
+//!
+//! - [`skip`]: the skip-or-fail policy for missing FUSE (root, `/dev/fuse`,
+//!   `enable_uring`) under `FUSELAGE_REQUIRE_FUSE=1`.
+//! - [`alloc`]: a counting global allocator, installed with
+//!   [`install_counting_alloc!`], for the zero-allocation tests.
+//!
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! use fuselage_testkit::{channel_pair, serve, TestFs};
@@ -37,12 +44,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc;
 mod buf;
 mod channel;
 mod dirent;
 mod kernel;
 mod serve;
 mod sink;
+pub mod skip;
 mod testfs;
 mod wire;
 
