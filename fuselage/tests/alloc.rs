@@ -182,7 +182,7 @@ fn allocations_per_request(debug: bool) {
         open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
     let write_fd =
         open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
-    let mut buf = AlignedBuf::new(BLOCK);
+    let mut buf = AlignedBuf::page_aligned(BLOCK);
 
     let warm = client_loop(
         WARMUP,

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use fuselage::transport::{Choice, Transport};
-use std::alloc::Layout;
+use fuselage_testkit::AlignedBuf;
 use std::ffi::CString;
 
 fuselage_testkit::install_counting_alloc!();
@@ -37,9 +37,8 @@ fn no_allocations_on(choice: Choice, want: Transport) {
     // SAFETY: valid path; O_DIRECT so every read and write reaches the server.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_DIRECT) };
     assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-    let layout = Layout::from_size_align(4096, 4096).unwrap();
-    // SAFETY: non-zero size.
-    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    let mut page = AlignedBuf::page_aligned(4096);
+    let buf = page.as_mut_ptr();
     for _ in 0..200 {
         round(&path, fd, buf);
     }
@@ -54,11 +53,9 @@ fn no_allocations_on(choice: Choice, want: Transport) {
         allocs, 0,
         "{want}: {allocs} allocations in {requests} requests"
     );
-    // SAFETY: `fd` and `buf` are ours.
-    unsafe {
-        libc::close(fd);
-        std::alloc::dealloc(buf, layout);
-    }
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    drop(page);
     served.unmount_and_join().unwrap();
 }
 

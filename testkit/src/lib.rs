@@ -55,7 +55,7 @@ pub mod skip;
 mod testfs;
 mod wire;
 
-pub use buf::AlignedBuf;
+pub use buf::{AlignedBuf, DIRECT_IO_ALIGN};
 pub use dirent::{DirEntry, DirEntryPlus, DirentError, parse_direntplus, parse_dirents};
 pub use kernel::{
     DEFAULT_TIMEOUT, KERNEL_MAX_READAHEAD, OFFERED_FLAGS, SimKernel, Xattr, channel_pair,

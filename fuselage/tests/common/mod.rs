@@ -878,51 +878,8 @@ pub fn pwrite_full(fd: RawFd, buf: &[u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A zeroed heap buffer aligned to 4096 bytes, for O_DIRECT.
-pub struct AlignedBuf {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl AlignedBuf {
-    const ALIGN: usize = 4096;
-
-    /// A zeroed buffer of `len` bytes (rounded up to the alignment).
-    pub fn new(len: usize) -> AlignedBuf {
-        let len = len.max(1).next_multiple_of(Self::ALIGN);
-        let layout = std::alloc::Layout::from_size_align(len, Self::ALIGN).expect("layout");
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory allocating {len} bytes");
-        AlignedBuf { ptr, len }
-    }
-}
-
-impl std::ops::Deref for AlignedBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `len` initialized bytes owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-impl std::ops::DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in Deref, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(self.len, Self::ALIGN).expect("layout");
-        // SAFETY: allocated in `new` with this very layout.
-        unsafe { std::alloc::dealloc(self.ptr, layout) };
-    }
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
-unsafe impl Send for AlignedBuf {}
+/// Page-aligned buffers for O_DIRECT clients: `AlignedBuf::page_aligned`.
+pub use fuselage_testkit::AlignedBuf;
 
 // ---------------------------------------------------------------------------
 // Deterministic data
@@ -1282,7 +1239,7 @@ pub fn read_direct(path: &Path) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
     let size = fstat(fd.as_raw_fd()).expect("fstat").st_size as usize;
     let mut out = Vec::with_capacity(size);
-    let mut buf = AlignedBuf::new(1 << 20);
+    let mut buf = AlignedBuf::page_aligned(1 << 20);
     let mut offset = 0u64;
     loop {
         let n = pread_full(fd.as_raw_fd(), &mut buf, offset)

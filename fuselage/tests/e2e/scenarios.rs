@@ -1164,7 +1164,7 @@ pub fn large_file_256m(setup: &Setup) {
 
     // From the server.
     let fd = open_raw(&p, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT");
-    let mut abuf = AlignedBuf::new(CHUNK);
+    let mut abuf = AlignedBuf::page_aligned(CHUNK);
     let mut read_back = StreamHash::default();
     let mut first_bad = None;
     for i in 0..SIZE / CHUNK as u64 {
@@ -1242,8 +1242,8 @@ pub fn concurrent_8_threads(setup: &Setup) {
                     .iter()
                     .map(|f| open_raw(f, flags, 0).expect("open"))
                     .collect();
-                let mut buf = AlignedBuf::new(BLOCK);
-                let mut check = AlignedBuf::new(BLOCK);
+                let mut buf = AlignedBuf::page_aligned(BLOCK);
+                let mut check = AlignedBuf::page_aligned(BLOCK);
                 for round in 0..ROUNDS {
                     for (i, fd) in fds.iter().enumerate() {
                         for b in 0..REGION / BLOCK as u64 {
@@ -1984,7 +1984,7 @@ pub fn sigkill_during_read(setup: &Setup) {
         let fd = open_raw(&p, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT");
         std::thread::spawn(move || {
             // 128 KiB: the size of the kernel's own readahead requests.
-            let mut buf = AlignedBuf::new((128 * KIB) as usize);
+            let mut buf = AlignedBuf::page_aligned((128 * KIB) as usize);
             let mut off = 0u64;
             let err = loop {
                 if stop.load(Ordering::Relaxed) {
