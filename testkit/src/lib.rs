@@ -15,7 +15,8 @@
 //!   tests of `fuselage-core` alone (the real transports live in
 //!   `fuselage-transport-blocking` and `fuselage-transport-uring`).
 //! - [`TestFs`]: a tiny in-memory filesystem whose files the test can
-//!   inspect.
+//!   inspect; [`testfs`] also has one for transport tests and one for
+//!   benchmarks.
 //! - [`ReplyRecorder`]: a reply sink that records messages in memory, to
 //!   drive a `Dispatcher` directly; [`Reply`] parses them.
 //! - [`encode_request`], [`AlignedBuf`], [`parse_dirents`] and
@@ -52,7 +53,7 @@ mod kernel;
 mod serve;
 mod sink;
 pub mod skip;
-mod testfs;
+pub mod testfs;
 mod wire;
 
 pub use buf::{AlignedBuf, DIRECT_IO_ALIGN};

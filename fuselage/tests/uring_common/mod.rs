@@ -3,8 +3,6 @@
 //! served on a chosen transport in a background thread.
 #![allow(dead_code)]
 
-pub mod testfs;
-
 use fuselage::transport::{Choice, ServeError, ServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_linux::mount::{Mount, MountOptions, lazy_unmount};
