@@ -1,4 +1,5 @@
-//! Fixtures for fuselage's benchmarks: a trivial in-memory filesystem, a
+//! Fixtures for fuselage's benchmarks: a trivial in-memory filesystem (the
+//! test kit's [`BenchFs`]), a
 //! sink that copies reply parts into a preallocated buffer, and prebuilt
 //! request messages.
 //!
@@ -9,14 +10,11 @@
 
 use core::cell::{Cell, RefCell};
 use core::ffi::CStr;
-use core::time::Duration;
 use fuselage_core::abi::*;
-use fuselage_core::dirent::{direntplus_size, dtype};
-use fuselage_core::filesystem::{Filesystem, RequestHeader};
-use fuselage_core::reply::{
-    FileRange, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplySink, ReplyWrite, entry_out,
-};
-use fuselage_core::{Dispatched, Dispatcher, Errno, InitConfig, InitFlags, op};
+use fuselage_core::dirent::direntplus_size;
+use fuselage_core::reply::{FileRange, ReplySink};
+use fuselage_core::{Dispatched, Dispatcher, InitConfig, InitFlags};
+pub use fuselage_testkit::testfs::BenchFs;
 use zerocopy::IntoBytes;
 
 /// Size of the READ reply and of the READDIRPLUS request.
@@ -24,127 +22,13 @@ pub const READ_SIZE: u32 = 4096;
 /// Size of the WRITE payload.
 pub const WRITE_SIZE: usize = 128 * 1024;
 /// Inode of the regular file every request is about.
-pub const FILE_INO: u64 = 2;
+pub const FILE_INO: u64 = BenchFs::FILE_INO;
 /// Name of that file in the root directory.
-pub const FILE_NAME: &CStr = c"hello.txt";
+pub const FILE_NAME: &CStr = BenchFs::FILE_NAME;
 /// Entries in the root directory (more than one 4 KiB READDIRPLUS holds).
-pub const DIR_ENTRIES: usize = 64;
+pub const DIR_ENTRIES: usize = BenchFs::DIR_ENTRIES;
 /// Largest reply the sink may be handed (a 128 KiB read plus headers).
 pub const SINK_CAPACITY: usize = 256 * 1024;
-
-const TTL: Duration = Duration::from_secs(1);
-
-/// A trivial in-memory filesystem: one directory (the root) holding
-/// [`DIR_ENTRIES`] regular files, the first of which, [`FILE_NAME`], has 1 MiB
-/// of content. Reads borrow the content; writes copy into it.
-pub struct MemFs {
-    attr: fuse_attr,
-    data: RefCell<Vec<u8>>,
-    names: Vec<Vec<u8>>,
-}
-
-impl Default for MemFs {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MemFs {
-    /// The filesystem, with all its memory allocated up front.
-    pub fn new() -> Self {
-        let attr = fuse_attr {
-            ino: FILE_INO,
-            size: 1 << 20,
-            blocks: (1 << 20) / 512,
-            atime: 1_700_000_000,
-            mtime: 1_700_000_000,
-            ctime: 1_700_000_000,
-            mode: 0o100_644,
-            nlink: 1,
-            uid: 1000,
-            gid: 1000,
-            blksize: 4096,
-            ..Default::default()
-        };
-        let data = (0..1usize << 20).map(|i| (i * 7) as u8).collect();
-        let names = (0..DIR_ENTRIES)
-            .map(|i| {
-                if i == 0 {
-                    FILE_NAME.to_bytes().to_vec()
-                } else {
-                    format!("file-{i:04}").into_bytes()
-                }
-            })
-            .collect();
-        MemFs {
-            attr,
-            data: RefCell::new(data),
-            names,
-        }
-    }
-
-    fn attr_of(&self, ino: u64) -> fuse_attr {
-        fuse_attr { ino, ..self.attr }
-    }
-}
-
-impl Filesystem for MemFs {
-    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
-        if op.parent() == FUSE_ROOT_ID && op.name() == FILE_NAME {
-            reply.entry(&entry_out(self.attr, 0, TTL, TTL))
-        } else {
-            reply.error(Errno::ENOENT)
-        }
-    }
-
-    fn getattr<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        op: op::Getattr<'_>,
-        reply: ReplyAttr<S>,
-    ) {
-        if op.ino() == FILE_INO {
-            reply.attr(TTL, &self.attr)
-        } else {
-            reply.error(Errno::ENOENT)
-        }
-    }
-
-    fn read<S: ReplySink>(&self, _req: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
-        let data = self.data.borrow();
-        let start = (op.offset() as usize).min(data.len());
-        let end = start + (op.size() as usize).min(data.len() - start);
-        reply.data(&data[start..end])
-    }
-
-    fn write<S: ReplySink>(&self, _req: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
-        let mut file = self.data.borrow_mut();
-        let (start, data) = (op.offset() as usize, op.data());
-        match file.get_mut(start..start + data.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(data);
-                reply.written(data.len() as u32)
-            }
-            None => reply.error(Errno::EFBIG),
-        }
-    }
-
-    fn readdirplus<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        op: op::Readdirplus<'_>,
-        mut reply: ReplyDirectory<'_, S>,
-    ) {
-        for (i, name) in self.names.iter().enumerate().skip(op.offset() as usize) {
-            let ino = FILE_INO + i as u64;
-            let e = entry_out(self.attr_of(ino), 0, TTL, TTL);
-            if reply.push_plus(&e, i as u64 + 1, dtype::REG, name).is_err() {
-                break;
-            }
-        }
-        reply.ok()
-    }
-}
 
 /// A sink that copies every reply into one preallocated buffer, as a
 /// transport assembling a ring entry would (no system call).
@@ -320,17 +204,17 @@ impl Message {
     }
 }
 
-/// Entries one 4 KiB READDIRPLUS of [`MemFs`]'s root carries.
+/// Entries one 4 KiB READDIRPLUS of [`BenchFs`]'s root carries.
 pub const fn readdirplus_entries() -> usize {
     // "hello.txt" (9 bytes) and "file-NNNN" (9 bytes) records alike.
     READ_SIZE as usize / direntplus_size(9)
 }
 
-/// A dispatcher over [`MemFs`] that has agreed INIT, its sink and its
+/// A dispatcher over [`BenchFs`] that has agreed INIT, its sink and its
 /// READDIR scratch buffer.
 pub struct Fixture {
     /// The dispatcher.
-    pub dispatcher: Dispatcher<MemFs>,
+    pub dispatcher: Dispatcher<BenchFs>,
     /// Where replies are copied.
     pub sink: CopySink,
     /// Lent to READDIRPLUS.
@@ -350,7 +234,7 @@ impl Fixture {
             max_write: 1 << 20,
             ..Default::default()
         };
-        let dispatcher = Dispatcher::new(MemFs::new(), config);
+        let dispatcher = Dispatcher::new(BenchFs::new(), config);
         let sink = CopySink::new();
         let mut scratch = vec![0u8; 64 * 1024];
         let init = Message::init();

@@ -41,11 +41,9 @@ const GNU: &str = "x86_64-unknown-linux-gnu";
 /// The size limit of the stripped musl binary.
 const ONE_MIB: usize = 1 << 20;
 
+/// Reports a missing prerequisite under the test kit's skip policy.
 fn skip(why: &str) {
-    if std::env::var("FUSELAGE_REQUIRE_FUSE").is_ok_and(|v| v == "1") {
-        panic!("FUSELAGE_REQUIRE_FUSE=1 but this test cannot run: {why}");
-    }
-    eprintln!("SKIPPED static_binary: {why}");
+    fuselage_testkit::skip::require(Err(format!("static_binary: {why}")));
 }
 
 fn workspace_root() -> PathBuf {
@@ -200,32 +198,15 @@ impl Backend {
 
 /// Why this machine cannot run the test, if it cannot.
 fn unmet_needs(transport: &str) -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (chroot, mknod, mount)".into());
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse".into());
-    }
-    if transport == "uring" {
-        let param = "/sys/module/fuse/parameters/enable_uring";
-        let v = std::fs::read_to_string(param).unwrap_or_default();
-        if v.trim() != "Y" {
-            // A fresh machine boots with it at N: switch it on, as the e2e
-            // rows do, and say so.
-            if let Err(e) = std::fs::write(param, "Y") {
-                return Some(format!(
-                    "native io_uring needs enable_uring=Y (is {:?}, cannot switch it: {e}): echo Y > {param}",
-                    v.trim()
-                ));
-            }
-            eprintln!(
-                "note: enable_uring was {:?}; set it to Y ({param})",
-                v.trim()
-            );
+    use fuselage_testkit::skip;
+    let met = skip::fuse_available().and_then(|()| {
+        if transport == "uring" {
+            skip::enable_native_uring()
+        } else {
+            Ok(())
         }
-    }
-    None
+    });
+    met.err()
 }
 
 #[test]

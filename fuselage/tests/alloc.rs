@@ -11,46 +11,12 @@ use common::*;
 use fuselage::backends::memfs::{MemFs, MemFsConfig};
 use fuselage::blocking::{Session, SessionConfig};
 use fuselage::linux::{Channel, Mount, MountOptions};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Counts every allocation (and reallocation) made by any thread.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees hold; counting touches only an atomic.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl's comment).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+fuselage_testkit::install_counting_alloc!();
 
 const FILE_SIZE: usize = 1 << 20;
 const BLOCK: usize = 4096;
@@ -216,7 +182,7 @@ fn allocations_per_request(debug: bool) {
         open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
     let write_fd =
         open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
-    let mut buf = AlignedBuf::new(BLOCK);
+    let mut buf = AlignedBuf::page_aligned(BLOCK);
 
     let warm = client_loop(
         WARMUP,
@@ -233,7 +199,7 @@ fn allocations_per_request(debug: bool) {
     );
 
     let quiet = debug.then(QuietStderr::new);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = fuselage_testkit::alloc::process_total();
     let tally = client_loop(
         MEASURED,
         &path,
@@ -241,7 +207,7 @@ fn allocations_per_request(debug: bool) {
         write_fd.as_raw_fd(),
         &mut buf,
     );
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = fuselage_testkit::alloc::process_total();
     drop(quiet);
 
     assert_eq!(

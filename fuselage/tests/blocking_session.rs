@@ -8,6 +8,7 @@ use fuselage_core::op;
 use fuselage_core::reply::{ReplyEntry, ReplySink};
 use fuselage_core::{Errno, Filesystem, InitConfig, RequestHeader};
 use fuselage_linux::{Channel, Mount, MountOptions};
+use fuselage_testkit::testfs::{Defer, RangeFs, pattern};
 use fuselage_testkit::{channel_pair, encode_request};
 use fuselage_transport_blocking::{Session, SessionConfig, SessionEnd};
 use std::io::{Read, Write};
@@ -199,19 +200,6 @@ fn stream_socket_closed_mid_message_ends_session() {
 // ---------------------------------------------------------------------------
 // Through a real mount.
 
-fn fuse_available() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok()
-        // SAFETY: geteuid has no preconditions.
-        && unsafe { libc::geteuid() } == 0;
-    if !ok {
-        if std::env::var("FUSELAGE_REQUIRE_FUSE").as_deref() == Ok("1") {
-            panic!("FUSELAGE_REQUIRE_FUSE=1 but /dev/fuse is not usable as root");
-        }
-        eprintln!("skipped: needs root and /dev/fuse");
-    }
-    ok
-}
-
 /// Unmounts lazily on drop, even on panic.
 struct Guard(std::path::PathBuf);
 impl Drop for Guard {
@@ -285,7 +273,7 @@ extern "C" fn on_usr1(_: libc::c_int) {}
 
 #[test]
 fn interrupt_reaches_a_slow_request() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +328,7 @@ fn interrupt_reaches_a_slow_request() {
 
 #[test]
 fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -366,7 +354,7 @@ fn reply_to_unknown_request_is_enoent_and_serving_goes_on() {
 
 #[test]
 fn unmount_ends_every_worker() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -390,136 +378,28 @@ fn unmount_ends_every_worker() {
 }
 
 // ---------------------------------------------------------------------------
-// Deferred replies: a filesystem that answers from another thread.
+// Deferred replies: the test kit's RangeFs, answering LOOKUP, GETATTR and READ
+// from another thread after its method returned (EIO where it cannot defer);
+// READ data comes as a file range of a memfd (spliced on /dev/fuse, copied on
+// a socket).
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Answers GETATTR and READ from a worker thread, after its method returned;
-/// READ data comes as a file range of a memfd (spliced on /dev/fuse, copied
-/// on a socket).
-struct DeferFs {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
-    file: Arc<std::fs::File>,
-    size: u64,
-}
-
-const DEFER_INO: u64 = 2;
-
-impl DeferFs {
-    fn new(content: &[u8]) -> (DeferFs, std::thread::JoinHandle<()>) {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let worker = std::thread::spawn(move || {
-            for job in rx {
-                std::thread::sleep(Duration::from_millis(2));
-                job();
-            }
-        });
-        let fd = fuselage_testkit::memfd_with(content).unwrap();
-        let fs = DeferFs {
-            jobs: Mutex::new(tx),
-            file: Arc::new(std::fs::File::from(fd)),
-            size: content.len() as u64,
-        };
-        (fs, worker)
-    }
-
-    fn attr(&self, ino: u64) -> fuse_attr {
-        if ino == 1 {
-            fuse_attr {
-                ino,
-                mode: libc::S_IFDIR | 0o755,
-                nlink: 2,
-                ..Default::default()
-            }
-        } else {
-            fuse_attr {
-                ino,
-                mode: libc::S_IFREG | 0o644,
-                nlink: 1,
-                size: self.size,
-                blocks: self.size.div_ceil(512),
-                ..Default::default()
-            }
-        }
-    }
-
-    fn run(&self, job: Job) {
-        self.jobs.lock().unwrap().send(job).unwrap();
-    }
-}
-
-impl Filesystem for DeferFs {
-    fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
-        let (parent, name) = (op.parent(), op.name());
-        if parent == 1 && name.to_bytes() == b"file" {
-            let e = fuselage_core::reply::entry_out(
-                self.attr(DEFER_INO),
-                0,
-                Duration::ZERO,
-                Duration::ZERO,
-            );
-            reply.entry(&e)
-        } else {
-            reply.error(Errno::ENOENT)
-        }
-    }
-
-    fn getattr<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        op: op::Getattr<'_>,
-        reply: fuselage_core::reply::ReplyAttr<S>,
-    ) {
-        let ino = op.ino();
-        let attr = self.attr(ino);
-        match reply.defer() {
-            Ok(r) => self.run(Box::new(move || r.attr(Duration::ZERO, &attr))),
-            Err(r) => r.error(Errno::EIO),
-        }
-    }
-
-    fn open<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        _op: op::Open<'_>,
-        reply: fuselage_core::reply::ReplyOpen<S>,
-    ) {
-        reply.opened(0, FOPEN_DIRECT_IO)
-    }
-
-    fn read<S: ReplySink>(
-        &self,
-        _req: &RequestHeader,
-        op: op::Read<'_>,
-        reply: fuselage_core::reply::ReplyData<S>,
-    ) {
-        let (offset, size) = (op.offset(), op.size());
-        let len = self.size.saturating_sub(offset).min(size as u64) as u32;
-        let file = self.file.clone();
-        match reply.defer() {
-            Ok(r) => self.run(Box::new(move || {
-                use std::os::fd::AsFd;
-                r.file(fuselage_core::FileRange::new(file.as_fd(), offset, len))
-            })),
-            Err(r) => r.error(Errno::EIO),
-        }
-    }
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 + i / 4096) as u8).collect()
+/// A RangeFs holding `content` that always answers from another thread.
+fn defer_fs(content: &[u8]) -> RangeFs {
+    let mut fs = RangeFs::with_content(content);
+    fs.defer = Defer::Always;
+    fs
 }
 
 #[test]
 fn deferred_replies_over_a_socket() {
     let content = pattern(300_000);
-    let (fs, worker) = DeferFs::new(&content);
+    let fs = defer_fs(&content);
     let (mut kernel, server) = channel_pair().unwrap();
     let session = Session::new(Channel::new(server).unwrap(), fs, config(2));
     let handle = std::thread::spawn(move || session.run());
     kernel.init().unwrap();
     assert_eq!(kernel.getattr(1, None).unwrap().attr.ino, 1);
-    let e = kernel.lookup(1, "file").unwrap();
+    let e = kernel.lookup(1, "data").unwrap();
     assert_eq!(
         kernel.getattr(e.nodeid, None).unwrap().attr.size,
         content.len() as u64
@@ -536,26 +416,25 @@ fn deferred_replies_over_a_socket() {
     );
     drop(kernel);
     assert_eq!(handle.join().unwrap().unwrap(), SessionEnd::PeerClosed);
-    drop(worker);
 }
 
 #[test]
 fn deferred_replies_through_a_mount() {
-    if !fuse_available() {
+    if !fuselage_testkit::skip::require_fuse() {
         return;
     }
     let content = pattern(3 << 20);
-    let (fs, _worker) = DeferFs::new(&content);
+    let fs = defer_fs(&content);
     let dir = tempfile::tempdir().unwrap();
     let mount = Mount::new(dir.path(), &MountOptions::default()).unwrap();
     let _guard = Guard(dir.path().to_path_buf());
     let session = Session::new(mount.channel().unwrap(), fs, config(2));
     let server = std::thread::spawn(move || session.run());
-    let meta = std::fs::metadata(dir.path().join("file")).unwrap();
+    let meta = std::fs::metadata(dir.path().join("data")).unwrap();
     assert_eq!(meta.len(), content.len() as u64);
     // FOPEN_DIRECT_IO: every read(2) reaches the server, answered by splice
     // from the memfd on another thread.
-    let got = std::fs::read(dir.path().join("file")).unwrap();
+    let got = std::fs::read(dir.path().join("data")).unwrap();
     assert!(got == content, "content differs");
     drop(mount);
     assert!(server.join().unwrap().is_ok());

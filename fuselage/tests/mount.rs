@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use fuselage_linux::channel::{self, Channel, ChannelKind};
 use fuselage_linux::error::MountError;
 use fuselage_linux::mount::{self, Mount, MountMethod, MountOptions};
+use fuselage_testkit::skip;
 
 const ROLE_ENV: &str = "FUSELAGE_TEST_CHILD_ROLE";
 const MOUNTPOINT_ENV: &str = "FUSELAGE_TEST_CHILD_MOUNTPOINT";
@@ -38,38 +39,15 @@ const ROOT_SIZE: u64 = 4242;
 // ---------------------------------------------------------------------------------------------
 // Skipping
 
-fn fuse_required() -> bool {
-    std::env::var("FUSELAGE_REQUIRE_FUSE").is_ok_and(|v| v == "1")
-}
-
-/// Reports a missing prerequisite: a skip normally, a failure under FUSELAGE_REQUIRE_FUSE=1.
+/// Reports a missing prerequisite of `test` under the test kit's skip policy:
+/// one line and a pass normally, a failure under FUSELAGE_REQUIRE_FUSE=1.
 fn skip(test: &str, reason: &str) {
-    if fuse_required() {
-        panic!("{test}: FUSELAGE_REQUIRE_FUSE=1 but {reason}");
-    }
-    eprintln!("skipping {test}: {reason} (set FUSELAGE_REQUIRE_FUSE=1 to make this fail)");
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() == 0 }
+    skip::require(Err(format!("{test}: {reason}")));
 }
 
 /// True if this process can mount with mount(2): root and /dev/fuse openable.
 fn can_mount(test: &str) -> bool {
-    if !is_root() {
-        skip(test, "the test is not running as root");
-        return false;
-    }
-    if let Err(e) = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-    {
-        skip(test, &format!("/dev/fuse cannot be opened ({e})"));
-        return false;
-    }
-    true
+    skip::require(skip::fuse_available().map_err(|why| format!("{test}: {why}")))
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -82,7 +60,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// Waits (bounded) for a background `apt-get install fuse3` to provide fusermount3.
 fn fusermount3_available(test: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(if fuse_required() { 60 } else { 2 });
+    let deadline =
+        Instant::now() + Duration::from_secs(if skip::skipping_forbidden() { 60 } else { 2 });
     loop {
         if find_program("fusermount3").is_some() {
             return true;

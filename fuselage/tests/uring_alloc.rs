@@ -9,34 +9,10 @@ mod common;
 
 use common::*;
 use fuselage::transport::{Choice, Transport};
-use std::alloc::{GlobalAlloc, Layout, System};
+use fuselage_testkit::AlignedBuf;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+fuselage_testkit::install_counting_alloc!();
 
 /// One round of requests; returns how many it sent.
 fn round(path: &CString, fd: i32, buf: *mut u8) -> u64 {
@@ -61,28 +37,25 @@ fn no_allocations_on(choice: Choice, want: Transport) {
     // SAFETY: valid path; O_DIRECT so every read and write reaches the server.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_DIRECT) };
     assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-    let layout = Layout::from_size_align(4096, 4096).unwrap();
-    // SAFETY: non-zero size.
-    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    let mut page = AlignedBuf::page_aligned(4096);
+    let buf = page.as_mut_ptr();
     for _ in 0..200 {
         round(&path, fd, buf);
     }
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = fuselage_testkit::alloc::process_total();
     let mut requests = 0;
     for _ in 0..1000 {
         requests += round(&path, fd, buf);
     }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = fuselage_testkit::alloc::process_total() - before;
     eprintln!("{want}: {allocs} allocations for {requests} requests");
     assert_eq!(
         allocs, 0,
         "{want}: {allocs} allocations in {requests} requests"
     );
-    // SAFETY: `fd` and `buf` are ours.
-    unsafe {
-        libc::close(fd);
-        std::alloc::dealloc(buf, layout);
-    }
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    drop(page);
     served.unmount_and_join().unwrap();
 }
 

@@ -5,9 +5,9 @@
 #[path = "uring_common/mod.rs"]
 mod common;
 
-use common::testfs::{TestFs, pattern};
 use common::*;
 use fuselage::transport::{Choice, Transport};
+use fuselage_testkit::testfs::{Defer, RangeFs, pattern};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
@@ -34,8 +34,8 @@ fn native_deferred_replies_and_file_ranges() {
     let Some(_on) = EnableUring::set(true) else {
         return;
     };
-    let mut fs = TestFs::new(SIZE);
-    fs.defer = true;
+    let mut fs = RangeFs::new(SIZE);
+    fs.defer = Defer::WhenPossible;
     let served = serve_fs(config(Choice::Uring), fs).expect("serve");
     assert_eq!(served.info.transport, Transport::Uring);
     for chunk in [4096, 65536, 128 * 1024] {
@@ -49,8 +49,8 @@ fn native_deferred_replies_are_really_deferred() {
     let Some(_on) = EnableUring::set(true) else {
         return;
     };
-    let mut fs = TestFs::new(SIZE);
-    fs.defer = true;
+    let mut fs = RangeFs::new(SIZE);
+    fs.defer = Defer::WhenPossible;
     let fs = std::sync::Arc::new(fs);
     let served = serve_fs(config(Choice::Uring), Shared(fs.clone())).expect("serve");
     check_reads(served.path(), 65536);
@@ -93,7 +93,7 @@ fn uring_rw_splices_and_copies_file_ranges() {
     if !require_uring() {
         return;
     }
-    let served = serve_fs(config(Choice::UringRw), TestFs::new(SIZE)).expect("serve");
+    let served = serve_fs(config(Choice::UringRw), RangeFs::new(SIZE)).expect("serve");
     // 4 KiB replies are copied, 64 KiB and 128 KiB ones spliced.
     for chunk in [4096, 65536, 128 * 1024] {
         check_reads(served.path(), chunk);
@@ -106,7 +106,7 @@ fn uring_rw_file_shorter_than_promised_is_sent_by_copy() {
     if !require_uring() {
         return;
     }
-    let mut fs = TestFs::new(SIZE);
+    let mut fs = RangeFs::new(SIZE);
     fs.extra = 50_000; // promises bytes past the end: splice comes up short
     let served = serve_fs(config(Choice::UringRw), fs).expect("serve");
     let f = std::fs::File::open(served.path().join("data")).unwrap();
@@ -118,9 +118,9 @@ fn uring_rw_file_shorter_than_promised_is_sent_by_copy() {
     served.unmount_and_join().unwrap();
 }
 
-/// Serves an `Arc<TestFs>` so the test can look at its counters: forwards
+/// Serves an `Arc<RangeFs>` so the test can look at its counters: forwards
 /// each view and reply handle unchanged, as a wrapping filesystem does.
-struct Shared(std::sync::Arc<TestFs>);
+struct Shared(std::sync::Arc<RangeFs>);
 
 impl fuselage_core::Filesystem for Shared {
     fn lookup<S: fuselage_core::ReplySink>(

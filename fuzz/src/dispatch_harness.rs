@@ -27,7 +27,7 @@
 //! NOTIFY_REPLY, and exactly one reply for every other request whose header
 //! can be trusted (none for one that cannot).
 
-use crate::Aligned;
+use fuselage_testkit::AlignedBuf;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 use fuselage_core::DirentError;
@@ -869,29 +869,29 @@ impl Session {
             let h_end = msg.len().min(IN_HEADER);
             let a_end = msg.len().min(IN_HEADER + fixed);
             let header = if ring_area {
-                Aligned::new(&header_bytes)
+                AlignedBuf::from_bytes(&header_bytes)
             } else {
-                Aligned::new(&msg[..h_end])
+                AlignedBuf::from_bytes(&msg[..h_end])
             };
-            let mut op_area = Aligned::zeroed(if ring_area { 128.max(fixed) } else { 0 });
+            let mut op_area = AlignedBuf::zeroed(if ring_area { 128.max(fixed) } else { 0 });
             let op_in = if ring_area {
-                op_area.bytes_mut()[..a_end - h_end].copy_from_slice(&msg[h_end..a_end]);
-                Aligned::new(op_area.bytes())
+                op_area.as_bytes_mut()[..a_end - h_end].copy_from_slice(&msg[h_end..a_end]);
+                AlignedBuf::from_bytes(op_area.as_bytes())
             } else {
-                Aligned::new(&msg[h_end..a_end])
+                AlignedBuf::from_bytes(&msg[h_end..a_end])
             };
-            let payload = Aligned::new(&msg[a_end..]);
+            let payload = AlignedBuf::from_bytes(&msg[a_end..]);
             self.dispatcher.dispatch_segments(
-                header.bytes(),
-                op_in.bytes(),
-                payload.bytes(),
+                header.as_bytes(),
+                op_in.as_bytes(),
+                payload.as_bytes(),
                 &self.checker,
                 &mut self.scratch,
             )
         } else {
-            let buf = Aligned::new(msg);
+            let buf = AlignedBuf::from_bytes(msg);
             self.dispatcher
-                .dispatch(buf.bytes(), &self.checker, &mut self.scratch)
+                .dispatch(buf.as_bytes(), &self.checker, &mut self.scratch)
         };
 
         let cur = self.checker.cur.borrow();

@@ -8,59 +8,14 @@
 //!   handle), with a sink that checks every reply against the protocol's
 //!   rules.
 //!
+//! Inputs are copied into `fuselage_testkit::AlignedBuf`s (8-byte aligned, as
+//! transports keep their request buffers, or deliberately misaligned).
+//!
 //! The harnesses are plain functions so that a crashing input can also be
 //! replayed from an ordinary test or debugger.
 
 pub mod dispatch_harness;
 pub mod parse_harness;
-
-/// A copy of some bytes in 8-byte aligned storage, as transports keep their
-/// request buffers. `offset` shifts the start (1 gives a misaligned view).
-pub struct Aligned {
-    words: Vec<u64>,
-    offset: usize,
-    len: usize,
-}
-
-impl Aligned {
-    /// Copies `bytes` to an 8-byte aligned buffer.
-    pub fn new(bytes: &[u8]) -> Self {
-        Self::with_offset(bytes, 0)
-    }
-
-    /// Copies `bytes` to `offset` bytes past an 8-byte boundary.
-    pub fn with_offset(bytes: &[u8], offset: usize) -> Self {
-        let words = vec![0u64; (bytes.len() + offset).div_ceil(8) + 1];
-        let mut a = Aligned {
-            words,
-            offset,
-            len: bytes.len(),
-        };
-        a.bytes_mut().copy_from_slice(bytes);
-        a
-    }
-
-    /// A zeroed buffer of `len` bytes.
-    pub fn zeroed(len: usize) -> Self {
-        Aligned {
-            words: vec![0u64; len.div_ceil(8) + 1],
-            offset: 0,
-            len,
-        }
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        let all: &[u8] = zerocopy::IntoBytes::as_bytes(&self.words[..]);
-        &all[self.offset..self.offset + self.len]
-    }
-
-    /// The bytes, mutably.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let all: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(&mut self.words[..]);
-        &mut all[self.offset..self.offset + self.len]
-    }
-}
 
 /// Whether `len` bytes at `ptr` lie inside one of `segments`.
 pub fn within(ptr: *const u8, len: usize, segments: &[&[u8]]) -> bool {

@@ -11,7 +11,8 @@
 //! internal consistency (lengths agree with counts, names are valid, nothing
 //! is borrowed from outside the given buffers).
 
-use crate::{Aligned, ref_within, within};
+use crate::{ref_within, within};
+use fuselage_testkit::AlignedBuf;
 use core::ffi::CStr;
 use fuselage_core::request::{NAME_MAX, SYMLINK_MAX, XATTR_NAME_MAX, arg_size};
 use fuselage_core::{Opcode, Operation, ParseContext, ParseError, Request};
@@ -44,8 +45,8 @@ pub fn run(data: &[u8]) {
     let split_b = u16::from_le_bytes([data[2], data[3]]) as usize;
     let msg = &data[4..];
 
-    let whole = Aligned::new(msg);
-    let buf = whole.bytes();
+    let whole = AlignedBuf::from_bytes(msg);
+    let buf = whole.as_bytes();
     for ctx in CONTEXTS {
         let parsed = Request::parse(buf, ctx);
         if let Ok(req) = &parsed {
@@ -56,9 +57,9 @@ pub fn run(data: &[u8]) {
     }
 
     // A misaligned buffer is refused, never read.
-    let shifted = Aligned::with_offset(msg, 1 + (split_a % 7));
+    let shifted = AlignedBuf::misaligned(msg, 1 + (split_a % 7));
     for ctx in CONTEXTS {
-        match Request::parse(shifted.bytes(), ctx) {
+        match Request::parse(shifted.as_bytes(), ctx) {
             Ok(_) => panic!("misaligned buffer accepted"),
             Err(
                 ParseError::Misaligned
@@ -74,11 +75,11 @@ pub fn run(data: &[u8]) {
     let i = split_a % (msg.len() + 1);
     let j = i + split_b % (msg.len() - i + 1);
     let (h, o, p) = (
-        Aligned::new(&msg[..i]),
-        Aligned::new(&msg[i..j]),
-        Aligned::new(&msg[j..]),
+        AlignedBuf::from_bytes(&msg[..i]),
+        AlignedBuf::from_bytes(&msg[i..j]),
+        AlignedBuf::from_bytes(&msg[j..]),
     );
-    let segs = [h.bytes(), o.bytes(), p.bytes()];
+    let segs = [h.as_bytes(), o.as_bytes(), p.as_bytes()];
     for ctx in CONTEXTS {
         if let Ok(req) = Request::parse_segments(segs[0], segs[1], segs[2], ctx) {
             check_request(&req, &segs, ctx);
@@ -101,15 +102,15 @@ fn canonical_segments_agree(
     let arg_end = (HEADER_LEN + fixed).min(buf.len());
     // Ring entries reserve 128 bytes for the header and for the argument
     // struct; pass the whole zero-padded areas as a ring transport does.
-    let mut header_area = Aligned::zeroed(128);
-    header_area.bytes_mut()[..HEADER_LEN].copy_from_slice(&buf[..HEADER_LEN]);
-    let mut op_area = Aligned::zeroed(128.max(fixed));
-    op_area.bytes_mut()[..arg_end - HEADER_LEN].copy_from_slice(&buf[HEADER_LEN..arg_end]);
-    let payload = Aligned::new(&buf[arg_end..]);
-    let op_in = &op_area.bytes()[..arg_end - HEADER_LEN];
-    let seg = Request::parse_segments(header_area.bytes(), op_in, payload.bytes(), ctx);
+    let mut header_area = AlignedBuf::zeroed(128);
+    header_area.as_bytes_mut()[..HEADER_LEN].copy_from_slice(&buf[..HEADER_LEN]);
+    let mut op_area = AlignedBuf::zeroed(128.max(fixed));
+    op_area.as_bytes_mut()[..arg_end - HEADER_LEN].copy_from_slice(&buf[HEADER_LEN..arg_end]);
+    let payload = AlignedBuf::from_bytes(&buf[arg_end..]);
+    let op_in = &op_area.as_bytes()[..arg_end - HEADER_LEN];
+    let seg = Request::parse_segments(header_area.as_bytes(), op_in, payload.as_bytes(), ctx);
     if let Ok(req) = &seg {
-        check_request(req, &[header_area.bytes(), op_in, payload.bytes()], ctx);
+        check_request(req, &[header_area.as_bytes(), op_in, payload.as_bytes()], ctx);
     }
     if let (Ok(a), Ok(b)) = (parsed, &seg) {
         assert_eq!(

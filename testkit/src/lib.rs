@@ -15,11 +15,19 @@
 //!   tests of `fuselage-core` alone (the real transports live in
 //!   `fuselage-transport-blocking` and `fuselage-transport-uring`).
 //! - [`TestFs`]: a tiny in-memory filesystem whose files the test can
-//!   inspect.
+//!   inspect; [`testfs`] also has one for transport tests and one for
+//!   benchmarks.
 //! - [`ReplyRecorder`]: a reply sink that records messages in memory, to
 //!   drive a `Dispatcher` directly; [`Reply`] parses them.
 //! - [`encode_request`], [`AlignedBuf`], [`parse_dirents`] and
 //!   [`parse_direntplus`]: the wire format from the kernel's side.
+//!
+//! And for the tests of every crate, also those on a real mount:
+//!
+//! - [`skip`]: the skip-or-fail policy for missing FUSE (root, `/dev/fuse`,
+//!   `enable_uring`) under `FUSELAGE_REQUIRE_FUSE=1`.
+//! - [`alloc`]: a counting global allocator, installed with
+//!   [`install_counting_alloc!`], for the zero-allocation tests.
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
@@ -37,16 +45,18 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc;
 mod buf;
 mod channel;
 mod dirent;
 mod kernel;
 mod serve;
 mod sink;
-mod testfs;
+pub mod skip;
+pub mod testfs;
 mod wire;
 
-pub use buf::AlignedBuf;
+pub use buf::{AlignedBuf, DIRECT_IO_ALIGN};
 pub use dirent::{DirEntry, DirEntryPlus, DirentError, parse_direntplus, parse_dirents};
 pub use kernel::{
     DEFAULT_TIMEOUT, KERNEL_MAX_READAHEAD, OFFERED_FLAGS, SimKernel, Xattr, channel_pair,

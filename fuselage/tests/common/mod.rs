@@ -82,90 +82,11 @@ pub fn fuselage_bin() -> &'static str {
 // Skipping
 // ---------------------------------------------------------------------------
 
-/// Whether CI asked that nothing be skipped (`FUSELAGE_REQUIRE_FUSE=1`).
-pub fn skipping_forbidden() -> bool {
-    std::env::var("FUSELAGE_REQUIRE_FUSE").as_deref() == Ok("1")
-}
-
-/// Returns true if the test can go on. Otherwise prints `skipped: WHY` and
-/// returns false, or, under `FUSELAGE_REQUIRE_FUSE=1`, panics: CI must never
-/// go green by skipping.
-pub fn require(what: Result<(), String>) -> bool {
-    match what {
-        Ok(()) => true,
-        Err(why) if skipping_forbidden() => {
-            panic!("FUSELAGE_REQUIRE_FUSE=1 but this test cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why} (set FUSELAGE_REQUIRE_FUSE=1 to make this a failure)");
-            false
-        }
-    }
-}
-
-/// Whether this process can mount FUSE filesystems: root, and /dev/fuse
-/// opens. See [`require`] for what happens when it cannot.
-pub fn require_fuse() -> bool {
-    require(fuse_available())
-}
-
-fn fuse_available() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not running as root (the end-to-end tests mount FUSE filesystems)".into());
-    }
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map(drop)
-        .map_err(|e| format!("cannot open /dev/fuse: {e}"))
-}
-
-/// The kernel switch FUSE-over-io_uring needs.
-pub const ENABLE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
-
-/// Whether native FUSE-over-io_uring can be used (root, /dev/fuse, the
-/// fuse module's `enable_uring` switch on). A fresh machine boots with the
-/// switch at `N`: as root this turns it on and prints one line saying so
-/// (it stays on: it only allows servers to offer io_uring). When it cannot
-/// (no such parameter in this kernel, not writable) the test is skipped
-/// with one line, or fails under `FUSELAGE_REQUIRE_FUSE=1` (see
-/// [`require`]).
-///
-/// Tests that flip the switch themselves (fuselage-transport-uring's) and
-/// the rows that call this run in nextest's `serial` group, so the switch
-/// does not change under a running test.
-pub fn require_native_uring() -> bool {
-    require_fuse() && require(enable_native_uring())
-}
-
-fn enable_native_uring() -> Result<(), String> {
-    let read = || fs::read_to_string(ENABLE_URING_PARAM).map(|v| v.trim().to_string());
-    let value = match read() {
-        Ok(v) => v,
-        Err(_) => {
-            // The parameter appears once the fuse module is loaded.
-            let _ = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/fuse");
-            read().map_err(|e| {
-                format!("no {ENABLE_URING_PARAM} ({e}): this kernel has no FUSE-over-io_uring")
-            })?
-        }
-    };
-    if value == "Y" {
-        return Ok(());
-    }
-    fs::write(ENABLE_URING_PARAM, "Y").map_err(|e| {
-        format!("enable_uring is {value} and cannot be switched on ({e}): echo Y > {ENABLE_URING_PARAM} as root")
-    })?;
-    eprintln!(
-        "note: enable_uring was {value}; set it to Y ({ENABLE_URING_PARAM}) for the native io_uring rows"
-    );
-    Ok(())
-}
+// Not every test binary that includes this module uses all of these.
+#[allow(unused_imports)]
+pub use fuselage_testkit::skip::{
+    ENABLE_URING_PARAM, require, require_fuse, require_native_uring, skipping_forbidden,
+};
 
 /// Whether `program` can be found on PATH.
 pub fn require_program(program: &str) -> bool {
@@ -957,51 +878,8 @@ pub fn pwrite_full(fd: RawFd, buf: &[u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A zeroed heap buffer aligned to 4096 bytes, for O_DIRECT.
-pub struct AlignedBuf {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl AlignedBuf {
-    const ALIGN: usize = 4096;
-
-    /// A zeroed buffer of `len` bytes (rounded up to the alignment).
-    pub fn new(len: usize) -> AlignedBuf {
-        let len = len.max(1).next_multiple_of(Self::ALIGN);
-        let layout = std::alloc::Layout::from_size_align(len, Self::ALIGN).expect("layout");
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory allocating {len} bytes");
-        AlignedBuf { ptr, len }
-    }
-}
-
-impl std::ops::Deref for AlignedBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `len` initialized bytes owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-impl std::ops::DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in Deref, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(self.len, Self::ALIGN).expect("layout");
-        // SAFETY: allocated in `new` with this very layout.
-        unsafe { std::alloc::dealloc(self.ptr, layout) };
-    }
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
-unsafe impl Send for AlignedBuf {}
+/// Page-aligned buffers for O_DIRECT clients: `AlignedBuf::page_aligned`.
+pub use fuselage_testkit::AlignedBuf;
 
 // ---------------------------------------------------------------------------
 // Deterministic data
@@ -1361,7 +1239,7 @@ pub fn read_direct(path: &Path) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
     let size = fstat(fd.as_raw_fd()).expect("fstat").st_size as usize;
     let mut out = Vec::with_capacity(size);
-    let mut buf = AlignedBuf::new(1 << 20);
+    let mut buf = AlignedBuf::page_aligned(1 << 20);
     let mut offset = 0u64;
     loop {
         let n = pread_full(fd.as_raw_fd(), &mut buf, offset)

@@ -22,41 +22,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Whether CI forbids skipping (`FUSELAGE_REQUIRE_FUSE=1`).
-pub fn skipping_forbidden() -> bool {
-    std::env::var("FUSELAGE_REQUIRE_FUSE").as_deref() == Ok("1")
-}
-
-/// True if the test can mount FUSE filesystems (root, /dev/fuse opens);
-/// otherwise prints `skipped: WHY` and returns false, or panics under
-/// `FUSELAGE_REQUIRE_FUSE=1`.
-pub fn require_fuse() -> bool {
-    let why = if unsafe_geteuid() != 0 {
-        Some("not running as root (these tests mount FUSE filesystems)".to_string())
-    } else {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .err()
-            .map(|e| format!("cannot open /dev/fuse: {e}"))
-    };
-    match why {
-        None => true,
-        Some(why) if skipping_forbidden() => {
-            panic!("FUSELAGE_REQUIRE_FUSE=1 but this test cannot run: {why}")
-        }
-        Some(why) => {
-            eprintln!("skipped: {why} (set FUSELAGE_REQUIRE_FUSE=1 to make this a failure)");
-            false
-        }
-    }
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
+// Not every test binary that includes this module uses all of these.
+#[allow(unused_imports)]
+pub use fuselage_testkit::skip::{require_fuse, skipping_forbidden};
 
 /// A temporary directory removed (recursively) on drop.
 pub struct TempDir(PathBuf);

@@ -3,8 +3,6 @@
 //! served on a chosen transport in a background thread.
 #![allow(dead_code)]
 
-pub mod testfs;
-
 use fuselage::transport::{Choice, ServeError, ServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_linux::mount::{Mount, MountOptions, lazy_unmount};
@@ -16,43 +14,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Whether CI forbids skipping (`FUSELAGE_REQUIRE_FUSE=1`).
-pub fn skipping_forbidden() -> bool {
-    std::env::var("FUSELAGE_REQUIRE_FUSE").as_deref() == Ok("1")
-}
-
-/// True if the test can go on; otherwise prints why and returns false, or
-/// panics under `FUSELAGE_REQUIRE_FUSE=1`.
-pub fn require(what: Result<(), String>) -> bool {
-    match what {
-        Ok(()) => true,
-        Err(why) if skipping_forbidden() => {
-            panic!("FUSELAGE_REQUIRE_FUSE=1 but this test cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why} (set FUSELAGE_REQUIRE_FUSE=1 to make this a failure)");
-            false
-        }
-    }
-}
-
-/// Root and an openable /dev/fuse.
-pub fn require_fuse() -> bool {
-    require(fuse_available())
-}
-
-fn fuse_available() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not running as root (these tests mount FUSE filesystems)".into());
-    }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map(drop)
-        .map_err(|e| format!("cannot open /dev/fuse: {e}"))
-}
+// Not every test binary that includes this module uses all of these.
+#[allow(unused_imports)]
+pub use fuselage_testkit::skip::{require, require_fuse, skipping_forbidden};
 
 /// io_uring usable (for uring-rw).
 pub fn require_uring() -> bool {

@@ -1,4 +1,16 @@
-//! [`TestFs`]: a tiny in-memory filesystem to serve in tests.
+//! Small filesystems to serve in tests, each once:
+//!
+//! - [`TestFs`]: a tiny in-memory tree whose files the test can inspect.
+//! - [`RangeFs`]: one file answered as a file range (splice, pread), from
+//!   another thread if asked ([`Defer`]), for transport tests.
+//! - [`BenchFs`]: a fixed tree that allocates nothing per request, for
+//!   benchmarks and zero-allocation tests of the core.
+
+mod bench;
+mod range;
+
+pub use bench::BenchFs;
+pub use range::{Defer, RangeFs, pattern};
 
 use fuselage_core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_kstatfs};
 use fuselage_core::dirent::dtype;
