@@ -21,6 +21,46 @@ use crate::filesystem::SetAttr;
 use crate::request::{RemovemappingEntries, SetxattrArgs};
 use core::ffi::CStr;
 
+/// A borrowed NUL-terminated name kept as one pointer, so that a view of
+/// an inode and a name fits in two registers (its length is found again
+/// when it is asked for).
+#[derive(Clone, Copy)]
+struct ThinCStr<'a> {
+    ptr: core::ptr::NonNull<core::ffi::c_char>,
+    _name: core::marker::PhantomData<&'a CStr>,
+}
+
+impl<'a> ThinCStr<'a> {
+    #[inline]
+    fn new(name: &'a CStr) -> Self {
+        // SAFETY: a `&CStr` is never null.
+        let ptr = unsafe { core::ptr::NonNull::new_unchecked(name.as_ptr().cast_mut()) };
+        ThinCStr {
+            ptr,
+            _name: core::marker::PhantomData,
+        }
+    }
+
+    #[inline]
+    fn get(self) -> &'a CStr {
+        // SAFETY: `ptr` came from a `&'a CStr`: NUL-terminated, valid and
+        // unchanged for `'a`.
+        unsafe { CStr::from_ptr(self.ptr.as_ptr()) }
+    }
+}
+
+impl core::fmt::Debug for ThinCStr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+// SAFETY: a `ThinCStr<'a>` is a shared borrow of an immutable `CStr` (as
+// `&'a CStr`, which is `Send`), only ever read.
+unsafe impl Send for ThinCStr<'_> {}
+// SAFETY: as above: `&'a CStr` is `Sync`, and nothing writes through it.
+unsafe impl Sync for ThinCStr<'_> {}
+
 /// Accessors that return one field of the view's argument struct.
 macro_rules! fields {
     ($($(#[$doc:meta])* $name:ident: $ty:ty = $field:ident;)*) => {
@@ -106,14 +146,14 @@ macro_rules! name_view {
         #[derive(Debug, Clone, Copy)]
         pub struct $name<'a> {
             parent: u64,
-            name: &'a CStr,
+            name: ThinCStr<'a>,
         }
 
         impl<'a> $name<'a> {
             /// The view of a request about `name` in directory `parent`.
             #[inline]
             pub fn new(parent: u64, name: &'a CStr) -> Self {
-                $name { parent, name }
+                $name { parent, name: ThinCStr::new(name) }
             }
 
             /// The directory (`nodeid`).
@@ -125,7 +165,7 @@ macro_rules! name_view {
             /// The entry's name (checked: non-empty, no `/`).
             #[inline]
             pub fn name(&self) -> &'a CStr {
-                self.name
+                self.name.get()
             }
         }
     };
