@@ -819,32 +819,12 @@ pub fn open_raw(path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     }
 }
 
-/// pread(2) that loops until `buf` is full or EOF; returns bytes read.
+/// pread(2) that loops until `buf` is full or EOF; returns bytes read
+/// (fuselage-linux's, for a raw descriptor).
 pub fn pread_full(fd: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the pointer and length describe the writable rest of `buf`.
-        let r = unsafe {
-            libc::pread(
-                fd,
-                buf[done..].as_mut_ptr().cast(),
-                buf.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            break;
-        }
-        done += r as usize;
-    }
-    Ok(done)
+    // SAFETY: callers pass a descriptor they hold open for the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fuselage::linux::sys::pread_full(fd, buf, offset)
 }
 
 /// pwrite(2) that loops until all of `buf` is written.
