@@ -107,35 +107,21 @@ pub(crate) fn bits_to_clear(
         return 0;
     }
     let mut facts = CallerFacts::new(caller, file_gid);
+    // A capable caller keeps both bits, except on a change of owner.
+    match change {
+        Change::Flagged { flagged: false } => return 0,
+        Change::Unflagged if facts.capable() => return 0,
+        _ => {}
+    }
+    let mut kill = mode & S_ISUID;
     let sgid = mode & S_ISGID != 0;
     let group_exec = mode & S_IXGRP != 0;
-    match change {
-        Change::Flagged { flagged: false } => 0,
-        Change::Flagged { flagged: true } => {
-            let mut kill = mode & S_ISUID;
-            if sgid && (group_exec || !facts.in_group()) {
-                kill |= S_ISGID;
-            }
-            kill
-        }
-        Change::Unflagged => {
-            if facts.capable() {
-                return 0;
-            }
-            let mut kill = mode & S_ISUID;
-            if sgid && (group_exec || !facts.in_group()) {
-                kill |= S_ISGID;
-            }
-            kill
-        }
-        Change::Chown => {
-            let mut kill = mode & S_ISUID;
-            if sgid && (group_exec || !(facts.in_group() || facts.capable())) {
-                kill |= S_ISGID;
-            }
-            kill
-        }
+    // Only a chown still has to ask about capability: the other changes
+    // got here from an incapable caller.
+    if sgid && (group_exec || !(facts.in_group() || (change == Change::Chown && facts.capable()))) {
+        kill |= S_ISGID;
     }
+    kill
 }
 
 /// What `/proc/PID/status` says about the caller, read at most once.
