@@ -12,6 +12,8 @@
 //! - [`uring`] (`fuselage-transport-uring`): the io_uring transports.
 //! - [`backends`] (`fuselage-backends`): the in-memory filesystem (and the
 //!   host passthrough).
+//! - [`registry`]: which backend serves a mount: backends an embedder
+//!   registers first, the stock ones (overlay, passthrough, memfs) last.
 //! - [`transport`]: choosing a transport after INIT, with automatic fallback
 //!   native io_uring → uring-rw → blocking and the reason for each step down.
 //!   This is the one place that knows every transport; they know nothing of
@@ -41,6 +43,7 @@ pub mod daemon;
 pub mod debug;
 pub mod log;
 pub mod procfs;
+pub mod registry;
 pub mod serve;
 pub mod service;
 pub mod transport;

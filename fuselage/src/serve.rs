@@ -2,6 +2,7 @@
 
 use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
+use crate::registry::Backend;
 use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
@@ -32,6 +33,25 @@ pub enum ServeError {
     Transport(crate::transport::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
+    /// A registered backend accepted the mount but could not start.
+    Backend {
+        /// The name it was registered under.
+        backend: String,
+        /// What went wrong.
+        error: crate::registry::ClaimError,
+    },
+}
+
+impl ServeError {
+    /// The process exit status for this error: 2 for what is wrong before
+    /// anything is mounted (options, paths, a backend that cannot start),
+    /// 1 for failures of mounting or serving.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Options(_) | ServeError::Backend { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 impl fmt::Display for ServeError {
@@ -43,6 +63,7 @@ impl fmt::Display for ServeError {
             ServeError::Session(e) => write!(f, "{e}"),
             ServeError::Transport(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            ServeError::Backend { backend, error } => write!(f, "backend {backend}: {error}"),
         }
     }
 }
@@ -94,8 +115,9 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     }
 }
 
-/// Runs `fuselage mount` to completion. Returns once the filesystem is
-/// unmounted (or the channel's peer closed it).
+/// Runs `fuselage mount` to completion with the stock backends (see
+/// [`Registry`](crate::registry::Registry) to add others). Returns once the
+/// filesystem is unmounted (or the channel's peer closed it).
 pub fn run(args: &MountArgs) -> Result<(), ServeError> {
     run_with(args, || {})
 }
@@ -104,24 +126,29 @@ pub fn run(args: &MountArgs) -> Result<(), ServeError> {
 /// line and the service manager's `READY=1`): the mount.fuse form lets its
 /// waiting parent exit there.
 pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeError> {
+    crate::registry::Registry::new().serve_with(args, on_ready)
+}
+
+/// What every mount does before its backend is chosen: debug output, and
+/// the check that a forced io_uring transport can work here.
+pub(crate) fn prepare(args: &MountArgs) -> Result<(), ServeError> {
     if args.debug || log::enabled(log::Level::Debug) {
         crate::debug::enable();
     }
-    let mut once = Some(on_ready);
-    let on_ready: &mut dyn FnMut() = &mut || {
-        if let Some(f) = once.take() {
-            f()
-        }
-    };
+    transport_preflight(args)
+}
+
+/// The stock backends' choice for a mount no registered backend claimed:
+/// the host passthrough for `--source`, else the in-memory filesystem.
+pub(crate) fn stock_backend(args: &MountArgs) -> Result<Backend, ServeError> {
     if let Some(source) = &args.source {
-        return run_passthrough(args, source, on_ready);
+        return passthrough_backend(args, source);
     }
     if args.passthrough == PassthroughChoice::On {
         return Err(ServeError::Options(
             "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
         ));
     }
-    let fallback = transport_preflight(args)?;
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -131,21 +158,16 @@ pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeEr
         gid,
         ..MemFsConfig::default()
     });
-    serve_fs(args, fs, "memfs", fallback, on_ready)
+    Ok(Backend::new("memfs", fs))
 }
 
-/// `--source PATH`: serves a host directory or file with the passthrough
+/// `--source PATH`: a host directory or file through the passthrough
 /// backend (`--passthrough` and `--read-only` apply to it).
-fn run_passthrough(
-    args: &MountArgs,
-    source: &Path,
-    on_ready: &mut dyn FnMut(),
-) -> Result<(), ServeError> {
+fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, ServeError> {
     if args.passthrough == PassthroughChoice::On {
         PassthroughFs::passthrough_preflight()
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
-    let fallback = transport_preflight(args)?;
     // An empty root (init container, bare chroot) has no /proc; the backend
     // needs /proc/self/fd.
     match crate::procfs::ensure_mounted() {
@@ -181,11 +203,13 @@ fn run_passthrough(
             args.mountpoint.display()
         )));
     }
-    serve_fs(args, fs, "passthrough", fallback, on_ready)
+    Ok(Backend::new("passthrough", fs))
 }
 
-/// What serving needs from a backend beyond [`Filesystem`].
-trait Served: Filesystem + Send + Sync + 'static {
+/// What serving needs from a backend beyond [`Filesystem`]. Every method
+/// has a default, so a backend of one's own needs only `impl Served for
+/// MyFs {}` to be served by a [`Registry`](crate::registry::Registry).
+pub trait Served: Filesystem + Send + Sync + 'static {
     /// Whether the mountpoint must be a regular file (a single-file source).
     fn expect_file(&self) -> bool {
         false
@@ -214,11 +238,20 @@ impl Served for PassthroughFs {
     }
 }
 
+/// Serves `fs` as the mount's root, with `--route`s placed over it.
+pub(crate) fn serve_routed<F: Served>(
+    args: &MountArgs,
+    fs: F,
+    backend: &str,
+    on_ready: &mut dyn FnMut(),
+) -> Result<(), ServeError> {
+    serve_fs(args, fs, backend, on_ready)
+}
+
 fn serve_fs<F: Served>(
     args: &MountArgs,
     fs: F,
     backend: &str,
-    fallback: Option<&str>,
     on_ready: &mut dyn FnMut(),
 ) -> Result<(), ServeError> {
     let sigset = block_signals().map_err(ServeError::Signals)?;
@@ -310,8 +343,6 @@ fn serve_fs<F: Served>(
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
-        } else if let Some(reason) = fallback {
-            reasons.push(reason.to_string());
         }
         if let Some(why) = status.and_then(|s| s.reason) {
             reasons.push(format!("passthrough: {why}"));
@@ -361,7 +392,7 @@ fn serve_fs<F: Served>(
 /// Checks before mounting that a forced io_uring transport can work here
 /// (`--transport uring` and `uring-rw` never fall back). Automatic selection
 /// decides after INIT and reports its own `(fallback: REASON)`.
-fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeError> {
+fn transport_preflight(args: &MountArgs) -> Result<(), ServeError> {
     let choice = args.transport;
     let config = UringConfig {
         choice: uring_choice(choice),
@@ -369,7 +400,7 @@ fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeEr
         ..UringConfig::default()
     };
     match crate::transport::preflight(&config) {
-        Ok(_) => Ok(None),
+        Ok(_) => Ok(()),
         Err(reason) => Err(ServeError::Options(format!(
             "--transport {}: {reason}",
             match choice {
