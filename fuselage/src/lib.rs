@@ -41,6 +41,7 @@ pub mod daemon;
 pub mod debug;
 pub mod log;
 pub mod procfs;
+pub mod routes;
 pub mod serve;
 pub mod service;
 pub mod transport;

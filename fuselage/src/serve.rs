@@ -7,6 +7,7 @@ use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
     PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
 };
+use fuselage_backends::router::Router;
 use fuselage_core::Filesystem;
 use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_transport_blocking::SessionEnd;
@@ -131,7 +132,7 @@ pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeEr
         gid,
         ..MemFsConfig::default()
     });
-    serve_fs(args, fs, "memfs", fallback, on_ready)
+    serve_root(args, fs, "memfs", fallback, on_ready)
 }
 
 /// `--source PATH`: serves a host directory or file with the passthrough
@@ -181,7 +182,7 @@ fn run_passthrough(
             args.mountpoint.display()
         )));
     }
-    serve_fs(args, fs, "passthrough", fallback, on_ready)
+    serve_root(args, fs, "passthrough", fallback, on_ready)
 }
 
 /// What serving needs from a backend beyond [`Filesystem`].
@@ -197,6 +198,11 @@ trait Served: Filesystem + Send + Sync + 'static {
     /// filesystem moved into the session.
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         None
+    }
+    /// Words the startup line adds after `passthrough=` (each with its
+    /// leading space), computed once the mount is live.
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        Box::new(String::new)
     }
 }
 
@@ -256,6 +262,7 @@ fn serve_fs<F: Served>(
         fs.attach_device(dev);
     }
     let passthrough = fs.passthrough_handle();
+    let words = fs.startup_words();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
@@ -307,6 +314,7 @@ fn serve_fs<F: Served>(
             info.threads,
             if on { "on" } else { "off" }
         );
+        line.push_str(&words());
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -355,6 +363,35 @@ fn serve_fs<F: Served>(
         }
         Err(crate::transport::ServeError::Session(e)) => Err(ServeError::Session(e)),
         Err(e) => Err(ServeError::Transport(e)),
+    }
+}
+
+/// Serves `root` as it is, or under a [`Router`] with the `--route`s.
+fn serve_root<F: Served>(
+    args: &MountArgs,
+    root: F,
+    backend: &str,
+    fallback: Option<&str>,
+    on_ready: &mut dyn FnMut(),
+) -> Result<(), ServeError> {
+    if args.routes.is_empty() {
+        return serve_fs(args, root, backend, fallback, on_ready);
+    }
+    let router = crate::routes::build(args, root)?;
+    serve_fs(args, router, "router", fallback, on_ready)
+}
+
+impl<R: Served> Served for Router<R> {
+    fn attach_device(&self, fd: OwnedFd) {
+        use std::os::fd::AsFd;
+        self.attach_device(fd.as_fd());
+        self.root().attach_device(fd);
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        self.root().passthrough_handle()
+    }
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        crate::routes::startup_words(self)
     }
 }
 

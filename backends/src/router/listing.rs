@@ -195,7 +195,12 @@ impl<R: Filesystem> Router<R> {
                 cur = last;
             }
         }
-        let first = (offset & !INJECTED) as usize;
+        // Fresh from the backend's end, or resuming the router's names.
+        let first = if offset & INJECTED != 0 {
+            (offset & !INJECTED) as usize
+        } else {
+            0
+        };
         self.push_children(req, reply, plus, j, first, INJECTED, 0, true)
     }
 
