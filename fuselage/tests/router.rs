@@ -59,13 +59,7 @@ impl Host {
 }
 
 fn mount(transport: &'static str, args: Vec<String>) -> MountedFs {
-    MountedFs::mount_with(
-        &setup(transport),
-        MountConfig {
-            args,
-            run_as: None,
-        },
-    )
+    MountedFs::mount_with(&setup(transport), MountConfig { args, run_as: None })
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -81,7 +75,12 @@ fn statvfs(path: &Path) -> libc::statvfs {
     // SAFETY: all-zero is a valid statvfs; the path is NUL-terminated.
     unsafe {
         let mut st: libc::statvfs = std::mem::zeroed();
-        assert_eq!(libc::statvfs(cpath(path).as_ptr(), &mut st), 0, "statvfs {}", path.display());
+        assert_eq!(
+            libc::statvfs(cpath(path).as_ptr(), &mut st),
+            0,
+            "statvfs {}",
+            path.display()
+        );
         st
     }
 }
@@ -165,8 +164,14 @@ fn routes_over_memory_root(transport: &'static str) {
     let host_st = statvfs(&host.dir.path().join("data"));
     let data_st = statvfs(&m.join("data"));
     let tmp_st = statvfs(&m.join("tmp"));
-    assert_eq!(data_st.f_blocks * data_st.f_frsize, host_st.f_blocks * host_st.f_frsize);
-    assert_ne!(data_st.f_blocks * data_st.f_frsize, tmp_st.f_blocks * tmp_st.f_frsize);
+    assert_eq!(
+        data_st.f_blocks * data_st.f_frsize,
+        host_st.f_blocks * host_st.f_frsize
+    );
+    assert_ne!(
+        data_st.f_blocks * data_st.f_frsize,
+        tmp_st.f_blocks * tmp_st.f_frsize
+    );
     // A route's name in the root cannot be made again.
     let e = fs::create_dir(m.join("tmp")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
@@ -206,7 +211,10 @@ fn routes_over_source_root(transport: &'static str) {
     assert!(src.path().join("etc/new").exists());
     let e = fs::remove_file(m.join("etc/resolv.conf")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EBUSY));
-    assert_eq!(fs::read(src.path().join("etc/resolv.conf")).unwrap(), b"shadowed\n");
+    assert_eq!(
+        fs::read(src.path().join("etc/resolv.conf")).unwrap(),
+        b"shadowed\n"
+    );
     assert_unique_inodes(m.path());
     run_quiet("find", &[&m.path().display().to_string()]);
     run_quiet("du", &["-s", &m.path().display().to_string()]);
@@ -303,8 +311,18 @@ fn across_routes(transport: &'static str) {
 fn bad_routes_exit_2_before_mounting() {
     let host = Host::new();
     let cases: Vec<Vec<String>> = vec![
-        vec!["--route".into(), "/a=memory".into(), "--route".into(), "/a/b=memory".into()],
-        vec!["--route".into(), "/a=memory".into(), "--route".into(), "/a=memory".into()],
+        vec![
+            "--route".into(),
+            "/a=memory".into(),
+            "--route".into(),
+            "/a/b=memory".into(),
+        ],
+        vec![
+            "--route".into(),
+            "/a=memory".into(),
+            "--route".into(),
+            "/a=memory".into(),
+        ],
         vec!["--route".into(), "/=memory".into()],
         vec!["--route".into(), "a=memory".into()],
         vec!["--route".into(), "/a/../b=memory".into()],
