@@ -220,6 +220,47 @@ fn routes_over_source_root(transport: &'static str) {
     run_quiet("du", &["-s", &m.path().display().to_string()]);
 }
 
+/// Host routes only over a `--source` root: every backend asks for
+/// READDIRPLUS, so listings carry entries the router rewrites and adds.
+fn host_routes_readdirplus(transport: &'static str) {
+    let host = Host::new();
+    let src = common::traversable_tempdir();
+    fs::write(src.path().join("top"), b"root file\n").unwrap();
+    fs::create_dir(src.path().join("data")).unwrap();
+    let many = host.dir.path().join("data");
+    for i in 0..300 {
+        fs::write(many.join(format!("file-{i:03}")), b"x").unwrap();
+    }
+    let m = mount(
+        transport,
+        vec![
+            "--source".into(),
+            src.path().display().to_string(),
+            "--route".into(),
+            format!("/data={}", host.data()),
+            "--route".into(),
+            format!("/deep/er/file={}", host.file()),
+        ],
+    );
+    assert_eq!(names(m.path()), ["data", "deep", "top"]);
+    assert_eq!(names(&m.join("deep")), ["er"]);
+    assert_eq!(names(&m.join("deep/er")), ["file"]);
+    let listed = names(&m.join("data"));
+    assert_eq!(listed.len(), 301, "{listed:?}");
+    for name in &listed {
+        let meta = fs::symlink_metadata(m.join("data").join(name)).unwrap();
+        assert!(meta.is_file());
+    }
+    assert_eq!(
+        fs::read(m.join("deep/er/file")).unwrap(),
+        b"nameserver 192.0.2.1\n"
+    );
+    assert_unique_inodes(m.path());
+    run_quiet("find", &[&m.path().display().to_string()]);
+    run_quiet("du", &["-s", &m.path().display().to_string()]);
+    run_quiet("ls", &["-laR", &m.path().display().to_string()]);
+}
+
 /// Backends whose inode numbers collide: two memory routes with the same
 /// files, two host routes over bind mounts of one directory.
 fn colliding_inodes(transport: &'static str) {
@@ -374,6 +415,7 @@ macro_rules! router_rows {
                 scenario_tests!($transport;
                     routes_over_memory_root,
                     routes_over_source_root,
+                    host_routes_readdirplus,
                     colliding_inodes,
                     across_routes,
                 );
