@@ -88,13 +88,27 @@ fn patch_listing(buf: &mut [u8], index: u8, plus: bool) {
 }
 
 /// Drops the records `hidden` names from a listing, in place; the bytes
-/// kept and the offset of the last record seen.
-fn filter_listing(buf: &mut [u8], plus: bool, hidden: impl Fn(&[u8]) -> bool) -> (usize, u64) {
+/// kept and the offset of the last record seen. `dropped` gets the node id
+/// of every READDIRPLUS entry dropped (the backend counted a lookup the
+/// kernel will never forget).
+fn filter_listing(
+    buf: &mut [u8],
+    plus: bool,
+    hidden: impl Fn(&[u8]) -> bool,
+    mut dropped: impl FnMut(u64),
+) -> (usize, u64) {
     let (mut pos, mut kept, mut last) = (0, 0, 0);
     while let Some((d_at, d, size)) = record(buf, pos, plus) {
         last = d.off;
         let name = &buf[d_at + DIRENT_LEN..d_at + DIRENT_LEN + d.namelen as usize];
-        if !hidden(name) {
+        if hidden(name) {
+            if plus
+                && let Ok((e, _)) = fuse_entry_out::read_from_prefix(&buf[pos..])
+                && e.nodeid != 0
+            {
+                dropped(e.nodeid);
+            }
+        } else {
             buf.copy_within(pos..pos + size, kept);
             kept += size;
         }
@@ -188,7 +202,8 @@ impl<R: Filesystem> Router<R> {
                 if len == 0 {
                     break;
                 }
-                let (kept, last) = filter_listing(&mut buf[..len], plus, hidden);
+                let forget = |nodeid| self.root.forget(req, op::Forget::new(nodeid, 1));
+                let (kept, last) = filter_listing(&mut buf[..len], plus, hidden, forget);
                 if kept > 0 {
                     return reply.packed(&buf[..kept]);
                 }
@@ -290,7 +305,7 @@ mod tests {
         b.push(6, 2, dtype::DIR, b"tmp").unwrap();
         b.push(7, 3, dtype::REG, b"also").unwrap();
         let len = b.len();
-        let (kept, last) = filter_listing(&mut raw[..len], false, |n| n == b"tmp");
+        let (kept, last) = filter_listing(&mut raw[..len], false, |n| n == b"tmp", |_| panic!());
         assert_eq!(last, 3);
         patch_listing(&mut raw[..kept], 2, false);
         let (a, _, s) = record(&raw[..kept], 0, false).unwrap();
