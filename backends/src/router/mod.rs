@@ -20,6 +20,9 @@
 //!   answers `EBUSY`, as the kernel does for mount points.
 //! - STATFS is answered by the backend owning the path; INIT asks for what
 //!   every backend can live with.
+//! - The root backend's node ids pass through unchanged, so they must stay
+//!   below 2^56 (memfs counts from 1, passthrough indexes a table); a
+//!   route's ids past that are answered `EOVERFLOW`.
 //!
 //! ```no_run
 //! use fuselage_backends::memfs::{MemFs, MemFsConfig};
@@ -53,6 +56,9 @@ use tree::{Child, Tree};
 use zerocopy::FromBytes;
 
 pub use tree::{RouteError, RoutePath, check_routes};
+
+/// Most nodes of one backend handed over per BATCH_FORGET call.
+const FORGET_CHUNK: usize = 64;
 
 /// How long the kernel may cache the synthesized directories.
 const SYNTH_TTL: Duration = Duration::from_secs(1);
@@ -501,6 +507,8 @@ impl<R: Filesystem> Filesystem for Router<R> {
         }
     }
 
+    /// Splits the batch per backend (one pass per backend, at most
+    /// [`FORGET_CHUNK`] nodes per call, on the stack).
     fn batch_forget(&self, req: &RequestHeader, op: op::BatchForget<'_>) {
         if op
             .nodes()
@@ -509,8 +517,41 @@ impl<R: Filesystem> Filesystem for Router<R> {
         {
             return self.root.batch_forget(req, op);
         }
-        for one in op.iter() {
-            self.forget(req, one);
+        let mut chunk = [fuse_forget_one::default(); FORGET_CHUNK];
+        let flush = |index: usize, nodes: &[fuse_forget_one]| {
+            if nodes.is_empty() {
+                return;
+            }
+            let batch = op::BatchForget::new(nodes);
+            match index {
+                0 => self.root.batch_forget(req, batch),
+                i => {
+                    if let Some(fs) = self.route(i) {
+                        fs.batch_forget(req, batch)
+                    }
+                }
+            }
+        };
+        for index in 0..=self.routes.len() {
+            let mut n = 0;
+            for node in op.nodes() {
+                let local = match Owner::of(node.nodeid) {
+                    Owner::Root(l) if index == 0 => l,
+                    // A route's root is held by its mount point.
+                    Owner::Route(i, l) if i == index && l != FUSE_ROOT_ID => l,
+                    _ => continue,
+                };
+                chunk[n] = fuse_forget_one {
+                    nodeid: local,
+                    nlookup: node.nlookup,
+                };
+                n += 1;
+                if n == FORGET_CHUNK {
+                    flush(index, &chunk);
+                    n = 0;
+                }
+            }
+            flush(index, &chunk[..n]);
         }
     }
 

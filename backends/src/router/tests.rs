@@ -120,3 +120,31 @@ fn overlapping_routes_are_refused() {
         Err(RouteError::Overlap { .. })
     ));
 }
+
+#[test]
+fn batch_forget_reaches_each_backend_with_its_own_ids() {
+    let r = router();
+    let tmp = lookup(&r, 1, c"tmp").unwrap();
+    let a = mkdir(&r, tmp.nodeid, c"a").unwrap();
+    let b = mkdir(&r, 1, c"b").unwrap();
+    // Forgetting every lookup lets memfs drop nothing that is linked, but
+    // the ids must arrive local: a wrong id would be ignored or, worse,
+    // drop another inode's count. Look both up again afterwards.
+    let nodes = [
+        fuse_forget_one {
+            nodeid: a.nodeid,
+            nlookup: 1,
+        },
+        fuse_forget_one {
+            nodeid: b.nodeid,
+            nlookup: 1,
+        },
+        fuse_forget_one {
+            nodeid: tmp.nodeid,
+            nlookup: 1,
+        },
+    ];
+    r.batch_forget(&req(0), op::BatchForget::new(&nodes));
+    assert_eq!(lookup(&r, tmp.nodeid, c"a").unwrap().nodeid, a.nodeid);
+    assert_eq!(lookup(&r, 1, c"b").unwrap().nodeid, b.nodeid);
+}
