@@ -127,6 +127,7 @@ fn routes_over_memory_root(transport: &'static str) {
     let m = mount(transport, host.route_args());
     let line = m.mounted_line();
     assert!(line.contains(" backend=router "), "{line}");
+    assert!(line.contains(&format!(" transport={transport} ")), "{line}");
     assert!(line.contains(" route=/tmp:memory"), "{line}");
     assert!(
         line.contains(&format!(" route=/data:{}(passthrough=", host.data())),
