@@ -245,6 +245,8 @@ fn host_routes_readdirplus(transport: &'static str) {
     );
     assert_eq!(names(m.path()), ["data", "deep", "top"]);
     assert_eq!(names(&m.join("deep")), ["er"]);
+    assert_eq!(fs::metadata(m.join("deep")).unwrap().nlink(), 3);
+    assert_eq!(fs::metadata(m.join("deep/er")).unwrap().nlink(), 2);
     assert_eq!(names(&m.join("deep/er")), ["file"]);
     let listed = names(&m.join("data"));
     assert_eq!(listed.len(), 301, "{listed:?}");

@@ -167,7 +167,7 @@ impl<R: Filesystem> Router<R> {
         fuse_attr {
             ino: ids::synth_id(j),
             mode: libc::S_IFDIR | 0o755,
-            nlink: 2,
+            nlink: 2 + self.subdirs(j),
             uid: self.uid,
             gid: self.gid,
             blksize: 4096,
@@ -176,6 +176,21 @@ impl<R: Filesystem> Router<R> {
             ctime: self.born,
             ..Default::default()
         }
+    }
+
+    /// How many of junction `j`'s children are directories (for `nlink`,
+    /// which tools like find may trust).
+    fn subdirs(&self, j: usize) -> u32 {
+        self.tree.junctions[j]
+            .children
+            .iter()
+            .filter(|(_, c)| match c {
+                Child::Junction(_) => true,
+                Child::Route(i) => self
+                    .route(*i)
+                    .is_some_and(|fs| fs.as_host().is_none_or(|h| !h.serves_single_file())),
+            })
+            .count() as u32
     }
 
     fn synth_entry(&self, j: usize) -> fuse_entry_out {
