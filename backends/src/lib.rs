@@ -30,7 +30,9 @@ macro_rules! answer {
 
 pub mod memfs;
 pub mod passthrough;
+pub mod router;
 mod setid;
+pub mod stock;
 
 pub use memfs::{MemFs, MemFsConfig};
 pub use passthrough::{PassthroughConfig, PassthroughFs};

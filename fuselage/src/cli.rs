@@ -7,6 +7,7 @@
 //! mount options (`nosuid`, `noexec`, `noatime`, `sync`, ...) go to the
 //! kernel.
 
+use fuselage_backends::router::{RoutePath, check_routes};
 use fuselage_linux::MountFlags;
 use std::fmt;
 use std::path::PathBuf;
@@ -77,6 +78,26 @@ pub struct MountArgs {
     /// [`UringConfig::simulate_uring_refusal`](crate::transport::UringConfig::simulate_uring_refusal)).
     /// Not an option: the binary sets it from `FUSELAGE_TEST_DENY_URING=1`.
     pub simulate_uring_refusal: bool,
+    /// Backends placed at paths inside the mount (`--route SUBPATH=SPEC`).
+    pub routes: Vec<RouteArg>,
+}
+
+/// What a `--route` places at its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteSpec {
+    /// `memory`: an in-memory filesystem of its own.
+    Memory,
+    /// A host directory or a single host file (it exists when parsed).
+    Host(PathBuf),
+}
+
+/// One `--route SUBPATH=SPEC`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteArg {
+    /// Where in the mount.
+    pub path: RoutePath,
+    /// What is placed there.
+    pub spec: RouteSpec,
 }
 
 impl MountArgs {
@@ -100,6 +121,7 @@ impl MountArgs {
             debug: false,
             background: false,
             simulate_uring_refusal: false,
+            routes: Vec::new(),
         }
     }
 }
@@ -118,6 +140,8 @@ pub enum Command {
 /// A command line that cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageError {
+    /// A `--route` that cannot be placed (the message says why).
+    BadRoute(String),
     /// No command given.
     MissingCommand,
     /// A command other than `mount`.
@@ -193,6 +217,7 @@ impl fmt::Display for UsageError {
                 "'{s}' is neither a command nor a SOURCE ('memory', or an existing directory or \
                  file): fuselage mount [OPTIONS] MOUNTPOINT, or fuselage SOURCE MOUNTPOINT [-o OPTIONS]"
             ),
+            UsageError::BadRoute(why) => write!(f, "--route: {why}"),
             UsageError::MissingSourceOrMountpoint => f.write_str(
                 "give SOURCE and MOUNTPOINT: fuselage SOURCE MOUNTPOINT [-o OPTIONS] \
                  (SOURCE: memory, a directory or a file)",
@@ -224,6 +249,8 @@ Options:
   --no-auto-unmount      leave the mount in place if the server dies
   --size BYTES           capacity of the in-memory filesystem (default: a quarter
                          of RAM); suffixes K, M, G, T (powers of 1024) accepted
+  --route SUBPATH=SPEC   place another backend at SUBPATH inside the mount; SPEC is
+                         memory, a host directory or a single host file; repeatable
   --poll-us N            native io_uring: each queue thread keeps polling for N
                          microseconds after its last request before sleeping,
                          so unpinned callers stay on their CPU; costs CPU
@@ -232,7 +259,7 @@ Options:
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
                          passthrough=, ro, allow_other, no_auto_unmount, size=,
-                         poll_us=), plus debug, fsname=, subtype=, max_read=,
+                         poll_us=, route=), plus debug, fsname=, subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
                          (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
                          their opposites suid, dev, exec, atime, async, ...)
@@ -316,6 +343,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             "--no-auto-unmount" => m.auto_unmount = false,
             "--size" => m.size = Some(size(value("--size")?, "--size")?),
             "--poll-us" => m.poll_us = poll_us(value("--poll-us")?, "--poll-us")?,
+            "--route" => m.routes.push(route(&value("--route")?)?),
             "-o" => {
                 let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
                 apply_mount_options(&mut m, &opts)?;
@@ -334,6 +362,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
         if let Some(extra) = positional.next() {
             return Err(UsageError::ExtraArgument(extra));
         }
+        check_route_set(&m)?;
         return Ok(Command::Mount(m));
     }
     let mut positional = positional.into_iter();
@@ -359,6 +388,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
     m.mountpoint = PathBuf::from(mountpoint);
     // As libfuse's helpers: debug output needs the terminal, so it implies -f.
     m.background = !foreground && !m.debug;
+    check_route_set(&m)?;
     Ok(Command::Mount(m))
 }
 
@@ -410,6 +440,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             }
             "size" => m.size = Some(size(need("-o size=")?, "-o size")?),
             "poll_us" => m.poll_us = poll_us(need("-o poll_us=")?, "-o poll_us")?,
+            "route" => m.routes.push(route(&need("-o route=")?)?),
             "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
             "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
             "max_read" => {
@@ -432,6 +463,58 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             n if value.is_none() && m.flags.apply_option(n) => {}
             _ => return Err(UsageError::UnknownMountOption(word.to_string())),
         }
+    }
+    Ok(())
+}
+
+/// Parses `SUBPATH=SPEC`: an absolute path inside the mount, then `memory`
+/// or a host directory or file that exists.
+fn route(v: &str) -> Result<RouteArg, UsageError> {
+    let Some((path, spec)) = v.split_once('=') else {
+        return Err(UsageError::BadRoute(format!(
+            "'{v}' is not SUBPATH=SPEC (SPEC: memory, a host directory or a host file), e.g. /tmp=memory"
+        )));
+    };
+    let path = RoutePath::parse(path).map_err(|e| UsageError::BadRoute(e.to_string()))?;
+    let spec = match spec {
+        "memory" => RouteSpec::Memory,
+        "" => {
+            return Err(UsageError::BadRoute(format!(
+                "route {path} has no SPEC: give memory, a host directory or a host file"
+            )));
+        }
+        host => match std::fs::metadata(host) {
+            Ok(meta) if meta.is_dir() || meta.is_file() => RouteSpec::Host(PathBuf::from(host)),
+            Ok(_) => {
+                return Err(UsageError::BadRoute(format!(
+                    "route {path}: {host} is neither a directory nor a regular file"
+                )));
+            }
+            Err(e) => {
+                return Err(UsageError::BadRoute(format!(
+                    "route {path}: cannot use {host}: {e}"
+                )));
+            }
+        },
+    };
+    Ok(RouteArg { path, spec })
+}
+
+/// Checks the routes together: none inside another, none twice, and a root
+/// they can sit in (not a single file).
+fn check_route_set(m: &MountArgs) -> Result<(), UsageError> {
+    if m.routes.is_empty() {
+        return Ok(());
+    }
+    check_routes(m.routes.iter().map(|r| &r.path))
+        .map_err(|e| UsageError::BadRoute(e.to_string()))?;
+    if let Some(source) = &m.source
+        && source.is_file()
+    {
+        return Err(UsageError::BadRoute(format!(
+            "--source {} is a single file: routes need a directory root",
+            source.display()
+        )));
     }
     Ok(())
 }
@@ -696,5 +779,61 @@ mod tests {
             p(&["memory", "/a", "/b"]),
             Err(UsageError::ExtraArgument(_))
         ));
+    }
+
+    #[test]
+    fn parses_routes() {
+        let dir = std::env::temp_dir();
+        let dir_s = dir.display().to_string();
+        let Command::Mount(m) = p(&[
+            "mount",
+            "--route",
+            "/tmp=memory",
+            &format!("--route=/data={dir_s}"),
+            "-o",
+            &format!("route=//etc/x/={dir_s}"),
+            "/mnt",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let paths: Vec<&str> = m.routes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/tmp", "/data", "/etc/x"]);
+        assert_eq!(m.routes[0].spec, RouteSpec::Memory);
+        assert_eq!(m.routes[1].spec, RouteSpec::Host(dir.clone()));
+    }
+
+    #[test]
+    fn refuses_bad_routes() {
+        for bad in [
+            &[
+                "mount",
+                "--route",
+                "/tmp=memory",
+                "--route",
+                "/tmp/a=memory",
+                "/mnt",
+            ][..],
+            &[
+                "mount",
+                "--route",
+                "/tmp=memory",
+                "--route",
+                "/tmp/=memory",
+                "/mnt",
+            ],
+            &["mount", "--route", "/=memory", "/mnt"],
+            &["mount", "--route", "tmp=memory", "/mnt"],
+            &["mount", "--route", "/a/../b=memory", "/mnt"],
+            &["mount", "--route", "/a=/no/such/path/anywhere", "/mnt"],
+            &["mount", "--route", "/a", "/mnt"],
+            &["mount", "--route", "/a=", "/mnt"],
+        ] {
+            assert!(
+                matches!(p(bad), Err(UsageError::BadRoute(_))),
+                "{bad:?} gave {:?}",
+                p(bad)
+            );
+        }
     }
 }

@@ -44,6 +44,7 @@ pub mod debug;
 pub mod log;
 pub mod procfs;
 pub mod registry;
+pub mod routes;
 pub mod serve;
 pub mod service;
 pub mod transport;

@@ -8,6 +8,7 @@ use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
     PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
 };
+use fuselage_backends::router::Router;
 use fuselage_core::Filesystem;
 use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_transport_blocking::SessionEnd;
@@ -222,6 +223,11 @@ pub trait Served: Filesystem + Send + Sync + 'static {
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         None
     }
+    /// Words the startup line adds after `passthrough=` (each with its
+    /// leading space), computed once the mount is live.
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        Box::new(String::new)
+    }
 }
 
 impl Served for MemFs {}
@@ -238,14 +244,19 @@ impl Served for PassthroughFs {
     }
 }
 
-/// Serves `fs` as the mount's root, with `--route`s placed over it.
+/// Serves `fs` as it is, or as the root of a [`Router`] with the
+/// `--route`s placed over it.
 pub(crate) fn serve_routed<F: Served>(
     args: &MountArgs,
     fs: F,
     backend: &str,
     on_ready: &mut dyn FnMut(),
 ) -> Result<(), ServeError> {
-    serve_fs(args, fs, backend, on_ready)
+    if args.routes.is_empty() {
+        return serve_fs(args, fs, backend, on_ready);
+    }
+    let router = crate::routes::build(args, fs)?;
+    serve_fs(args, router, "router", on_ready)
 }
 
 fn serve_fs<F: Served>(
@@ -289,6 +300,7 @@ fn serve_fs<F: Served>(
         fs.attach_device(dev);
     }
     let passthrough = fs.passthrough_handle();
+    let words = fs.startup_words();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
@@ -340,6 +352,7 @@ fn serve_fs<F: Served>(
             info.threads,
             if on { "on" } else { "off" }
         );
+        line.push_str(&words());
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -386,6 +399,20 @@ fn serve_fs<F: Served>(
         }
         Err(crate::transport::ServeError::Session(e)) => Err(ServeError::Session(e)),
         Err(e) => Err(ServeError::Transport(e)),
+    }
+}
+
+impl<R: Served> Served for Router<R> {
+    fn attach_device(&self, fd: OwnedFd) {
+        use std::os::fd::AsFd;
+        self.attach_device(fd.as_fd());
+        self.root().attach_device(fd);
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        self.root().passthrough_handle()
+    }
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        crate::routes::startup_words(self)
     }
 }
 

@@ -9,7 +9,10 @@ mod common;
 
 use common::*;
 use fuselage::backends::memfs::{MemFs, MemFsConfig};
+use fuselage::backends::router::{RoutePath, Router};
+use fuselage::backends::stock::StockFs;
 use fuselage::blocking::{Session, SessionConfig};
+use fuselage::core::Filesystem;
 use fuselage::linux::{Channel, Mount, MountOptions};
 use std::os::fd::AsRawFd;
 
@@ -71,6 +74,37 @@ fn steady_state_requests_allocate_nothing() {
     allocations_per_request(false);
 }
 
+/// The same requests through a router, on a file inside a memory route:
+/// replies rewritten on the way (entries, attributes) still allocate
+/// nothing.
+#[test]
+fn routed_requests_allocate_nothing() {
+    if !require_fuse() {
+        return;
+    }
+    let route = StockFs::Memory(memfs());
+    let router = Router::new(
+        memfs(),
+        vec![(RoutePath::parse("/scratch").expect("route path"), route)],
+    )
+    .expect("router");
+    measure(false, router, "scratch/file");
+}
+
+/// A memfs with zero TTLs, so every stat is a LOOKUP and a GETATTR.
+fn memfs() -> MemFs {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    MemFs::new(MemFsConfig {
+        capacity_bytes: 64 << 20,
+        uid,
+        gid,
+        entry_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..MemFsConfig::default()
+    })
+}
+
 /// Debug mode (`-o debug`) formats each request's line on the stack and
 /// writes it with one write(2): still nothing allocated per request. Its
 /// lines go to /dev/null while measuring.
@@ -110,6 +144,12 @@ fn allocations_per_request(debug: bool) {
     if !require_fuse() {
         return;
     }
+    measure(debug, memfs(), "file");
+}
+
+/// Serves `fs` in process and counts the allocations of the client loop on
+/// `file` (relative to the mountpoint).
+fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str) {
     if debug {
         fuselage::debug::enable();
     }
@@ -125,16 +165,6 @@ fn allocations_per_request(debug: bool) {
     // Dropped before `dir`: unmounts (lazily) even if the test panics.
     let mut mount = Mount::new(&mountpoint, &options).expect("mount");
     let channel = Channel::new(mount.try_clone_fd().expect("dup the FUSE fd")).expect("channel");
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = MemFs::new(MemFsConfig {
-        capacity_bytes: 64 << 20,
-        uid,
-        gid,
-        entry_ttl: Duration::ZERO,
-        attr_ttl: Duration::ZERO,
-        ..MemFsConfig::default()
-    });
     // A hung request must fail the test, not hang it: at the deadline, abort
     // the connection (so blocked calls return ENOTCONN) or, failing that,
     // the process.
@@ -172,7 +202,7 @@ fn allocations_per_request(debug: bool) {
     });
 
     // Setup, allowed to allocate. The first access completes INIT.
-    let file = mountpoint.join("file");
+    let file = mountpoint.join(file);
     std::fs::write(&file, vec![0x5a; FILE_SIZE]).expect("create the file");
     ready_rx
         .recv_timeout(Duration::from_secs(15))

@@ -1,0 +1,104 @@
+//! `--route SUBPATH=SPEC`: the backends placed inside a router mount, and
+//! the startup line's `route=` words.
+
+use crate::cli::{MountArgs, PassthroughChoice, RouteSpec};
+use crate::serve::{ServeError, default_memfs_size};
+use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughMode};
+use fuselage_backends::router::Router;
+use fuselage_backends::stock::StockFs;
+use fuselage_core::Filesystem;
+
+/// The router serving `root` with every `--route` of `args`: `memory`
+/// routes get an in-memory filesystem of their own (the `--size` default
+/// capacity), host routes a passthrough backend honouring `--passthrough`
+/// and `--read-only`.
+pub fn build<R: Filesystem>(args: &MountArgs, root: R) -> Result<Router<R>, ServeError> {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut routes = Vec::with_capacity(args.routes.len());
+    for route in &args.routes {
+        let fs = match &route.spec {
+            RouteSpec::Memory => StockFs::Memory(MemFs::new(MemFsConfig {
+                capacity_bytes: default_memfs_size(),
+                uid,
+                gid,
+                ..MemFsConfig::default()
+            })),
+            RouteSpec::Host(host) => {
+                // The backend reaches its files through /proc/self/fd.
+                if let Err(e) = crate::procfs::ensure_mounted() {
+                    return Err(ServeError::Options(format!(
+                        "--route {}: a host route needs /proc, which is not mounted and could not be: {e}",
+                        route.path
+                    )));
+                }
+                let fs = PassthroughFs::new(PassthroughConfig {
+                    passthrough: match args.passthrough {
+                        PassthroughChoice::Auto => PassthroughMode::Auto,
+                        PassthroughChoice::On => PassthroughMode::On,
+                        PassthroughChoice::Off => PassthroughMode::Off,
+                    },
+                    read_only: args.read_only,
+                    max_lock_waiters: threads.saturating_sub(1).max(1),
+                    ..PassthroughConfig::new(host)
+                })
+                .map_err(|e| ServeError::Options(format!("--route {}: {e}", route.path)))?;
+                StockFs::Host(fs)
+            }
+        };
+        routes.push((route.path.clone(), fs));
+    }
+    Router::new(root, routes).map_err(|e| ServeError::Options(format!("--route: {e}")))
+}
+
+/// ` route=SUBPATH:WHAT` for every route, WHAT being `memory`,
+/// `HOSTDIR(passthrough=on|off)` or `HOSTFILE(file)`; read when the line is
+/// printed (after INIT decided kernel passthrough).
+pub fn startup_words<R: Filesystem>(router: &Router<R>) -> Box<dyn Fn() -> String + Send> {
+    enum What {
+        Memory,
+        File(String),
+        Dir(
+            String,
+            fuselage_backends::passthrough::PassthroughStatusHandle,
+        ),
+    }
+    let routes: Vec<(String, What)> = router
+        .routes()
+        .iter()
+        .map(|r| {
+            let what = match r.fs.as_host() {
+                None => What::Memory,
+                Some(h) if h.serves_single_file() => {
+                    What::File(h.config().source.display().to_string())
+                }
+                Some(h) => What::Dir(
+                    h.config().source.display().to_string(),
+                    h.passthrough_status_handle(),
+                ),
+            };
+            (r.path.to_string(), what)
+        })
+        .collect();
+    Box::new(move || {
+        let mut words = String::new();
+        for (path, what) in &routes {
+            let what = match what {
+                What::Memory => "memory".to_string(),
+                What::File(host) => format!("{host}(file)"),
+                What::Dir(host, status) => format!(
+                    "{host}(passthrough={})",
+                    if status.status().active { "on" } else { "off" }
+                ),
+            };
+            words.push_str(&format!(" route={path}:{what}"));
+        }
+        words
+    })
+}
