@@ -42,5 +42,6 @@ pub mod debug;
 pub mod log;
 pub mod procfs;
 pub mod serve;
+pub mod serve_overlay;
 pub mod service;
 pub mod transport;

@@ -49,7 +49,7 @@ fn serve(args: &fuselage::cli::MountArgs, on_ready: impl FnOnce()) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fuselage: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -32,6 +32,19 @@ pub enum ServeError {
     Transport(crate::transport::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
+    /// The overlay's layers cannot be used (exit status 2, like a usage
+    /// error: nothing was mounted).
+    Layers(String),
+}
+
+impl ServeError {
+    /// The process exit status for this error: 2 for bad layers, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Layers(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 impl fmt::Display for ServeError {
@@ -43,6 +56,7 @@ impl fmt::Display for ServeError {
             ServeError::Session(e) => write!(f, "{e}"),
             ServeError::Transport(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            ServeError::Layers(s) => f.write_str(s),
         }
     }
 }
@@ -116,6 +130,9 @@ pub fn run_with(args: &MountArgs, on_ready: impl FnOnce()) -> Result<(), ServeEr
     if let Some(source) = &args.source {
         return run_passthrough(args, source, on_ready);
     }
+    if !args.lower.is_empty() {
+        return crate::serve_overlay::run_overlay(args, on_ready);
+    }
     if args.passthrough == PassthroughChoice::On {
         return Err(ServeError::Options(
             "--passthrough on needs --source: the in-memory filesystem has no host files to pass through".into(),
@@ -185,7 +202,7 @@ fn run_passthrough(
 }
 
 /// What serving needs from a backend beyond [`Filesystem`].
-trait Served: Filesystem + Send + Sync + 'static {
+pub(crate) trait Served: Filesystem + Send + Sync + 'static {
     /// Whether the mountpoint must be a regular file (a single-file source).
     fn expect_file(&self) -> bool {
         false
@@ -196,6 +213,10 @@ trait Served: Filesystem + Send + Sync + 'static {
     /// Kernel passthrough state for the startup line, readable after the
     /// filesystem moved into the session.
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        None
+    }
+    /// Further ` key=value` words for the startup line, decided at INIT.
+    fn startup_words(&self) -> Option<Box<dyn Fn() -> String + Send>> {
         None
     }
 }
@@ -214,7 +235,7 @@ impl Served for PassthroughFs {
     }
 }
 
-fn serve_fs<F: Served>(
+pub(crate) fn serve_fs<F: Served>(
     args: &MountArgs,
     fs: F,
     backend: &str,
@@ -256,6 +277,7 @@ fn serve_fs<F: Served>(
         fs.attach_device(dev);
     }
     let passthrough = fs.passthrough_handle();
+    let words = fs.startup_words();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
@@ -307,6 +329,9 @@ fn serve_fs<F: Served>(
             info.threads,
             if on { "on" } else { "off" }
         );
+        if let Some(words) = &words {
+            line.push_str(&words());
+        }
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -361,7 +386,7 @@ fn serve_fs<F: Served>(
 /// Checks before mounting that a forced io_uring transport can work here
 /// (`--transport uring` and `uring-rw` never fall back). Automatic selection
 /// decides after INIT and reports its own `(fallback: REASON)`.
-fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeError> {
+pub(crate) fn transport_preflight(args: &MountArgs) -> Result<Option<&'static str>, ServeError> {
     let choice = args.transport;
     let config = UringConfig {
         choice: uring_choice(choice),

@@ -1,0 +1,217 @@
+//! Copy-up: making a lower inode's copy in the upper layer, atomically.
+//!
+//! A regular file is built as an unnamed `O_TMPFILE` in the target upper
+//! directory: data first (`FICLONE` where the filesystems share extents,
+//! else `copy_file_range`, else plain reads and writes), then owner (before
+//! the mode, since chown clears set-id bits), mode, xattrs (all but
+//! overlay's own) and timestamps last; only then is it linked into place
+//! (`linkat` with `AT_EMPTY_PATH`, or through `/proc/self/fd/N` with
+//! `AT_SYMLINK_FOLLOW` without CAP_DAC_READ_SEARCH). So the upper never holds a
+//! partial file under the name: a failure or a crash leaves no trace.
+//!
+//! Directories, symlinks and special files are made by their creating call
+//! (`mkdirat`, `symlinkat`, `mknodat`), which makes them whole at once, and
+//! then get the same metadata.
+//!
+//! Everything here runs with the server's own credentials (the owner is set
+//! explicitly), and on descriptors only: the source is the lower inode's
+//! `O_PATH` descriptor, the target the upper directory's.
+
+use super::super::passthrough::proc_fd::{ProcFds, ProcPath};
+use super::super::passthrough::sys::{self, SysResult};
+use super::whiteout::is_overlay_xattr;
+use fuselage_core::Errno;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// `FICLONE` (`_IOW(0x94, 9, int)`).
+const FICLONE: libc::c_ulong = 0x4004_9409;
+
+/// Copies the lower inode `src` (an `O_PATH` descriptor) to `name` in the
+/// upper directory `dir`. Fails with `EEXIST` if the name is taken.
+pub(crate) fn copy_up(
+    procs: &ProcFds,
+    src: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+) -> SysResult<()> {
+    let st = sys::statx(src, 0, libc::STATX_BASIC_STATS)?;
+    let mode = u32::from(st.stx_mode);
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => copy_file(procs, src, &st, dir, name),
+        libc::S_IFDIR => {
+            sys::mkdirat(dir, name, 0o700)?;
+            let fd = open_new(dir, name)?;
+            copy_metadata(fd.as_fd(), src, &st, true)
+        }
+        libc::S_IFLNK => {
+            let mut buf = [0u8; 4097];
+            let n = sys::readlink_empty(src, &mut buf[..4096])?;
+            let target = CString::new(&buf[..n]).map_err(|_| Errno::EINVAL)?;
+            sys::symlinkat(&target, dir, name)?;
+            let fd = open_new(dir, name)?;
+            copy_metadata(fd.as_fd(), src, &st, false)
+        }
+        kind => {
+            let rdev = libc::makedev(st.stx_rdev_major, st.stx_rdev_minor);
+            sys::mknodat(dir, name, kind | 0o600, rdev)?;
+            let fd = open_new(dir, name)?;
+            copy_metadata(fd.as_fd(), src, &st, true)
+        }
+    }
+}
+
+/// An `O_PATH` descriptor for what was just made as `name` in `dir`.
+fn open_new(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
+    sys::openat2(
+        dir,
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_CONFINED,
+    )
+}
+
+fn copy_file(
+    procs: &ProcFds,
+    src: BorrowedFd<'_>,
+    st: &libc::statx,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+) -> SysResult<()> {
+    let input = procs.reopen(src, libc::S_IFREG, libc::O_RDONLY)?;
+    let tmp = sys::openat2(
+        dir,
+        c".",
+        libc::O_TMPFILE | libc::O_RDWR,
+        0o600,
+        sys::RESOLVE_CONFINED,
+    )?;
+    copy_data(input.as_fd(), tmp.as_fd(), st.stx_size)?;
+    copy_metadata(tmp.as_fd(), src, st, true)?;
+    match sys::link_empty(tmp.as_fd(), dir, name) {
+        Err(Errno::ENOENT) | Err(Errno::EPERM) => {
+            sys::link_proc(ProcPath::new(tmp.as_fd()).as_cstr(), dir, name)
+        }
+        other => other,
+    }
+}
+
+/// Copies `len` bytes of `input` to the empty file `output`.
+pub(crate) fn copy_data(input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: u64) -> SysResult<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: FICLONE takes the source descriptor as its argument; both
+    // descriptors are open for the call.
+    if unsafe { libc::ioctl(output.as_raw_fd(), FICLONE, input.as_raw_fd()) } == 0 {
+        return Ok(());
+    }
+    let mut done = 0u64;
+    while done < len {
+        match sys::copy_file_range(input, done, output, done, len - done) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                return copy_by_reading(input, output, done, len);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn copy_by_reading(
+    input: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    mut at: u64,
+    len: u64,
+) -> SysResult<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while at < len {
+        let n = sys::pread(input, &mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        let mut w = 0;
+        while w < n {
+            w += sys::pwrite(output, &buf[w..n], at + w as u64)?;
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Owner, then mode, then xattrs, then timestamps of `src` onto `dst`.
+fn copy_metadata(
+    dst: BorrowedFd<'_>,
+    src: BorrowedFd<'_>,
+    st: &libc::statx,
+    with_mode: bool,
+) -> SysResult<()> {
+    sys::fchown_empty(dst, st.stx_uid, st.stx_gid)?;
+    let mode = u32::from(st.stx_mode) & 0o7777;
+    if with_mode {
+        match sys::fchmod_empty(dst, mode) {
+            Err(Errno::ENOSYS | Errno::EINVAL | Errno::EBADF) => {
+                sys::chmod_path(ProcPath::new(dst).as_cstr(), mode)?
+            }
+            other => other?,
+        }
+        copy_xattrs(src, dst)?;
+    }
+    let ts = |t: libc::statx_timestamp| libc::timespec {
+        tv_sec: t.tv_sec,
+        tv_nsec: i64::from(t.tv_nsec),
+    };
+    sys::utimens_empty(dst, &[ts(st.stx_atime), ts(st.stx_mtime)])
+}
+
+/// Copies every xattr but overlay's own. Names the target refuses in the
+/// `security.` namespace (an LSM's label) are skipped.
+fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> SysResult<()> {
+    let sp = ProcPath::new(src);
+    let dp = ProcPath::new(dst);
+    let names = match read_list(|buf| sys::listxattr(sp.as_cstr(), buf)) {
+        Ok(n) => n,
+        Err(Errno::EOPNOTSUPP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if is_overlay_xattr(name) {
+            continue;
+        }
+        let Ok(cname) = CString::new(name) else {
+            continue;
+        };
+        let value = match read_list(|buf| sys::getxattr(sp.as_cstr(), &cname, buf)) {
+            Ok(v) => v,
+            Err(Errno::ENODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        match sys::setxattr(dp.as_cstr(), &cname, &value, 0) {
+            Ok(()) => {}
+            Err(_) if name.starts_with(b"security.") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a size-queried value (`get` with an empty buffer answers the
+/// size), retrying if it grew meanwhile.
+pub(crate) fn read_list(mut get: impl FnMut(&mut [u8]) -> SysResult<usize>) -> SysResult<Vec<u8>> {
+    for _ in 0..4 {
+        let size = get(&mut [])?;
+        let mut buf = vec![0u8; size];
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::ERANGE)
+}
