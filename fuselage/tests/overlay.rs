@@ -235,6 +235,7 @@ fn reads_dependency_tree(transport: &'static str) {
     let m = layers.mount(transport, &[]);
     let line = m.mounted_line();
     assert!(line.contains("backend=overlay"), "{line}");
+    assert!(line.contains(&format!("transport={transport} ")), "{line}");
     for word in ["upper=", "lower1=", "lower2="] {
         assert!(line.contains(word), "{word} missing: {line}");
     }
