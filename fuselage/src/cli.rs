@@ -131,6 +131,8 @@ impl MountArgs {
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Built once per process: boxing the options would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// `fuselage mount ...`.
     Mount(MountArgs),
