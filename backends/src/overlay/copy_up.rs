@@ -215,3 +215,109 @@ pub(crate) fn read_list(mut get: impl FnMut(&mut [u8]) -> SysResult<usize>) -> S
     }
     Err(Errno::ERANGE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let p =
+                std::env::temp_dir().join(format!("fuselage-copy-up-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(p.join("lower")).unwrap();
+            std::fs::create_dir_all(p.join("upper")).unwrap();
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn o_path(p: &Path) -> OwnedFd {
+        let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+        sys::open_path(&c, libc::O_PATH | libc::O_NOFOLLOW).unwrap()
+    }
+
+    #[test]
+    fn a_file_is_copied_whole_with_its_metadata() {
+        let s = Scratch::new("file");
+        let src = s.0.join("lower/f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let procs = ProcFds::open().unwrap();
+        let (from, dir) = (o_path(&src), o_path(&s.0.join("upper")));
+        copy_up(&procs, from.as_fd(), dir.as_fd(), c"f").unwrap();
+        let dst = s.0.join("upper/f");
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        let (a, b) = (
+            std::fs::metadata(&src).unwrap(),
+            std::fs::metadata(&dst).unwrap(),
+        );
+        assert_eq!(a.mode(), b.mode());
+        assert_eq!((a.uid(), a.gid()), (b.uid(), b.gid()));
+        assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()));
+        // The name is taken: nothing is replaced, nothing half-made left.
+        assert_eq!(
+            copy_up(&procs, from.as_fd(), dir.as_fd(), c"f"),
+            Err(Errno::EEXIST)
+        );
+        let names: Vec<_> = std::fs::read_dir(s.0.join("upper")).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn symlinks_and_directories_are_copied() {
+        let s = Scratch::new("other");
+        std::os::unix::fs::symlink("target/x", s.0.join("lower/l")).unwrap();
+        std::fs::create_dir(s.0.join("lower/d")).unwrap();
+        std::fs::set_permissions(s.0.join("lower/d"), std::fs::Permissions::from_mode(0o751))
+            .unwrap();
+        let procs = ProcFds::open().unwrap();
+        let dir = o_path(&s.0.join("upper"));
+        copy_up(
+            &procs,
+            o_path(&s.0.join("lower/l")).as_fd(),
+            dir.as_fd(),
+            c"l",
+        )
+        .unwrap();
+        copy_up(
+            &procs,
+            o_path(&s.0.join("lower/d")).as_fd(),
+            dir.as_fd(),
+            c"d",
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_link(s.0.join("upper/l")).unwrap(),
+            Path::new("target/x")
+        );
+        let m = std::fs::metadata(s.0.join("upper/d")).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn read_list_follows_the_size() {
+        let v = read_list(|buf| {
+            if buf.is_empty() {
+                Ok(3)
+            } else {
+                buf[..3].copy_from_slice(b"abc");
+                Ok(3)
+            }
+        })
+        .unwrap();
+        assert_eq!(v, b"abc");
+    }
+}
