@@ -121,7 +121,12 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>, strict: bo
         let t = m.file_type();
         let mut d = format!("mode={:o} uid={} gid={}", m.mode(), m.uid(), m.gid());
         if strict {
-            d.push_str(&format!(" nlink={}", m.nlink()));
+            d.push_str(&format!(
+                " nlink={} mtime={}.{}",
+                m.nlink(),
+                m.mtime(),
+                m.mtime_nsec()
+            ));
         }
         if t.is_file() {
             d.push_str(&format!(" size={} hash={:x}", m.len(), hash_file(&p)));
@@ -224,6 +229,7 @@ fn dependency_tree(l1: &Path, l2: &Path) {
         b"// only in lower1\n",
     );
     write(&l2.join("top.txt"), b"from lower2\n");
+    fs::create_dir(l2.join("empty")).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -511,6 +517,15 @@ fn rename_lower_dir_with_mv(transport: &'static str) {
     );
     assert!(!m.join("top.txt").exists());
     assert!(is_whiteout(&layers.path("u/top.txt")));
+    // A new directory renamed over an empty lower one becomes opaque.
+    fs::create_dir(m.join("fresh")).unwrap();
+    write(&m.join("fresh/x"), b"x");
+    fs::rename(m.join("fresh"), m.join("empty")).unwrap();
+    assert_eq!(names(&m.join("empty")), ["x"]);
+    assert_eq!(
+        getxattr(&layers.path("u/empty"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     drop(m);
     layers.assert_lowers_unchanged();
 }
@@ -724,6 +739,32 @@ fn startup_errors_exit_2_before_mounting() {
     expect_exit_2(&["--lower", l1, "--upper", missing], "--upper");
     // procfs has no O_TMPFILE.
     expect_exit_2(&["--lower", l1, "--upper", "/proc/sys"], "O_TMPFILE");
+    // `--upper memory` needs CAP_SYS_ADMIN.
+    if common::require_program("setpriv") {
+        let dir = common::traversable_tempdir();
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        common::chown(&mnt, 65534, 65534);
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(common::fuselage_bin())
+            .args([
+                "mount",
+                "--transport",
+                "blocking",
+                "--lower",
+                l1,
+                "--upper",
+                "memory",
+            ])
+            .arg(&mnt);
+        let done = common::run_bounded(cmd, Duration::from_secs(20), "fuselage mount");
+        assert_eq!(done.status.code(), Some(2), "{}", done.stderr);
+        let lines = done.stderr_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("CAP_SYS_ADMIN"), "{lines:?}");
+        assert!(!common::is_mountpoint(&mnt));
+    }
     layers.assert_lowers_unchanged();
 }
 
