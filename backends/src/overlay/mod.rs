@@ -24,7 +24,7 @@
 //! `O_PATH` inode store, `/proc/self/fd` reopening), its credentials
 //! handling for creations and its set-id rules, and, above all, its I/O
 //! path: a file served from a lower layer is opened, read (spliced from the
-//! host file, [`FileRange`](fuselage_core::reply::FileRange)) and passed to
+//! host file, a `FileRange`) and passed to
 //! the kernel (`FUSE_PASSTHROUGH`, a backing id registered per lower inode)
 //! by exactly the code that serves `--source`, so it costs the same. The
 //! overlay only translates node ids and file handles (the layer index is
@@ -303,6 +303,20 @@ fn is_dir_path(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// The hard `RLIMIT_NOFILE` (what the soft limit is raised to).
+fn nofile_hard_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_max
+    } else {
+        1024
+    }
+}
+
 /// Checks that the upper directory `dir` supports what the overlay writes.
 fn probe_upper(
     dir: &OwnedFd,
@@ -392,11 +406,16 @@ impl OverlayFs {
             };
             probe_upper(&dir, &shown_path, xattrs)?;
         }
+        // Every layer caches descriptors: share the budget a single
+        // passthrough would take (half the descriptor limit, which the first
+        // layer raises to the hard limit).
+        let per_layer = nofile_hard_limit() / 2 / (config.lowers.len() as u64 + 1);
         let layer = |path: &PathBuf, read_only: bool| {
             PassthroughFs::new(PassthroughConfig {
                 passthrough: config.passthrough,
                 read_only,
                 max_lock_waiters: config.max_lock_waiters,
+                max_cached_fds: Some(per_layer.clamp(64, 1 << 20) as usize),
                 ..PassthroughConfig::new(path)
             })
             .map_err(|error| OverlayError::Layer {
