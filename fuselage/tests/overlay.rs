@@ -530,6 +530,53 @@ fn rename_lower_dir_with_mv(transport: &'static str) {
     layers.assert_lowers_unchanged();
 }
 
+fn readdir_spanning_copy_up(transport: &'static str) {
+    const N: usize = 3000;
+    let layers = Layers::new(|l1, l2| {
+        fs::create_dir(l2.join("many")).unwrap();
+        fs::create_dir(l1.join("many")).unwrap();
+        for i in 0..N {
+            let top = if i % 2 == 0 { l1 } else { l2 };
+            fs::write(
+                top.join(format!("many/entry-with-a-long-name-{i:05}")),
+                b"x",
+            )
+            .unwrap();
+        }
+    });
+    let m = layers.mount(transport, &[]);
+    let dir = m.join("many");
+    let mut it = fs::read_dir(&dir).unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        seen.push(
+            it.next()
+                .unwrap()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    // Copy up every entry (the directory too) in the middle of the listing.
+    for i in 0..N {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(format!("entry-with-a-long-name-{i:05}")))
+            .unwrap()
+            .write_all(b"y")
+            .unwrap();
+    }
+    seen.extend(it.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
+    let total = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), total, "no duplicates");
+    assert_eq!(seen.len(), N, "every name once");
+    assert_eq!(names(&dir).len(), N);
+    layers.assert_lowers_unchanged();
+}
+
 fn hard_links_keep_nlink(transport: &'static str) {
     let layers = Layers::new(|_, l2| {
         write(&l2.join("a"), b"linked");
@@ -819,6 +866,7 @@ macro_rules! overlay_tests {
                     delete_and_recreate,
                     rename_lower_dir_with_mv,
                     hard_links_keep_nlink,
+                    readdir_spanning_copy_up,
                     inode_numbers_stable,
                     kernel_overlayfs_round_trip,
                     memory_upper,
