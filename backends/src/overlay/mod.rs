@@ -81,7 +81,7 @@
 //!
 //! # Not implemented
 //!
-//! READDIRPLUS (not negotiated), POSIX and BSD locks (not negotiated: the
+//! POSIX and BSD locks (not negotiated: the
 //! kernel keeps them locally), `RENAME_EXCHANGE` (`EINVAL`), TMPFILE,
 //! COPY_FILE_RANGE and STATX (`ENOSYS`, the kernel falls back).
 
@@ -1038,18 +1038,14 @@ impl OverlayFs {
 
 impl Filesystem for OverlayFs {
     /// Every layer's wishes (kernel passthrough decided by the upper's
-    /// rules), minus what the overlay does not serve: READDIRPLUS and
-    /// remote locks.
+    /// rules), minus what the overlay does not serve: remote locks.
     fn init(&self, kernel: &KernelInit, config: &mut InitConfig) -> Result<(), Errno> {
         self.upper.init(kernel, config)?;
         for l in &self.lowers {
             let mut c = *config;
             l.init(kernel, &mut c)?;
         }
-        config.wanted -= InitFlags::DO_READDIRPLUS
-            | InitFlags::READDIRPLUS_AUTO
-            | InitFlags::POSIX_LOCKS
-            | InitFlags::FLOCK_LOCKS;
+        config.wanted -= InitFlags::POSIX_LOCKS | InitFlags::FLOCK_LOCKS;
         Ok(())
     }
 
@@ -1365,6 +1361,60 @@ impl Filesystem for OverlayFs {
                 Ok(()) => {}
                 Err(fuselage_core::dirent::DirentError::Full) => break,
                 Err(_) => continue,
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus<S: ReplySink>(
+        &self,
+        _req: &RequestHeader,
+        op: op::Readdirplus<'_>,
+        mut reply: ReplyDirectory<'_, S>,
+    ) {
+        use fuselage_core::dirent::{direntplus_size, valid_name};
+        let Some(entries) = lock(&self.dirs).get(&op.fh()).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let dir = match self.dir_node(op.ino()) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        for (i, e) in entries.iter().enumerate().skip(op.offset() as usize) {
+            let name = e.name.to_bytes();
+            if !valid_name(name) {
+                continue;
+            }
+            if direntplus_size(name.len()) > reply.buf().remaining() {
+                break;
+            }
+            let looked_up = if name == b"." || name == b".." {
+                None
+            } else {
+                self.lookup_node(&dir, &e.name, 1).ok()
+            };
+            let entry = match &looked_up {
+                Some((_, entry)) => *entry,
+                // Gone meanwhile, or `.`/`..`: a name without an inode
+                // (the kernel looks it up if it needs it).
+                None => fuse_entry_out {
+                    attr: fuselage_core::abi::fuse_attr {
+                        ino: e.ino,
+                        mode: u32::from(e.typ) << 12,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            };
+            let typ = (entry.attr.mode & libc::S_IFMT) >> 12;
+            if reply.push_plus(&entry, i as u64 + 1, typ, name).is_err() {
+                // Cannot happen after the checks above; never leak the
+                // reference the lookup took.
+                if let Some((node, _)) = looked_up {
+                    let keys = self.nodes.forget(node.id, 1);
+                    self.give_back(&keys);
+                }
+                break;
             }
         }
         reply.ok()
