@@ -362,6 +362,39 @@ fn write_back_into_upper(transport: &'static str) {
         fs::read(layers.path("u/node_modules/dep/new.txt")).unwrap(),
         b"fresh"
     );
+    // An O_TMPFILE in a lower directory, linked in.
+    let tmp = common::open_raw(
+        &m.join("node_modules/dep/lib"),
+        libc::O_TMPFILE | libc::O_RDWR,
+        0o644,
+    )
+    .unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        common::pwrite_full(tmp.as_raw_fd(), b"tmp", 0).unwrap();
+        let from = CString::new(format!("/proc/self/fd/{}", tmp.as_raw_fd())).unwrap();
+        let to = CString::new(
+            m.join("node_modules/dep/lib/linked.js")
+                .as_os_str()
+                .as_bytes(),
+        )
+        .unwrap();
+        // SAFETY: valid NUL-terminated paths.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        assert_eq!(r, 0, "linkat: {}", std::io::Error::last_os_error());
+    }
+    assert_eq!(
+        fs::read(m.join("node_modules/dep/lib/linked.js")).unwrap(),
+        b"tmp"
+    );
     // No temporary files left in the upper.
     let upper_names = names(&layers.path("u/node_modules/dep"));
     assert!(

@@ -82,8 +82,8 @@
 //! # Not implemented
 //!
 //! POSIX and BSD locks (not negotiated: the
-//! kernel keeps them locally), `RENAME_EXCHANGE` (`EINVAL`), TMPFILE,
-//! COPY_FILE_RANGE and STATX (`ENOSYS`, the kernel falls back).
+//! kernel keeps them locally), `RENAME_EXCHANGE` (`EINVAL`) and
+//! COPY_FILE_RANGE (`ENOSYS`, the kernel falls back to reads and writes).
 
 pub mod copy_up;
 mod inode;
@@ -1493,6 +1493,50 @@ impl Filesystem for OverlayFs {
             .file(op.ino(), op.fh())
             .and_then(|(l, nid, fh)| self.layer(l).do_lseek(nid, fh, op.offset(), op.whence()));
         answer!(reply, r, |o| reply.offset(o))
+    }
+
+    fn statx<S: ReplySink>(&self, _req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
+        let r = self.node(op.ino()).and_then(|node| {
+            let (l, nid) = node.snapshot().top().ok_or(Errno::ENOENT)?;
+            let fh = op
+                .fh()
+                .map(decode_fh)
+                .filter(|(fl, _)| *fl == l)
+                .map(|p| p.1);
+            let st = self
+                .layer(l)
+                .do_statx(nid, fh, op.sx_flags(), op.sx_mask())?;
+            let mut sx = stat::statx_of(&st);
+            sx.ino = node.ino;
+            Ok(sx)
+        });
+        answer!(reply, r, |sx| reply.statx(
+            self.upper.config().attr_ttl,
+            0,
+            &sx
+        ))
+    }
+
+    fn tmpfile<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        op: op::Tmpfile<'_>,
+        reply: ReplyCreate<S>,
+    ) {
+        let r = (|| {
+            let p = self.dir_node(op.parent())?;
+            let pu = self.copy_up(&p)?;
+            let c = self
+                .upper
+                .do_tmpfile(req, pu, op.mode(), op.umask(), op.flags())?;
+            let (node, e) = self.enter_upper(p.id, c"", c.entry);
+            lock(&node.state).opens = Some((UPPER, 1));
+            Ok((e, c.open))
+        })();
+        answer!(reply, r, |(e, o)| match o.backing {
+            Some(id) => reply.created_passthrough(&e, encode_fh(UPPER, o.fh), o.flags, id),
+            None => reply.created(&e, encode_fh(UPPER, o.fh), o.flags),
+        })
     }
 
     fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Syncfs, reply: ReplyEmpty<S>) {
