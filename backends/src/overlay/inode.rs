@@ -184,8 +184,9 @@ impl NodeTable {
             let mut surplus = Vec::new();
             let mut st = lock(&node.state);
             for k in keys {
-                let held = t.by_layer.get(&k) == Some(&node.id);
-                if held {
+                // A layer inode another node already stands for stays
+                // with it (never two owners of one layer reference).
+                if t.by_layer.contains_key(&k) {
                     surplus.push(k);
                     continue;
                 }

@@ -720,8 +720,9 @@ impl OverlayFs {
             copy_up::copy_up(&self.upper.procs, src.as_fd(), dir.as_fd(), &st.name)?;
         }
         let (unid, e) = self.upper.do_lookup(pu, &st.name)?;
-        lock(&node.state).upper = Some(unid);
+        // The key first: a lookup racing with us then finds this node.
         self.nodes.add_key((UPPER, unid), node.id);
+        lock(&node.state).upper = Some(unid);
         lock(&self.inos).insert(e.attr.ino, node.ino);
         Ok(unid)
     }
