@@ -610,6 +610,66 @@ fn readdir_spanning_copy_up(transport: &'static str) {
     layers.assert_lowers_unchanged();
 }
 
+fn non_root_caller(transport: &'static str) {
+    if !common::require_program("setpriv") {
+        return;
+    }
+    let layers = Layers::new(|_, l2| {
+        fs::create_dir(l2.join("pub")).unwrap();
+        fs::set_permissions(l2.join("pub"), fs::Permissions::from_mode(0o1777)).unwrap();
+        write(&l2.join("pub/mine.txt"), b"mine\n");
+        common::chown(&l2.join("pub/mine.txt"), 65534, 65534);
+        write(&l2.join("pub/root.txt"), b"root\n");
+    });
+    let m = layers.mount(transport, &["--allow-other"]);
+    let sh = |script: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .current_dir(m.path())
+            .output()
+            .unwrap()
+    };
+    let ok = sh("echo more >> pub/mine.txt && echo new > pub/new.txt");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let denied = sh("echo no >> pub/root.txt");
+    assert!(
+        !denied.status.success(),
+        "a root file stays closed to nobody"
+    );
+    assert_eq!(fs::read(m.join("pub/mine.txt")).unwrap(), b"mine\nmore\n");
+    let up = |n: &str| fs::metadata(layers.path("u").join(n)).unwrap();
+    assert_eq!(
+        (up("pub/mine.txt").uid(), up("pub/mine.txt").gid()),
+        (65534, 65534)
+    );
+    assert_eq!(
+        (up("pub/new.txt").uid(), up("pub/new.txt").gid()),
+        (65534, 65534)
+    );
+    assert_eq!(
+        up("pub").mode() & 0o7777,
+        0o1777,
+        "parent copied up with its mode"
+    );
+    assert!(
+        !layers.path("u/pub/root.txt").exists(),
+        "no copy-up on a refused open"
+    );
+    drop(m);
+    layers.assert_lowers_unchanged();
+}
+
 fn hard_links_keep_nlink(transport: &'static str) {
     let layers = Layers::new(|_, l2| {
         write(&l2.join("a"), b"linked");
@@ -899,6 +959,7 @@ macro_rules! overlay_tests {
                     delete_and_recreate,
                     rename_lower_dir_with_mv,
                     hard_links_keep_nlink,
+                    non_root_caller,
                     readdir_spanning_copy_up,
                     inode_numbers_stable,
                     kernel_overlayfs_round_trip,
