@@ -283,3 +283,73 @@ impl NodeTable {
         keys
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(upper: Option<u64>, lowers: &[(usize, u64)]) -> NodeState {
+        NodeState {
+            upper,
+            lowers: lowers.to_vec(),
+            parent: 1,
+            name: c"n".to_owned(),
+            opens: None,
+        }
+    }
+
+    fn table() -> NodeTable {
+        NodeTable::new(state(Some(1), &[(1, 1)]), 1)
+    }
+
+    #[test]
+    fn one_layer_inode_is_one_node() {
+        let t = table();
+        let a = t.adopt(state(None, &[(1, 5)]), libc::S_IFREG, 9, 1);
+        assert!(a.surplus.is_empty());
+        // The same lower inode by another name (a hard link).
+        let b = t.adopt(state(None, &[(1, 5)]), libc::S_IFREG, 9, 1);
+        assert_eq!(a.node.id, b.node.id);
+        assert_eq!(b.surplus, vec![(1, 5)], "the second reference goes back");
+        // Copied up: the upper inode joins the node.
+        t.add_key((UPPER, 7), a.node.id);
+        lock(&a.node.state).upper = Some(7);
+        let c = t.adopt(state(Some(7), &[]), libc::S_IFREG, 9, 1);
+        assert_eq!(c.node.id, a.node.id);
+        assert_eq!(c.surplus, vec![(UPPER, 7)]);
+        // Three kernel references: the layer references go back with the
+        // last forget only.
+        assert!(t.forget(a.node.id, 2).is_empty());
+        let mut back = t.forget(a.node.id, 1);
+        back.sort();
+        assert_eq!(back, vec![(UPPER, 7), (1, 5)]);
+        assert!(t.get(a.node.id).is_none());
+        // Forgetting more than was counted is harmless.
+        assert!(t.forget(a.node.id, 5).is_empty());
+        assert!(t.forget(1, 5).is_empty(), "the root stays");
+    }
+
+    #[test]
+    fn a_split_gives_the_upper_inode_a_node_of_its_own() {
+        let t = table();
+        let a = t.adopt(state(Some(7), &[(2, 5)]), libc::S_IFREG, 9, 1);
+        let id = t.split_upper(&a.node).unwrap();
+        assert_ne!(id, a.node.id);
+        let fresh = t.get(id).unwrap();
+        assert_eq!(fresh.ino, a.node.ino, "same inode number");
+        assert_eq!(fresh.snapshot().upper, Some(7));
+        assert_eq!(a.node.snapshot().upper, None);
+        let again = t.adopt(state(Some(7), &[]), libc::S_IFREG, 9, 1);
+        assert_eq!(again.node.id, id);
+        assert_eq!(t.forget(a.node.id, 1), vec![(2, 5)]);
+        assert_eq!(t.forget(id, 1), vec![(UPPER, 7)]);
+    }
+
+    #[test]
+    fn topmost_layer_first() {
+        let s = state(Some(3), &[(1, 4), (2, 5)]);
+        assert_eq!(s.top(), Some((UPPER, 3)));
+        assert_eq!(s.in_layer(2), Some(5));
+        assert_eq!(state(None, &[(2, 5)]).top(), Some((2, 5)));
+    }
+}
