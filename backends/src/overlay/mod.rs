@@ -593,42 +593,40 @@ impl OverlayFs {
         let mut top: Option<(usize, fuse_entry_out)> = None;
         let mut dirs_only = false;
         let result = (|| {
-            if let Some(pu) = pst.upper {
-                let dir = self.host_fd(UPPER, pu)?;
-                match probe(dir.as_fd(), name)? {
-                    Probe::Missing => {}
-                    Probe::Whiteout => return Err(Errno::ENOENT),
-                    Probe::Present { is_dir, opaque } => {
-                        let (nid, e) = self.upper.do_lookup(pu, name)?;
-                        found.upper = Some(nid);
-                        top = Some((UPPER, e));
-                        if !is_dir || opaque {
-                            return Ok(());
-                        }
-                        dirs_only = true;
-                    }
+            let layers = pst
+                .upper
+                .map(|u| (UPPER, u))
+                .into_iter()
+                .chain(pst.lowers.iter().copied());
+            for (l, dnid) in layers {
+                let Some(found_here) = self.look_in(l, dnid, name)? else {
+                    continue;
+                };
+                let Some((nid, e, opaque)) = found_here else {
+                    // A whiteout: nothing of the name below.
+                    return if top.is_some() {
+                        Ok(())
+                    } else {
+                        Err(Errno::ENOENT)
+                    };
+                };
+                let is_dir = e.attr.mode & libc::S_IFMT == libc::S_IFDIR;
+                if dirs_only && !is_dir {
+                    self.give_back(&[(l, nid)]);
+                    break;
                 }
-            }
-            for &(l, dnid) in &pst.lowers {
-                let dir = self.host_fd(l, dnid)?;
-                match probe(dir.as_fd(), name)? {
-                    Probe::Missing => continue,
-                    Probe::Whiteout => break,
-                    Probe::Present { is_dir, opaque } => {
-                        if dirs_only && !is_dir {
-                            break;
-                        }
-                        let (nid, e) = self.layer(l).do_lookup(dnid, name)?;
-                        found.lowers.push((l, nid));
-                        if top.is_none() {
-                            top = Some((l, e));
-                        }
-                        if !is_dir || opaque {
-                            break;
-                        }
-                        dirs_only = true;
-                    }
+                if l == UPPER {
+                    found.upper = Some(nid);
+                } else {
+                    found.lowers.push((l, nid));
                 }
+                if top.is_none() {
+                    top = Some((l, e));
+                }
+                if !is_dir || opaque {
+                    break;
+                }
+                dirs_only = true;
             }
             Ok(())
         })();
@@ -639,6 +637,34 @@ impl OverlayFs {
                 Err(r.err().unwrap_or(Errno::ENOENT))
             }
         }
+    }
+
+    /// Looks `name` up in layer `l`'s directory `dnid`: `None` if it is not
+    /// there, `Some(None)` for a whiteout, else the layer inode (one layer
+    /// reference taken), its entry and, for a directory, whether it is
+    /// opaque. One confined open and statx, as a passthrough lookup.
+    #[allow(clippy::type_complexity)]
+    fn look_in(
+        &self,
+        l: usize,
+        dnid: u64,
+        name: &CStr,
+    ) -> SysResult<Option<Option<(u64, fuse_entry_out, bool)>>> {
+        let (nid, e) = match self.layer(l).do_lookup(dnid, name) {
+            Ok(found) => found,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let kind = e.attr.mode & libc::S_IFMT;
+        if kind == libc::S_IFCHR && e.attr.rdev == 0 {
+            self.give_back(&[(l, nid)]);
+            return Ok(Some(None));
+        }
+        let opaque = kind == libc::S_IFDIR
+            && self
+                .host_fd(l, nid)
+                .is_ok_and(|fd| whiteout::is_opaque(fd.as_fd()));
+        Ok(Some(Some((nid, e, opaque))))
     }
 
     /// Looks `name` up in `parent` and enters it as a node, taking
