@@ -196,6 +196,15 @@ fn setxattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     }
 }
 
+fn listxattr(p: &Path) -> String {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    // SAFETY: a valid NUL-terminated path and a writable buffer.
+    let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(r >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    String::from_utf8_lossy(&buf[..r as usize]).into_owned()
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -818,7 +827,7 @@ fn kernel_overlayfs_round_trip(transport: &'static str) {
 
 fn memory_upper(transport: &'static str) {
     let layers = Layers::new(dependency_tree);
-    let m = layers.mount_upper(transport, Some("memory"), &["--size", "64M"]);
+    let m = layers.mount_upper(transport, Some("memory"), &["--size", "16M"]);
     assert!(
         m.mounted_line().contains("upper=memory"),
         "{}",
@@ -838,6 +847,18 @@ fn memory_upper(transport: &'static str) {
         fs::read(m.join("node_modules/dep/mem.txt")).unwrap(),
         b"in memory"
     );
+    // --size bounds the in-memory upper.
+    let mut f = fs::File::create(m.join("fill")).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let full = (0..64).map(|_| f.write_all(&chunk)).find_map(Result::err);
+    let full = full.or_else(|| f.sync_all().err());
+    assert_eq!(
+        full.and_then(|e| e.raw_os_error()),
+        Some(libc::ENOSPC),
+        "64 MiB into a 16 MiB upper"
+    );
+    drop(f);
+    fs::remove_file(m.join("fill")).unwrap();
     // The host upper directory was not used.
     assert!(names(&layers.path("u")).is_empty());
     drop(m);
