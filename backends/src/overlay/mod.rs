@@ -70,6 +70,12 @@
 //! inode (keyed by the layer inode, which passthrough keys by device and
 //! inode number).
 //!
+//! A lower file with several hard links is one overlay inode; it is copied
+//! up under the name it was last looked up by (FUSE's OPEN and SETATTR name
+//! no path), and its other names show the copy while this mount lasts.
+//! After a remount they show the lower file again, as with overlayfs
+//! without `index=on`, which also breaks such links on copy-up.
+//!
 //! # In-memory upper
 //!
 //! [`UpperLayer::Memory`] makes a private tmpfs with the new mount API
