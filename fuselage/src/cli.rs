@@ -385,7 +385,8 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
     if let Some(extra) = positional.next() {
         return Err(UsageError::ExtraArgument(extra));
     }
-    if m.source.is_none() && source != "memory" {
+    // With -o lower=, SOURCE only names the mount (as `overlay` in fstab).
+    if m.source.is_none() && m.lower.is_empty() && source != "memory" {
         if std::fs::symlink_metadata(&source).is_err() {
             return Err(UsageError::BadSource(source));
         }
@@ -624,6 +625,13 @@ mod tests {
         };
         assert_eq!(m.lower, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(m.upper, Some(UpperChoice::Memory));
+        // The mount.fuse form: SOURCE is just the name in /proc/mounts.
+        let Command::Mount(m) = p(&["overlay", "/m", "-o", "lower=/a,upper=/u"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.source, None);
+        assert_eq!(m.fs_name.as_deref(), Some("overlay"));
+        assert_eq!(m.lower, vec![PathBuf::from("/a")]);
         for bad in [
             &["mount", "--lower", "/l", "/m"][..],
             &["mount", "--upper", "/u", "/m"],
