@@ -898,6 +898,11 @@ fn startup_errors_exit_2_before_mounting() {
     expect_exit_2(&["--upper", u], "--lower");
     expect_exit_2(&["--source", l1, "--lower", l1, "--upper", u], "exclude");
     expect_exit_2(&["--lower", l1, "--upper", missing], "--upper");
+    let inside = layers.path("l1/node_modules");
+    expect_exit_2(
+        &["--lower", l1, "--upper", inside.to_str().unwrap()],
+        "overlap",
+    );
     // procfs has no O_TMPFILE.
     expect_exit_2(&["--lower", l1, "--upper", "/proc/sys"], "O_TMPFILE");
     // `--upper memory` needs CAP_SYS_ADMIN.

@@ -40,7 +40,9 @@
 //! upper written by overlayfs reads the same here. Not written: overlayfs's
 //! `origin`, `redirect`, `impure` and index xattrs (so after a remount
 //! a copied-up file reports the upper inode number, as overlayfs does
-//! without `xino`/`index`).
+//! without `xino`/`index`). Not followed: the `redirect` xattrs of an
+//! upper that kernel overlayfs wrote with `redirect_dir=on` (such a renamed
+//! directory shows its upper contents only).
 //!
 //! # Copy-up
 //!
@@ -185,6 +187,14 @@ pub enum OverlayError {
         /// The error the probe got.
         errno: Errno,
     },
+    /// Two layers overlap (one inside the other): writing the upper would
+    /// change a lower.
+    Overlap {
+        /// One layer.
+        a: PathBuf,
+        /// The layer it contains or is inside of.
+        b: PathBuf,
+    },
     /// `--upper memory` could not make its tmpfs.
     Memory(Errno),
     /// A layer could not be served.
@@ -200,7 +210,7 @@ impl OverlayError {
     /// The errno this error stands for.
     pub fn errno(&self) -> Errno {
         match self {
-            OverlayError::NoLower => Errno::EINVAL,
+            OverlayError::NoLower | OverlayError::Overlap { .. } => Errno::EINVAL,
             OverlayError::Lower { .. } | OverlayError::Upper { .. } => Errno::ENOENT,
             OverlayError::UpperFeature { errno, .. } | OverlayError::Memory(errno) => *errno,
             OverlayError::Layer { .. } => Errno::EIO,
@@ -228,6 +238,12 @@ impl fmt::Display for OverlayError {
                 "--upper {}: its filesystem does not support {feature} ({}); use an upper on ext4, xfs, btrfs or tmpfs",
                 path.display(),
                 os(errno)
+            ),
+            OverlayError::Overlap { a, b } => write!(
+                f,
+                "layers {} and {} overlap (one is inside the other): give separate directories",
+                a.display(),
+                b.display()
             ),
             OverlayError::Memory(errno) => write!(
                 f,
@@ -309,6 +325,23 @@ fn is_dir_path(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Refuses an upper inside a lower or the reverse (compared as canonical
+/// paths).
+fn check_overlap(upper: &std::path::Path, lowers: &[PathBuf]) -> Result<(), OverlayError> {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let u = canon(upper);
+    for l in lowers {
+        let lc = canon(l);
+        if u.starts_with(&lc) || lc.starts_with(&u) {
+            return Err(OverlayError::Overlap {
+                a: upper.to_path_buf(),
+                b: l.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The hard `RLIMIT_NOFILE` (what the soft limit is raised to).
 fn nofile_hard_limit() -> u64 {
     let mut lim = libc::rlimit {
@@ -381,6 +414,7 @@ impl OverlayFs {
                     path: path.clone(),
                     why,
                 })?;
+                check_overlap(path, &config.lowers)?;
                 (path.clone(), path.display().to_string(), None)
             }
             UpperLayer::Memory { size } => {
