@@ -509,6 +509,16 @@ fn delete_and_recreate(transport: &'static str) {
         getxattr(&m.join("node_modules/dep"), "trusted.overlay.opaque"),
         None
     );
+    let listed = listxattr(&m.join("node_modules/dep"));
+    assert!(!listed.contains("overlay."), "{listed:?}");
+    assert!(
+        setxattr(&m.join("node_modules/dep"), "trusted.overlay.opaque", b"n").is_err(),
+        "overlay's xattrs cannot be set through the mount"
+    );
+    assert_eq!(
+        getxattr(&layers.path("u/node_modules/dep"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     write(&m.join("node_modules/dep/only.txt"), b"x");
     assert_eq!(names(&m.join("node_modules/dep")), ["only.txt"]);
     // A whiteout is never listed; a file over a whiteout in a merged dir.
