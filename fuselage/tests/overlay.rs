@@ -404,6 +404,33 @@ fn write_back_into_upper(transport: &'static str) {
         fs::read(m.join("node_modules/dep/lib/linked.js")).unwrap(),
         b"tmp"
     );
+    // copy_file_range from a lower file into a new upper file.
+    {
+        use std::os::fd::AsRawFd;
+        let src = fs::File::open(m.join("top.txt")).unwrap();
+        let dst = fs::File::create(m.join("node_modules/dep/copied.txt")).unwrap();
+        let (mut off_in, mut off_out) = (5i64, 0i64);
+        // SAFETY: both descriptors are open; the offsets are valid pointers.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                100,
+                0,
+            )
+        };
+        assert_eq!(n, 7, "copy_file_range: {}", std::io::Error::last_os_error());
+    }
+    assert_eq!(
+        fs::read(m.join("node_modules/dep/copied.txt")).unwrap(),
+        b"lower2\n"
+    );
+    assert!(
+        !layers.path("u/top.txt").exists(),
+        "the source stays in its lower"
+    );
     // No temporary files left in the upper.
     let upper_names = names(&layers.path("u/node_modules/dep"));
     assert!(

@@ -121,6 +121,39 @@ pub(crate) fn copy_data(input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: u64)
     Ok(())
 }
 
+/// copy_file_range(2) of up to `len` bytes between open files, for a
+/// COPY_FILE_RANGE from any layer into the upper: the host call where the
+/// two files allow it (same filesystem), else reads and writes of at most
+/// 64 MiB. Returns the bytes copied.
+pub(crate) fn copy_range(
+    input: BorrowedFd<'_>,
+    off_in: u64,
+    output: BorrowedFd<'_>,
+    off_out: u64,
+    len: u64,
+) -> SysResult<u64> {
+    match sys::copy_file_range(input, off_in, output, off_out, len) {
+        Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+        other => return other,
+    }
+    let len = len.min(64 << 20);
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = sys::pread(input, &mut buf[..want], off_in + done)?;
+        if n == 0 {
+            break;
+        }
+        let mut w = 0;
+        while w < n {
+            w += sys::pwrite(output, &buf[w..n], off_out + done + w as u64)?;
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
 fn copy_by_reading(
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,

@@ -90,8 +90,7 @@
 //! # Not implemented
 //!
 //! POSIX and BSD locks (not negotiated: the
-//! kernel keeps them locally), `RENAME_EXCHANGE` (`EINVAL`) and
-//! COPY_FILE_RANGE (`ENOSYS`, the kernel falls back to reads and writes).
+//! kernel keeps them locally) and `RENAME_EXCHANGE` (`EINVAL`).
 
 pub mod copy_up;
 mod inode;
@@ -1604,6 +1603,36 @@ impl Filesystem for OverlayFs {
             Some(id) => reply.created_passthrough(&e, encode_fh(UPPER, o.fh), o.flags, id),
             None => reply.created(&e, encode_fh(UPPER, o.fh), o.flags),
         })
+    }
+
+    fn copy_file_range<S: ReplySink>(
+        &self,
+        req: &RequestHeader,
+        op: op::CopyFileRange<'_>,
+        reply: ReplyCopyFormatted<S>,
+    ) {
+        let r = (|| {
+            if op.flags() != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let (l_in, nid_in, fh_in) = self.file(op.ino(), op.fh_in())?;
+            let (l_out, nid_out, fh_out) = self.file(op.ino_out(), op.fh_out())?;
+            if l_out != UPPER {
+                return Err(Errno::EBADF);
+            }
+            let src = self.layer(l_in).file(nid_in, fh_in)?;
+            let dst = self.upper.file(nid_out, fh_out)?;
+            self.upper
+                .clear_setid(dst.fd.as_fd(), req, crate::setid::Change::Unflagged)?;
+            copy_up::copy_range(
+                src.fd.as_fd(),
+                op.off_in(),
+                dst.fd.as_fd(),
+                op.off_out(),
+                op.len(),
+            )
+        })();
+        answer!(reply, r, |n| reply.copied(n))
     }
 
     fn syncfs<S: ReplySink>(&self, _req: &RequestHeader, _op: op::Syncfs, reply: ReplyEmpty<S>) {
