@@ -596,6 +596,28 @@ fn rename_lower_dir_with_mv(transport: &'static str) {
     );
     assert!(!m.join("top.txt").exists());
     assert!(is_whiteout(&layers.path("u/top.txt")));
+    // RENAME_EXCHANGE of a lower file and a new one.
+    write(&m.join("swap.txt"), b"new file");
+    {
+        let a = CString::new(m.join("swap.txt").as_os_str().as_bytes()).unwrap();
+        let b = CString::new(m.join("node_modules/top2.txt").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated paths.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(r, 0, "RENAME_EXCHANGE: {}", std::io::Error::last_os_error());
+    }
+    assert_eq!(fs::read(m.join("swap.txt")).unwrap(), b"from lower2\n");
+    assert_eq!(
+        fs::read(m.join("node_modules/top2.txt")).unwrap(),
+        b"new file"
+    );
     // A new directory renamed over an empty lower one becomes opaque.
     fs::create_dir(m.join("fresh")).unwrap();
     write(&m.join("fresh/x"), b"x");

@@ -89,8 +89,8 @@
 //!
 //! # Not implemented
 //!
-//! POSIX and BSD locks (not negotiated: the
-//! kernel keeps them locally) and `RENAME_EXCHANGE` (`EINVAL`).
+//! POSIX and BSD locks (not negotiated: the kernel keeps them locally);
+//! `RENAME_WHITEOUT` from a client (`EINVAL`).
 
 pub mod copy_up;
 mod inode;
@@ -1000,6 +1000,9 @@ impl OverlayFs {
         newname: &CStr,
         flags: u32,
     ) -> SysResult<()> {
+        if flags & libc::RENAME_EXCHANGE != 0 && flags & !libc::RENAME_EXCHANGE == 0 {
+            return self.do_exchange(parent, name, newparent, newname);
+        }
         if flags & !libc::RENAME_NOREPLACE != 0 {
             return Err(Errno::EINVAL);
         }
@@ -1074,6 +1077,44 @@ impl OverlayFs {
         let mut st = lock(&src.state);
         st.parent = np.id;
         st.name = newname.to_owned();
+        Ok(())
+    }
+
+    /// RENAME_EXCHANGE: both copied up, swapped in the upper; a directory
+    /// that lands where a lower has the name is made opaque. Directories
+    /// with a lower part answer `EXDEV` (see the module docs).
+    fn do_exchange(
+        &self,
+        parent: u64,
+        name: &CStr,
+        newparent: u64,
+        newname: &CStr,
+    ) -> SysResult<()> {
+        let p = self.dir_node(parent)?;
+        let np = self.dir_node(newparent)?;
+        let (a, _) = self.lookup_node(&p, name, 0)?;
+        let (b, _) = self.lookup_node(&np, newname, 0)?;
+        for n in [&a, &b] {
+            if n.is_dir() && !n.snapshot().lowers.is_empty() {
+                return Err(Errno::EXDEV);
+            }
+            self.copy_up(n)?;
+        }
+        let pu = self.copy_up(&p)?;
+        let npu = self.copy_up(&np)?;
+        self.upper
+            .do_rename(pu, name, npu, newname, libc::RENAME_EXCHANGE)?;
+        for (n, dir, at) in [(&a, &np, newname), (&b, &p, name)] {
+            if n.is_dir()
+                && self.in_lowers(&dir.snapshot(), at)
+                && let Some(u) = n.snapshot().upper
+            {
+                set_opaque(self.host_fd(UPPER, u)?.as_fd(), self.xattrs)?;
+            }
+            let mut st = lock(&n.state);
+            st.parent = dir.id;
+            st.name = at.to_owned();
+        }
         Ok(())
     }
 
