@@ -782,9 +782,20 @@ impl OverlayFs {
         {
             let src = self.host_fd(l, lnid)?;
             let dir = self.host_fd(UPPER, pu)?;
-            copy_up::copy_up(&self.upper.procs, src.as_fd(), dir.as_fd(), &st.name)?;
+            match copy_up::copy_up(&self.upper.procs, src.as_fd(), dir.as_fd(), &st.name) {
+                // A directory already there (a racing lookup's node
+                // copied it up) is the same merged directory: use it. A
+                // file there is some other file: refuse.
+                Ok(()) => {}
+                Err(Errno::EEXIST) if node.is_dir() => {}
+                Err(e) => return Err(e),
+            }
         }
         let (unid, e) = self.upper.do_lookup(pu, &st.name)?;
+        if e.attr.mode & libc::S_IFMT != node.kind {
+            self.give_back(&[(UPPER, unid)]);
+            return Err(Errno::EEXIST);
+        }
         // The key first: a lookup racing with us then finds this node.
         self.nodes.add_key((UPPER, unid), node.id);
         lock(&node.state).upper = Some(unid);
