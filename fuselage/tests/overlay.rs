@@ -444,6 +444,18 @@ fn write_back_into_upper(transport: &'static str) {
 }
 
 fn readers_during_copy_up(transport: &'static str) {
+    readers_during_copy_up_with(transport, "on")
+}
+
+fn readers_during_copy_up_passthrough_off(transport: &'static str) {
+    readers_during_copy_up_with(transport, "off")
+}
+
+/// Eight threads read one lower file (opened before) while a ninth copies
+/// it up (open for writing, then an xattr): every pass sees the same bytes.
+/// With kernel passthrough the readers keep the lower backing file and the
+/// writer's open is answered with the copied-up node.
+fn readers_during_copy_up_with(transport: &'static str, passthrough: &str) {
     const LEN: usize = 16 << 20;
     let layers = Layers::new(|_, l2| {
         let mut data = vec![0u8; LEN];
@@ -451,7 +463,7 @@ fn readers_during_copy_up(transport: &'static str) {
         write(&l2.join("shared.bin"), &data);
     });
     let want = hash_file(&layers.path("l2/shared.bin"));
-    let m = layers.mount(transport, &[]);
+    let m = layers.mount(transport, &["--passthrough", passthrough]);
     let path = m.join("shared.bin");
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -1041,6 +1053,7 @@ macro_rules! overlay_tests {
                     stream_256m_passthrough_off,
                     write_back_into_upper,
                     readers_during_copy_up,
+                    readers_during_copy_up_passthrough_off,
                     delete_and_recreate,
                     rename_lower_dir_with_mv,
                     hard_links_keep_nlink,
