@@ -13,6 +13,9 @@
 //!   O_PATH descriptors or `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`,
 //!   large reads are spliced from the host file, and opened files can be
 //!   handed to the kernel (FUSE_PASSTHROUGH).
+//! - [`overlay`]: [`OverlayFs`], read-only lower host directories under one
+//!   writable upper (a host directory or a private tmpfs), in kernel
+//!   overlayfs's on-disk format, each layer served by the passthrough code.
 //!
 //! The protocol itself lives in `fuselage-core`; transports that feed these
 //! backends are `fuselage-transport-blocking` and `fuselage-transport-uring`,
@@ -29,10 +32,12 @@ macro_rules! answer {
 }
 
 pub mod memfs;
+pub mod overlay;
 pub mod passthrough;
 pub mod router;
 mod setid;
 pub mod stock;
 
 pub use memfs::{MemFs, MemFsConfig};
+pub use overlay::{OverlayConfig, OverlayFs};
 pub use passthrough::{PassthroughConfig, PassthroughFs};

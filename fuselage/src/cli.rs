@@ -36,6 +36,25 @@ pub enum PassthroughChoice {
     Off,
 }
 
+/// The overlay's writable upper layer (`--upper`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpperChoice {
+    /// A host directory.
+    Dir(PathBuf),
+    /// `memory`: a private tmpfs that vanishes with the server.
+    Memory,
+}
+
+impl UpperChoice {
+    fn parse(v: String) -> UpperChoice {
+        if v == "memory" {
+            UpperChoice::Memory
+        } else {
+            UpperChoice::Dir(PathBuf::from(v))
+        }
+    }
+}
+
 /// Options of `fuselage mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountArgs {
@@ -43,6 +62,10 @@ pub struct MountArgs {
     pub mountpoint: PathBuf,
     /// Host directory or file to serve; `None` serves the in-memory filesystem.
     pub source: Option<PathBuf>,
+    /// Overlay lower layers, topmost first (`--lower`, repeatable).
+    pub lower: Vec<PathBuf>,
+    /// Overlay upper layer (`--upper`).
+    pub upper: Option<UpperChoice>,
     /// Transport.
     pub transport: TransportChoice,
     /// Worker threads.
@@ -106,6 +129,8 @@ impl MountArgs {
         MountArgs {
             mountpoint,
             source: None,
+            lower: Vec::new(),
+            upper: None,
             transport: TransportChoice::Auto,
             threads: None,
             passthrough: PassthroughChoice::Auto,
@@ -128,6 +153,8 @@ impl MountArgs {
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Built once per process: boxing the options would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// `fuselage mount ...`.
     Mount(MountArgs),
@@ -171,6 +198,8 @@ pub enum UsageError {
     BadSource(String),
     /// The mount.fuse form without SOURCE and MOUNTPOINT.
     MissingSourceOrMountpoint,
+    /// Options that cannot be used together (or one without the other).
+    BadCombination(&'static str),
 }
 
 impl fmt::Display for UsageError {
@@ -218,6 +247,7 @@ impl fmt::Display for UsageError {
                  file): fuselage mount [OPTIONS] MOUNTPOINT, or fuselage SOURCE MOUNTPOINT [-o OPTIONS]"
             ),
             UsageError::BadRoute(why) => write!(f, "--route: {why}"),
+            UsageError::BadCombination(why) => f.write_str(why),
             UsageError::MissingSourceOrMountpoint => f.write_str(
                 "give SOURCE and MOUNTPOINT: fuselage SOURCE MOUNTPOINT [-o OPTIONS] \
                  (SOURCE: memory, a directory or a file)",
@@ -249,6 +279,10 @@ Options:
   --no-auto-unmount      leave the mount in place if the server dies
   --size BYTES           capacity of the in-memory filesystem (default: a quarter
                          of RAM); suffixes K, M, G, T (powers of 1024) accepted
+  --lower DIR            overlay: a read-only lower layer; repeat for more,
+                         topmost first (needs --upper; excludes --source)
+  --upper DIR|memory     overlay: the writable upper layer, a host directory or
+                         `memory` (a private tmpfs of --size bytes)
   --route SUBPATH=SPEC   place another backend at SUBPATH inside the mount; SPEC is
                          memory, a host directory or a single host file; repeatable
   --poll-us N            native io_uring: each queue thread keeps polling for N
@@ -258,8 +292,9 @@ Options:
 
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
-                         passthrough=, ro, allow_other, no_auto_unmount, size=,
-                         poll_us=, route=), plus debug, fsname=, subtype=, max_read=,
+                         passthrough=, lower=, upper=, route=, ro, allow_other,
+                         no_auto_unmount, size=, poll_us=), plus debug, fsname=,
+                         subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
                          (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
                          their opposites suid, dev, exec, atime, async, ...)
@@ -333,6 +368,8 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
         };
         match name.as_str() {
             "--source" => m.source = Some(PathBuf::from(value("--source")?)),
+            "--lower" => m.lower.push(PathBuf::from(value("--lower")?)),
+            "--upper" => m.upper = Some(UpperChoice::parse(value("--upper")?)),
             "--transport" => m.transport = transport(value("--transport")?, "--transport")?,
             "--threads" => m.threads = Some(threads(value("--threads")?, "--threads")?),
             "--passthrough" => {
@@ -356,6 +393,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             _ => positional.push(arg),
         }
     }
+    check_overlay(&m)?;
     if !helper {
         let mut positional = positional.into_iter();
         m.mountpoint = PathBuf::from(positional.next().ok_or(UsageError::MissingMountpoint)?);
@@ -377,7 +415,8 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
     if let Some(extra) = positional.next() {
         return Err(UsageError::ExtraArgument(extra));
     }
-    if m.source.is_none() && source != "memory" {
+    // With -o lower=, SOURCE only names the mount (as `overlay` in fstab).
+    if m.source.is_none() && m.lower.is_empty() && source != "memory" {
         if std::fs::symlink_metadata(&source).is_err() {
             return Err(UsageError::BadSource(source));
         }
@@ -390,6 +429,22 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
     m.background = !foreground && !m.debug;
     check_route_set(&m)?;
     Ok(Command::Mount(m))
+}
+
+/// `--lower` needs `--upper` and the reverse; `--source` excludes them.
+fn check_overlay(m: &MountArgs) -> Result<(), UsageError> {
+    match (m.lower.is_empty(), m.upper.is_some()) {
+        (true, true) => Err(UsageError::BadCombination(
+            "--upper needs at least one --lower DIR (the read-only layers under it)",
+        )),
+        (false, false) => Err(UsageError::BadCombination(
+            "--lower needs --upper DIR|memory (the writable layer over it)",
+        )),
+        (false, true) if m.source.is_some() => Err(UsageError::BadCombination(
+            "--source and --lower exclude each other: --source serves one host directory, --lower/--upper an overlay",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Options mount(8) and mount.fuse3 pass that mean nothing to the kernel or
@@ -433,6 +488,8 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
         };
         match name.as_str() {
             "source" => m.source = Some(PathBuf::from(need("-o source=")?)),
+            "lower" => m.lower.push(PathBuf::from(need("-o lower=")?)),
+            "upper" => m.upper = Some(UpperChoice::parse(need("-o upper=")?)),
             "transport" => m.transport = transport(need("-o transport=")?, "-o transport")?,
             "threads" => m.threads = Some(threads(need("-o threads=")?, "-o threads")?),
             "passthrough" => {
@@ -627,6 +684,50 @@ mod tests {
         assert!(m.read_only && m.allow_other && !m.auto_unmount);
         assert_eq!(m.size, Some(64 << 20));
         assert_eq!(m.mountpoint, PathBuf::from("/mnt"));
+    }
+
+    #[test]
+    fn parses_overlay_layers() {
+        let Command::Mount(m) = p(&[
+            "mount",
+            "--lower",
+            "/l1",
+            "--lower=/l2",
+            "--upper",
+            "/u",
+            "/m",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.lower, vec![PathBuf::from("/l1"), PathBuf::from("/l2")]);
+        assert_eq!(m.upper, Some(UpperChoice::Dir(PathBuf::from("/u"))));
+        let Command::Mount(m) =
+            p(&["mount", "-o", "lower=/a,lower=/b,upper=memory", "/m"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(m.lower, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(m.upper, Some(UpperChoice::Memory));
+        // The mount.fuse form: SOURCE is just the name in /proc/mounts.
+        let Command::Mount(m) = p(&["overlay", "/m", "-o", "lower=/a,upper=/u"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.source, None);
+        assert_eq!(m.fs_name.as_deref(), Some("overlay"));
+        assert_eq!(m.lower, vec![PathBuf::from("/a")]);
+        for bad in [
+            &["mount", "--lower", "/l", "/m"][..],
+            &["mount", "--upper", "/u", "/m"],
+            &[
+                "mount", "--source", "/s", "--lower", "/l", "--upper", "/u", "/m",
+            ],
+        ] {
+            assert!(
+                matches!(p(bad), Err(UsageError::BadCombination(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -46,5 +46,6 @@ pub mod procfs;
 pub mod registry;
 pub mod routes;
 pub mod serve;
+pub mod serve_overlay;
 pub mod service;
 pub mod transport;

@@ -34,6 +34,9 @@ pub enum ServeError {
     Transport(crate::transport::ServeError),
     /// Signal handling could not be set up.
     Signals(io::Error),
+    /// The overlay's layers cannot be used (exit status 2, like a usage
+    /// error: nothing was mounted).
+    Layers(String),
     /// A registered backend accepted the mount but could not start.
     Backend {
         /// The name it was registered under.
@@ -49,7 +52,7 @@ impl ServeError {
     /// 1 for failures of mounting or serving.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::Options(_) | ServeError::Backend { .. } => 2,
+            ServeError::Options(_) | ServeError::Layers(_) | ServeError::Backend { .. } => 2,
             _ => 1,
         }
     }
@@ -65,6 +68,7 @@ impl fmt::Display for ServeError {
             ServeError::Transport(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServeError::Backend { backend, error } => write!(f, "backend {backend}: {error}"),
+            ServeError::Layers(s) => f.write_str(s),
         }
     }
 }
@@ -140,8 +144,12 @@ pub(crate) fn prepare(args: &MountArgs) -> Result<(), ServeError> {
 }
 
 /// The stock backends' choice for a mount no registered backend claimed:
-/// the host passthrough for `--source`, else the in-memory filesystem.
+/// an overlay for `--lower`, the host passthrough for `--source`, else the
+/// in-memory filesystem.
 pub(crate) fn stock_backend(args: &MountArgs) -> Result<Backend, ServeError> {
+    if !args.lower.is_empty() {
+        return crate::serve_overlay::overlay_backend(args);
+    }
     if let Some(source) = &args.source {
         return passthrough_backend(args, source);
     }

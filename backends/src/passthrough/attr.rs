@@ -36,7 +36,7 @@ fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> SysResult<libc::statx> {
+    pub(crate) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> SysResult<libc::statx> {
         if let Some(fh) = fh
             && let Ok(file) = self.file(ino, fh)
         {
@@ -47,7 +47,7 @@ impl PassthroughFs {
         self.stat(fd.as_fd())
     }
 
-    pub(super) fn do_setattr(
+    pub(crate) fn do_setattr(
         &self,
         caller: &RequestHeader,
         ino: u64,
@@ -127,7 +127,7 @@ impl PassthroughFs {
     /// rules for `change` (see [`crate::setid`]). Called before the change:
     /// the server's own `CAP_FSETID` then keeps the host from deciding
     /// again, with the server's groups instead of the caller's.
-    pub(super) fn clear_setid(
+    pub(crate) fn clear_setid(
         &self,
         fd: BorrowedFd<'_>,
         caller: &RequestHeader,
@@ -142,7 +142,7 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn do_statx(
+    pub(crate) fn do_statx(
         &self,
         ino: u64,
         fh: Option<u64>,
@@ -161,13 +161,13 @@ impl PassthroughFs {
         sys::statx(fd.as_fd(), sync, mask)
     }
 
-    pub(super) fn do_statfs(&self, ino: u64) -> SysResult<fuse_kstatfs> {
+    pub(crate) fn do_statfs(&self, ino: u64) -> SysResult<fuse_kstatfs> {
         let inode = self.inode(ino)?;
         let fd = self.store.fd(&inode)?;
         Ok(stat::kstatfs_of(&sys::fstatfs(fd.as_fd())?))
     }
 
-    pub(super) fn do_access(&self, req: &RequestHeader, ino: u64, mask: u32) -> SysResult<()> {
+    pub(crate) fn do_access(&self, req: &RequestHeader, ino: u64, mask: u32) -> SysResult<()> {
         let inode = self.inode(ino)?;
         let fd = self.store.fd(&inode)?;
         let mask = mask & 0o7;

@@ -184,7 +184,7 @@ impl Drop for DirHandle {
 }
 
 /// Parses one `linux_dirent64` at the start of `b`: `(entry, d_reclen)`.
-fn parse_dirent(b: &[u8]) -> Option<(HostDirent<'_>, usize)> {
+pub(crate) fn parse_dirent(b: &[u8]) -> Option<(HostDirent<'_>, usize)> {
     const NAME_AT: usize = 19;
     if b.len() < NAME_AT + 1 {
         return None;
@@ -213,7 +213,7 @@ fn is_dot_or_dotdot(name: &[u8]) -> bool {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_opendir(&self, ino: u64, flags: u32) -> SysResult<u64> {
+    pub(crate) fn do_opendir(&self, ino: u64, flags: u32) -> SysResult<u64> {
         let inode = self.inode(ino)?;
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -233,7 +233,7 @@ impl PassthroughFs {
         Ok(dir)
     }
 
-    pub(super) fn do_readdir<S: ReplySink>(
+    pub(crate) fn do_readdir<S: ReplySink>(
         &self,
         ino: u64,
         fh: u64,
@@ -246,7 +246,7 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_readdirplus<S: ReplySink>(
+    pub(crate) fn do_readdirplus<S: ReplySink>(
         &self,
         ino: u64,
         fh: u64,
@@ -294,11 +294,11 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_releasedir(&self, fh: u64) {
+    pub(crate) fn do_releasedir(&self, fh: u64) {
         self.dirs.remove(fh);
     }
 
-    pub(super) fn do_fsyncdir(&self, ino: u64, fh: u64, datasync: bool) -> SysResult<()> {
+    pub(crate) fn do_fsyncdir(&self, ino: u64, fh: u64, datasync: bool) -> SysResult<()> {
         self.dir_handle(ino, fh)?.fsync(datasync)
     }
 }

@@ -103,13 +103,13 @@ fn with_io_buf<R>(len: usize, min: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 impl PassthroughFs {
     /// The open file `fh`, checked to belong to `ino`.
-    pub(super) fn file(&self, ino: u64, fh: u64) -> SysResult<Arc<OpenFile>> {
+    pub(crate) fn file(&self, ino: u64, fh: u64) -> SysResult<Arc<OpenFile>> {
         let file = self.files.get(fh)?;
         file.check(ino)?;
         Ok(file)
     }
 
-    pub(super) fn do_open(
+    pub(crate) fn do_open(
         &self,
         caller: &RequestHeader,
         ino: u64,
@@ -166,7 +166,7 @@ impl PassthroughFs {
 
     /// Adds an open file to the table, with kernel passthrough if in use
     /// and allowed for a file of `mode`.
-    pub(super) fn register_open(
+    pub(crate) fn register_open(
         &self,
         nodeid: u64,
         inode: Arc<Inode>,
@@ -262,7 +262,7 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn do_read<S: ReplySink>(
+    pub(crate) fn do_read<S: ReplySink>(
         &self,
         ino: u64,
         fh: u64,
@@ -315,7 +315,7 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_write(
+    pub(crate) fn do_write(
         &self,
         caller: &RequestHeader,
         ino: u64,
@@ -354,7 +354,7 @@ impl PassthroughFs {
         Ok(n as u32)
     }
 
-    pub(super) fn do_release(&self, fh: u64, release_flags: u32) {
+    pub(crate) fn do_release(&self, fh: u64, release_flags: u32) {
         let Some(file) = self.files.remove(fh) else {
             return;
         };
@@ -372,7 +372,7 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn do_flush(&self, ino: u64, fh: u64) -> SysResult<()> {
+    pub(crate) fn do_flush(&self, ino: u64, fh: u64) -> SysResult<()> {
         let file = self.file(ino, fh)?;
         if file.posix_locked.load(Ordering::Acquire) {
             // close(2) releases the caller's POSIX locks on the file.
@@ -382,12 +382,12 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn do_fsync(&self, ino: u64, fh: u64, datasync: bool) -> SysResult<()> {
+    pub(crate) fn do_fsync(&self, ino: u64, fh: u64, datasync: bool) -> SysResult<()> {
         let file = self.file(ino, fh)?;
         sys::fsync(file.fd.as_fd(), datasync)
     }
 
-    pub(super) fn do_fallocate(
+    pub(crate) fn do_fallocate(
         &self,
         caller: &RequestHeader,
         ino: u64,
@@ -402,13 +402,13 @@ impl PassthroughFs {
         sys::fallocate(file.fd.as_fd(), mode, offset, length)
     }
 
-    pub(super) fn do_lseek(&self, ino: u64, fh: u64, offset: u64, whence: u32) -> SysResult<u64> {
+    pub(crate) fn do_lseek(&self, ino: u64, fh: u64, offset: u64, whence: u32) -> SysResult<u64> {
         let file = self.file(ino, fh)?;
         let offset = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
         sys::lseek(file.fd.as_fd(), offset, whence as libc::c_int)
     }
 
-    pub(super) fn do_copy_file_range(
+    pub(crate) fn do_copy_file_range(
         &self,
         caller: &RequestHeader,
         op: &op::CopyFileRange<'_>,
@@ -429,7 +429,7 @@ impl PassthroughFs {
         )
     }
 
-    pub(super) fn do_syncfs(&self, ino: u64) -> SysResult<()> {
+    pub(crate) fn do_syncfs(&self, ino: u64) -> SysResult<()> {
         let inode = self.inode(ino)?;
         let anchor = self.store.fd(&inode)?;
         // syncfs(2) needs an open file; reopening a directory or regular file
@@ -467,7 +467,7 @@ fn stamp_of(st: &libc::stat) -> CacheStamp {
 }
 
 /// An OFD lock record unlocking the whole file.
-pub(super) fn whole_file_unlock() -> libc::flock {
+pub(crate) fn whole_file_unlock() -> libc::flock {
     libc::flock {
         l_type: libc::F_UNLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,

@@ -106,7 +106,7 @@ fn to_flock(lk: &fuse_file_lock) -> SysResult<libc::flock> {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_getlk(
+    pub(crate) fn do_getlk(
         &self,
         ino: u64,
         fh: u64,
@@ -135,7 +135,7 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_setlk(
+    pub(crate) fn do_setlk(
         &self,
         unique: u64,
         ino: u64,

@@ -163,18 +163,18 @@
 //! read-only, so the host kernel refuses writes through the server's
 //! descriptors (and passthrough backing files) as well.
 
-mod attr;
-mod credentials;
-mod dir;
-mod file;
-mod inode_store;
-mod locks;
-mod namespace;
-mod open_file;
-mod proc_fd;
-mod stat;
-mod sys;
-mod xattr;
+pub(crate) mod attr;
+pub(crate) mod credentials;
+pub(crate) mod dir;
+pub(crate) mod file;
+pub(crate) mod inode_store;
+pub(crate) mod locks;
+pub(crate) mod namespace;
+pub(crate) mod open_file;
+pub(crate) mod proc_fd;
+pub(crate) mod stat;
+pub(crate) mod sys;
+pub(crate) mod xattr;
 
 use self::credentials::{FsIds, set_thread_umask};
 use self::dir::DirHandle;
@@ -451,8 +451,8 @@ impl PassthroughStatusHandle {
 /// A host directory or file served over FUSE; see the [module docs](self).
 pub struct PassthroughFs {
     config: PassthroughConfig,
-    store: InodeStore,
-    procs: ProcFds,
+    pub(crate) store: InodeStore,
+    pub(crate) procs: ProcFds,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<DirHandle>,
     device: OnceLock<OwnedFd>,
@@ -606,7 +606,7 @@ impl PassthroughFs {
     // Shared helpers
     // -----------------------------------------------------------------------
 
-    fn inode(&self, nodeid: u64) -> SysResult<Arc<Inode>> {
+    pub(crate) fn inode(&self, nodeid: u64) -> SysResult<Arc<Inode>> {
         self.store.get(nodeid)
     }
 
@@ -1298,14 +1298,14 @@ impl Filesystem for PassthroughFs {
 
 /// The result of an open: handle, `FOPEN_*` flags and backing id.
 #[derive(Debug, Clone, Copy)]
-struct Opened {
-    fh: u64,
-    flags: u32,
-    backing: Option<i32>,
+pub(crate) struct Opened {
+    pub(crate) fh: u64,
+    pub(crate) flags: u32,
+    pub(crate) backing: Option<i32>,
 }
 
 /// The result of a create: the entry and the open.
-struct Created {
-    entry: fuse_entry_out,
-    open: Opened,
+pub(crate) struct Created {
+    pub(crate) entry: fuse_entry_out,
+    pub(crate) open: Opened,
 }

@@ -23,7 +23,7 @@ thread_local! {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_lookup(&self, parent: u64, name: &CStr) -> SysResult<(u64, fuse_entry_out)> {
+    pub(crate) fn do_lookup(&self, parent: u64, name: &CStr) -> SysResult<(u64, fuse_entry_out)> {
         check_name(name)?;
         let dir = self.dir_fd(parent)?;
         self.lookup_at(&dir.inode, dir.as_fd(), name)
@@ -59,7 +59,7 @@ impl PassthroughFs {
         Ok(entry)
     }
 
-    pub(super) fn do_mkdir(
+    pub(crate) fn do_mkdir(
         &self,
         req: &RequestHeader,
         parent: u64,
@@ -75,7 +75,7 @@ impl PassthroughFs {
         self.enter_created(&dir, name, libc::S_IFDIR, owner, Some(mode))
     }
 
-    pub(super) fn do_mknod(
+    pub(crate) fn do_mknod(
         &self,
         req: &RequestHeader,
         parent: u64,
@@ -95,7 +95,7 @@ impl PassthroughFs {
         self.enter_created(&dir, name, kind, owner, Some(mode))
     }
 
-    pub(super) fn do_symlink(
+    pub(crate) fn do_symlink(
         &self,
         req: &RequestHeader,
         parent: u64,
@@ -110,7 +110,7 @@ impl PassthroughFs {
         self.enter_created(&dir, name, libc::S_IFLNK, owner, None)
     }
 
-    pub(super) fn do_link(
+    pub(crate) fn do_link(
         &self,
         ino: u64,
         newparent: u64,
@@ -136,7 +136,7 @@ impl PassthroughFs {
         Ok(entry)
     }
 
-    pub(super) fn do_unlink(&self, parent: u64, name: &CStr, flags: libc::c_int) -> SysResult<()> {
+    pub(crate) fn do_unlink(&self, parent: u64, name: &CStr, flags: libc::c_int) -> SysResult<()> {
         self.writable()?;
         check_name(name)?;
         let dir = self.dir_fd(parent)?;
@@ -156,7 +156,7 @@ impl PassthroughFs {
         r
     }
 
-    pub(super) fn do_rename(
+    pub(crate) fn do_rename(
         &self,
         parent: u64,
         name: &CStr,
@@ -192,7 +192,7 @@ impl PassthroughFs {
         r
     }
 
-    pub(super) fn do_create(
+    pub(crate) fn do_create(
         &self,
         req: &RequestHeader,
         parent: u64,
@@ -220,7 +220,7 @@ impl PassthroughFs {
         self.finish_create(fd, &dir, Some(name), owner, mode, flags)
     }
 
-    pub(super) fn do_tmpfile(
+    pub(crate) fn do_tmpfile(
         &self,
         req: &RequestHeader,
         parent: u64,
@@ -260,7 +260,7 @@ impl PassthroughFs {
         Ok(Created { entry, open })
     }
 
-    pub(super) fn do_readlink<S: ReplySink>(&self, ino: u64, reply: ReplyData<S>) {
+    pub(crate) fn do_readlink<S: ReplySink>(&self, ino: u64, reply: ReplyData<S>) {
         let inode = match self.inode(ino) {
             Ok(i) if i.kind == libc::S_IFLNK => i,
             Ok(_) => return reply.error(Errno::EINVAL),

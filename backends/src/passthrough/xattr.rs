@@ -41,7 +41,7 @@ fn with_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_getxattr<S: ReplySink>(
+    pub(crate) fn do_getxattr<S: ReplySink>(
         &self,
         ino: u64,
         name: &CStr,
@@ -72,7 +72,7 @@ impl PassthroughFs {
         )
     }
 
-    pub(super) fn do_listxattr<S: ReplySink>(&self, ino: u64, size: u32, reply: ReplyXattr<S>) {
+    pub(crate) fn do_listxattr<S: ReplySink>(&self, ino: u64, size: u32, reply: ReplyXattr<S>) {
         let inode = match self.inode(ino) {
             Ok(i) => i,
             Err(e) => return reply.error(e),
@@ -97,7 +97,7 @@ impl PassthroughFs {
         )
     }
 
-    pub(super) fn do_setxattr(
+    pub(crate) fn do_setxattr(
         &self,
         ino: u64,
         name: &CStr,
@@ -123,7 +123,7 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn do_removexattr(&self, ino: u64, name: &CStr) -> SysResult<()> {
+    pub(crate) fn do_removexattr(&self, ino: u64, name: &CStr) -> SysResult<()> {
         self.writable()?;
         let inode = self.inode(ino)?;
         let fd = self.store.fd(&inode)?;

@@ -1,0 +1,62 @@
+//! `fuselage mount --lower DIR... --upper DIR|memory`: the overlay backend,
+//! kept apart from `serve` so that the other backends' wiring stays small.
+
+use crate::cli::{MountArgs, PassthroughChoice, UpperChoice};
+use crate::registry::Backend;
+use crate::serve::{ServeError, Served};
+use fuselage_backends::overlay::{OverlayConfig, OverlayFs, UpperLayer};
+use fuselage_backends::passthrough::{PassthroughFs, PassthroughMode, PassthroughStatusHandle};
+use std::os::fd::OwnedFd;
+
+/// An overlay of `args.lower` under `args.upper`. Bad layers (a missing
+/// lower, an upper without the needed features, `memory` without
+/// CAP_SYS_ADMIN) are [`ServeError::Layers`] (exit 2), before mounting.
+pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
+    if args.passthrough == PassthroughChoice::On {
+        PassthroughFs::passthrough_preflight()
+            .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
+    }
+    if let Err(e) = crate::procfs::ensure_mounted() {
+        return Err(ServeError::Options(format!(
+            "--lower needs /proc (the layers are reached through /proc/self/fd): {e}"
+        )));
+    }
+    let upper = match &args.upper {
+        Some(UpperChoice::Dir(d)) => UpperLayer::Dir(d.clone()),
+        Some(UpperChoice::Memory) => UpperLayer::Memory { size: args.size },
+        None => {
+            return Err(ServeError::Layers(
+                "--lower needs --upper DIR|memory".into(),
+            ));
+        }
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let fs = OverlayFs::new(OverlayConfig {
+        passthrough: match args.passthrough {
+            PassthroughChoice::Auto => PassthroughMode::Auto,
+            PassthroughChoice::On => PassthroughMode::On,
+            PassthroughChoice::Off => PassthroughMode::Off,
+        },
+        max_lock_waiters: threads.saturating_sub(1).max(1),
+        ..OverlayConfig::new(args.lower.clone(), upper)
+    })
+    .map_err(|e| ServeError::Layers(e.to_string()))?;
+    Ok(Backend::new("overlay", fs))
+}
+
+impl Served for OverlayFs {
+    fn attach_device(&self, fd: OwnedFd) {
+        self.set_device_fd(fd)
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        Some(self.status_handle().upper().clone())
+    }
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        let handle = self.status_handle();
+        Box::new(move || handle.words())
+    }
+}
