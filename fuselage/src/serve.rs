@@ -419,8 +419,11 @@ impl<R: Served> Served for Router<R> {
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         self.root().passthrough_handle()
     }
+    /// The root's own words (an overlay's layers), then one per route.
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
-        crate::routes::startup_words(self)
+        let root = self.root().startup_words();
+        let routes = crate::routes::startup_words(self);
+        Box::new(move || root() + &routes())
     }
 }
 

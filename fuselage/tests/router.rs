@@ -221,6 +221,60 @@ fn routes_over_source_root(transport: &'static str) {
     run_quiet("du", &["-s", &m.path().display().to_string()]);
 }
 
+/// Routes over an overlay root: the startup line names the layers and the
+/// routes; lower files read through, a write copies up into the upper and
+/// leaves the lower alone, and routed paths live beside the merged view.
+fn routes_over_overlay_root(transport: &'static str) {
+    let host = Host::new();
+    let layers = common::traversable_tempdir();
+    let (lower, upper) = (layers.path().join("lower"), layers.path().join("upper"));
+    fs::create_dir_all(lower.join("etc")).unwrap();
+    fs::create_dir(&upper).unwrap();
+    fs::write(lower.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+    fs::write(lower.join("lib.so"), b"lower bytes").unwrap();
+    let mut args = vec![
+        "--lower".to_string(),
+        lower.display().to_string(),
+        "--upper".into(),
+        upper.display().to_string(),
+    ];
+    args.extend(host.route_args());
+    let m = mount(transport, args);
+    let line = m.mounted_line();
+    assert!(line.contains(" backend=router "), "{line}");
+    for word in [
+        format!(" upper={}", upper.display()),
+        format!(" lower1={}", lower.display()),
+        " route=/tmp:memory".to_string(),
+        format!(" route=/data:{}", host.data()),
+    ] {
+        assert!(line.contains(&word), "{word:?} missing in {line}");
+    }
+    assert_eq!(names(m.path()), ["data", "etc", "lib.so", "tmp"]);
+    assert_eq!(names(&m.join("etc")), ["hosts", "resolv.conf"]);
+    assert_eq!(fs::read(m.join("lib.so")).unwrap(), b"lower bytes");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("lib.so"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b" + upper").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.join("lib.so")).unwrap(), b"lower bytes + upper");
+    assert_eq!(
+        fs::read(upper.join("lib.so")).unwrap(),
+        b"lower bytes + upper"
+    );
+    assert_eq!(fs::read(lower.join("lib.so")).unwrap(), b"lower bytes");
+    fs::write(m.join("tmp/scratch"), b"s").unwrap();
+    assert!(
+        !upper.join("tmp").exists(),
+        "the memory route is not the upper"
+    );
+    let e = fs::rename(m.join("lib.so"), m.join("data/lib.so")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
+    assert_unique_inodes(m.path());
+}
+
 /// Host routes only over a `--source` root: every backend asks for
 /// READDIRPLUS, so listings carry entries the router rewrites and adds.
 fn host_routes_readdirplus(transport: &'static str) {
@@ -418,6 +472,7 @@ macro_rules! router_rows {
                 scenario_tests!($transport;
                     routes_over_memory_root,
                     routes_over_source_root,
+                    routes_over_overlay_root,
                     host_routes_readdirplus,
                     colliding_inodes,
                     across_routes,
