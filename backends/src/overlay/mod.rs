@@ -402,7 +402,11 @@ impl OverlayFs {
             })?;
         }
         const CAP_SYS_ADMIN: u32 = 21;
-        let xattrs = if sys::has_effective_cap(CAP_SYS_ADMIN) {
+        // trusted.* needs CAP_SYS_ADMIN in the initial user namespace; in
+        // any other (a rootless container) overlayfs itself uses userxattr.
+        let xattrs = if sys::has_effective_cap(CAP_SYS_ADMIN)
+            && crate::passthrough::in_initial_user_namespace()
+        {
             XattrNamespace::Trusted
         } else {
             XattrNamespace::User

@@ -822,7 +822,7 @@ fn open_source(path: &CStr, config: &PassthroughConfig) -> SysResult<(OwnedFd, b
 
 /// Whether this process is in the initial user namespace (whose uid map is
 /// the full identity map).
-fn in_initial_user_namespace() -> bool {
+pub(crate) fn in_initial_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
         let fields: Vec<&str> = m.split_whitespace().collect();
         fields == ["0", "0", "4294967295"]

@@ -44,6 +44,13 @@ pub enum Backend {
     /// The host passthrough with kernel passthrough off (`--passthrough off`):
     /// every read and write goes through the server (splice for large reads).
     PassthroughNoKernel,
+    /// The overlay: `--lower DIR/lower --upper DIR/src`, an empty lower under
+    /// an upper in a fresh temporary directory (so the row's "source", where
+    /// written files land on the host, is the upper).
+    Overlay,
+    /// The in-memory filesystem with another memfs routed at `/routed`
+    /// (`--route /routed=memory`): every request passes the router.
+    Router,
 }
 
 impl Backend {
@@ -52,7 +59,29 @@ impl Backend {
         match self {
             Backend::Memfs => "memfs",
             Backend::Passthrough | Backend::PassthroughNoKernel => "passthrough",
+            Backend::Overlay => "overlay",
+            Backend::Router => "router",
         }
+    }
+
+    /// Whether the row serves host files (a directory the test can look
+    /// into: `--source`, or the overlay's upper).
+    pub fn has_source(self) -> bool {
+        !matches!(self, Backend::Memfs | Backend::Router)
+    }
+
+    /// Makes the host directories the row serves inside `dir` and returns
+    /// the one written files land in (see [`MountedFs::source`]).
+    pub fn make_source(self, dir: &Path) -> Option<PathBuf> {
+        if !self.has_source() {
+            return None;
+        }
+        let src = dir.join("src");
+        fs::create_dir_all(&src).expect("create the source directory");
+        if self == Backend::Overlay {
+            fs::create_dir_all(dir.join("lower")).expect("create the lower layer");
+        }
+        Some(src)
     }
 }
 
@@ -385,6 +414,7 @@ impl MountConfig {
 /// Dropping it (also while a test panics) lazily unmounts the mountpoint,
 /// SIGKILLs and reaps the process and removes the temporary directory.
 pub struct MountedFs {
+    backend: Backend,
     server: ServerProcess,
     mountpoint: PathBuf,
     source: Option<PathBuf>,
@@ -411,9 +441,20 @@ pub fn mount_args(setup: &Setup, source: Option<&Path>, extra: &[String]) -> Vec
         "--transport".to_string(),
         setup.transport.to_string(),
     ];
-    if let Some(src) = source {
-        args.push("--source".into());
-        args.push(src.display().to_string());
+    match (setup.backend, source) {
+        (Backend::Overlay, Some(upper)) => {
+            let lower = upper.with_file_name("lower");
+            args.extend(["--lower".into(), lower.display().to_string()]);
+            args.extend(["--upper".into(), upper.display().to_string()]);
+        }
+        (_, Some(src)) => {
+            args.push("--source".into());
+            args.push(src.display().to_string());
+        }
+        (_, None) => {}
+    }
+    if setup.backend == Backend::Router {
+        args.extend(["--route".into(), "/routed=memory".into()]);
     }
     if setup.backend == Backend::PassthroughNoKernel {
         args.push("--passthrough".into());
@@ -437,18 +478,14 @@ impl MountedFs {
         let dir = traversable_tempdir();
         let mountpoint = dir.path().join("mnt");
         fs::create_dir(&mountpoint).expect("create the mountpoint");
-        let source = match setup.backend {
-            Backend::Memfs => None,
-            Backend::Passthrough | Backend::PassthroughNoKernel => {
-                let src = dir.path().join("src");
-                fs::create_dir(&src).expect("create the source directory");
-                Some(src)
-            }
-        };
+        let source = setup.backend.make_source(dir.path());
         if let Some(id) = config.run_as {
             chown(&mountpoint, id, id);
             if let Some(src) = &source {
                 chown(src, id, id);
+                if setup.backend == Backend::Overlay {
+                    chown(&src.with_file_name("lower"), id, id);
+                }
             }
         }
         let args = mount_args(setup, source.as_deref(), &config.args);
@@ -466,6 +503,7 @@ impl MountedFs {
         cmd.args(&args).arg(&mountpoint);
         let server = ServerProcess::spawn(cmd);
         let mut fs = MountedFs {
+            backend: setup.backend,
             server,
             mountpoint,
             source,
@@ -474,6 +512,16 @@ impl MountedFs {
         };
         fs.mounted_line = fs.server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
         fs
+    }
+
+    /// The names in the mount's root that the test made: all of them,
+    /// except the route a router row places there.
+    pub fn root_names(&self) -> Vec<String> {
+        fs::read_dir(self.path())
+            .expect("readdir of the root")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .filter(|n| !(self.backend == Backend::Router && n == "routed"))
+            .collect()
     }
 
     /// The mountpoint.

@@ -96,4 +96,10 @@ e2e_suite!(
     // Native queues that poll their rings after each request (--poll-us).
     memfs_uring_polling: Setup { backend: Backend::Memfs, transport: "uring", options: &["--poll-us", "200"] },
     passthrough_nokernel_uring_polling: Setup { backend: Backend::PassthroughNoKernel, transport: "uring", options: &["--poll-us", "200"] },
+    overlay_blocking: Setup { backend: Backend::Overlay, transport: "blocking", options: &[] },
+    overlay_uring: Setup { backend: Backend::Overlay, transport: "uring", options: &[] },
+    overlay_uring_rw: Setup { backend: Backend::Overlay, transport: "uring-rw", options: &[] },
+    router_blocking: Setup { backend: Backend::Router, transport: "blocking", options: &[] },
+    router_uring: Setup { backend: Backend::Router, transport: "uring", options: &[] },
+    router_uring_rw: Setup { backend: Backend::Router, transport: "uring-rw", options: &[] },
 );

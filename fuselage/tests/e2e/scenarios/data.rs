@@ -58,10 +58,7 @@ pub fn create_write_read(setup: &Setup) {
     );
     assert!(read(&big) == data, "cached read differs");
 
-    let names: HashSet<String> = fs::read_dir(fs.path())
-        .expect("readdir")
-        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-        .collect();
+    let names: HashSet<String> = fs.root_names().into_iter().collect();
     assert_eq!(
         names,
         HashSet::from(["hello.txt".to_string(), "big".to_string()])

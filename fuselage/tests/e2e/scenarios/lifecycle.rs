@@ -32,11 +32,24 @@ pub fn mounted_line(setup: &Setup) {
         );
     }
     let words: Vec<&str> = words.split(' ').collect();
+    // Backends that name their parts (an overlay's layers, the routes) add
+    // `key=value` words after the four every line has.
+    let extra = match setup.backend {
+        Backend::Overlay => vec!["upper", "lower1"],
+        Backend::Router => vec!["route"],
+        _ => vec![],
+    };
     assert_eq!(
         words.len(),
-        4,
-        "expected backend= transport= threads= passthrough= in {line:?}"
+        4 + extra.len(),
+        "expected backend= transport= threads= passthrough= {extra:?} in {line:?}"
     );
+    for (word, key) in words[4..].iter().zip(&extra) {
+        assert!(
+            word.strip_prefix(key).is_some_and(|v| v.starts_with('=')),
+            "expected {key}= in {line:?}"
+        );
+    }
     assert_eq!(
         words[0],
         format!("backend={}", setup.backend.name()),
@@ -266,6 +279,14 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
         let mp = dir.path().join("mnt");
         fs::create_dir(&mp).expect("mkdir");
         chown(&mp, NOBODY, NOBODY);
+        let args = start_args(setup, dir.path(), &[]);
+        // The served directories are the user's own (an overlay checks its
+        // upper before it asks for /dev/fuse).
+        for served in ["src", "lower"] {
+            if dir.path().join(served).exists() {
+                chown(&dir.path().join(served), NOBODY, NOBODY);
+            }
+        }
         let mut cmd = Command::new("setpriv");
         cmd.args([
             &format!("--reuid={NOBODY}"),
@@ -273,7 +294,7 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
             "--clear-groups",
             fuselage_bin(),
         ])
-        .args(start_args(setup, dir.path(), &[]))
+        .args(args)
         .arg(&mp);
         let out = run_bounded(
             cmd,
@@ -415,13 +436,7 @@ pub fn user_namespace(setup: &Setup) {
     let dir = traversable_tempdir();
     let mp = dir.path().join("mnt");
     fs::create_dir(&mp).expect("mkdir");
-    let source = if setup.backend != Backend::Memfs {
-        let s = dir.path().join("src");
-        fs::create_dir(&s).expect("mkdir");
-        Some(s)
-    } else {
-        None
-    };
+    let source = setup.backend.make_source(dir.path());
     const SCRIPT: &str = r#"
 bin=$1; mp=$2; dir=$3; shift 3
 "$bin" "$@" "$mp" 2>"$dir/err" &

@@ -131,11 +131,7 @@ fn show(r: i64) -> String {
 
 /// A row's arguments with a source directory made for it if it needs one.
 fn start_args(setup: &Setup, dir: &Path, extra: &[&str]) -> Vec<String> {
-    let source = (setup.backend != Backend::Memfs).then(|| {
-        let s = dir.join("src");
-        fs::create_dir_all(&s).expect("mkdir");
-        s
-    });
+    let source = setup.backend.make_source(dir);
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     mount_args(setup, source.as_deref(), &extra)
 }
