@@ -20,6 +20,8 @@ pub enum Undo {
     RemoveEmptyDir(PathBuf),
     /// Remove this file.
     RemoveFile(PathBuf),
+    /// Remove this directory and everything in it (an overlay's upper layer).
+    RemoveTree(PathBuf),
     /// Kill this process (SIGKILL after unmounting it was not enough).
     Kill(i32),
     /// `losetup -d DEVICE`.
@@ -38,6 +40,9 @@ impl Undo {
             }
             Undo::RemoveFile(path) => {
                 let _ = std::fs::remove_file(path);
+            }
+            Undo::RemoveTree(path) => {
+                let _ = std::fs::remove_dir_all(path);
             }
             Undo::Kill(pid) => {
                 // SAFETY: kill has no memory preconditions.

@@ -11,8 +11,9 @@ fuselage-bench: end-to-end FUSE benchmarks, fuselage beside native and peer serv
 
 usage: fuselage-bench [OPTIONS]
 
-  --quick               smoke run: tiny sizes, 1 repetition, memfs and passthrough on the
-                        blocking transport only; a few seconds; exits 0 if the harness works
+  --quick               smoke run: tiny sizes, 1 repetition, memfs, passthrough, overlay and
+                        router on the blocking transport only (and kernel overlayfs); a few
+                        seconds; exits 0 if the harness works
   --reps N              repetitions of every configuration (default 3); min/median reported
   --json PATH           results as JSON (default bench-results.json)
   --svg PATH            chart of the ratios to native (default: the JSON path with .svg)
@@ -23,6 +24,7 @@ usage: fuselage-bench [OPTIONS]
   --image PATH          the ext4 image file (default /var/tmp/fuselage-bench-ext4.img)
   --size BYTES          size of the big file (default 1G; K/M/G suffixes)
   --files N             small files in one directory (default 10000)
+  --copy-up BYTES       data the copy-up workload copies up, in 16 files (default 64M)
   --runtime SECS        length of each random-read run (default 3)
   --threads N           passed to fuselage as --threads
   --peer SPEC           another FUSE server: 'name=NAME:cmd=COMMAND {src} {mnt}' (run with
@@ -30,10 +32,13 @@ usage: fuselage-bench [OPTIONS]
                         it serves its own (in-memory) filesystem, which the harness fills
                         with the data set after mounting, as for fuselage memfs. Repeatable.
   --no-bindfs           leave out the bindfs peer
+  --no-kernel-overlay   leave out the kernel overlayfs row (mount -t overlay; needs root)
   --only LIST           configurations whose name contains one of these comma-separated
-                        words (native is always measured)
+                        words (native is always measured, and so is the passthrough row
+                        an overlay or router row is compared with)
   --workloads LIST      comma-separated subset of: mount,seqread,seqwrite,randread-qd1,
-                        randread-qd32,stat,create-unlink,readdir (default: all)
+                        randread-qd32,stat,create-unlink,readdir,copy-up (default: all;
+                        copy-up runs on the overlay rows only)
   --no-fio              use the built-in loops even when fio is installed
   --load-cpus LIST      pin the load (workloads, fio) to these CPUs, e.g. 0 or 0-1,3
   --server-cpus LIST    pin the FUSE server to these CPUs; with either option every
@@ -43,6 +48,12 @@ usage: fuselage-bench [OPTIONS]
   --strace-dir DIR      after the first repetition of every server, run each workload once
                         more under `strace -c -f -p SERVER` and keep the summaries in DIR
   -h, --help            this text
+
+Besides memfs and passthrough (--source SRC), fuselage is measured as an overlay
+(--lower SRC --upper DIR, DIR a fresh directory on tmpfs) and as a router
+(--source SRC --route /data=SRC, workloads under /data), on the same data set;
+the report compares them with the passthrough row of the same transport and
+--passthrough mode, and with kernel overlayfs over the same lower layer.
 
 Every mount it makes is unmounted on exit, also on Ctrl-C and panic.
 ";
@@ -103,10 +114,14 @@ pub struct Options {
     pub big_bytes: u64,
     pub files: usize,
     pub small_bytes: usize,
+    /// Bytes the copy-up workload copies up, in [`COPYUP_FILES`] files.
+    pub copyup_total: u64,
     pub runtime: Duration,
     pub threads: Option<usize>,
     pub peers: Vec<PeerSpec>,
     pub bindfs: bool,
+    /// Measure kernel overlayfs over the same lower layer.
+    pub kernel_overlay: bool,
     pub only: Vec<String>,
     pub workloads: Vec<Workload>,
     pub use_fio: bool,
@@ -130,10 +145,12 @@ impl Default for Options {
             big_bytes: 1 << 30,
             files: 10_000,
             small_bytes: 4096,
+            copyup_total: 64 << 20,
             runtime: Duration::from_secs(3),
             threads: None,
             peers: Vec::new(),
             bindfs: true,
+            kernel_overlay: true,
             only: Vec::new(),
             workloads: Workload::ALL.to_vec(),
             use_fio: true,
@@ -144,6 +161,9 @@ impl Default for Options {
         }
     }
 }
+
+/// Files the copy-up workload writes to (its data split evenly among them).
+pub const COPYUP_FILES: usize = 16;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -171,6 +191,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut svg_given = false;
     let mut size_given = false;
     let mut files_given = false;
+    let mut copyup_given = false;
     let mut reps_given = false;
     let mut runtime_given = false;
     let mut source_dir_given = false;
@@ -229,6 +250,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     .ok_or(format!("--files '{v}': expected a positive integer"))?;
                 files_given = true;
             }
+            "--copy-up" => {
+                let v = value("--copy-up")?;
+                o.copyup_total = parse_bytes(&v)
+                    .filter(|n| *n >= COPYUP_FILES as u64 * 4096)
+                    .ok_or(format!(
+                        "--copy-up '{v}': expected bytes >= 64K (K/M/G suffix)"
+                    ))?;
+                copyup_given = true;
+            }
             "--runtime" => {
                 let v = value("--runtime")?;
                 let secs: f64 = v
@@ -250,6 +280,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--peer" => o.peers.push(PeerSpec::parse(&value("--peer")?)?),
             "--no-bindfs" => o.bindfs = false,
+            "--no-kernel-overlay" => o.kernel_overlay = false,
             "--only" => {
                 o.only = value("--only")?
                     .split(',')
@@ -283,6 +314,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         }
         if !files_given {
             o.files = 200;
+        }
+        if !copyup_given {
+            o.copyup_total = 1 << 20;
         }
         if !reps_given {
             o.reps = 1;
@@ -338,6 +372,7 @@ mod tests {
         assert_eq!(o.reps, 1);
         assert!(o.big_bytes < 1 << 30);
         assert!(!o.bindfs);
+        assert!(o.copyup_total < 64 << 20);
         assert_eq!(o.svg, PathBuf::from("/tmp/q.svg"));
     }
 

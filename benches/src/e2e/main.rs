@@ -1,8 +1,9 @@
 //! `fuselage-bench`: end-to-end benchmarks of fuselage beside the native filesystem and other
 //! FUSE servers. See `fuselage-bench --help` and BENCHMARKS.md at the repository root.
 //!
-//! For every repetition it mounts each configuration in turn (fuselage passthrough and memfs
-//! on every transport, bindfs, peers given with `--peer`), times the workloads on the mount
+//! For every repetition it mounts each configuration in turn (fuselage passthrough, memfs,
+//! overlay and router on every transport, kernel overlayfs, bindfs, peers given with
+//! `--peer`), times the workloads on the mount
 //! and on the source directory itself ("native"), and unmounts. A configuration the binary
 //! refuses is recorded as "unavailable" with the server's own one-line reason. Results go to
 //! stdout as markdown, to a JSON file and to an SVG chart of the ratios to native.
@@ -19,7 +20,7 @@ mod workload;
 use cli::{Options, Parsed, SourceFs};
 use cpuset::{CpuSet, PinGuard};
 use report::{ConfigResult, Report};
-use server::{Launch, Server};
+use server::{Launch, Serve, Server};
 use source::{Layout, Source};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -36,8 +37,30 @@ const TRANSPORTS: [&str; 3] = ["blocking", "uring-rw", "uring"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Memfs,
+    /// `--source SRC`.
     Passthrough,
+    /// `--lower SRC --upper DIR`, DIR a fresh directory on tmpfs.
+    Overlay,
+    /// `--source SRC --route ROUTE=SRC`; the workloads run under ROUTE.
+    Router,
 }
+
+impl Backend {
+    /// Name in the tables and JSON.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memfs => "memfs",
+            Backend::Passthrough => "passthrough",
+            Backend::Overlay => "overlay",
+            Backend::Router => "router",
+        }
+    }
+}
+
+/// Where the router configurations place the source (`--route /data=SRC`).
+const ROUTE: &str = "/data";
+/// Name of the kernel overlayfs row.
+const KERNEL_OVERLAY: &str = "kernel-overlayfs";
 
 /// What is measured.
 #[derive(Debug, Clone)]
@@ -52,6 +75,8 @@ enum Target {
     Peer {
         cmd: String,
     },
+    /// `mount -t overlay` with the source as its lower layer, upper and work on tmpfs.
+    KernelOverlay,
 }
 
 impl Target {
@@ -62,6 +87,17 @@ impl Target {
             Target::Native => false,
             Target::Fuselage { backend, .. } => *backend == Backend::Memfs,
             Target::Peer { cmd } => !cmd.contains("{src}"),
+            Target::KernelOverlay => false,
+        }
+    }
+
+    /// An overlay whose lower layer is the source: writes to the data set's files copy
+    /// them up and leave the source as it is.
+    fn is_overlay(&self) -> bool {
+        match self {
+            Target::Fuselage { backend, .. } => *backend == Backend::Overlay,
+            Target::KernelOverlay => true,
+            _ => false,
         }
     }
 }
@@ -146,19 +182,28 @@ fn plans(opts: &Options) -> Vec<Plan> {
             pinned: false,
         });
     }
-    for t in transports {
-        let modes: &[&'static str] = if opts.quick { &["off"] } else { &["off", "on"] };
-        for pt in modes {
-            base.push(Plan {
-                name: format!("passthrough/{t}/pt-{pt}"),
-                target: Target::Fuselage {
-                    backend: Backend::Passthrough,
-                    transport: t,
-                    passthrough: Some(pt),
-                },
-                pinned: false,
-            });
+    for backend in [Backend::Passthrough, Backend::Overlay, Backend::Router] {
+        for t in transports {
+            let modes: &[&'static str] = if opts.quick { &["off"] } else { &["off", "on"] };
+            for pt in modes {
+                base.push(Plan {
+                    name: format!("{}/{t}/pt-{pt}", backend.name()),
+                    target: Target::Fuselage {
+                        backend,
+                        transport: t,
+                        passthrough: Some(pt),
+                    },
+                    pinned: false,
+                });
+            }
         }
+    }
+    if opts.kernel_overlay {
+        base.push(Plan {
+            name: KERNEL_OVERLAY.into(),
+            target: Target::KernelOverlay,
+            pinned: false,
+        });
     }
     if opts.bindfs {
         base.push(Plan {
@@ -176,10 +221,16 @@ fn plans(opts: &Options) -> Vec<Plan> {
             pinned: false,
         });
     }
+    let chosen = |name: &str| opts.only.is_empty() || opts.only.iter().any(|w| name.contains(w));
+    // An overlay or router row is reported against the passthrough row of the same transport
+    // and passthrough mode: keep that one too.
+    let references: Vec<String> = base
+        .iter()
+        .filter(|p| chosen(&p.name))
+        .filter_map(|p| reference_name(&p.name))
+        .collect();
     base.retain(|p| {
-        matches!(p.target, Target::Native)
-            || opts.only.is_empty()
-            || opts.only.iter().any(|w| p.name.contains(w.as_str()))
+        matches!(p.target, Target::Native) || chosen(&p.name) || references.contains(&p.name)
     });
     if opts.load_cpus.is_some() || opts.server_cpus.is_some() {
         let pinned: Vec<Plan> = base
@@ -193,6 +244,14 @@ fn plans(opts: &Options) -> Vec<Plan> {
         base.extend(pinned);
     }
     base
+}
+
+/// The passthrough row an overlay or router row is compared with.
+fn reference_name(name: &str) -> Option<String> {
+    ["overlay/", "router/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .map(|rest| format!("passthrough/{rest}"))
 }
 
 fn find_fuselage(opts: &Options) -> Option<PathBuf> {
@@ -403,6 +462,8 @@ struct Ctx<'a> {
     fuselage: Option<&'a Path>,
     fio: bool,
     mount_base: &'a Path,
+    /// Where the overlays' fresh upper layers are made (on tmpfs).
+    upper_base: &'a Path,
 }
 
 fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
@@ -410,6 +471,8 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         big_bytes: opts.big_bytes,
         files: opts.files,
         small_bytes: opts.small_bytes,
+        copyup_files: cli::COPYUP_FILES,
+        copyup_bytes: opts.copyup_total / cli::COPYUP_FILES as u64,
     };
     let fuselage = find_fuselage(opts);
     let fio = opts.use_fio && workload::fio_available();
@@ -432,6 +495,16 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot create {}: {e}", mount_base.display()))?;
     let _mount_base_guard =
         cleanup::Registration::new(cleanup::Undo::RemoveEmptyDir(mount_base.clone()));
+    // Overlays' upper (and kernel overlayfs' work) directories: fresh ones on tmpfs for
+    // every mount, all under this one.
+    let upper_base = PathBuf::from(format!(
+        "/dev/shm/fuselage-bench-upper.{}",
+        std::process::id()
+    ));
+    let _upper_base_guard = plans
+        .iter()
+        .any(|p| p.target.is_overlay())
+        .then(|| cleanup::Registration::new(cleanup::Undo::RemoveTree(upper_base.clone())));
     // Serve from a private copy, so a rebuild of the binary during the run changes nothing.
     let mut _copy_guard = None;
     let under_test = match &fuselage {
@@ -463,14 +536,12 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                     passthrough,
                 } => (
                     "fuselage",
-                    Some(match backend {
-                        Backend::Memfs => "memfs".to_string(),
-                        Backend::Passthrough => "passthrough".to_string(),
-                    }),
+                    Some(backend.name().to_string()),
                     Some(transport.to_string()),
                     passthrough.map(str::to_string),
                 ),
                 Target::Peer { .. } => ("peer", None, None, None),
+                Target::KernelOverlay => ("kernel", Some("overlay".to_string()), None, None),
             };
             ConfigResult {
                 name: p.name.clone(),
@@ -496,6 +567,9 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                 r.unavailable = Some(format!("{prog}: not installed"));
             }
         }
+        if matches!(p.target, Target::KernelOverlay) && !cold {
+            r.unavailable = Some("mount -t overlay needs root".into());
+        }
         if matches!(p.target, Target::Fuselage { .. }) && fuselage.is_none() {
             r.unavailable = Some(
                 "fuselage binary not found: build it (cargo build --release -p fuselage) or pass --fuselage PATH"
@@ -511,6 +585,7 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         fuselage: under_test.as_deref(),
         fio,
         mount_base: &mount_base,
+        upper_base: &upper_base,
     };
     let mut progress = Progress {
         total: opts.reps * plans.len() * workloads.len().max(1),
@@ -623,15 +698,45 @@ fn run_one(
         None
     };
     let mountpoint = ctx.mount_base.join(sanitize(&plan.name));
+    // An overlay gets a fresh upper layer (and kernel overlayfs a work directory) on tmpfs,
+    // removed after the unmount (the guard outlives the server and the kernel mount).
+    let layers = ctx
+        .upper_base
+        .join(format!("{}.{rep}", sanitize(&plan.name)));
+    let upper = layers.join("upper");
+    let _layers_guard = if plan.target.is_overlay() {
+        let _ = std::fs::remove_dir_all(&layers);
+        std::fs::create_dir_all(&upper)
+            .and_then(|()| std::fs::create_dir_all(layers.join("work")))
+            .map_err(|e| format!("cannot create {}: {e}", layers.display()))?;
+        Some(cleanup::Registration::new(cleanup::Undo::RemoveTree(
+            layers.clone(),
+        )))
+    } else {
+        None
+    };
+    let src = ctx.source.dir.as_path();
     let launch = match &plan.target {
-        Target::Native => None,
+        Target::Native | Target::KernelOverlay => None,
         Target::Fuselage {
             backend,
             transport,
             passthrough,
         } => Some(Launch::Fuselage {
             bin: ctx.fuselage.ok_or("no fuselage binary")?,
-            source: (*backend == Backend::Passthrough).then_some(ctx.source.dir.as_path()),
+            serve: match backend {
+                Backend::Memfs => Serve::Memory,
+                Backend::Passthrough => Serve::Source(src),
+                Backend::Overlay => Serve::Overlay {
+                    lower: src,
+                    upper: &upper,
+                },
+                Backend::Router => Serve::Routed {
+                    source: src,
+                    subpath: ROUTE,
+                    dir: src,
+                },
+            },
             transport,
             passthrough: *passthrough,
             threads: opts.threads,
@@ -642,12 +747,41 @@ fn run_one(
         }),
     };
     let mut server = None;
+    let mut kernel_mount = None;
     if let Some(launch) = &launch {
         progress.step(rep, opts.reps, &plan.name, "mount");
         std::fs::create_dir_all(&mountpoint)
             .map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
         match Server::start(launch, &mountpoint, server_cpus) {
             Ok(s) => server = Some(s),
+            Err(reason) => {
+                let _ = std::fs::remove_dir(&mountpoint);
+                progress.done += workloads.len().saturating_sub(1);
+                res.unavailable = Some(reason);
+                return Ok(());
+            }
+        }
+    } else if matches!(plan.target, Target::KernelOverlay) {
+        progress.step(rep, opts.reps, &plan.name, "mount");
+        std::fs::create_dir_all(&mountpoint)
+            .map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
+        match mount_kernel_overlay(src, &layers, &mountpoint) {
+            Ok((guard, took)) => {
+                kernel_mount = Some(guard);
+                if workloads.contains(&Workload::Mount) {
+                    res.samples
+                        .entry(Workload::Mount)
+                        .or_default()
+                        .push(Sample {
+                            secs: took.as_secs_f64(),
+                            value: took.as_secs_f64() * 1000.0,
+                            server_cpu: None,
+                            load_cpu: None,
+                            engine: "mount(8) -t overlay, exec to exit".into(),
+                            cold: false,
+                        });
+                }
+            }
             Err(reason) => {
                 let _ = std::fs::remove_dir(&mountpoint);
                 progress.done += workloads.len().saturating_sub(1);
@@ -684,16 +818,30 @@ fn run_one(
         }
         res.idle_children_rss_kib.push(s.children_rss_kib());
     }
-    let root = server
-        .as_ref()
-        .map(|s| s.mountpoint.clone())
-        .unwrap_or_else(|| ctx.source.dir.clone());
+    let root = match (&server, &plan.target) {
+        (
+            Some(s),
+            Target::Fuselage {
+                backend: Backend::Router,
+                ..
+            },
+        ) => s.mountpoint.join(ROUTE.trim_start_matches('/')),
+        (Some(s), _) => s.mountpoint.clone(),
+        (None, Target::KernelOverlay) => mountpoint.clone(),
+        (None, _) => ctx.source.dir.clone(),
+    };
 
+    let overlay = plan.target.is_overlay();
     let measured: Vec<Workload> = workloads
         .iter()
         .copied()
-        .filter(|w| *w != Workload::Mount)
+        .filter(|w| *w != Workload::Mount && (overlay || !w.overlay_only()))
         .collect();
+    // Overlay-only workloads are not run here.
+    progress.done += workloads
+        .iter()
+        .filter(|w| w.overlay_only() && !overlay)
+        .count();
     let mut ready = true;
     if plan.target.serves_own_data()
         && !measured.is_empty()
@@ -716,6 +864,7 @@ fn run_one(
             fio: ctx.fio,
             server_pid: pid,
             rep,
+            overlay,
         };
         let pin = PinGuard::new(if plan.pinned {
             opts.load_cpus.as_ref()
@@ -794,7 +943,61 @@ fn run_one(
         }
         let _ = std::fs::remove_dir(&mountpoint);
     }
+    // Unmounts (lazily) and removes the mountpoint.
+    drop(kernel_mount);
     Ok(())
+}
+
+/// `mount -t overlay overlay -o lowerdir=LOWER,upperdir=LAYERS/upper,workdir=LAYERS/work MNT`
+/// (loading the overlay module first if the kernel does not list overlayfs). Returns the
+/// guard that unmounts it and how long mount(8) took, or why it failed.
+fn mount_kernel_overlay(
+    lower: &Path,
+    layers: &Path,
+    mnt: &Path,
+) -> Result<(cleanup::Registration, Duration), String> {
+    let listed = || {
+        std::fs::read_to_string("/proc/filesystems")
+            .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+    };
+    if !listed() {
+        let _ = Command::new("modprobe")
+            .arg("overlay")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !listed() {
+            return Err("the kernel has no overlayfs (modprobe overlay failed)".into());
+        }
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        layers.join("upper").display(),
+        layers.join("work").display()
+    );
+    let started = std::time::Instant::now();
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options])
+        .arg(mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run mount: {e}"))?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "mount -t overlay failed ({}): {}",
+            out.status,
+            err.lines().next_back().unwrap_or("").trim()
+        ));
+    }
+    Ok((
+        cleanup::Registration::new(cleanup::Undo::Unmount(mnt.to_path_buf())),
+        took,
+    ))
 }
 
 /// Runs `w` once more with `strace -c -f` attached to the server; the summary lands in `file`.

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 pub struct ConfigResult {
     /// Name in the tables, e.g. `memfs/blocking` or `bindfs [pinned]`.
     pub name: String,
-    /// `native`, `fuselage` or `peer`.
+    /// `native`, `fuselage`, `peer` or `kernel` (kernel overlayfs).
     pub kind: &'static str,
     pub backend: Option<String>,
     pub transport: Option<String>,
@@ -118,6 +118,147 @@ impl Report {
         (native > 0.0).then_some(own / native)
     }
 
+    /// What an overlay or router row is compared with: the fuselage passthrough row of the
+    /// same transport, `--passthrough` mode and pinning (the same data set served with
+    /// `--source`). Kernel overlayfs is compared with native. None for other rows.
+    pub fn reference_for(&self, r: &ConfigResult) -> Option<&ConfigResult> {
+        if r.kind == "kernel" {
+            return self.native_for(r);
+        }
+        if r.kind != "fuselage" || !matches!(r.backend.as_deref(), Some("overlay" | "router")) {
+            return None;
+        }
+        self.results.iter().find(|p| {
+            p.kind == "fuselage"
+                && p.backend.as_deref() == Some("passthrough")
+                && p.transport == r.transport
+                && p.passthrough == r.passthrough
+                && p.pinned == r.pinned
+        })
+    }
+
+    /// The kernel overlayfs row measured under the same pinning as `r`.
+    pub fn kernel_overlay_for(&self, r: &ConfigResult) -> Option<&ConfigResult> {
+        self.results
+            .iter()
+            .find(|k| k.kind == "kernel" && k.pinned == r.pinned)
+    }
+
+    /// Median of `r` over median of `reference` (any workload both have).
+    pub fn ratio_to(r: &ConfigResult, reference: &ConfigResult, w: Workload) -> Option<f64> {
+        let base = reference.stats(w)?.median;
+        let own = r.stats(w)?.median;
+        (base > 0.0).then_some(own / base)
+    }
+
+    /// A table of `rows` (a configuration and what it is compared with): every cell the
+    /// median and its ratio to the compared row's median.
+    fn ratio_table(
+        &self,
+        s: &mut String,
+        rows: &[(&ConfigResult, &ConfigResult)],
+        workloads: &[Workload],
+    ) {
+        let mut header = String::from("| configuration | compared with |");
+        let mut rule = String::from("|---|---|");
+        for w in workloads {
+            let _ = write!(header, " {} {} |", w.title(&self.layout), w.unit());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(s, "{header}\n{rule}");
+        for (r, reference) in rows {
+            let _ = write!(s, "| {} | {} |", r.name, reference.name);
+            for w in workloads {
+                let cell = match (r.stats(*w), r.errors.get(w)) {
+                    (Some(st), _) => match Report::ratio_to(r, reference, *w) {
+                        Some(x) => format!("{} ×{x:.2}", fmt_figure(st.median)),
+                        None => fmt_figure(st.median),
+                    },
+                    (None, Some(_)) => "failed".into(),
+                    (None, None) => "—".into(),
+                };
+                let _ = write!(s, " {cell} |");
+            }
+            let _ = writeln!(s);
+        }
+    }
+
+    /// The overlay and router tables (issue 14): against passthrough, against kernel
+    /// overlayfs, and the copy-up cost. Empty when no such row was measured.
+    fn overlay_markdown(&self) -> String {
+        let mut s = String::new();
+        let available = || self.results.iter().filter(|r| r.unavailable.is_none());
+        let against_source: Vec<(&ConfigResult, &ConfigResult)> = available()
+            .filter_map(|r| Some((r, self.reference_for(r)?)))
+            .collect();
+        let reads: Vec<Workload> = self
+            .measured_workloads()
+            .into_iter()
+            .filter(|w| !w.overlay_only())
+            .collect();
+        if !against_source.is_empty() && !reads.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### Overlay and router: median (× passthrough)\n\n\
+                 Every fuselage overlay (`--lower SRC --upper DIR`, DIR fresh on tmpfs) and \
+                 router (`--source SRC --route /data=SRC`, workloads under /data) row over the \
+                 passthrough row (`--source SRC`) of the same transport and `--passthrough` \
+                 mode, in the same run; the reads are of unmodified lower files. Kernel \
+                 overlayfs (same lower layer, upper and work on tmpfs) over native.\n"
+            );
+            self.ratio_table(&mut s, &against_source, &reads);
+        }
+        let against_kernel: Vec<(&ConfigResult, &ConfigResult)> = available()
+            .filter(|r| r.kind == "fuselage" && r.backend.as_deref() == Some("overlay"))
+            .filter_map(|r| Some((r, self.kernel_overlay_for(r)?)))
+            .collect();
+        let mut all = reads.clone();
+        all.extend(self.workloads.iter().filter(|w| w.overlay_only()));
+        if !against_kernel.is_empty() && !all.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### Overlay: median (× kernel overlayfs)\n\n\
+                 For copy-up (ms per MiB) a ratio above 1 means slower than kernel overlayfs.\n"
+            );
+            self.ratio_table(&mut s, &against_kernel, &all);
+        }
+        if self.workloads.contains(&Workload::CopyUp) {
+            let rows: Vec<&ConfigResult> = available()
+                .filter(|r| r.stats(Workload::CopyUp).is_some())
+                .collect();
+            if !rows.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "\n### Copy-up: ms per MiB copied up\n\n\
+                     The first write (open with O_WRONLY and O_APPEND, write 1 byte, close) to each of \
+                     {} lower files of {} ({} in all), over the data copied.\n\n\
+                     | configuration | median | min | max | × kernel overlayfs |\n|---|---:|---:|---:|---:|",
+                    self.layout.copyup_files,
+                    human_bytes(self.layout.copyup_bytes),
+                    human_bytes(self.layout.copyup_total()),
+                );
+                for r in rows {
+                    let Some(st) = r.stats(Workload::CopyUp) else {
+                        continue;
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {:.2} | {:.2} | {:.2} | {} |",
+                        r.name,
+                        st.median,
+                        st.min,
+                        st.max,
+                        self.kernel_overlay_for(r)
+                            .and_then(|k| Report::ratio_to(r, k, Workload::CopyUp))
+                            .map(|x| format!("{x:.2}"))
+                            .unwrap_or("—".into()),
+                    );
+                }
+            }
+        }
+        s
+    }
+
     fn measured_workloads(&self) -> Vec<Workload> {
         self.workloads
             .iter()
@@ -194,6 +335,8 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+
+        s.push_str(&self.overlay_markdown());
 
         let unavailable: Vec<&ConfigResult> = self
             .results
@@ -385,6 +528,8 @@ impl Report {
                 "big_bytes": self.layout.big_bytes,
                 "files": self.layout.files,
                 "small_bytes": self.layout.small_bytes,
+                "copyup_files": self.layout.copyup_files,
+                "copyup_bytes": self.layout.copyup_bytes,
             },
             "reps": self.reps,
             "caches_dropped": self.cold,
@@ -402,6 +547,7 @@ impl Report {
             let kind = match r["kind"].as_str() {
                 Some("native") => "native",
                 Some("fuselage") => "fuselage",
+                Some("kernel") => "kernel",
                 _ => "peer",
             };
             let kib = |key: &str| -> Vec<u64> {
@@ -478,6 +624,8 @@ impl Report {
                 big_bytes: layout["big_bytes"].as_u64().unwrap_or(0),
                 files: layout["files"].as_u64().unwrap_or(0) as usize,
                 small_bytes: layout["small_bytes"].as_u64().unwrap_or(0) as usize,
+                copyup_files: layout["copyup_files"].as_u64().unwrap_or(0) as usize,
+                copyup_bytes: layout["copyup_bytes"].as_u64().unwrap_or(0),
             },
             reps: v["reps"].as_u64().unwrap_or(1) as usize,
             workloads,
@@ -503,7 +651,12 @@ impl Report {
             .collect();
         configs.sort_by_key(|r| (bases.iter().position(|b| *b == base(r)), r.pinned));
         let colour_of = |r: &ConfigResult| bases.iter().position(|b| *b == base(r)).unwrap_or(0);
-        let workloads = self.measured_workloads();
+        // Copy-up has no native figure to compare with.
+        let workloads: Vec<Workload> = self
+            .measured_workloads()
+            .into_iter()
+            .filter(|w| !w.overlay_only())
+            .collect();
         let palette = [
             "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
             "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd",
@@ -693,6 +846,8 @@ mod tests {
                 big_bytes: 1 << 20,
                 files: 10,
                 small_bytes: 4096,
+                copyup_files: 16,
+                copyup_bytes: 65536,
             },
             reps: 3,
             workloads: vec![Workload::Mount, Workload::SeqRead],

@@ -18,13 +18,38 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Lines of a server's stderr kept for error messages.
 const TAIL_LINES: usize = 40;
 
+/// What a fuselage server serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Serve<'a> {
+    /// The in-memory filesystem (no `--source`).
+    Memory,
+    /// `--source DIR`.
+    Source(&'a Path),
+    /// `--lower LOWER --upper UPPER`: an overlay of one lower layer.
+    Overlay {
+        /// The read-only lower layer.
+        lower: &'a Path,
+        /// The writable upper layer.
+        upper: &'a Path,
+    },
+    /// `--source SOURCE --route SUBPATH=DIR`: a router whose route is a host directory.
+    Routed {
+        /// The root's host directory.
+        source: &'a Path,
+        /// Where the route sits in the mount, e.g. `/data`.
+        subpath: &'a str,
+        /// The host directory served at `subpath`.
+        dir: &'a Path,
+    },
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub enum Launch<'a> {
     /// `fuselage mount ...`; ready at its startup line.
     Fuselage {
         bin: &'a Path,
-        source: Option<&'a Path>,
+        serve: Serve<'a>,
         transport: &'a str,
         passthrough: Option<&'a str>,
         threads: Option<usize>,
@@ -83,15 +108,30 @@ impl Server {
         let mut cmd = match launch {
             Launch::Fuselage {
                 bin,
-                source,
+                serve,
                 transport,
                 passthrough,
                 threads,
             } => {
                 let mut c = Command::new(bin);
                 c.arg("mount");
-                if let Some(s) = source {
-                    c.arg("--source").arg(s);
+                match serve {
+                    Serve::Memory => {}
+                    Serve::Source(s) => {
+                        c.arg("--source").arg(s);
+                    }
+                    Serve::Overlay { lower, upper } => {
+                        c.arg("--lower").arg(lower).arg("--upper").arg(upper);
+                    }
+                    Serve::Routed {
+                        source,
+                        subpath,
+                        dir,
+                    } => {
+                        let mut route = std::ffi::OsString::from(format!("{subpath}="));
+                        route.push(dir.as_os_str());
+                        c.arg("--source").arg(source).arg("--route").arg(route);
+                    }
                 }
                 c.args(["--transport", transport]);
                 if let Some(p) = passthrough {

@@ -12,6 +12,9 @@ use std::process::Command;
 pub const BIG: &str = "big.bin";
 /// The directory of small files.
 pub const SMALL: &str = "small";
+/// The directory of files the copy-up workload writes to (through an overlay only: its
+/// first write copies each file up from the lower layer).
+pub const COPYUP: &str = "copyup";
 /// Where workloads create files; removed after every configuration.
 pub const SCRATCH: &str = "scratch";
 const MARKER: &str = ".fuselage-bench-layout";
@@ -25,14 +28,23 @@ pub struct Layout {
     pub files: usize,
     /// Bytes in each small file.
     pub small_bytes: usize,
+    /// Files in [`COPYUP`].
+    pub copyup_files: usize,
+    /// Bytes in each file of [`COPYUP`].
+    pub copyup_bytes: u64,
 }
 
 impl Layout {
     fn marker(&self) -> String {
         format!(
-            "big={} files={} small={}\n",
-            self.big_bytes, self.files, self.small_bytes
+            "big={} files={} small={} copyup={}x{}\n",
+            self.big_bytes, self.files, self.small_bytes, self.copyup_files, self.copyup_bytes
         )
+    }
+
+    /// Bytes of all files in [`COPYUP`] together.
+    pub fn copyup_total(&self) -> u64 {
+        self.copyup_bytes * self.copyup_files as u64
     }
 }
 
@@ -54,7 +66,12 @@ pub fn pattern_block() -> Vec<u8> {
     v
 }
 
-/// Writes the data set under `root` (which must exist): [`BIG`] and [`SMALL`].
+/// Name of copy-up file `i`.
+pub fn copyup_name(i: usize) -> String {
+    format!("c{i:03}")
+}
+
+/// Writes the data set under `root` (which must exist): [`BIG`], [`SMALL`] and [`COPYUP`].
 pub fn populate(root: &Path, layout: &Layout) -> io::Result<()> {
     let block = pattern_block();
     let mut f = fs::File::create(root.join(BIG))?;
@@ -75,6 +92,17 @@ pub fn populate(root: &Path, layout: &Layout) -> io::Result<()> {
     let body = &block[..layout.small_bytes.min(block.len())];
     for i in 0..layout.files {
         fs::write(small.join(small_name(i)), body)?;
+    }
+    let copyup = root.join(COPYUP);
+    fs::create_dir_all(&copyup)?;
+    for i in 0..layout.copyup_files {
+        let mut f = fs::File::create(copyup.join(copyup_name(i)))?;
+        let mut left = layout.copyup_bytes;
+        while left > 0 {
+            let len = left.min(block.len() as u64) as usize;
+            f.write_all(&block[..len])?;
+            left -= len as u64;
+        }
     }
     Ok(())
 }
@@ -181,7 +209,10 @@ fn prepare_ext4(image: &Path, layout: &Layout) -> Result<Source, String> {
     if !crate::procfs::is_root() {
         return Err("--source-fs ext4 needs root (losetup, mount)".into());
     }
-    let bytes = layout.big_bytes * 2 + (layout.files as u64) * 8192 * 2 + (256 << 20);
+    let bytes = layout.big_bytes * 2
+        + (layout.files as u64) * 8192 * 2
+        + layout.copyup_total()
+        + (256 << 20);
     let f = fs::File::create(image).map_err(|e| format!("{}: {e}", image.display()))?;
     f.set_len(bytes)
         .map_err(|e| format!("{}: {e}", image.display()))?;

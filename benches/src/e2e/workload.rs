@@ -1,7 +1,7 @@
 //! The workloads: what is timed on every mount (and on the native source).
 
 use crate::procfs;
-use crate::source::{self, BIG, Layout, SCRATCH, SMALL};
+use crate::source::{self, BIG, COPYUP, Layout, SCRATCH, SMALL};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -28,11 +28,14 @@ pub enum Workload {
     CreateUnlink,
     /// List the directory of small files, caches dropped first.
     Readdir,
+    /// Overlays only: the first write (open O_WRONLY|O_APPEND, write 1 byte, close) to
+    /// every file of [`COPYUP`], each of which is copied up from the lower layer.
+    CopyUp,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Mount,
         Workload::SeqRead,
         Workload::SeqWrite,
@@ -41,6 +44,7 @@ impl Workload {
         Workload::Stat,
         Workload::CreateUnlink,
         Workload::Readdir,
+        Workload::CopyUp,
     ];
 
     /// Name on the command line and in JSON.
@@ -54,6 +58,7 @@ impl Workload {
             Workload::Stat => "stat",
             Workload::CreateUnlink => "create-unlink",
             Workload::Readdir => "readdir",
+            Workload::CopyUp => "copy-up",
         }
     }
 
@@ -70,12 +75,18 @@ impl Workload {
             Workload::RandReadQd1 | Workload::RandReadQd32 => "IOPS",
             Workload::Stat | Workload::CreateUnlink => "files/s",
             Workload::Readdir => "entries/s",
+            Workload::CopyUp => "ms/MiB",
         }
     }
 
-    /// Whether a larger figure is better (all but mount time).
+    /// Whether a larger figure is better (all but mount time and copy-up cost).
     pub fn higher_is_better(self) -> bool {
-        self != Workload::Mount
+        !matches!(self, Workload::Mount | Workload::CopyUp)
+    }
+
+    /// Whether it runs on overlays only (it writes to the lower layer's files).
+    pub fn overlay_only(self) -> bool {
+        self == Workload::CopyUp
     }
 
     /// A short column title.
@@ -91,6 +102,11 @@ impl Workload {
             Workload::Stat => format!("stat {n} files, cold"),
             Workload::CreateUnlink => format!("create+unlink {n}"),
             Workload::Readdir => format!("readdir {n}, cold"),
+            Workload::CopyUp => format!(
+                "copy-up {} in {} files",
+                human_bytes(layout.copyup_total()),
+                layout.copyup_files
+            ),
         }
     }
 }
@@ -138,6 +154,9 @@ pub struct Env<'a> {
     pub server_pid: Option<i32>,
     /// Repetition number, for unique scratch names.
     pub rep: usize,
+    /// The root is an overlay whose lower layer is the source (so writing to its files
+    /// leaves the source as it is).
+    pub overlay: bool,
 }
 
 /// What a workload itself reports before the CPU accounting is added.
@@ -205,6 +224,7 @@ pub fn run(w: Workload, env: &Env<'_>) -> Result<Sample, String> {
         Workload::Stat => stat_all(env),
         Workload::CreateUnlink => create_unlink(env),
         Workload::Readdir => readdir(env),
+        Workload::CopyUp => copy_up(env),
     }?;
     Ok(Sample {
         secs: t.meter.secs,
@@ -516,5 +536,52 @@ fn readdir(env: &Env<'_>) -> Result<Timed, String> {
         value: n as f64 / secs,
         engine: "built-in getdents64(2) (std read_dir)".into(),
         cold,
+    })
+}
+
+fn copy_up(env: &Env<'_>) -> Result<Timed, String> {
+    if !env.overlay {
+        return Err("copy-up runs on overlays only (it would change the source)".into());
+    }
+    let dir = env.root.join(COPYUP);
+    let names: Vec<PathBuf> = (0..env.layout.copyup_files)
+        .map(|i| dir.join(source::copyup_name(i)))
+        .collect();
+    for p in &names {
+        let len = fs::metadata(p).map_err(ctx("stat", p))?.len();
+        if len != env.layout.copyup_bytes {
+            return Err(format!(
+                "{}: size {len} before the first write, expected {} (already copied up?)",
+                p.display(),
+                env.layout.copyup_bytes
+            ));
+        }
+    }
+    let meter = Meter::start(env);
+    for p in &names {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(p)
+            .map_err(ctx("open O_WRONLY, O_APPEND", p))?;
+        f.write_all(b"+").map_err(ctx("write", p))?;
+    }
+    let meter = meter.stop();
+    let secs = meter.secs;
+    for p in &names {
+        let len = fs::metadata(p).map_err(ctx("stat", p))?.len();
+        if len != env.layout.copyup_bytes + 1 {
+            return Err(format!(
+                "{}: size {len} after appending 1 byte, expected {}",
+                p.display(),
+                env.layout.copyup_bytes + 1
+            ));
+        }
+    }
+    let mib = env.layout.copyup_total() as f64 / MIB;
+    Ok(Timed {
+        meter,
+        value: secs * 1000.0 / mib,
+        engine: "built-in open(O_WRONLY, O_APPEND) + write 1 byte + close, per file".into(),
+        cold: false,
     })
 }
