@@ -9,6 +9,8 @@ mod common;
 
 use common::*;
 use fuselage::backends::memfs::{MemFs, MemFsConfig};
+use fuselage::backends::overlay::{OverlayConfig, OverlayFs, UpperLayer};
+use fuselage::backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughMode};
 use fuselage::backends::router::{RoutePath, Router};
 use fuselage::backends::stock::StockFs;
 use fuselage::blocking::{Session, SessionConfig};
@@ -61,7 +63,10 @@ fn client_loop(
             t.last_errno = errno();
         }
         // SAFETY: `buf` has BLOCK readable bytes.
-        if unsafe { libc::pwrite(write_fd, buf.as_ptr().cast(), BLOCK, offset) } != BLOCK as isize {
+        if write_fd >= 0
+            && unsafe { libc::pwrite(write_fd, buf.as_ptr().cast(), BLOCK, offset) }
+                != BLOCK as isize
+        {
             t.short_writes += 1;
             t.last_errno = errno();
         }
@@ -89,6 +94,50 @@ fn routed_requests_allocate_nothing() {
     )
     .expect("router");
     measure(false, router, "scratch/file");
+}
+
+/// Through the host passthrough (kernel passthrough off, so every read and
+/// write reaches the server).
+#[test]
+fn passthrough_requests_allocate_nothing() {
+    if !require_fuse() {
+        return;
+    }
+    let src = traversable_tempdir();
+    let fs = PassthroughFs::new(PassthroughConfig {
+        passthrough: PassthroughMode::Off,
+        ..PassthroughConfig::new(src.path())
+    })
+    .expect("passthrough");
+    measure(false, fs, "file");
+}
+
+/// Through an overlay (kernel passthrough off, so every read and write
+/// reaches the server): pread, pwrite and stat of a file in the upper, and
+/// pread and stat of a file that exists only in the lower.
+#[test]
+fn overlay_requests_allocate_nothing() {
+    if !require_fuse() {
+        return;
+    }
+    let layers = traversable_tempdir();
+    let (lower, upper) = (layers.path().join("lower"), layers.path().join("upper"));
+    std::fs::create_dir(&lower).unwrap();
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::write(lower.join("lowerfile"), vec![0x5a; FILE_SIZE]).unwrap();
+    let overlay = || {
+        OverlayFs::new(OverlayConfig {
+            passthrough: PassthroughMode::Off,
+            ..OverlayConfig::new(vec![lower.clone()], UpperLayer::Dir(upper.clone()))
+        })
+        .expect("overlay")
+    };
+    measure(false, overlay(), "file");
+    measure(false, overlay(), "lowerfile");
+    assert!(
+        !upper.join("lowerfile").exists(),
+        "reading a lower file copied it up"
+    );
 }
 
 /// A memfs with zero TTLs, so every stat is a LOOKUP and a GETATTR.
@@ -148,7 +197,9 @@ fn allocations_per_request(debug: bool) {
 }
 
 /// Serves `fs` in process and counts the allocations of the client loop on
-/// `file` (relative to the mountpoint).
+/// `file` (relative to the mountpoint): created through the mount, read
+/// and written; or, if the backend already has it (a lower file), only
+/// read.
 fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str) {
     if debug {
         fuselage::debug::enable();
@@ -203,24 +254,23 @@ fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str
 
     // Setup, allowed to allocate. The first access completes INIT.
     let file = mountpoint.join(file);
-    std::fs::write(&file, vec![0x5a; FILE_SIZE]).expect("create the file");
+    let read_only = file.exists();
+    if !read_only {
+        std::fs::write(&file, vec![0x5a; FILE_SIZE]).expect("create the file");
+    }
     ready_rx
         .recv_timeout(Duration::from_secs(15))
         .expect("the session answered INIT");
     let path = cpath(&file);
     let read_fd =
         open_raw(&file, libc::O_RDONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for reading");
-    let write_fd =
-        open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing");
+    let write_fd = (!read_only).then(|| {
+        open_raw(&file, libc::O_WRONLY | libc::O_DIRECT, 0).expect("open O_DIRECT for writing")
+    });
+    let write_raw = write_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
     let mut buf = AlignedBuf::page_aligned(BLOCK);
 
-    let warm = client_loop(
-        WARMUP,
-        &path,
-        read_fd.as_raw_fd(),
-        write_fd.as_raw_fd(),
-        &mut buf,
-    );
+    let warm = client_loop(WARMUP, &path, read_fd.as_raw_fd(), write_raw, &mut buf);
     assert_eq!(
         warm,
         Tally::default(),
@@ -230,13 +280,7 @@ fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str
 
     let quiet = debug.then(QuietStderr::new);
     let before = fuselage_testkit::alloc::process_total();
-    let tally = client_loop(
-        MEASURED,
-        &path,
-        read_fd.as_raw_fd(),
-        write_fd.as_raw_fd(),
-        &mut buf,
-    );
+    let tally = client_loop(MEASURED, &path, read_fd.as_raw_fd(), write_raw, &mut buf);
     let after = fuselage_testkit::alloc::process_total();
     drop(quiet);
 

@@ -101,6 +101,32 @@ impl Node {
         lock(&self.state).clone()
     }
 
+    /// The topmost layer inode, read without copying the state (the
+    /// request path must not allocate).
+    pub(crate) fn top(&self) -> Option<(usize, u64)> {
+        lock(&self.state).top()
+    }
+
+    /// The node id in `layer`, if it has one there.
+    pub(crate) fn in_layer(&self, layer: usize) -> Option<u64> {
+        lock(&self.state).in_layer(layer)
+    }
+
+    /// The upper inode, once it exists.
+    pub(crate) fn upper(&self) -> Option<u64> {
+        lock(&self.state).upper
+    }
+
+    /// Whether it stands for any lower inode.
+    pub(crate) fn has_lowers(&self) -> bool {
+        !lock(&self.state).lowers.is_empty()
+    }
+
+    /// Its parent's node id.
+    pub(crate) fn parent(&self) -> u64 {
+        lock(&self.state).parent
+    }
+
     /// Whether it is a directory.
     pub(crate) fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR

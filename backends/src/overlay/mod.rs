@@ -882,7 +882,7 @@ impl OverlayFs {
 
     fn do_getattr(&self, ino: u64, fh: Option<u64>) -> SysResult<fuselage_core::abi::fuse_attr> {
         let node = self.node(ino)?;
-        let (l, nid) = node.snapshot().top().ok_or(Errno::ENOENT)?;
+        let (l, nid) = node.top().ok_or(Errno::ENOENT)?;
         let fh = fh.map(decode_fh).filter(|(fl, _)| *fl == l).map(|p| p.1);
         let st = self.layer(l).do_getattr(nid, fh)?;
         let mut a = stat::attr_of(&st);
@@ -966,7 +966,7 @@ impl OverlayFs {
         if l > self.lowers.len() {
             return Err(Errno::EBADF);
         }
-        let nid = self.node(ino)?.snapshot().in_layer(l).ok_or(Errno::EBADF)?;
+        let nid = self.node(ino)?.in_layer(l).ok_or(Errno::EBADF)?;
         Ok((l, nid, lfh))
     }
 
@@ -980,7 +980,7 @@ impl OverlayFs {
             if !self.listing(&child)?.is_empty() {
                 return Err(Errno::ENOTEMPTY);
             }
-            if let Some(cu) = child.snapshot().upper {
+            if let Some(cu) = child.upper() {
                 self.clear_whiteouts(cu)?;
             }
         }
@@ -1024,7 +1024,7 @@ impl OverlayFs {
         let p = self.dir_node(parent)?;
         let np = self.dir_node(newparent)?;
         let (src, _) = self.lookup_node(&p, name, 0)?;
-        if src.is_dir() && !src.snapshot().lowers.is_empty() {
+        if src.is_dir() && src.has_lowers() {
             // See the module docs: no redirect_dir.
             return Err(Errno::EXDEV);
         }
@@ -1047,7 +1047,7 @@ impl OverlayFs {
                     if !self.listing(&t)?.is_empty() {
                         return Err(Errno::ENOTEMPTY);
                     }
-                    if let Some(tu) = t.snapshot().upper {
+                    if let Some(tu) = t.upper() {
                         self.clear_whiteouts(tu)?;
                     }
                 } else if src.is_dir() {
@@ -1084,7 +1084,7 @@ impl OverlayFs {
         }
         if src.is_dir()
             && target_lower
-            && let Some(su) = src.snapshot().upper
+            && let Some(su) = src.upper()
         {
             let fd = self.host_fd(UPPER, su)?;
             set_opaque(fd.as_fd(), self.xattrs)?;
@@ -1110,7 +1110,7 @@ impl OverlayFs {
         let (a, _) = self.lookup_node(&p, name, 0)?;
         let (b, _) = self.lookup_node(&np, newname, 0)?;
         for n in [&a, &b] {
-            if n.is_dir() && !n.snapshot().lowers.is_empty() {
+            if n.is_dir() && n.has_lowers() {
                 return Err(Errno::EXDEV);
             }
             self.copy_up(n)?;
@@ -1122,7 +1122,7 @@ impl OverlayFs {
         for (n, dir, at) in [(&a, &np, newname), (&b, &p, name)] {
             if n.is_dir()
                 && self.in_lowers(&dir.snapshot(), at)
-                && let Some(u) = n.snapshot().upper
+                && let Some(u) = n.upper()
             {
                 set_opaque(self.host_fd(UPPER, u)?.as_fd(), self.xattrs)?;
             }
@@ -1136,7 +1136,7 @@ impl OverlayFs {
     fn do_listxattr<S: ReplySink>(&self, ino: u64, size: u32, reply: ReplyXattr<S>) {
         let list = (|| {
             let node = self.node(ino)?;
-            let (l, nid) = node.snapshot().top().ok_or(Errno::ENOENT)?;
+            let (l, nid) = node.top().ok_or(Errno::ENOENT)?;
             let fd = self.host_fd(l, nid)?;
             let path = crate::passthrough::proc_fd::ProcPath::new(fd.as_fd());
             let all = copy_up::read_list(|buf| sys::listxattr(path.as_cstr(), buf))?;
@@ -1222,7 +1222,7 @@ impl Filesystem for OverlayFs {
     fn readlink<S: ReplySink>(&self, _req: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
         match self
             .node(op.ino())
-            .and_then(|n| n.snapshot().top().ok_or(Errno::ENOENT))
+            .and_then(|n| n.top().ok_or(Errno::ENOENT))
         {
             Ok((l, nid)) => self.layer(l).do_readlink(nid, reply),
             Err(e) => reply.error(e),
@@ -1406,7 +1406,7 @@ impl Filesystem for OverlayFs {
         }
         match self
             .node(op.ino())
-            .and_then(|n| n.snapshot().top().ok_or(Errno::ENOENT))
+            .and_then(|n| n.top().ok_or(Errno::ENOENT))
         {
             Ok((l, nid)) => self.layer(l).do_getxattr(nid, op.name(), op.size(), reply),
             Err(e) => reply.error(e),
@@ -1447,7 +1447,7 @@ impl Filesystem for OverlayFs {
         let r = (|| {
             let node = self.dir_node(op.ino())?;
             let parent_ino = self
-                .node(node.snapshot().parent)
+                .node(node.parent())
                 .map_or(node.ino, |p| p.ino);
             let mut entries = vec![
                 MergedEntry {
@@ -1564,7 +1564,7 @@ impl Filesystem for OverlayFs {
     fn access<S: ReplySink>(&self, req: &RequestHeader, op: op::Access<'_>, reply: ReplyEmpty<S>) {
         let r = self
             .node(op.ino())
-            .and_then(|n| n.snapshot().top().ok_or(Errno::ENOENT))
+            .and_then(|n| n.top().ok_or(Errno::ENOENT))
             .and_then(|(l, nid)| {
                 // A lower file is writable through the overlay (copy-up).
                 let mask = if l == UPPER {
@@ -1619,7 +1619,7 @@ impl Filesystem for OverlayFs {
 
     fn statx<S: ReplySink>(&self, _req: &RequestHeader, op: op::Statx<'_>, reply: ReplyStatx<S>) {
         let r = self.node(op.ino()).and_then(|node| {
-            let (l, nid) = node.snapshot().top().ok_or(Errno::ENOENT)?;
+            let (l, nid) = node.top().ok_or(Errno::ENOENT)?;
             let fh = op
                 .fh()
                 .map(decode_fh)
