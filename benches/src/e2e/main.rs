@@ -1035,3 +1035,35 @@ fn strace_run(w: Workload, env: &workload::Env<'_>, pid: i32, file: &Path) {
             });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_and_router_rows_keep_their_reference() {
+        assert_eq!(
+            reference_name("overlay/uring/pt-on").as_deref(),
+            Some("passthrough/uring/pt-on")
+        );
+        assert_eq!(
+            reference_name("router/blocking/pt-off").as_deref(),
+            Some("passthrough/blocking/pt-off")
+        );
+        assert_eq!(reference_name("passthrough/blocking/pt-off"), None);
+        let opts = match cli::parse(["--quick", "--only", "overlay"].map(String::from)) {
+            Ok(Parsed::Run(o)) => *o,
+            _ => panic!("parse"),
+        };
+        let names: Vec<String> = plans(&opts).into_iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "native",
+                "passthrough/blocking/pt-off",
+                "overlay/blocking/pt-off",
+                KERNEL_OVERLAY
+            ]
+        );
+    }
+}

@@ -888,6 +888,75 @@ mod tests {
     }
 
     #[test]
+    fn overlay_compared_with_passthrough_and_kernel() {
+        let row = |name: &str, kind: &'static str, backend: Option<&str>, pt: &str, v: f64| {
+            let mut r = ConfigResult {
+                name: name.into(),
+                kind,
+                backend: backend.map(str::to_string),
+                transport: backend.map(|_| "blocking".to_string()),
+                passthrough: backend.map(|_| pt.to_string()),
+                ..Default::default()
+            };
+            r.samples.insert(Workload::SeqRead, vec![sample(v)]);
+            r.samples.insert(Workload::CopyUp, vec![sample(v / 100.0)]);
+            r
+        };
+        let mut r = report();
+        r.workloads.push(Workload::CopyUp);
+        r.results = vec![
+            row("native", "native", None, "", 400.0),
+            row(
+                "passthrough/blocking/pt-on",
+                "fuselage",
+                Some("passthrough"),
+                "on",
+                300.0,
+            ),
+            row(
+                "passthrough/blocking/pt-off",
+                "fuselage",
+                Some("passthrough"),
+                "off",
+                200.0,
+            ),
+            row(
+                "overlay/blocking/pt-off",
+                "fuselage",
+                Some("overlay"),
+                "off",
+                180.0,
+            ),
+            row("kernel-overlayfs", "kernel", Some("overlay"), "", 360.0),
+        ];
+        let overlay = &r.results[3];
+        assert_eq!(
+            r.reference_for(overlay).map(|p| p.name.as_str()),
+            Some("passthrough/blocking/pt-off")
+        );
+        assert_eq!(
+            r.reference_for(&r.results[4]).map(|p| p.name.as_str()),
+            Some("native")
+        );
+        assert!(r.reference_for(&r.results[1]).is_none());
+        let md = r.markdown();
+        assert!(
+            md.contains("| overlay/blocking/pt-off | passthrough/blocking/pt-off | 180 ×0.90 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| overlay/blocking/pt-off | kernel-overlayfs | 180 ×0.50 | 1.80 ×0.50 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| overlay/blocking/pt-off | 1.80 | 1.80 | 1.80 | 0.50 |"),
+            "{md}"
+        );
+        let back = Report::from_json(&r.json()).unwrap();
+        assert_eq!(back.markdown(), md);
+    }
+
+    #[test]
     fn figures() {
         assert_eq!(fmt_figure(1234567.0), "1,234,567");
         assert_eq!(fmt_figure(123.4), "123");
