@@ -62,11 +62,11 @@ fn client_loop(
             t.short_reads += 1;
             t.last_errno = errno();
         }
+        if write_fd < 0 {
+            continue;
+        }
         // SAFETY: `buf` has BLOCK readable bytes.
-        if write_fd >= 0
-            && unsafe { libc::pwrite(write_fd, buf.as_ptr().cast(), BLOCK, offset) }
-                != BLOCK as isize
-        {
+        if unsafe { libc::pwrite(write_fd, buf.as_ptr().cast(), BLOCK, offset) } != BLOCK as isize {
             t.short_writes += 1;
             t.last_errno = errno();
         }

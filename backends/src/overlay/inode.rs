@@ -20,7 +20,7 @@
 
 use super::super::passthrough::inode_store::lock;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -78,6 +78,65 @@ impl NodeState {
     }
 }
 
+/// Layer inodes `(layer, node id)`, the upper first if there is one, then
+/// lowers topmost first: held inline for the usual few layers, so that
+/// looking up a known name allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// Up to [`Keys::INLINE`] keys.
+    Inline([(usize, u64); Keys::INLINE], usize),
+    /// More.
+    Heap(Vec<(usize, u64)>),
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys::Inline([(0, 0); Keys::INLINE], 0)
+    }
+}
+
+impl Keys {
+    /// How many keys fit without allocating.
+    pub(crate) const INLINE: usize = 8;
+
+    /// Adds a key at the end.
+    pub(crate) fn push(&mut self, key: (usize, u64)) {
+        match self {
+            Keys::Inline(a, n) if *n < Keys::INLINE => {
+                a[*n] = key;
+                *n += 1;
+            }
+            Keys::Inline(a, n) => {
+                let mut v = a[..*n].to_vec();
+                v.push(key);
+                *self = Keys::Heap(v);
+            }
+            Keys::Heap(v) => v.push(key),
+        }
+    }
+
+    /// The keys in order.
+    pub(crate) fn as_slice(&self) -> &[(usize, u64)] {
+        match self {
+            Keys::Inline(a, n) => &a[..*n],
+            Keys::Heap(v) => v,
+        }
+    }
+
+    /// The upper inode among them.
+    pub(crate) fn upper(&self) -> Option<u64> {
+        self.as_slice()
+            .first()
+            .filter(|k| k.0 == UPPER)
+            .map(|k| k.1)
+    }
+
+    /// The lower inodes among them, topmost first.
+    pub(crate) fn lowers(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.as_slice().iter().copied().filter(|k| k.0 != UPPER)
+    }
+}
+
 /// An overlay inode.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -122,6 +181,19 @@ impl Node {
         !lock(&self.state).lowers.is_empty()
     }
 
+    /// Its layer inodes, copied without allocating.
+    pub(crate) fn keys(&self) -> Keys {
+        let st = lock(&self.state);
+        let mut k = Keys::default();
+        if let Some(u) = st.upper {
+            k.push((UPPER, u));
+        }
+        for &l in &st.lowers {
+            k.push(l);
+        }
+        k
+    }
+
     /// Its parent's node id.
     pub(crate) fn parent(&self) -> u64 {
         lock(&self.state).parent
@@ -156,7 +228,7 @@ pub(crate) struct Adopted {
     pub node: Arc<Node>,
     /// Layer references that duplicate ones the node already holds: give
     /// them back to their layers.
-    pub surplus: Vec<(usize, u64)>,
+    pub surplus: Keys,
 }
 
 impl NodeTable {
@@ -196,20 +268,29 @@ impl NodeTable {
     }
 
     /// Finds the node one of `found`'s layer inodes belongs to (topmost
-    /// first) or makes one, taking `kernel_refs` kernel references. The
-    /// caller gives one layer reference per entry of `found`.
-    pub(crate) fn adopt(&self, found: NodeState, kind: u32, ino: u64, kernel_refs: u64) -> Adopted {
+    /// first) or makes one (named `name` in `parent`), taking `kernel_refs`
+    /// kernel references. The caller gives one layer reference per entry of
+    /// `found`. A known node is found without allocating.
+    pub(crate) fn adopt(
+        &self,
+        found: &Keys,
+        parent: u64,
+        name: &CStr,
+        kind: u32,
+        ino: u64,
+        kernel_refs: u64,
+    ) -> Adopted {
         let mut t = lock(&self.tables);
-        let keys = found.keys();
+        let keys = found.as_slice();
         let existing = keys
             .iter()
             .find_map(|k| t.by_layer.get(k).copied())
             .and_then(|id| t.nodes.get(&id).cloned());
         if let Some(node) = existing {
             node.refs.fetch_add(kernel_refs, Ordering::AcqRel);
-            let mut surplus = Vec::new();
+            let mut surplus = Keys::default();
             let mut st = lock(&node.state);
-            for k in keys {
+            for &k in keys {
                 // A layer inode another node already stands for stays
                 // with it (never two owners of one layer reference).
                 if t.by_layer.contains_key(&k) {
@@ -227,14 +308,16 @@ impl NodeTable {
                     surplus.push(k);
                 }
             }
-            st.parent = found.parent;
-            st.name = found.name;
+            if st.parent != parent || st.name.as_c_str() != name {
+                st.parent = parent;
+                st.name = name.to_owned();
+            }
             drop(st);
             return Adopted { node, surplus };
         }
         let id = t.next;
         t.next += 1;
-        for k in &keys {
+        for k in keys {
             t.by_layer.insert(*k, id);
         }
         let node = Arc::new(Node {
@@ -242,13 +325,19 @@ impl NodeTable {
             kind,
             ino,
             refs: AtomicU64::new(kernel_refs),
-            state: Mutex::new(found),
+            state: Mutex::new(NodeState {
+                upper: found.upper(),
+                lowers: found.lowers().collect(),
+                parent,
+                name: name.to_owned(),
+                opens: None,
+            }),
             copy_lock: Mutex::new(()),
         });
         t.nodes.insert(id, node.clone());
         Adopted {
             node,
-            surplus: Vec::new(),
+            surplus: Keys::default(),
         }
     }
 
@@ -314,6 +403,21 @@ impl NodeTable {
 mod tests {
     use super::*;
 
+    fn found(upper: Option<u64>, lowers: &[(usize, u64)]) -> Keys {
+        let mut k = Keys::default();
+        if let Some(u) = upper {
+            k.push((UPPER, u));
+        }
+        for &l in lowers {
+            k.push(l);
+        }
+        k
+    }
+
+    fn adopt(t: &NodeTable, upper: Option<u64>, lowers: &[(usize, u64)]) -> Adopted {
+        t.adopt(&found(upper, lowers), 1, c"n", libc::S_IFREG, 9, 1)
+    }
+
     fn state(upper: Option<u64>, lowers: &[(usize, u64)]) -> NodeState {
         NodeState {
             upper,
@@ -331,18 +435,22 @@ mod tests {
     #[test]
     fn one_layer_inode_is_one_node() {
         let t = table();
-        let a = t.adopt(state(None, &[(1, 5)]), libc::S_IFREG, 9, 1);
-        assert!(a.surplus.is_empty());
+        let a = adopt(&t, None, &[(1, 5)]);
+        assert!(a.surplus.as_slice().is_empty());
         // The same lower inode by another name (a hard link).
-        let b = t.adopt(state(None, &[(1, 5)]), libc::S_IFREG, 9, 1);
+        let b = adopt(&t, None, &[(1, 5)]);
         assert_eq!(a.node.id, b.node.id);
-        assert_eq!(b.surplus, vec![(1, 5)], "the second reference goes back");
+        assert_eq!(
+            b.surplus.as_slice(),
+            [(1, 5)],
+            "the second reference goes back"
+        );
         // Copied up: the upper inode joins the node.
         t.add_key((UPPER, 7), a.node.id);
         lock(&a.node.state).upper = Some(7);
-        let c = t.adopt(state(Some(7), &[]), libc::S_IFREG, 9, 1);
+        let c = adopt(&t, Some(7), &[]);
         assert_eq!(c.node.id, a.node.id);
-        assert_eq!(c.surplus, vec![(UPPER, 7)]);
+        assert_eq!(c.surplus.as_slice(), [(UPPER, 7)]);
         // Three kernel references: the layer references go back with the
         // last forget only.
         assert!(t.forget(a.node.id, 2).is_empty());
@@ -358,17 +466,30 @@ mod tests {
     #[test]
     fn a_split_gives_the_upper_inode_a_node_of_its_own() {
         let t = table();
-        let a = t.adopt(state(Some(7), &[(2, 5)]), libc::S_IFREG, 9, 1);
+        let a = adopt(&t, Some(7), &[(2, 5)]);
         let id = t.split_upper(&a.node).unwrap();
         assert_ne!(id, a.node.id);
         let fresh = t.get(id).unwrap();
         assert_eq!(fresh.ino, a.node.ino, "same inode number");
         assert_eq!(fresh.snapshot().upper, Some(7));
         assert_eq!(a.node.snapshot().upper, None);
-        let again = t.adopt(state(Some(7), &[]), libc::S_IFREG, 9, 1);
+        let again = adopt(&t, Some(7), &[]);
         assert_eq!(again.node.id, id);
         assert_eq!(t.forget(a.node.id, 1), vec![(2, 5)]);
         assert_eq!(t.forget(id, 1), vec![(UPPER, 7)]);
+    }
+
+    #[test]
+    fn keys_spill_past_the_inline_ones() {
+        let mut k = Keys::default();
+        for l in 1..=Keys::INLINE + 3 {
+            k.push((l, l as u64));
+        }
+        assert!(matches!(k, Keys::Heap(_)));
+        assert_eq!(k.as_slice().len(), Keys::INLINE + 3);
+        assert_eq!(k.upper(), None);
+        assert_eq!(k.lowers().next(), Some((1, 1)));
+        assert_eq!(found(Some(4), &[(1, 2)]).upper(), Some(4));
     }
 
     #[test]

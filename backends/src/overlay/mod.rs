@@ -98,7 +98,7 @@ mod memory;
 mod merge;
 pub mod whiteout;
 
-use self::inode::{NodeState, NodeTable, UPPER, reported_ino};
+use self::inode::{Keys, NodeState, NodeTable, UPPER, reported_ino};
 use self::merge::MergedEntry;
 use self::whiteout::{Probe, XattrNamespace, is_overlay_xattr, make_whiteout, probe, set_opaque};
 use crate::passthrough::inode_store::{HeldFd, lock};
@@ -624,24 +624,13 @@ impl OverlayFs {
         &self,
         parent: &inode::Node,
         name: &CStr,
-    ) -> SysResult<(NodeState, usize, fuse_entry_out)> {
-        let pst = parent.snapshot();
-        let mut found = NodeState {
-            upper: None,
-            lowers: Vec::new(),
-            parent: parent.id,
-            name: name.to_owned(),
-            opens: None,
-        };
+    ) -> SysResult<(Keys, usize, fuse_entry_out)> {
+        let parent_keys = parent.keys();
+        let mut found = Keys::default();
         let mut top: Option<(usize, fuse_entry_out)> = None;
         let mut dirs_only = false;
         let result = (|| {
-            let layers = pst
-                .upper
-                .map(|u| (UPPER, u))
-                .into_iter()
-                .chain(pst.lowers.iter().copied());
-            for (l, dnid) in layers {
+            for &(l, dnid) in parent_keys.as_slice() {
                 let Some(found_here) = self.look_in(l, dnid, name)? else {
                     continue;
                 };
@@ -658,11 +647,7 @@ impl OverlayFs {
                     self.give_back(&[(l, nid)]);
                     break;
                 }
-                if l == UPPER {
-                    found.upper = Some(nid);
-                } else {
-                    found.lowers.push((l, nid));
-                }
+                found.push((l, nid));
                 if top.is_none() {
                     top = Some((l, e));
                 }
@@ -676,7 +661,7 @@ impl OverlayFs {
         match (result, top) {
             (Ok(()), Some((l, e))) => Ok((found, l, e)),
             (r, _) => {
-                self.give_back(&found.keys());
+                self.give_back(found.as_slice());
                 Err(r.err().unwrap_or(Errno::ENOENT))
             }
         }
@@ -720,10 +705,15 @@ impl OverlayFs {
     ) -> SysResult<(Arc<inode::Node>, fuse_entry_out)> {
         let (found, l, e) = self.resolve(parent, name)?;
         let ino = self.ino_for(l, e.attr.ino);
-        let adopted = self
-            .nodes
-            .adopt(found, e.attr.mode & libc::S_IFMT, ino, kernel_refs);
-        self.give_back(&adopted.surplus);
+        let adopted = self.nodes.adopt(
+            &found,
+            parent.id,
+            name,
+            e.attr.mode & libc::S_IFMT,
+            ino,
+            kernel_refs,
+        );
+        self.give_back(adopted.surplus.as_slice());
         Ok((adopted.node.clone(), self.entry_of(&adopted.node, e)))
     }
 
@@ -743,19 +733,12 @@ impl OverlayFs {
         e: fuse_entry_out,
     ) -> (Arc<inode::Node>, fuse_entry_out) {
         let ino = self.ino_for(UPPER, e.attr.ino);
-        let adopted = self.nodes.adopt(
-            NodeState {
-                upper: Some(e.nodeid),
-                lowers: Vec::new(),
-                parent,
-                name: name.to_owned(),
-                opens: None,
-            },
-            e.attr.mode & libc::S_IFMT,
-            ino,
-            1,
-        );
-        self.give_back(&adopted.surplus);
+        let mut found = Keys::default();
+        found.push((UPPER, e.nodeid));
+        let adopted = self
+            .nodes
+            .adopt(&found, parent, name, e.attr.mode & libc::S_IFMT, ino, 1);
+        self.give_back(adopted.surplus.as_slice());
         let e = self.entry_of(&adopted.node, e);
         (adopted.node, e)
     }
@@ -1446,9 +1429,7 @@ impl Filesystem for OverlayFs {
     ) {
         let r = (|| {
             let node = self.dir_node(op.ino())?;
-            let parent_ino = self
-                .node(node.parent())
-                .map_or(node.ino, |p| p.ino);
+            let parent_ino = self.node(node.parent()).map_or(node.ino, |p| p.ino);
             let mut entries = vec![
                 MergedEntry {
                     ino: node.ino,
