@@ -123,7 +123,34 @@ pub struct RouteArg {
     pub spec: RouteSpec,
 }
 
+impl PassthroughChoice {
+    /// The backends' setting for this choice.
+    pub fn mode(self) -> fuselage_backends::passthrough::PassthroughMode {
+        use fuselage_backends::passthrough::PassthroughMode;
+        match self {
+            PassthroughChoice::Auto => PassthroughMode::Auto,
+            PassthroughChoice::On => PassthroughMode::On,
+            PassthroughChoice::Off => PassthroughMode::Off,
+        }
+    }
+}
+
 impl MountArgs {
+    /// Worker threads: `--threads`, else the number of CPUs.
+    pub fn worker_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// How many workers may wait for a contended lock: all but one, so a
+    /// worker stays free for the holder.
+    pub fn max_lock_waiters(&self) -> usize {
+        self.worker_threads().saturating_sub(1).max(1)
+    }
+
     /// The defaults of `fuselage mount MOUNTPOINT`.
     pub fn new(mountpoint: PathBuf) -> MountArgs {
         MountArgs {

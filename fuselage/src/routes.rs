@@ -1,10 +1,10 @@
 //! `--route SUBPATH=SPEC`: the backends placed inside a router mount, and
 //! the startup line's `route=` words.
 
-use crate::cli::{MountArgs, PassthroughChoice, RouteSpec};
+use crate::cli::{MountArgs, RouteSpec};
 use crate::serve::{ServeError, default_memfs_size};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughMode};
+use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs};
 use fuselage_backends::router::Router;
 use fuselage_backends::stock::StockFs;
 use fuselage_core::Filesystem;
@@ -16,11 +16,6 @@ use fuselage_core::Filesystem;
 pub fn build<R: Filesystem>(args: &MountArgs, root: R) -> Result<Router<R>, ServeError> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let mut routes = Vec::with_capacity(args.routes.len());
     for route in &args.routes {
         let fs = match &route.spec {
@@ -39,13 +34,9 @@ pub fn build<R: Filesystem>(args: &MountArgs, root: R) -> Result<Router<R>, Serv
                     )));
                 }
                 let fs = PassthroughFs::new(PassthroughConfig {
-                    passthrough: match args.passthrough {
-                        PassthroughChoice::Auto => PassthroughMode::Auto,
-                        PassthroughChoice::On => PassthroughMode::On,
-                        PassthroughChoice::Off => PassthroughMode::Off,
-                    },
+                    passthrough: args.passthrough.mode(),
                     read_only: args.read_only,
-                    max_lock_waiters: threads.saturating_sub(1).max(1),
+                    max_lock_waiters: args.max_lock_waiters(),
                     ..PassthroughConfig::new(host)
                 })
                 .map_err(|e| ServeError::Options(format!("--route {}: {e}", route.path)))?;

@@ -5,9 +5,7 @@ use crate::log;
 use crate::registry::Backend;
 use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_backends::passthrough::{
-    PassthroughConfig, PassthroughFs, PassthroughMode, PassthroughStatusHandle,
-};
+use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughStatusHandle};
 use fuselage_backends::router::Router;
 use fuselage_core::Filesystem;
 use fuselage_linux::{Channel, Mount, MountOptions};
@@ -188,20 +186,10 @@ fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, Serve
             )));
         }
     }
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let fs = PassthroughFs::new(PassthroughConfig {
-        passthrough: match args.passthrough {
-            PassthroughChoice::Auto => PassthroughMode::Auto,
-            PassthroughChoice::On => PassthroughMode::On,
-            PassthroughChoice::Off => PassthroughMode::Off,
-        },
+        passthrough: args.passthrough.mode(),
         read_only: args.read_only,
-        // Keep a worker free for the holder of a contended lock.
-        max_lock_waiters: threads.saturating_sub(1).max(1),
+        max_lock_waiters: args.max_lock_waiters(),
         ..PassthroughConfig::new(source)
     })
     .map_err(|e| ServeError::Options(format!("--source: {e}")))?;
@@ -274,11 +262,7 @@ fn serve_fs<F: Served>(
     on_ready: &mut dyn FnMut(),
 ) -> Result<(), ServeError> {
     let sigset = block_signals().map_err(ServeError::Signals)?;
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = args.worker_threads();
     let fd_mode = is_fd_path(&args.mountpoint);
     let (mount, fd): (Option<Arc<Mutex<Mount>>>, OwnedFd) = if fd_mode {
         let m = Mount::from_fd_path(&args.mountpoint).map_err(ServeError::Mount)?;

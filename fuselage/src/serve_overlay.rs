@@ -5,7 +5,7 @@ use crate::cli::{MountArgs, PassthroughChoice, UpperChoice};
 use crate::registry::Backend;
 use crate::serve::{ServeError, Served};
 use fuselage_backends::overlay::{OverlayConfig, OverlayFs, UpperLayer};
-use fuselage_backends::passthrough::{PassthroughFs, PassthroughMode, PassthroughStatusHandle};
+use fuselage_backends::passthrough::{PassthroughFs, PassthroughStatusHandle};
 use std::os::fd::OwnedFd;
 
 /// An overlay of `args.lower` under `args.upper`. Bad layers (a missing
@@ -30,18 +30,9 @@ pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
             ));
         }
     };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let fs = OverlayFs::new(OverlayConfig {
-        passthrough: match args.passthrough {
-            PassthroughChoice::Auto => PassthroughMode::Auto,
-            PassthroughChoice::On => PassthroughMode::On,
-            PassthroughChoice::Off => PassthroughMode::Off,
-        },
-        max_lock_waiters: threads.saturating_sub(1).max(1),
+        passthrough: args.passthrough.mode(),
+        max_lock_waiters: args.max_lock_waiters(),
         ..OverlayConfig::new(args.lower.clone(), upper)
     })
     .map_err(|e| ServeError::Layers(e.to_string()))?;

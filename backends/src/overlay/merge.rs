@@ -9,7 +9,7 @@
 //! copy-up, a whiteout or a new upper directory neither repeats nor skips
 //! a name.
 
-use super::super::passthrough::dir::parse_dirent;
+use super::super::passthrough::dir::{HostDirent, parse_dirent};
 use super::super::passthrough::proc_fd::ProcFds;
 use super::super::passthrough::sys::{self, SysResult};
 use super::inode::{InoMap, UPPER, reported_ino};
@@ -38,44 +38,51 @@ pub(crate) fn merge(
 ) -> SysResult<Vec<MergedEntry>> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut out = Vec::new();
-    let mut buf = vec![0u64; 4096];
     for &(layer, dir) in layers {
         let fd = procs.reopen(dir, libc::S_IFDIR, libc::O_RDONLY)?;
-        loop {
-            // SAFETY: the u64 buffer viewed as bytes (any bit pattern is a
-            // valid u8, alignment only decreases).
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8)
+        each_entry(fd.as_fd(), |e| {
+            let name = e.name.to_bytes();
+            if name == b"." || name == b".." || !seen.insert(name.to_vec()) {
+                return;
+            }
+            if e.typ == libc::DT_CHR
+                && sys::statx_at(fd.as_fd(), e.name, libc::STATX_TYPE)
+                    .is_ok_and(|st| is_whiteout(&st))
+            {
+                return;
+            }
+            let ino = if layer == UPPER {
+                inos.get(&e.ino).copied().unwrap_or(e.ino)
+            } else {
+                reported_ino(layer, e.ino)
             };
-            let n = sys::getdents64(fd.as_fd(), bytes)?;
-            if n == 0 {
-                break;
-            }
-            let mut at = 0;
-            while let Some((e, reclen)) = parse_dirent(&bytes[at..n]) {
-                at += reclen;
-                let name = e.name.to_bytes();
-                if name == b"." || name == b".." || !seen.insert(name.to_vec()) {
-                    continue;
-                }
-                if e.typ == libc::DT_CHR
-                    && sys::statx_at(fd.as_fd(), e.name, libc::STATX_TYPE)
-                        .is_ok_and(|st| is_whiteout(&st))
-                {
-                    continue;
-                }
-                let ino = if layer == UPPER {
-                    inos.get(&e.ino).copied().unwrap_or(e.ino)
-                } else {
-                    reported_ino(layer, e.ino)
-                };
-                out.push(MergedEntry {
-                    ino,
-                    typ: e.typ,
-                    name: e.name.to_owned(),
-                });
-            }
-        }
+            out.push(MergedEntry {
+                ino,
+                typ: e.typ,
+                name: e.name.to_owned(),
+            });
+        })?;
     }
     Ok(out)
+}
+
+/// Calls `f` with every entry of the open directory `fd` (`.` and `..`
+/// included), read with getdents64 from where its offset stands.
+pub(crate) fn each_entry(fd: BorrowedFd<'_>, mut f: impl FnMut(&HostDirent<'_>)) -> SysResult<()> {
+    let mut buf = vec![0u64; 4096];
+    loop {
+        // SAFETY: the u64 buffer viewed as bytes (any bit pattern is a
+        // valid u8, alignment only decreases).
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+        let n = sys::getdents64(fd, bytes)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut at = 0;
+        while let Some((e, reclen)) = parse_dirent(&bytes[at..n]) {
+            at += reclen;
+            f(&e);
+        }
+    }
 }

@@ -833,26 +833,12 @@ impl OverlayFs {
             .procs
             .reopen(dir.as_fd(), libc::S_IFDIR, libc::O_RDONLY)?;
         let mut names = Vec::new();
-        let mut buf = vec![0u64; 2048];
-        loop {
-            // SAFETY: the u64 buffer viewed as bytes (any bit pattern is a
-            // valid u8, alignment only decreases).
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8)
-            };
-            let n = sys::getdents64(fd.as_fd(), bytes)?;
-            if n == 0 {
-                break;
+        merge::each_entry(fd.as_fd(), |e| {
+            let name = e.name.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(e.name.to_owned());
             }
-            let mut at = 0;
-            while let Some((e, reclen)) = crate::passthrough::dir::parse_dirent(&bytes[at..n]) {
-                at += reclen;
-                let name = e.name.to_bytes();
-                if name != b"." && name != b".." {
-                    names.push(e.name.to_owned());
-                }
-            }
-        }
+        })?;
         for name in names {
             sys::unlinkat(dir.as_fd(), &name, 0)?;
         }
