@@ -809,13 +809,34 @@ pub fn init_message(unique: u64, minor: u32) -> Vec<u8> {
     m
 }
 
-struct Session {
-    dispatcher: Dispatcher<FuzzFs>,
+/// A filesystem the dispatch harness can drive: [`FuzzFs`], steered by
+/// each message's `mode` byte, or a real backend (which ignores it).
+pub trait Target: Filesystem {
+    /// Steers how the next request is answered.
+    fn steer(&self, _mode: u8) {}
+    /// Whether INIT must have succeeded given the input's `init_mode` byte.
+    fn init_accepted(&self, _init_mode: u8) -> bool {
+        true
+    }
+}
+
+impl Target for FuzzFs {
+    fn steer(&self, mode: u8) {
+        self.mode.set(u32::from(mode) * 0x0101_0101);
+    }
+    fn init_accepted(&self, init_mode: u8) -> bool {
+        // Running unless the filesystem refused INIT (init_mode bit 7).
+        init_mode & 0x80 == 0
+    }
+}
+
+struct Session<F: Target> {
+    dispatcher: Dispatcher<F>,
     checker: Checker,
     scratch: Vec<u8>,
 }
 
-impl Session {
+impl<F: Target> Session<F> {
     /// Delivers one message and checks what became of it.
     fn deliver(&mut self, msg: &[u8], ctl: u8, mode: u8) {
         let mut owned;
@@ -857,10 +878,7 @@ impl Session {
             dir_size,
             replies: 0,
         };
-        self.dispatcher
-            .filesystem()
-            .mode
-            .set(u32::from(mode) * 0x0101_0101);
+        self.dispatcher.filesystem().steer(mode);
         self.checker.scratch_len.set(self.scratch.len());
 
         let outcome = if segments {
@@ -922,14 +940,21 @@ impl Session {
     }
 }
 
-/// Runs one input (see the module docs for its layout).
+/// Runs one input (see the module docs for its layout) against [`FuzzFs`].
 pub fn run(data: &[u8]) {
+    let fs = FuzzFs::default();
+    if let Some(&init_mode) = data.get(1) {
+        fs.init_mode.set(init_mode);
+    }
+    run_on(data, fs)
+}
+
+/// Runs one input (see the module docs for its layout) against `fs`.
+pub fn run_on<F: Target>(data: &[u8], fs: F) {
     if data.len() < 2 {
         return;
     }
     let (flags, init_mode, mut rest) = (data[0], data[1], &data[2..]);
-    let fs = FuzzFs::default();
-    fs.init_mode.set(init_mode);
     let dispatcher = Dispatcher::new(fs, InitConfig::default()).with_read_only(flags & 0x10 != 0);
     let mut s = Session {
         dispatcher,
@@ -939,8 +964,8 @@ pub fn run(data: &[u8]) {
     if flags & 1 != 0 {
         let minor = INIT_MINORS[usize::from((flags >> 1) & 7)];
         s.deliver(&init_message(1, minor), 0, 0);
-        // Running unless the filesystem refused INIT (init_mode bit 7).
-        assert_eq!(s.dispatcher.is_running(), init_mode & 0x80 == 0);
+        let accepted = s.dispatcher.filesystem().init_accepted(init_mode);
+        assert_eq!(s.dispatcher.is_running(), accepted);
     }
     let mut count = 0;
     while rest.len() >= 4 && count < 64 {

@@ -7,6 +7,10 @@
 //!   every method (sometimes with an error, sometimes by dropping the
 //!   handle), with a sink that checks every reply against the protocol's
 //!   rules.
+//! - [`backends`]: the same dispatcher with the real backends behind it
+//!   (memfs, a router with a memory route, an overlay on scratch
+//!   directories), which must answer anything with a well-formed reply and
+//!   never panic.
 //!
 //! Inputs are copied into `fuselage_testkit::AlignedBuf`s (8-byte aligned, as
 //! transports keep their request buffers, or deliberately misaligned).
@@ -14,6 +18,7 @@
 //! The harnesses are plain functions so that a crashing input can also be
 //! replayed from an ordinary test or debugger.
 
+pub mod backends;
 pub mod dispatch_harness;
 pub mod parse_harness;
 

@@ -523,7 +523,7 @@ impl<R: Filesystem> Filesystem for Router<R> {
     }
 
     /// Splits the batch per backend (one pass per backend, at most
-    /// [`FORGET_CHUNK`] nodes per call, on the stack).
+    /// 64 nodes per call, on the stack).
     fn batch_forget(&self, req: &RequestHeader, op: op::BatchForget<'_>) {
         if op
             .nodes()

@@ -1,0 +1,10 @@
+#![no_main]
+//! Sequences of messages through a `Dispatcher` over the real router backend,
+//! with the dispatch harness's invariant-checking sink (input layout:
+//! `fuselage_fuzz::dispatch_harness`).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    fuselage_fuzz::backends::run_router(data);
+});

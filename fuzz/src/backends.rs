@@ -1,0 +1,68 @@
+//! Real backends behind the dispatch harness: every message the fuzzer
+//! makes reaches memfs, the router or the overlay, whose replies the
+//! harness checks as it checks [`FuzzFs`](crate::dispatch_harness::FuzzFs)'s.
+
+use crate::dispatch_harness::{Target, run_on};
+use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_backends::overlay::{OverlayConfig, OverlayFs, UpperLayer};
+use fuselage_backends::router::{RoutePath, Router};
+use fuselage_backends::stock::StockFs;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+impl Target for MemFs {}
+impl Target for Router<MemFs> {}
+impl Target for OverlayFs {}
+
+/// A small memfs (16 MiB, so ENOSPC is reachable).
+fn memfs() -> MemFs {
+    MemFs::new(MemFsConfig {
+        capacity_bytes: 16 << 20,
+        ..MemFsConfig::default()
+    })
+}
+
+/// One input against a fresh memfs.
+pub fn run_memfs(data: &[u8]) {
+    run_on(data, memfs())
+}
+
+/// One input against a router: a memfs root with another memfs at `/r`.
+pub fn run_router(data: &[u8]) {
+    let route = RoutePath::parse("/r").expect("a valid route path");
+    let router = Router::new(memfs(), vec![(route, StockFs::Memory(memfs()))])
+        .expect("a router over two memfs");
+    run_on(data, router)
+}
+
+/// The scratch layers of this process: a lower holding a file, a
+/// directory and a symlink, and a parent for fresh uppers.
+fn layers() -> &'static (PathBuf, PathBuf) {
+    static LAYERS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    LAYERS.get_or_init(|| {
+        let base = std::env::temp_dir().join(format!("fuselage-fuzz-overlay.{}", std::process::id()));
+        let lower = base.join("lower");
+        let uppers = base.join("uppers");
+        std::fs::create_dir_all(lower.join("dir")).expect("mkdir lower/dir");
+        std::fs::create_dir_all(&uppers).expect("mkdir uppers");
+        std::fs::write(lower.join("file"), b"lower data\n").expect("write lower/file");
+        std::fs::write(lower.join("dir/inner"), b"inner\n").expect("write lower/dir/inner");
+        let _ = std::os::unix::fs::symlink("file", lower.join("link"));
+        (lower, uppers)
+    })
+}
+
+/// One input against an overlay of the scratch lower under a fresh upper
+/// (removed afterwards, so inputs do not see each other's changes).
+pub fn run_overlay(data: &[u8]) {
+    let (lower, uppers) = layers();
+    let upper = uppers.join("u");
+    let _ = std::fs::remove_dir_all(&upper);
+    std::fs::create_dir(&upper).expect("mkdir upper");
+    let fs = OverlayFs::new(OverlayConfig::new(
+        vec![lower.clone()],
+        UpperLayer::Dir(upper.clone()),
+    ))
+    .expect("an overlay of the scratch layers");
+    run_on(data, fs);
+}
