@@ -239,6 +239,17 @@ impl<F: Filesystem> Dispatcher<F> {
             return Dispatched::Handled(opcode);
         }
         let fs = &self.fs;
+        // Operations off the hot path reach the filesystem through one
+        // type-erased sink (`&dyn ReplySink`: one virtual call per reply,
+        // nothing beside a round trip's microseconds), so a backend's code
+        // for them is compiled once, not once per transport: the static
+        // binary stays under 1 MiB. The per-I/O ones (LOOKUP, GETATTR, READ,
+        // WRITE, READDIR, READDIRPLUS) stay monomorphic.
+        macro_rules! cold {
+            () => {
+                &sink as &dyn ReplySink
+            };
+        }
         match req.operation {
             Operation::Init { .. } => unreachable_init(),
             Operation::Lookup { name } => {
@@ -249,50 +260,56 @@ impl<F: Filesystem> Dispatcher<F> {
             Operation::Getattr { arg } => {
                 fs.getattr(h, op::Getattr::new(ino, arg), ReplyAttr::new(unique, sink))
             }
-            Operation::Setattr { arg } => {
-                fs.setattr(h, op::Setattr::new(ino, arg), ReplyAttr::new(unique, sink))
-            }
+            Operation::Setattr { arg } => fs.setattr(
+                h,
+                op::Setattr::new(ino, arg),
+                ReplyAttr::new(unique, cold!()),
+            ),
             Operation::Readlink => {
-                fs.readlink(h, op::Readlink::new(ino), ReplyData::new(unique, sink))
+                fs.readlink(h, op::Readlink::new(ino), ReplyData::new(unique, cold!()))
             }
             Operation::Symlink { name, target } => fs.symlink(
                 h,
                 op::Symlink::new(ino, name, target),
-                ReplyEntry::new(unique, sink),
+                ReplyEntry::new(unique, cold!()),
             ),
             Operation::Mknod { arg, name } => fs.mknod(
                 h,
                 op::Mknod::new(ino, arg, name),
-                ReplyEntry::new(unique, sink),
+                ReplyEntry::new(unique, cold!()),
             ),
             Operation::Mkdir { arg, name } => fs.mkdir(
                 h,
                 op::Mkdir::new(ino, arg, name),
-                ReplyEntry::new(unique, sink),
+                ReplyEntry::new(unique, cold!()),
             ),
-            Operation::Unlink { name } => {
-                fs.unlink(h, op::Unlink::new(ino, name), ReplyEmpty::new(unique, sink))
-            }
-            Operation::Rmdir { name } => {
-                fs.rmdir(h, op::Rmdir::new(ino, name), ReplyEmpty::new(unique, sink))
-            }
+            Operation::Unlink { name } => fs.unlink(
+                h,
+                op::Unlink::new(ino, name),
+                ReplyEmpty::new(unique, cold!()),
+            ),
+            Operation::Rmdir { name } => fs.rmdir(
+                h,
+                op::Rmdir::new(ino, name),
+                ReplyEmpty::new(unique, cold!()),
+            ),
             Operation::Rename { arg, name, newname } => fs.rename(
                 h,
                 op::Rename::new(ino, name, arg.newdir, newname, 0),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Rename2 { arg, name, newname } => fs.rename(
                 h,
                 op::Rename::new(ino, name, arg.newdir, newname, arg.flags),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Link { arg, name } => fs.link(
                 h,
                 op::Link::new(ino, arg, name),
-                ReplyEntry::new(unique, sink),
+                ReplyEntry::new(unique, cold!()),
             ),
             Operation::Open { arg } => {
-                fs.open(h, op::Open::new(ino, arg), ReplyOpen::new(unique, sink))
+                fs.open(h, op::Open::new(ino, arg), ReplyOpen::new(unique, cold!()))
             }
             Operation::Read { arg } => {
                 fs.read(h, op::Read::new(ino, arg), ReplyData::new(unique, sink))
@@ -302,39 +319,49 @@ impl<F: Filesystem> Dispatcher<F> {
                 op::Write::new(ino, arg, data),
                 ReplyWrite::new(unique, sink),
             ),
-            Operation::Statfs => fs.statfs(h, op::Statfs::new(ino), ReplyStatfs::new(unique, sink)),
-            Operation::Release { arg } => {
-                fs.release(h, op::Release::new(ino, arg), ReplyEmpty::new(unique, sink))
+            Operation::Statfs => {
+                fs.statfs(h, op::Statfs::new(ino), ReplyStatfs::new(unique, cold!()))
             }
-            Operation::Fsync { arg } => {
-                fs.fsync(h, op::Fsync::new(ino, arg), ReplyEmpty::new(unique, sink))
-            }
+            Operation::Release { arg } => fs.release(
+                h,
+                op::Release::new(ino, arg),
+                ReplyEmpty::new(unique, cold!()),
+            ),
+            Operation::Fsync { arg } => fs.fsync(
+                h,
+                op::Fsync::new(ino, arg),
+                ReplyEmpty::new(unique, cold!()),
+            ),
             Operation::Setxattr { arg, name, value } => fs.setxattr(
                 h,
                 op::Setxattr::new(ino, arg, name, value),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Getxattr { arg, name } => fs.getxattr(
                 h,
                 op::Getxattr::new(ino, arg, name),
-                ReplyXattr::new(unique, sink),
+                ReplyXattr::new(unique, cold!()),
             ),
             Operation::Listxattr { arg } => fs.listxattr(
                 h,
                 op::Listxattr::new(ino, arg),
-                ReplyXattr::new(unique, sink),
+                ReplyXattr::new(unique, cold!()),
             ),
             Operation::Removexattr { name } => fs.removexattr(
                 h,
                 op::Removexattr::new(ino, name),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
-            Operation::Flush { arg } => {
-                fs.flush(h, op::Flush::new(ino, arg), ReplyEmpty::new(unique, sink))
-            }
-            Operation::Opendir { arg } => {
-                fs.opendir(h, op::Opendir::new(ino, arg), ReplyOpen::new(unique, sink))
-            }
+            Operation::Flush { arg } => fs.flush(
+                h,
+                op::Flush::new(ino, arg),
+                ReplyEmpty::new(unique, cold!()),
+            ),
+            Operation::Opendir { arg } => fs.opendir(
+                h,
+                op::Opendir::new(ino, arg),
+                ReplyOpen::new(unique, cold!()),
+            ),
             Operation::Readdir { arg } => {
                 let buf = DirentBuf::new(scratch, arg.size as usize);
                 fs.readdir(
@@ -354,37 +381,39 @@ impl<F: Filesystem> Dispatcher<F> {
             Operation::Releasedir { arg } => fs.releasedir(
                 h,
                 op::Releasedir::new(ino, arg),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Fsyncdir { arg } => fs.fsyncdir(
                 h,
                 op::Fsyncdir::new(ino, arg),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Getlk { arg } => {
-                fs.getlk(h, op::Getlk::new(ino, arg), ReplyLock::new(unique, sink))
+                fs.getlk(h, op::Getlk::new(ino, arg), ReplyLock::new(unique, cold!()))
             }
             Operation::Setlk { arg } | Operation::Setlkw { arg } => fs.setlk(
                 h,
                 op::Setlk::new(ino, arg, opcode == Opcode::Setlkw),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
-            Operation::Access { arg } => {
-                fs.access(h, op::Access::new(ino, arg), ReplyEmpty::new(unique, sink))
-            }
+            Operation::Access { arg } => fs.access(
+                h,
+                op::Access::new(ino, arg),
+                ReplyEmpty::new(unique, cold!()),
+            ),
             Operation::Create { arg, name } => fs.create(
                 h,
                 op::Create::new(ino, arg, name),
-                ReplyCreate::new(unique, sink),
+                ReplyCreate::new(unique, cold!()),
             ),
             Operation::Tmpfile { arg, name } => fs.tmpfile(
                 h,
                 op::Tmpfile::new(ino, arg, name),
-                ReplyCreate::new(unique, sink),
+                ReplyCreate::new(unique, cold!()),
             ),
             Operation::Interrupt { arg } => fs.interrupt(h, op::Interrupt::new(arg)),
             Operation::Bmap { arg } => {
-                fs.bmap(h, op::Bmap::new(ino, arg), ReplyBmap::new(unique, sink))
+                fs.bmap(h, op::Bmap::new(ino, arg), ReplyBmap::new(unique, cold!()))
             }
             Operation::Destroy => {
                 self.state.store(DESTROYED, Ordering::Release);
@@ -395,10 +424,10 @@ impl<F: Filesystem> Dispatcher<F> {
             Operation::Ioctl { arg, data } => fs.ioctl(
                 h,
                 op::Ioctl::new(ino, arg, data),
-                ReplyIoctl::new(unique, sink),
+                ReplyIoctl::new(unique, cold!()),
             ),
             Operation::Poll { arg } => {
-                fs.poll(h, op::Poll::new(ino, arg), ReplyPoll::new(unique, sink))
+                fs.poll(h, op::Poll::new(ino, arg), ReplyPoll::new(unique, cold!()))
             }
             Operation::NotifyReply { arg, data } => {
                 fs.notify_reply(h, op::NotifyReply::new(ino, arg, data))
@@ -406,33 +435,37 @@ impl<F: Filesystem> Dispatcher<F> {
             Operation::Fallocate { arg } => fs.fallocate(
                 h,
                 op::Fallocate::new(ino, arg),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
-            Operation::Lseek { arg } => {
-                fs.lseek(h, op::Lseek::new(ino, arg), ReplyLseek::new(unique, sink))
-            }
+            Operation::Lseek { arg } => fs.lseek(
+                h,
+                op::Lseek::new(ino, arg),
+                ReplyLseek::new(unique, cold!()),
+            ),
             Operation::CopyFileRange { arg } | Operation::CopyFileRange64 { arg } => fs
                 .copy_file_range(
                     h,
                     op::CopyFileRange::new(ino, arg),
-                    ReplyCopy::with_format(unique, sink, opcode == Opcode::CopyFileRange64),
+                    ReplyCopy::with_format(unique, cold!(), opcode == Opcode::CopyFileRange64),
                 ),
             Operation::Setupmapping { arg } => fs.setupmapping(
                 h,
                 op::Setupmapping::new(ino, arg),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Removemapping { entries } => fs.removemapping(
                 h,
                 op::Removemapping::new(ino, entries),
-                ReplyEmpty::new(unique, sink),
+                ReplyEmpty::new(unique, cold!()),
             ),
             Operation::Syncfs { .. } => {
-                fs.syncfs(h, op::Syncfs::new(ino), ReplyEmpty::new(unique, sink))
+                fs.syncfs(h, op::Syncfs::new(ino), ReplyEmpty::new(unique, cold!()))
             }
-            Operation::Statx { arg } => {
-                fs.statx(h, op::Statx::new(ino, arg), ReplyStatx::new(unique, sink))
-            }
+            Operation::Statx { arg } => fs.statx(
+                h,
+                op::Statx::new(ino, arg),
+                ReplyStatx::new(unique, cold!()),
+            ),
             Operation::CuseInit { .. } => ReplyHandle::new(unique, sink).send_error(Errno::ENOSYS),
         }
         Dispatched::Handled(opcode)

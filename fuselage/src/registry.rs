@@ -62,6 +62,19 @@ impl Backend {
         }
     }
 
+    /// A stock backend whose routes are already in place (the binary's
+    /// own backends: one [`StockRoot`](fuselage_backends::stock::StockRoot)
+    /// type, so the transports are compiled once for all of them).
+    pub(crate) fn stock(name: &str, fs: fuselage_backends::stock::StockRoot) -> Backend {
+        let backend = name.to_string();
+        Backend {
+            name: backend.clone(),
+            run: Box::new(move |args, on_ready| {
+                crate::serve::serve_fs(args, fs, &backend, on_ready)
+            }),
+        }
+    }
+
     /// The backend's name.
     pub fn name(&self) -> &str {
         &self.name

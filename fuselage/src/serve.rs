@@ -7,6 +7,7 @@ use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughStatusHandle};
 use fuselage_backends::router::Router;
+use fuselage_backends::stock::{StockFs, StockRoot};
 use fuselage_core::Filesystem;
 use fuselage_linux::{Channel, Mount, MountOptions};
 use fuselage_transport_blocking::SessionEnd;
@@ -165,7 +166,7 @@ pub(crate) fn stock_backend(args: &MountArgs) -> Result<Backend, ServeError> {
         gid,
         ..MemFsConfig::default()
     });
-    Ok(Backend::new("memfs", fs))
+    stock_routed(args, "memfs", StockRoot::Stock(StockFs::Memory(fs)))
 }
 
 /// `--source PATH`: a host directory or file through the passthrough
@@ -200,7 +201,24 @@ fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, Serve
             args.mountpoint.display()
         )));
     }
-    Ok(Backend::new("passthrough", fs))
+    stock_routed(args, "passthrough", StockRoot::Stock(StockFs::Host(fs)))
+}
+
+/// A stock root as the binary serves it: as it is, or with the `--route`s
+/// over it (`backend=router`), as one [`StockRoot`] either way.
+pub(crate) fn stock_routed(
+    args: &MountArgs,
+    name: &str,
+    root: StockRoot,
+) -> Result<Backend, ServeError> {
+    if args.routes.is_empty() {
+        return Ok(Backend::stock(name, root));
+    }
+    let router = crate::routes::build(args, root)?;
+    Ok(Backend::stock(
+        "router",
+        StockRoot::Routed(Box::new(router)),
+    ))
 }
 
 /// What serving needs from a backend beyond [`Filesystem`]. Every method
@@ -227,6 +245,55 @@ pub trait Served: Filesystem + Send + Sync + 'static {
 }
 
 impl Served for MemFs {}
+
+/// Routes as the binary serves them (a host route's descriptor and kernel
+/// passthrough state).
+impl Served for StockFs {
+    fn expect_file(&self) -> bool {
+        self.as_host().is_some_and(|h| h.expect_file())
+    }
+    fn attach_device(&self, fd: OwnedFd) {
+        if let Some(h) = self.as_host() {
+            h.attach_device(fd)
+        }
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        self.as_host().and_then(|h| h.passthrough_handle())
+    }
+}
+
+/// Every stock mount as the binary serves it: one type, so the transports
+/// and the dispatcher are compiled once for all of them.
+impl Served for StockRoot {
+    fn expect_file(&self) -> bool {
+        match self {
+            StockRoot::Stock(fs) => fs.expect_file(),
+            StockRoot::Overlay(fs) => fs.expect_file(),
+            StockRoot::Routed(fs) => fs.expect_file(),
+        }
+    }
+    fn attach_device(&self, fd: OwnedFd) {
+        match self {
+            StockRoot::Stock(fs) => fs.attach_device(fd),
+            StockRoot::Overlay(fs) => fs.attach_device(fd),
+            StockRoot::Routed(fs) => Served::attach_device(fs.as_ref(), fd),
+        }
+    }
+    fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
+        match self {
+            StockRoot::Stock(fs) => fs.passthrough_handle(),
+            StockRoot::Overlay(fs) => fs.passthrough_handle(),
+            StockRoot::Routed(fs) => fs.passthrough_handle(),
+        }
+    }
+    fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
+        match self {
+            StockRoot::Stock(fs) => fs.startup_words(),
+            StockRoot::Overlay(fs) => fs.startup_words(),
+            StockRoot::Routed(fs) => fs.startup_words(),
+        }
+    }
+}
 
 impl Served for PassthroughFs {
     fn expect_file(&self) -> bool {
@@ -255,7 +322,7 @@ pub(crate) fn serve_routed<F: Served>(
     serve_fs(args, router, "router", on_ready)
 }
 
-fn serve_fs<F: Served>(
+pub(crate) fn serve_fs<F: Served>(
     args: &MountArgs,
     fs: F,
     backend: &str,

@@ -36,7 +36,11 @@ pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
         ..OverlayConfig::new(args.lower.clone(), upper)
     })
     .map_err(|e| ServeError::Layers(e.to_string()))?;
-    Ok(Backend::new("overlay", fs))
+    crate::serve::stock_routed(
+        args,
+        "overlay",
+        fuselage_backends::stock::StockRoot::Overlay(fs),
+    )
 }
 
 impl Served for OverlayFs {

@@ -94,9 +94,10 @@ impl Dir {
         Some(old)
     }
 
-    /// Entries with a cookie greater than `offset`, in cookie order.
+    /// Entries with a cookie greater than `offset`, in cookie order (none
+    /// after `u64::MAX`: cookies are counted from 3 and never get there).
     pub fn after(&self, offset: u64) -> impl Iterator<Item = (u64, &DirEntry)> {
-        let from = offset.max(DOTDOT_COOKIE) + 1;
+        let from = offset.max(DOTDOT_COOKIE).saturating_add(1);
         self.entries.range(from..).map(|(&c, e)| (c, e))
     }
 }
@@ -117,6 +118,8 @@ mod tests {
         let names: Vec<_> = d.after(b).map(|(_, e)| e.name.to_vec()).collect();
         assert_eq!(names, [b"a".to_vec()]);
         assert_eq!(d.after(0).count(), 2);
+        // Any offset a peer sends is answered, the largest with nothing.
+        assert_eq!(d.after(u64::MAX).count(), 0);
         assert_eq!(d.retarget(b"b", 20, 4), Some(11));
         assert_eq!(d.get(b"b").unwrap().ino, 20);
         assert!(d.get(b"zz").is_none());

@@ -104,7 +104,7 @@ pub(crate) fn copy_data(input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: u64)
     }
     // SAFETY: FICLONE takes the source descriptor as its argument; both
     // descriptors are open for the call.
-    if unsafe { libc::ioctl(output.as_raw_fd(), FICLONE, input.as_raw_fd()) } == 0 {
+    if unsafe { libc::ioctl(output.as_raw_fd(), FICLONE as _, input.as_raw_fd()) } == 0 {
         return Ok(());
     }
     let mut done = 0u64;
