@@ -79,8 +79,10 @@ fn patch_listing(buf: &mut [u8], index: u8, plus: bool) {
                 // An id past the router's space cannot be shown: the kernel
                 // skips entries with node id 0.
                 e.nodeid = ids::join(index, e.nodeid).unwrap_or(0);
-                e.attr.ino = ids::ino(index, e.attr.ino);
             }
+            // Also for entries without a node id (`.`, `..`): the record's
+            // inode number and its attributes' agree.
+            e.attr.ino = ids::ino(index, e.attr.ino);
             let _ = e.write_to_prefix(&mut buf[pos..]);
         }
         pos += size;
