@@ -10,8 +10,9 @@
 //!   memory, and SEEK_DATA / SEEK_HOLE see it as a hole (as tmpfs does for
 //!   fallocated pages). The first write into it makes it data.
 //!
-//! Data pages live in *extents*: vectors holding runs of consecutive data
-//! pages. An extent never crosses a [`CHUNK`] boundary (so it is at most
+//! Data pages live in *extents*: runs of consecutive data pages, each in
+//! its own anonymous mapping ([`PageRun`]), so freed pages go back to the
+//! system at once. An extent never crosses a [`CHUNK`] boundary (so it is at most
 //! 128 KiB), and a write that joins two extents of a chunk merges them, so a
 //! densely written file is made of whole-chunk extents. Unwritten pages are
 //! kept as a map of page ranges. The invariants:
@@ -33,6 +34,7 @@
 //! page-sized checkerboard of data and holes) has its tail copied into a
 //! buffer.
 
+use super::pages::PageRun;
 use fuselage_core::Errno;
 use fuselage_core::reply::MAX_REPLY_PARTS;
 use std::cell::UnsafeCell;
@@ -250,7 +252,7 @@ pub enum Segment<'a> {
 pub struct FileData {
     size: u64,
     /// Data pages: first page number -> the bytes of the run.
-    extents: BTreeMap<u64, Vec<u8>>,
+    extents: BTreeMap<u64, PageRun>,
     /// Unwritten pages: first page number -> page number past the run.
     unwritten: BTreeMap<u64, u64>,
     data_pages: u64,
@@ -307,7 +309,7 @@ impl FileData {
     fn extents_over(&self, offset: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
         self.extents
             .range(chunk_start(offset / PAGE)..)
-            .map(|(&s, v)| (s * PAGE, v.as_slice()))
+            .map(|(&s, v)| (s * PAGE, &v[..]))
             .skip_while(move |&(at, v)| at + v.len() as u64 <= offset)
             .take_while(move |&(at, _)| at < end)
     }
@@ -480,19 +482,18 @@ impl FileData {
                 (true, false) => {
                     let v = self.extents.get_mut(&s).expect("extent just found");
                     v.truncate(bytes(a - s));
-                    shrink(v);
                 }
                 (false, true) => {
+                    // The head's pages (and mapping) are unmapped when it
+                    // drops here.
                     let mut v = self.extents.remove(&s).expect("extent just found");
-                    v.drain(..bytes(b - s));
-                    shrink(&mut v);
-                    self.extents.insert(b, v);
+                    let tail = v.split_off(bytes(b - s));
+                    self.extents.insert(b, tail);
                 }
                 (true, true) => {
                     let v = self.extents.get_mut(&s).expect("extent just found");
                     let tail = v.split_off(bytes(b - s));
                     v.truncate(bytes(a - s));
-                    shrink(v);
                     self.extents.insert(b, tail);
                 }
             }
@@ -524,7 +525,7 @@ impl FileData {
         // Extents of this chunk starting after `start`, up to page `b`
         // (adjacent ones included): they join the new run.
         let followers = (start + 1)..(b + 1).min(chunk + CHUNK_PAGES);
-        let next_follower = |extents: &BTreeMap<u64, Vec<u8>>| {
+        let next_follower = |extents: &BTreeMap<u64, PageRun>| {
             if followers.is_empty() {
                 None
             } else {
@@ -752,23 +753,12 @@ fn checked_end(offset: u64, len: u64) -> Result<u64, Errno> {
         .ok_or(Errno::EFBIG)
 }
 
-/// Lengthens `extent` with zeros to `len` bytes, growing its capacity by
-/// doubling (never past `max_len`, the room left in its chunk).
-fn grow(extent: &mut Vec<u8>, len: usize, max_len: usize) {
-    if len <= extent.len() {
-        return;
-    }
-    if len > extent.capacity() {
-        let target = len.max((extent.capacity() * 2).min(max_len));
-        extent.reserve_exact(target - extent.len());
-    }
-    extent.resize(len, 0);
-}
-
-/// Returns memory of a vector that was cut well below its capacity.
-fn shrink(extent: &mut Vec<u8>) {
-    if extent.capacity() > 2 * extent.len() + PAGE as usize {
-        extent.shrink_to_fit();
+/// Lengthens `extent` with zeros to `len` bytes; an extent that has not
+/// reserved that much moves to a mapping of `max_len` bytes (the room left
+/// in its chunk), so it never moves again while it grows in that chunk.
+fn grow(extent: &mut PageRun, len: usize, max_len: usize) {
+    if len > extent.len() {
+        extent.resize(len, max_len);
     }
 }
 
