@@ -841,6 +841,27 @@ mod tests {
     }
 
     #[test]
+    fn overwrites_and_reads_map_nothing() {
+        let space = Space::new(1 << 30);
+        let mut f = FileData::new();
+        f.write(&space, 0, &vec![1; 4 * CHUNK]).unwrap();
+        // One mapping per chunk, each made once as the extent started.
+        let before = crate::memfs::pages::maps_made();
+        for i in 0..64u64 {
+            f.write(&space, i * 8192 % (4 * CHUNK_U64), &[2; 8192])
+                .unwrap();
+            assert_eq!(collect(&f, i * 4096, 4096).len(), 4096);
+        }
+        assert_eq!(crate::memfs::pages::maps_made(), before);
+        // Appending within the last chunk grows in place: no mapping.
+        f.set_size(&space, 4 * CHUNK_U64 - 2 * PAGE).unwrap();
+        f.write(&space, 4 * CHUNK_U64 - 2 * PAGE, &[3; 8192])
+            .unwrap();
+        assert_eq!(crate::memfs::pages::maps_made(), before);
+        check(&f, &space);
+    }
+
+    #[test]
     fn write_merges_extents_of_a_chunk() {
         let space = Space::new(1 << 30);
         let mut f = FileData::new();

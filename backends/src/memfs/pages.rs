@@ -77,6 +77,8 @@ impl std::fmt::Debug for PageRun {
 /// `vm.max_map_count`), as a failed heap allocation would abort.
 fn map(len: usize) -> NonNull<u8> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE));
+    #[cfg(test)]
+    MAPS.with(|n| n.set(n.get() + 1));
     // SAFETY: an anonymous private mapping at an address the kernel
     // chooses aliases no existing memory; the arguments are valid.
     let p = unsafe {
@@ -96,6 +98,18 @@ fn map(len: usize) -> NonNull<u8> {
         );
     }
     NonNull::new(p.cast()).expect("mmap does not return null on success")
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Mappings made by this thread, for tests that check a path makes none.
+    static MAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many mappings this thread has made (tests only).
+#[cfg(test)]
+pub(crate) fn maps_made() -> u64 {
+    MAPS.with(|n| n.get())
 }
 
 impl PageRun {
