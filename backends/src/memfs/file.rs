@@ -504,8 +504,10 @@ impl FileData {
 
     /// Makes pages `a..b` (inside one chunk) data, in one extent, and
     /// returns that extent's first page. New pages read as zeros; the
-    /// caller has charged the space for the ones that were holes.
-    fn make_data(&mut self, a: u64, b: u64) -> u64 {
+    /// caller has charged the space for the ones that were holes. Fails
+    /// with `ENOMEM`, changing nothing, when the kernel gives no memory for
+    /// the extent.
+    fn make_data(&mut self, a: u64, b: u64) -> Result<u64, Errno> {
         let chunk = chunk_start(a);
         debug_assert!(a < b && b <= chunk + CHUNK_PAGES);
         // The extent holding page `a` or ending right before it.
@@ -518,7 +520,7 @@ impl FileData {
         if let Some((s, e)) = base
             && e >= b
         {
-            return s; // Already stored.
+            return Ok(s); // Already stored.
         }
         let start = base.map_or(a, |(s, _)| s);
         let max_len = bytes(chunk + CHUNK_PAGES - start);
@@ -532,25 +534,34 @@ impl FileData {
                 extents.range(followers.clone()).next().map(|(&s, _)| s)
             }
         };
+        // Room for the whole run up to the end of the chunk first: the only
+        // step that can fail, taken before anything changes. (An empty run
+        // at `start` is in no follower range and is grown below.)
+        match self.extents.get_mut(&start) {
+            Some(v) => v.reserve(max_len)?,
+            None => {
+                let mut v = PageRun::default();
+                v.reserve(max_len)?;
+                self.extents.insert(start, v);
+            }
+        }
         let mut merged = base.map_or(0, |(s, e)| e - s);
         let new_len = if next_follower(&self.extents).is_none() {
-            // No extent to merge: grow the base or add a new extent.
-            let v = self.extents.entry(start).or_default();
-            grow(v, bytes(b - start), max_len);
+            // No extent to merge: grow the base or the new extent.
+            let v = self.extents.get_mut(&start).expect("reserved above");
+            grow(v, bytes(b - start));
             b - start
         } else {
-            let mut v = base
-                .and_then(|(s, _)| self.extents.remove(&s))
-                .unwrap_or_default();
+            let mut v = self.extents.remove(&start).expect("reserved above");
             while let Some(s) = next_follower(&self.extents) {
                 let next = self.extents.remove(&s).expect("extent just found");
                 merged += pages_of(&next);
                 let at = bytes(s - start);
-                grow(&mut v, at + next.len(), max_len);
+                grow(&mut v, at + next.len());
                 v[at..].copy_from_slice(&next);
             }
             if v.len() < bytes(b - start) {
-                grow(&mut v, bytes(b - start), max_len);
+                grow(&mut v, bytes(b - start));
             }
             let len = pages_of(&v);
             self.extents.insert(start, v);
@@ -558,7 +569,7 @@ impl FileData {
         };
         self.remove_unwritten(a, b);
         self.data_pages += new_len - merged;
-        start
+        Ok(start)
     }
 
     /// Writes zeros over the stored bytes of `offset..end`.
@@ -580,7 +591,9 @@ impl FileData {
     /// Writes `data` at `offset`, extending the file if needed. Allocates
     /// (and charges `space`) only for pages that are holes; fails with
     /// `EFBIG` past [`MAX_FILE_SIZE`] and `ENOSPC` when the budget is
-    /// exhausted, writing nothing.
+    /// exhausted, writing nothing. Fails with `ENOMEM` when the kernel gives
+    /// no memory for a new extent; the chunks written before that stay
+    /// written (the size covers them) and the rest is not charged.
     pub fn write(&mut self, space: &Space, offset: u64, data: &[u8]) -> Result<(), Errno> {
         if data.is_empty() {
             return Ok(());
@@ -592,7 +605,14 @@ impl FileData {
         while !rest.is_empty() {
             let chunk_end = (pos / CHUNK_U64 + 1) * CHUNK_U64;
             let n = (rest.len() as u64).min(chunk_end - pos) as usize;
-            let start = self.make_data(pos / PAGE, (pos + n as u64).div_ceil(PAGE));
+            let start = match self.make_data(pos / PAGE, (pos + n as u64).div_ceil(PAGE)) {
+                Ok(start) => start,
+                Err(e) => {
+                    space.release(self.holes_in(offset / PAGE, end.div_ceil(PAGE)) * PAGE);
+                    self.size = self.size.max(pos);
+                    return Err(e);
+                }
+            };
             let extent = self.extents.get_mut(&start).expect("make_data stored it");
             let at = (pos - start * PAGE) as usize;
             extent[at..at + n].copy_from_slice(&rest[..n]);
@@ -649,7 +669,11 @@ impl FileData {
             let mut page = s;
             while page < e {
                 let to = e.min(chunk_start(page) + CHUNK_PAGES);
-                self.make_data(page, to);
+                if let Err(err) = self.make_data(page, to) {
+                    // No hole of the range is allocated yet.
+                    space.release(self.holes_in(a, b) * PAGE);
+                    return Err(err);
+                }
                 page = to;
             }
         }
@@ -753,12 +777,11 @@ fn checked_end(offset: u64, len: u64) -> Result<u64, Errno> {
         .ok_or(Errno::EFBIG)
 }
 
-/// Lengthens `extent` with zeros to `len` bytes; an extent that has not
-/// reserved that much moves to a mapping of `max_len` bytes (the room left
-/// in its chunk), so it never moves again while it grows in that chunk.
-fn grow(extent: &mut PageRun, len: usize, max_len: usize) {
+/// Lengthens `extent` with zeros to `len` bytes (within the room
+/// `make_data` reserved for it).
+fn grow(extent: &mut PageRun, len: usize) {
     if len > extent.len() {
-        extent.resize(len, max_len);
+        extent.set_len(len);
     }
 }
 

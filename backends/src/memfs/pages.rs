@@ -15,6 +15,7 @@
 //! copy); only a run that needs more than it reserved is moved to a new
 //! mapping. Overwriting stored bytes touches no syscall at all.
 
+use fuselage_core::Errno;
 use std::ptr::NonNull;
 
 /// Page size the runs are measured in (the memfs page, which is the
@@ -30,9 +31,10 @@ const PAGE: usize = super::file::PAGE as usize;
 ///
 /// ```ignore
 /// let mut run = PageRun::default();
-/// run.resize(8192, 128 * 1024); // maps 128 KiB, 8 KiB in use
-/// run[..5].copy_from_slice(b"hello");
-/// run.resize(4096, 128 * 1024); // the second page goes back to the system
+/// run.reserve(128 * 1024)?; // maps 128 KiB, nothing resident
+/// run.set_len(8192);
+/// run[..5].copy_from_slice(b"hello"); // one page resident
+/// run.truncate(4096); // the second page goes back to the system
 /// ```
 pub(crate) struct PageRun {
     /// Start of the mapping (dangling when `cap` is 0).
@@ -70,12 +72,10 @@ impl std::fmt::Debug for PageRun {
     }
 }
 
-/// Maps `len` (a non-zero multiple of [`PAGE`]) bytes of zeros.
-///
-/// # Panics
-/// When the kernel refuses (out of memory or of mappings, see
-/// `vm.max_map_count`), as a failed heap allocation would abort.
-fn map(len: usize) -> NonNull<u8> {
+/// Maps `len` (a non-zero multiple of [`PAGE`]) bytes of zeros, or fails
+/// with `ENOMEM` when the kernel refuses (out of memory, or of mappings:
+/// see `vm.max_map_count`).
+fn map(len: usize) -> Result<NonNull<u8>, Errno> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE));
     #[cfg(test)]
     MAPS.with(|n| n.set(n.get() + 1));
@@ -92,12 +92,9 @@ fn map(len: usize) -> NonNull<u8> {
         )
     };
     if p == libc::MAP_FAILED {
-        panic!(
-            "memfs: mmap of {len} bytes failed: {}",
-            std::io::Error::last_os_error()
-        );
+        return Err(Errno::ENOMEM);
     }
-    NonNull::new(p.cast()).expect("mmap does not return null on success")
+    NonNull::new(p.cast()).ok_or(Errno::ENOMEM)
 }
 
 #[cfg(test)]
@@ -124,22 +121,34 @@ impl PageRun {
         self.cap
     }
 
-    /// Sets the length to `len` (a multiple of [`PAGE`]). New bytes read as
-    /// zeros; pages dropped off the end go back to the system at once. A run
-    /// that needs more room than it reserved moves to a new mapping of
-    /// `reserve` bytes (at least `len`): the room left in its chunk.
-    pub(crate) fn resize(&mut self, len: usize, reserve: usize) {
-        debug_assert!(len.is_multiple_of(PAGE) && reserve.is_multiple_of(PAGE));
-        if len > self.cap {
-            let cap = reserve.max(len);
-            let mut moved = PageRun {
-                ptr: map(cap),
-                len: self.len,
-                cap,
-            };
-            moved.copy_from_slice(self);
-            *self = moved;
-        } else if len < self.len {
+    /// Makes room for at least `cap` bytes (a multiple of [`PAGE`]): a
+    /// run that reserved less moves to a new mapping of `cap` bytes. The
+    /// only step that can fail (`ENOMEM`), and then the run is unchanged.
+    pub(crate) fn reserve(&mut self, cap: usize) -> Result<(), Errno> {
+        debug_assert!(cap.is_multiple_of(PAGE));
+        if cap <= self.cap {
+            return Ok(());
+        }
+        let mut moved = PageRun {
+            ptr: map(cap)?,
+            len: self.len,
+            cap,
+        };
+        moved.copy_from_slice(self);
+        *self = moved;
+        Ok(())
+    }
+
+    /// Sets the length to `len` (a multiple of [`PAGE`], within the
+    /// reserved room). New bytes read as zeros; pages dropped off the end go
+    /// back to the system at once.
+    ///
+    /// # Panics
+    /// If `len` is past the reserved room.
+    pub(crate) fn set_len(&mut self, len: usize) {
+        assert!(len <= self.cap, "run of {} bytes set to {len}", self.cap);
+        debug_assert!(len.is_multiple_of(PAGE));
+        if len < self.len {
             // SAFETY: `len..self.len` lies inside this run's own mapping
             // and no reference into it outlives this `&mut self`;
             // MADV_DONTNEED on a private anonymous mapping frees the pages,
@@ -160,7 +169,7 @@ impl PageRun {
     /// length), giving their pages back to the system at once.
     pub(crate) fn truncate(&mut self, len: usize) {
         if len < self.len {
-            self.resize(len, 0);
+            self.set_len(len);
         }
     }
 
@@ -238,15 +247,21 @@ mod tests {
         vec[0] & 1 == 1
     }
 
+    /// `run` with room for `cap` bytes and `len` in use.
+    fn sized(run: &mut PageRun, len: usize, cap: usize) {
+        run.reserve(cap).unwrap();
+        run.set_len(len);
+    }
+
     #[test]
     fn grows_in_place_and_reads_zeros() {
         let mut run = PageRun::default();
         assert_eq!(run.len(), 0);
-        run.resize(PAGE, CHUNK);
+        sized(&mut run, PAGE, CHUNK);
         assert_eq!(run.capacity(), CHUNK);
         run.fill(7);
         let at = run.as_ptr();
-        run.resize(3 * PAGE, CHUNK);
+        sized(&mut run, 3 * PAGE, CHUNK);
         assert_eq!(run.as_ptr(), at, "grew without moving");
         assert!(run[..PAGE].iter().all(|&b| b == 7));
         assert!(run[PAGE..].iter().all(|&b| b == 0));
@@ -255,13 +270,13 @@ mod tests {
     #[test]
     fn shrinking_frees_pages_and_regrowth_reads_zeros() {
         let mut run = PageRun::default();
-        run.resize(4 * PAGE, CHUNK);
+        sized(&mut run, 4 * PAGE, CHUNK);
         run.fill(1);
         let third = run[2 * PAGE..].as_ptr();
         assert!(resident(third));
-        run.resize(2 * PAGE, CHUNK);
+        run.truncate(2 * PAGE);
         assert!(!resident(third), "dropped page still resident");
-        run.resize(4 * PAGE, CHUNK);
+        run.set_len(4 * PAGE);
         assert!(run[2 * PAGE..].iter().all(|&b| b == 0));
         assert!(run[..2 * PAGE].iter().all(|&b| b == 1));
     }
@@ -269,18 +284,28 @@ mod tests {
     #[test]
     fn moves_when_reserve_is_too_small() {
         let mut run = PageRun::default();
-        run.resize(PAGE, PAGE);
+        sized(&mut run, PAGE, PAGE);
         run[0] = 9;
-        run.resize(2 * PAGE, CHUNK);
+        sized(&mut run, 2 * PAGE, CHUNK);
         assert_eq!(run.capacity(), CHUNK);
         assert_eq!(run[0], 9);
         assert_eq!(run[PAGE], 0);
     }
 
     #[test]
+    fn failed_reserve_changes_nothing() {
+        let mut run = PageRun::default();
+        sized(&mut run, PAGE, PAGE);
+        run[0] = 5;
+        // More address space than any machine has.
+        assert_eq!(run.reserve(1 << 62), Err(Errno::ENOMEM));
+        assert_eq!((run.len(), run.capacity(), run[0]), (PAGE, PAGE, 5));
+    }
+
+    #[test]
     fn split_shares_nothing() {
         let mut run = PageRun::default();
-        run.resize(4 * PAGE, CHUNK);
+        sized(&mut run, 4 * PAGE, CHUNK);
         run[..PAGE].fill(1);
         run[PAGE..].fill(2);
         let mut tail = run.split_off(PAGE);
@@ -288,10 +313,10 @@ mod tests {
         assert_eq!((tail.len(), tail.capacity()), (3 * PAGE, CHUNK - PAGE));
         assert!(tail.iter().all(|&b| b == 2));
         // Growing the head past its mapping moves it, leaving the tail.
-        run.resize(2 * PAGE, CHUNK);
+        sized(&mut run, 2 * PAGE, CHUNK);
         assert_eq!(run[PAGE], 0);
         assert!(tail.iter().all(|&b| b == 2));
-        tail.resize(PAGE, CHUNK);
+        tail.truncate(PAGE);
         drop(run);
         assert!(tail.iter().all(|&b| b == 2));
         let whole = tail.split_off(0);
