@@ -885,6 +885,38 @@ mod tests {
     }
 
     #[test]
+    fn out_of_mappings_is_enomem_and_keeps_accounts() {
+        use crate::memfs::pages::fail_maps_after;
+        let space = Space::new(1 << 30);
+        let mut f = FileData::new();
+        f.write(&space, 0, &[1; 8192]).unwrap();
+        // Two more chunks can be mapped, the third cannot.
+        fail_maps_after(Some(2));
+        let data = vec![2u8; 4 * CHUNK];
+        assert_eq!(f.write(&space, CHUNK_U64, &data), Err(Errno::ENOMEM));
+        // The chunks written stay, the size covers them, the rest is not
+        // charged.
+        assert_eq!(f.size(), 3 * CHUNK_U64);
+        assert_eq!(collect(&f, CHUNK_U64, 4096), vec![2; 4096]);
+        check(&f, &space);
+        // Overwrites and growth inside a mapped chunk still work.
+        f.write(&space, 0, &[3; 3 * CHUNK]).unwrap();
+        check(&f, &space);
+        // fallocate turning unwritten pages into data fails the same way.
+        f.allocate(&space, 4 * CHUNK_U64, CHUNK_U64, false).unwrap();
+        let used = space.used();
+        assert_eq!(
+            f.allocate(&space, 4 * CHUNK_U64, 2 * CHUNK_U64, false),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(space.used(), used);
+        check(&f, &space);
+        fail_maps_after(None);
+        f.write(&space, 10 * CHUNK_U64, b"x").unwrap();
+        check(&f, &space);
+    }
+
+    #[test]
     fn write_merges_extents_of_a_chunk() {
         let space = Space::new(1 << 30);
         let mut f = FileData::new();

@@ -78,7 +78,12 @@ impl std::fmt::Debug for PageRun {
 fn map(len: usize) -> Result<NonNull<u8>, Errno> {
     debug_assert!(len > 0 && len.is_multiple_of(PAGE));
     #[cfg(test)]
-    MAPS.with(|n| n.set(n.get() + 1));
+    {
+        MAPS.with(|n| n.set(n.get() + 1));
+        if MAP_LIMIT.with(|l| l.get()).is_some_and(|l| maps_made() > l) {
+            return Err(Errno::ENOMEM);
+        }
+    }
     // SAFETY: an anonymous private mapping at an address the kernel
     // chooses aliases no existing memory; the arguments are valid.
     let p = unsafe {
@@ -101,6 +106,16 @@ fn map(len: usize) -> Result<NonNull<u8>, Errno> {
 thread_local! {
     /// Mappings made by this thread, for tests that check a path makes none.
     static MAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// When set, mappings past this count (of [`MAPS`]) fail as if the
+    /// kernel refused them.
+    static MAP_LIMIT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's mappings fail with `ENOMEM` once `n` more have been
+/// made (`None`: never), as when the kernel runs out (tests only).
+#[cfg(test)]
+pub(crate) fn fail_maps_after(n: Option<u64>) {
+    MAP_LIMIT.with(|l| l.set(n.map(|n| maps_made() + n)));
 }
 
 /// How many mappings this thread has made (tests only).
