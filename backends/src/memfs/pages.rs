@@ -241,7 +241,13 @@ impl Drop for PageRun {
         // or a part of one given to it by `split_off`), and no slice into it
         // outlives the run.
         let r = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.cap) };
-        debug_assert_eq!(r, 0, "munmap: {}", std::io::Error::last_os_error());
+        if r != 0 {
+            // Unmapping part of a larger mapping splits it, which fails
+            // at `vm.max_map_count`; the memory still goes back, only the
+            // address space stays reserved.
+            // SAFETY: as above; MADV_DONTNEED never splits a mapping.
+            unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.cap, libc::MADV_DONTNEED) };
+        }
     }
 }
 
