@@ -10,8 +10,9 @@
 //!   memory, and SEEK_DATA / SEEK_HOLE see it as a hole (as tmpfs does for
 //!   fallocated pages). The first write into it makes it data.
 //!
-//! Data pages live in *extents*: vectors holding runs of consecutive data
-//! pages. An extent never crosses a [`CHUNK`] boundary (so it is at most
+//! Data pages live in *extents*: runs of consecutive data pages, each in
+//! its own anonymous mapping ([`PageRun`]), so freed pages go back to the
+//! system at once. An extent never crosses a [`CHUNK`] boundary (so it is at most
 //! 128 KiB), and a write that joins two extents of a chunk merges them, so a
 //! densely written file is made of whole-chunk extents. Unwritten pages are
 //! kept as a map of page ranges. The invariants:
@@ -33,6 +34,7 @@
 //! page-sized checkerboard of data and holes) has its tail copied into a
 //! buffer.
 
+use super::pages::PageRun;
 use fuselage_core::Errno;
 use fuselage_core::reply::MAX_REPLY_PARTS;
 use std::cell::UnsafeCell;
@@ -250,7 +252,7 @@ pub enum Segment<'a> {
 pub struct FileData {
     size: u64,
     /// Data pages: first page number -> the bytes of the run.
-    extents: BTreeMap<u64, Vec<u8>>,
+    extents: BTreeMap<u64, PageRun>,
     /// Unwritten pages: first page number -> page number past the run.
     unwritten: BTreeMap<u64, u64>,
     data_pages: u64,
@@ -307,7 +309,7 @@ impl FileData {
     fn extents_over(&self, offset: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
         self.extents
             .range(chunk_start(offset / PAGE)..)
-            .map(|(&s, v)| (s * PAGE, v.as_slice()))
+            .map(|(&s, v)| (s * PAGE, &v[..]))
             .skip_while(move |&(at, v)| at + v.len() as u64 <= offset)
             .take_while(move |&(at, _)| at < end)
     }
@@ -480,19 +482,18 @@ impl FileData {
                 (true, false) => {
                     let v = self.extents.get_mut(&s).expect("extent just found");
                     v.truncate(bytes(a - s));
-                    shrink(v);
                 }
                 (false, true) => {
+                    // The head's pages (and mapping) are unmapped when it
+                    // drops here.
                     let mut v = self.extents.remove(&s).expect("extent just found");
-                    v.drain(..bytes(b - s));
-                    shrink(&mut v);
-                    self.extents.insert(b, v);
+                    let tail = v.split_off(bytes(b - s));
+                    self.extents.insert(b, tail);
                 }
                 (true, true) => {
                     let v = self.extents.get_mut(&s).expect("extent just found");
                     let tail = v.split_off(bytes(b - s));
                     v.truncate(bytes(a - s));
-                    shrink(v);
                     self.extents.insert(b, tail);
                 }
             }
@@ -503,8 +504,10 @@ impl FileData {
 
     /// Makes pages `a..b` (inside one chunk) data, in one extent, and
     /// returns that extent's first page. New pages read as zeros; the
-    /// caller has charged the space for the ones that were holes.
-    fn make_data(&mut self, a: u64, b: u64) -> u64 {
+    /// caller has charged the space for the ones that were holes. Fails
+    /// with `ENOMEM`, changing nothing, when the kernel gives no memory for
+    /// the extent.
+    fn make_data(&mut self, a: u64, b: u64) -> Result<u64, Errno> {
         let chunk = chunk_start(a);
         debug_assert!(a < b && b <= chunk + CHUNK_PAGES);
         // The extent holding page `a` or ending right before it.
@@ -517,39 +520,48 @@ impl FileData {
         if let Some((s, e)) = base
             && e >= b
         {
-            return s; // Already stored.
+            return Ok(s); // Already stored.
         }
         let start = base.map_or(a, |(s, _)| s);
         let max_len = bytes(chunk + CHUNK_PAGES - start);
         // Extents of this chunk starting after `start`, up to page `b`
         // (adjacent ones included): they join the new run.
         let followers = (start + 1)..(b + 1).min(chunk + CHUNK_PAGES);
-        let next_follower = |extents: &BTreeMap<u64, Vec<u8>>| {
+        let next_follower = |extents: &BTreeMap<u64, PageRun>| {
             if followers.is_empty() {
                 None
             } else {
                 extents.range(followers.clone()).next().map(|(&s, _)| s)
             }
         };
+        // Room for the whole run up to the end of the chunk first: the only
+        // step that can fail, taken before anything changes. (An empty run
+        // at `start` is in no follower range and is grown below.)
+        match self.extents.get_mut(&start) {
+            Some(v) => v.reserve(max_len)?,
+            None => {
+                let mut v = PageRun::default();
+                v.reserve(max_len)?;
+                self.extents.insert(start, v);
+            }
+        }
         let mut merged = base.map_or(0, |(s, e)| e - s);
         let new_len = if next_follower(&self.extents).is_none() {
-            // No extent to merge: grow the base or add a new extent.
-            let v = self.extents.entry(start).or_default();
-            grow(v, bytes(b - start), max_len);
+            // No extent to merge: grow the base or the new extent.
+            let v = self.extents.get_mut(&start).expect("reserved above");
+            grow(v, bytes(b - start));
             b - start
         } else {
-            let mut v = base
-                .and_then(|(s, _)| self.extents.remove(&s))
-                .unwrap_or_default();
+            let mut v = self.extents.remove(&start).expect("reserved above");
             while let Some(s) = next_follower(&self.extents) {
                 let next = self.extents.remove(&s).expect("extent just found");
                 merged += pages_of(&next);
                 let at = bytes(s - start);
-                grow(&mut v, at + next.len(), max_len);
+                grow(&mut v, at + next.len());
                 v[at..].copy_from_slice(&next);
             }
             if v.len() < bytes(b - start) {
-                grow(&mut v, bytes(b - start), max_len);
+                grow(&mut v, bytes(b - start));
             }
             let len = pages_of(&v);
             self.extents.insert(start, v);
@@ -557,7 +569,7 @@ impl FileData {
         };
         self.remove_unwritten(a, b);
         self.data_pages += new_len - merged;
-        start
+        Ok(start)
     }
 
     /// Writes zeros over the stored bytes of `offset..end`.
@@ -579,7 +591,9 @@ impl FileData {
     /// Writes `data` at `offset`, extending the file if needed. Allocates
     /// (and charges `space`) only for pages that are holes; fails with
     /// `EFBIG` past [`MAX_FILE_SIZE`] and `ENOSPC` when the budget is
-    /// exhausted, writing nothing.
+    /// exhausted, writing nothing. Fails with `ENOMEM` when the kernel gives
+    /// no memory for a new extent; the chunks written before that stay
+    /// written (the size covers them) and the rest is not charged.
     pub fn write(&mut self, space: &Space, offset: u64, data: &[u8]) -> Result<(), Errno> {
         if data.is_empty() {
             return Ok(());
@@ -591,7 +605,14 @@ impl FileData {
         while !rest.is_empty() {
             let chunk_end = (pos / CHUNK_U64 + 1) * CHUNK_U64;
             let n = (rest.len() as u64).min(chunk_end - pos) as usize;
-            let start = self.make_data(pos / PAGE, (pos + n as u64).div_ceil(PAGE));
+            let start = match self.make_data(pos / PAGE, (pos + n as u64).div_ceil(PAGE)) {
+                Ok(start) => start,
+                Err(e) => {
+                    space.release(self.holes_in(offset / PAGE, end.div_ceil(PAGE)) * PAGE);
+                    self.size = self.size.max(pos);
+                    return Err(e);
+                }
+            };
             let extent = self.extents.get_mut(&start).expect("make_data stored it");
             let at = (pos - start * PAGE) as usize;
             extent[at..at + n].copy_from_slice(&rest[..n]);
@@ -648,7 +669,11 @@ impl FileData {
             let mut page = s;
             while page < e {
                 let to = e.min(chunk_start(page) + CHUNK_PAGES);
-                self.make_data(page, to);
+                if let Err(err) = self.make_data(page, to) {
+                    // No hole of the range is allocated yet.
+                    space.release(self.holes_in(a, b) * PAGE);
+                    return Err(err);
+                }
                 page = to;
             }
         }
@@ -752,23 +777,11 @@ fn checked_end(offset: u64, len: u64) -> Result<u64, Errno> {
         .ok_or(Errno::EFBIG)
 }
 
-/// Lengthens `extent` with zeros to `len` bytes, growing its capacity by
-/// doubling (never past `max_len`, the room left in its chunk).
-fn grow(extent: &mut Vec<u8>, len: usize, max_len: usize) {
-    if len <= extent.len() {
-        return;
-    }
-    if len > extent.capacity() {
-        let target = len.max((extent.capacity() * 2).min(max_len));
-        extent.reserve_exact(target - extent.len());
-    }
-    extent.resize(len, 0);
-}
-
-/// Returns memory of a vector that was cut well below its capacity.
-fn shrink(extent: &mut Vec<u8>) {
-    if extent.capacity() > 2 * extent.len() + PAGE as usize {
-        extent.shrink_to_fit();
+/// Lengthens `extent` with zeros to `len` bytes (within the room
+/// `make_data` reserved for it).
+fn grow(extent: &mut PageRun, len: usize) {
+    if len > extent.len() {
+        extent.set_len(len);
     }
 }
 
@@ -847,6 +860,59 @@ mod tests {
         assert_eq!(f.allocated(), 401_408 - 98_304);
         assert_eq!(f.seek_data(0), Some(98_304));
         assert_eq!(f.seek_hole(100_000), Some(400_000));
+        check(&f, &space);
+    }
+
+    #[test]
+    fn overwrites_and_reads_map_nothing() {
+        let space = Space::new(1 << 30);
+        let mut f = FileData::new();
+        f.write(&space, 0, &vec![1; 4 * CHUNK]).unwrap();
+        // One mapping per chunk, each made once as the extent started.
+        let before = crate::memfs::pages::maps_made();
+        for i in 0..64u64 {
+            f.write(&space, i * 8192 % (4 * CHUNK_U64), &[2; 8192])
+                .unwrap();
+            assert_eq!(collect(&f, i * 4096, 4096).len(), 4096);
+        }
+        assert_eq!(crate::memfs::pages::maps_made(), before);
+        // Appending within the last chunk grows in place: no mapping.
+        f.set_size(&space, 4 * CHUNK_U64 - 2 * PAGE).unwrap();
+        f.write(&space, 4 * CHUNK_U64 - 2 * PAGE, &[3; 8192])
+            .unwrap();
+        assert_eq!(crate::memfs::pages::maps_made(), before);
+        check(&f, &space);
+    }
+
+    #[test]
+    fn out_of_mappings_is_enomem_and_keeps_accounts() {
+        use crate::memfs::pages::fail_maps_after;
+        let space = Space::new(1 << 30);
+        let mut f = FileData::new();
+        f.write(&space, 0, &[1; 8192]).unwrap();
+        // Two more chunks can be mapped, the third cannot.
+        fail_maps_after(Some(2));
+        let data = vec![2u8; 4 * CHUNK];
+        assert_eq!(f.write(&space, CHUNK_U64, &data), Err(Errno::ENOMEM));
+        // The chunks written stay, the size covers them, the rest is not
+        // charged.
+        assert_eq!(f.size(), 3 * CHUNK_U64);
+        assert_eq!(collect(&f, CHUNK_U64, 4096), vec![2; 4096]);
+        check(&f, &space);
+        // Overwrites and growth inside a mapped chunk still work.
+        f.write(&space, 0, &[3; 3 * CHUNK]).unwrap();
+        check(&f, &space);
+        // fallocate turning unwritten pages into data fails the same way.
+        f.allocate(&space, 4 * CHUNK_U64, CHUNK_U64, false).unwrap();
+        let used = space.used();
+        assert_eq!(
+            f.allocate(&space, 4 * CHUNK_U64, 2 * CHUNK_U64, false),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(space.used(), used);
+        check(&f, &space);
+        fail_maps_after(None);
+        f.write(&space, 10 * CHUNK_U64, b"x").unwrap();
         check(&f, &space);
     }
 

@@ -66,10 +66,12 @@
 //!
 //! # Data layout and zero-copy reads
 //!
-//! A regular file's data pages live in extents: `Vec<u8>`s holding runs of
-//! consecutive pages, each inside one 128 KiB chunk ([`CHUNK_SIZE`]);
+//! A regular file's data pages live in extents: runs of consecutive pages,
+//! each inside one 128 KiB chunk ([`CHUNK_SIZE`]), each in its own
+//! anonymous mapping (the `pages` module) rather than on the heap, so pages
+//! freed by unlink, truncate or punch hole go back to the system at once;
 //! pages in no extent are holes (or unwritten). READ answers with a list of
-//! borrowed slices of those vectors and of a static zero page, passed to
+//! borrowed slices of those extents and of a static zero page, passed to
 //! [`ReplyData::data_parts`] while the file's read lock is held: no copy, no
 //! allocation. The chunk size is chosen so that the largest read the kernel
 //! sends (1 MiB) fits in the 32 data slices a reply may have, at any
@@ -127,6 +129,7 @@ mod dir;
 mod file;
 mod inode;
 mod namespace;
+mod pages;
 mod xattr;
 
 #[cfg(test)]
