@@ -61,7 +61,7 @@ use slab::Slab;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The node id of the root.
@@ -280,6 +280,9 @@ pub(crate) struct Inode {
     pub io: Mutex<IoMode>,
     /// The file's state when the kernel last cached its pages.
     pub stamp: Mutex<Option<CacheStamp>>,
+    /// The inotify watch descriptor of a watched directory (`-1`: none);
+    /// see the `watch` module.
+    pub watch: AtomicI32,
 }
 
 impl Inode {
@@ -293,6 +296,7 @@ impl Inode {
             removed: AtomicBool::new(false),
             io: Mutex::new(IoMode::default()),
             stamp: Mutex::new(None),
+            watch: AtomicI32::new(-1),
         }
     }
 
@@ -751,13 +755,20 @@ impl InodeStore {
         Ok((id, inode))
     }
 
+    /// The node id of the inode with identity `ids`, if the kernel knows it.
+    pub(crate) fn node_of(&self, ids: &InodeIds) -> Option<u64> {
+        read(&self.table).by_ids.get(ids).copied()
+    }
+
     /// Drops `n` lookup references (saturating); removes the entry when none
-    /// are left. The root is never removed.
-    pub(crate) fn forget(&self, nodeid: u64, n: u64) {
+    /// are left and returns it then. The root is never removed.
+    pub(crate) fn forget(&self, nodeid: u64, n: u64) -> Option<Arc<Inode>> {
         if nodeid == ROOT_ID {
-            return;
+            return None;
         }
-        let Ok(inode) = self.get(nodeid) else { return };
+        let Ok(inode) = self.get(nodeid) else {
+            return None;
+        };
         let prev = match inode
             .refcount
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
@@ -766,12 +777,12 @@ impl InodeStore {
             Ok(p) | Err(p) => p,
         };
         if prev == 0 || prev > n {
-            return;
+            return None;
         }
         {
             let mut t = write(&self.table);
             if inode.refcount.load(Ordering::Acquire) != 0 {
-                return;
+                return None;
             }
             if t.slab
                 .get(slot(nodeid))
@@ -792,6 +803,7 @@ impl InodeStore {
         } else {
             inode.removed.store(true, Ordering::Release);
         }
+        Some(inode)
     }
 
     /// Closes cached descriptors of idle inodes (CLOCK: a recently used

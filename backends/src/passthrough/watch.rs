@@ -1,0 +1,505 @@
+//! Watching the source for changes made on the host, and telling the kernel.
+//!
+//! With long cache lifetimes ([`PassthroughConfig::watch_host`](super::PassthroughConfig::watch_host),
+//! what `--cache always` sets) the kernel would not see a file the host
+//! changed until its entry or attributes expire, a day later. The watcher
+//! closes that gap: it keeps an inotify watch on every directory the kernel
+//! has looked up (added when the directory enters the inode table, removed
+//! when the kernel forgets it; the root is watched from the start) and, for
+//! each host change, writes FUSE notifications to `/dev/fuse`:
+//!
+//! | inotify event on `name` in a watched directory | notification |
+//! |---|---|
+//! | `IN_CREATE`, `IN_DELETE`, `IN_MOVED_FROM`, `IN_MOVED_TO` | `INVAL_ENTRY (dir, name)` and `INVAL_INODE (dir)` (its size, times and cached listing) |
+//! | `IN_MODIFY`, `IN_CLOSE_WRITE` | `INVAL_INODE (child, 0, -1)`: attributes and all cached pages |
+//! | `IN_ATTRIB` (and the child of a create or move) | `INVAL_INODE (child, -1, 0)`: attributes |
+//! | any event on the watched inode itself | `INVAL_INODE (dir, 0, -1)` |
+//!
+//! The child's node id is found by its identity (device, inode number,
+//! mount) from a `statx` of the name relative to the directory; a name the
+//! kernel has never looked up needs nothing beyond the entry invalidation.
+//!
+//! Notifications are written from the watcher's own thread, never from a
+//! worker: the kernel may make an invalidation wait for a request (a locked
+//! page, a directory lock held by a request in flight) that only a worker
+//! can answer. Changes made through the mount produce events too; the
+//! invalidations they cause are redundant but harmless (they change nothing
+//! on the host, so they cannot loop), and identical events that arrive
+//! together are sent once. The request path allocates nothing for a
+//! directory already watched; the first lookup of a directory adds one
+//! watch (a syscall and a table insert into pre-reserved room).
+//!
+//! Limits: inotify reports changes made through any path to the *watched*
+//! directories; a file's data change is reported to the directory it was
+//! changed through, so a hard link in another directory, or a directory the
+//! kernel has not looked up, is not invalidated (the latter needs nothing).
+//! When the event queue overflows (`IN_Q_OVERFLOW`), every watched
+//! directory and the connection's dentries (`NOTIFY_INC_EPOCH`, 7.44+) are
+//! invalidated. The watches count against `fs.inotify.max_user_watches`;
+//! beyond it a directory is served without a watch (logged once in the
+//! status).
+
+use super::inode_store::{Inode, InodeIds, InodeStore, lock};
+use super::proc_fd::ProcPath;
+use super::sys;
+use fuselage_core::Errno;
+use fuselage_core::notify::Notifier;
+use fuselage_core::reply::{FileRange, ReplySink};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The inotify events a watched inode reports.
+const MASK: u32 = libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_ATTRIB
+    | libc::IN_MODIFY
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_EXCL_UNLINK;
+
+/// Events that change a directory's names.
+const NAMESPACE: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+
+/// Events that change a file's data.
+const DATA: u32 = libc::IN_MODIFY | libc::IN_CLOSE_WRITE;
+
+/// Events that leave a child's attributes changed.
+const CHILD_ATTRS: u32 = libc::IN_ATTRIB | libc::IN_CREATE | libc::IN_MOVED_TO;
+
+/// Size of `struct inotify_event` before its name.
+const EVENT_HEADER: usize = 16;
+
+/// Which host watcher serves a passthrough filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WatchStatus {
+    /// Not watching ([`PassthroughConfig::watch_host`](super::PassthroughConfig::watch_host)
+    /// false, or INIT not yet done).
+    #[default]
+    Off,
+    /// inotify watches on the directories the kernel has looked up.
+    Inotify,
+    /// Watching was asked for and could not start; the reason.
+    Failed(String),
+}
+
+impl WatchStatus {
+    /// The word for the startup line: `inotify`, `none`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WatchStatus::Inotify => "inotify",
+            WatchStatus::Off | WatchStatus::Failed(_) => "none",
+        }
+    }
+}
+
+/// Why the watcher could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchError {
+    /// No `/dev/fuse` descriptor was given ([`PassthroughFs::set_device_fd`](super::PassthroughFs::set_device_fd)).
+    NoDevice,
+    /// inotify_init1 failed.
+    Inotify(Errno),
+    /// The source's root could not be watched.
+    Root(Errno),
+    /// The wake-up eventfd could not be made.
+    Eventfd(Errno),
+    /// The thread could not be started.
+    Thread(String),
+}
+
+impl fmt::Display for WatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let os = |e: &Errno| std::io::Error::from_raw_os_error(e.0);
+        match self {
+            WatchError::NoDevice => f.write_str("no /dev/fuse descriptor to send invalidations on"),
+            WatchError::Inotify(e) => write!(
+                f,
+                "inotify is unavailable ({}): raise fs.inotify.max_user_instances",
+                os(e)
+            ),
+            WatchError::Root(e) => write!(
+                f,
+                "cannot watch the source ({}): raise fs.inotify.max_user_watches",
+                os(e)
+            ),
+            WatchError::Eventfd(e) => write!(f, "eventfd failed ({})", os(e)),
+            WatchError::Thread(e) => write!(f, "cannot start the watcher thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+/// A handle reporting the watcher's state that outlives moving the
+/// filesystem into a session (for the startup line).
+#[derive(Debug, Clone, Default)]
+pub struct WatchStatusHandle(pub(crate) Arc<Mutex<WatchStatus>>);
+
+impl WatchStatusHandle {
+    /// The current state.
+    pub fn status(&self) -> WatchStatus {
+        lock(&self.0).clone()
+    }
+}
+
+/// Watch descriptor to node id, shared by the workers (adding and removing
+/// watches) and the watcher thread (mapping events).
+type WatchTable = Mutex<HashMap<i32, u64>>;
+
+/// The running watcher: the inotify instance, its table and its thread.
+pub(crate) struct Watcher {
+    inotify: Arc<OwnedFd>,
+    table: Arc<WatchTable>,
+    wake: Arc<OwnedFd>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher")
+            .field("watches", &lock(&self.table).len())
+            .finish()
+    }
+}
+
+fn errno() -> Errno {
+    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl Watcher {
+    /// Starts watching: an inotify instance with the root watched, and the
+    /// thread that turns its events into notifications on `device`.
+    pub(crate) fn start(store: Arc<InodeStore>, device: OwnedFd) -> Result<Watcher, WatchError> {
+        // SAFETY: inotify_init1 has no memory-safety preconditions; the
+        // result is checked before use.
+        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if raw < 0 {
+            return Err(WatchError::Inotify(errno()));
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let inotify = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        // SAFETY: eventfd has no memory-safety preconditions; checked below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(WatchError::Eventfd(errno()));
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let watcher = Watcher {
+            inotify,
+            table: Arc::new(Mutex::new(HashMap::with_capacity(4096))),
+            wake,
+            thread: Mutex::new(None),
+        };
+        let root = store.get(super::inode_store::ROOT_ID).map_err(WatchError::Root)?;
+        let fd = store.fd(&root).map_err(WatchError::Root)?;
+        watcher
+            .watch(super::inode_store::ROOT_ID, &root, fd.as_fd())
+            .map_err(WatchError::Root)?;
+        drop(fd);
+        let mut thread = WatchThread {
+            store,
+            inotify: watcher.inotify.clone(),
+            table: watcher.table.clone(),
+            wake: watcher.wake.clone(),
+            device,
+            last: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("fuselage-watch".into())
+            .spawn(move || thread.run())
+            .map_err(|e| WatchError::Thread(e.to_string()))?;
+        *lock(&watcher.thread) = Some(handle);
+        Ok(watcher)
+    }
+
+    /// Watches `inode` (node `nodeid`, a descriptor `fd` for it) unless it
+    /// already is. Called on the request path: no allocation unless the
+    /// table outgrows its reserved room.
+    pub(crate) fn watch(&self, nodeid: u64, inode: &Inode, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        if inode.watch.load(Ordering::Acquire) >= 0 {
+            return Ok(());
+        }
+        let path = ProcPath::new(fd);
+        let mut table = lock(&self.table);
+        // SAFETY: the path is a NUL-terminated string on the stack.
+        let wd = unsafe {
+            libc::inotify_add_watch(self.inotify.as_raw_fd(), path.as_cstr().as_ptr(), MASK)
+        };
+        if wd < 0 {
+            return Err(errno());
+        }
+        table.insert(wd, nodeid);
+        inode.watch.store(wd, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the watch of `inode` (node `nodeid`, just forgotten), unless
+    /// the same host directory was entered again under another node id.
+    pub(crate) fn unwatch(&self, nodeid: u64, inode: &Inode) {
+        let wd = inode.watch.swap(-1, Ordering::AcqRel);
+        if wd < 0 {
+            return;
+        }
+        let mut table = lock(&self.table);
+        if table.get(&wd) == Some(&nodeid) {
+            table.remove(&wd);
+            // SAFETY: plain syscall on our inotify descriptor.
+            unsafe { libc::inotify_rm_watch(self.inotify.as_raw_fd(), wd) };
+        }
+    }
+
+    /// Watches held.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.table).len()
+    }
+
+    /// Stops the thread and waits for it. Idempotent.
+    pub(crate) fn stop(&self) {
+        let Some(handle) = lock(&self.thread).take() else {
+            return;
+        };
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a live local to our eventfd.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        let _ = handle.join();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes notifications to `/dev/fuse` with writev, remembering the last
+/// error (`ENOENT`: the kernel does not hold that node or name, normal;
+/// `ENODEV`: the connection is gone).
+struct DeviceSink<'a> {
+    fd: BorrowedFd<'a>,
+    error: Cell<i32>,
+}
+
+impl ReplySink for DeviceSink<'_> {
+    fn send(&self, parts: &[&[u8]]) {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 4];
+        let n = parts.len().min(iov.len());
+        for (v, p) in iov.iter_mut().zip(parts) {
+            v.iov_base = p.as_ptr() as *mut libc::c_void;
+            v.iov_len = p.len();
+        }
+        // SAFETY: the first `n` iovecs point into `parts`, borrowed for the
+        // call; writev only reads them.
+        let r = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), n as libc::c_int) };
+        self.error.set(if r < 0 { errno().0 } else { 0 });
+    }
+
+    fn send_file(&self, _parts: &[&[u8]], _file: FileRange<'_>) {
+        // Notifications never carry a file range.
+        self.error.set(libc::EINVAL);
+    }
+}
+
+/// One event, borrowed from the read buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Event<'a> {
+    wd: i32,
+    mask: u32,
+    name: Option<&'a CStr>,
+}
+
+/// Splits a buffer of inotify events.
+fn events(buf: &[u8]) -> impl Iterator<Item = Event<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(at..at + EVENT_HEADER)?;
+        let word = |i: usize| u32::from_ne_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let (wd, mask, len) = (word(0) as i32, word(4), word(12) as usize);
+        let name_bytes = buf.get(at + EVENT_HEADER..at + EVENT_HEADER + len)?;
+        at += EVENT_HEADER + len;
+        let name = CStr::from_bytes_until_nul(name_bytes)
+            .ok()
+            .filter(|n| !n.is_empty());
+        Some(Event { wd, mask, name })
+    })
+}
+
+struct WatchThread {
+    store: Arc<InodeStore>,
+    inotify: Arc<OwnedFd>,
+    table: Arc<WatchTable>,
+    wake: Arc<OwnedFd>,
+    device: OwnedFd,
+    /// The last event handled (wd, mask, name), to send a burst once.
+    last: Option<(i32, u32, Vec<u8>)>,
+}
+
+impl WatchThread {
+    fn run(&mut self) {
+        // 64 KiB, aligned for struct inotify_event.
+        let mut buf = vec![0u64; 8192];
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.inotify.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.wake.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a live array of two pollfds.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                if errno() == Errno::EINTR {
+                    continue;
+                }
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            let bytes = buf.as_mut_slice().as_mut_ptr().cast::<libc::c_void>();
+            // SAFETY: `buf` is writable for its full length in bytes.
+            let n = unsafe { libc::read(self.inotify.as_raw_fd(), bytes, buf.len() * 8) };
+            if n <= 0 {
+                continue;
+            }
+            let len = n as usize;
+            let raw: &[u8] = zerocopy::IntoBytes::as_bytes(buf.as_slice());
+            self.last = None;
+            for ev in events(&raw[..len]) {
+                if !self.handle(ev) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one event; false when the connection is gone.
+    fn handle(&mut self, ev: Event<'_>) -> bool {
+        let key = (ev.wd, ev.mask, ev.name.map(|n| n.to_bytes().to_vec()).unwrap_or_default());
+        if self.last.as_ref() == Some(&key) {
+            return true;
+        }
+        self.last = Some(key);
+        let sink = DeviceSink {
+            fd: self.device.as_fd(),
+            error: Cell::new(0),
+        };
+        let notify = Notifier::new(&sink);
+        if ev.mask & libc::IN_Q_OVERFLOW != 0 {
+            let nodes: Vec<u64> = lock(&self.table).values().copied().collect();
+            for node in nodes {
+                notify.inval_inode(node, 0, -1);
+            }
+            notify.inc_epoch();
+            return sink.error.get() != libc::ENODEV;
+        }
+        if ev.mask & libc::IN_IGNORED != 0 {
+            // The kernel dropped the watch (directory deleted, or removed).
+            lock(&self.table).remove(&ev.wd);
+            return true;
+        }
+        let Some(&node) = lock(&self.table).get(&ev.wd) else {
+            return true;
+        };
+        let Some(name) = ev.name else {
+            notify.inval_inode(node, 0, -1);
+            return sink.error.get() != libc::ENODEV;
+        };
+        if ev.mask & NAMESPACE != 0 {
+            let _ = notify.inval_entry(node, name.to_bytes(), 0);
+            if sink.error.get() == libc::ENODEV {
+                return false;
+            }
+            notify.inval_inode(node, 0, -1);
+        }
+        if ev.mask & (DATA | CHILD_ATTRS) != 0
+            && let Some(child) = self.child(node, name)
+        {
+            if ev.mask & DATA != 0 {
+                notify.inval_inode(child, 0, -1);
+            } else {
+                notify.inval_inode(child, -1, 0);
+            }
+        }
+        sink.error.get() != libc::ENODEV
+    }
+
+    /// The node id of `name` in directory `node`, if the kernel knows it.
+    fn child(&self, node: u64, name: &CStr) -> Option<u64> {
+        let dir = self.store.get(node).ok()?;
+        let fd = self.store.fd(&dir).ok()?;
+        let st = sys::statx_at(fd.as_fd(), name, super::inode_store::IDENTITY_MASK).ok()?;
+        self.store.node_of(&InodeIds::of(&st))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(wd: i32, mask: u32, name: &[u8], pad: usize) -> Vec<u8> {
+        let len = name.len() + pad;
+        let mut v = Vec::new();
+        v.extend_from_slice(&wd.to_ne_bytes());
+        v.extend_from_slice(&mask.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&(len as u32).to_ne_bytes());
+        v.extend_from_slice(name);
+        v.resize(v.len() + pad, 0);
+        v
+    }
+
+    #[test]
+    fn splits_events_with_and_without_names() {
+        let mut buf = event(3, libc::IN_CREATE, b"a.txt", 11);
+        buf.extend(event(1, libc::IN_ATTRIB, b"", 0));
+        buf.extend(event(4, libc::IN_MODIFY, b"longer-name", 5));
+        let got: Vec<_> = events(&buf)
+            .map(|e| (e.wd, e.mask, e.name.map(|n| n.to_bytes().to_vec())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, libc::IN_CREATE, Some(b"a.txt".to_vec())),
+                (1, libc::IN_ATTRIB, None),
+                (4, libc::IN_MODIFY, Some(b"longer-name".to_vec())),
+            ]
+        );
+        // A truncated tail is ignored, not misread.
+        assert_eq!(events(&buf[..buf.len() - 3]).count(), 2);
+    }
+
+    #[test]
+    fn status_words() {
+        assert_eq!(WatchStatus::Inotify.name(), "inotify");
+        assert_eq!(WatchStatus::Failed("x".into()).name(), "none");
+        assert_eq!(
+            WatchError::NoDevice.to_string(),
+            "no /dev/fuse descriptor to send invalidations on"
+        );
+    }
+}
