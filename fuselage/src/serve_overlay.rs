@@ -30,9 +30,19 @@ pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
             ));
         }
     };
+    // --cache: the layers' TTLs and page cache; an overlay's node ids are
+    // its own, so its layers are not watched (see the README).
+    let layer = crate::serve::passthrough_cache(
+        args.cache,
+        fuselage_backends::passthrough::PassthroughConfig::new("/"),
+        false,
+    );
     let fs = OverlayFs::new(OverlayConfig {
         passthrough: args.passthrough.mode(),
         max_lock_waiters: args.max_lock_waiters(),
+        entry_ttl: layer.entry_ttl,
+        attr_ttl: layer.attr_ttl,
+        cache: layer.cache,
         ..OverlayConfig::new(args.lower.clone(), upper)
     })
     .map_err(|e| ServeError::Layers(e.to_string()))?;

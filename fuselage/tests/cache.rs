@@ -1,0 +1,231 @@
+//! End-to-end tests of `--cache never|auto|always` on a `--source` mount,
+//! on every transport (one `#[test]` per scenario and transport, see the
+//! `cache_rows!` invocation at the bottom).
+//!
+//! With `--cache always` the kernel may cache entries, attributes and
+//! negative lookups for a day and keeps pages across opens, so a change
+//! made directly in the source directory is only seen because the server
+//! watches the host and pushes invalidations. Each such test first makes
+//! the kernel cache what it will check (a stat, a read, a failed lookup),
+//! changes the host, and then polls through the mount for at most
+//! [`BOUND`] (the bound the README states). With `--cache never` the change
+//! is seen at once, without polling.
+//!
+//! Each test needs root and /dev/fuse; without them it prints `skipped:
+//! ...` unless `FUSELAGE_REQUIRE_FUSE=1`.
+
+mod common;
+
+use common::{Backend, MountedFs, Setup, wait_until};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a host change may take to show through a `--cache always`
+/// mount.
+const BOUND: Duration = Duration::from_secs(2);
+
+fn mount(transport: &'static str, cache: &str) -> MountedFs {
+    let setup = Setup {
+        backend: Backend::Passthrough,
+        transport,
+        options: &[],
+    };
+    MountedFs::mount(&setup, &["--cache", cache])
+}
+
+fn src(m: &MountedFs) -> &Path {
+    m.source().expect("a passthrough row has a source")
+}
+
+fn size_of(p: &Path) -> Option<u64> {
+    fs::metadata(p).ok().map(|m| m.len())
+}
+
+fn absent(p: &Path) -> bool {
+    matches!(fs::symlink_metadata(p), Err(e) if e.kind() == ErrorKind::NotFound)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits up to [`BOUND`] for `cond`, failing with `what` otherwise.
+fn within_bound(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until(BOUND, cond),
+        "{what}: not seen through the mount within {BOUND:?}"
+    );
+}
+
+fn startup_line_names_the_watcher(transport: &'static str) {
+    let m = mount(transport, "always");
+    assert!(
+        m.mounted_line().contains(" cache=always(watch=inotify)"),
+        "{}",
+        m.mounted_line()
+    );
+    let never = mount(transport, "never");
+    assert!(never.mounted_line().contains(" cache=never"), "{}", never.mounted_line());
+    let auto = mount(transport, "auto");
+    assert!(!auto.mounted_line().contains("cache="), "{}", auto.mounted_line());
+}
+
+fn host_write_is_seen(transport: &'static str) {
+    let m = mount(transport, "always");
+    fs::create_dir(src(&m).join("sub")).unwrap();
+    for rel in ["f", "sub/g"] {
+        fs::write(src(&m).join(rel), b"one").unwrap();
+        // Cache attributes and pages (kept across opens with `always`).
+        assert_eq!(fs::read(m.join(rel)).unwrap(), b"one");
+        assert_eq!(size_of(&m.join(rel)), Some(3));
+        fs::write(src(&m).join(rel), b"two, longer").unwrap();
+        within_bound(&format!("new size of {rel}"), || {
+            size_of(&m.join(rel)) == Some(11)
+        });
+        within_bound(&format!("new content of {rel}"), || {
+            fs::read(m.join(rel)).unwrap() == b"two, longer"
+        });
+        // The same length, other bytes: only the data changed.
+        fs::write(src(&m).join(rel), b"TWO, LONGER").unwrap();
+        within_bound(&format!("rewritten content of {rel}"), || {
+            fs::read(m.join(rel)).unwrap() == b"TWO, LONGER"
+        });
+    }
+}
+
+fn host_rename_is_seen(transport: &'static str) {
+    let m = mount(transport, "always");
+    fs::write(src(&m).join("a"), b"renamed").unwrap();
+    assert_eq!(fs::read(m.join("a")).unwrap(), b"renamed");
+    // A negative entry for the new name, cached for a day.
+    assert!(absent(&m.join("b")));
+    fs::rename(src(&m).join("a"), src(&m).join("b")).unwrap();
+    within_bound("rename a -> b", || {
+        absent(&m.join("a")) && fs::read(m.join("b")).is_ok_and(|d| d == b"renamed")
+    });
+    within_bound("listing after rename", || names(m.path()) == ["b"]);
+}
+
+fn host_unlink_is_seen(transport: &'static str) {
+    let m = mount(transport, "always");
+    fs::write(src(&m).join("gone"), b"x").unwrap();
+    assert_eq!(size_of(&m.join("gone")), Some(1));
+    assert_eq!(names(m.path()), ["gone"]);
+    fs::remove_file(src(&m).join("gone")).unwrap();
+    within_bound("unlink", || absent(&m.join("gone")));
+    within_bound("listing after unlink", || names(m.path()).is_empty());
+}
+
+fn host_create_is_seen(transport: &'static str) {
+    let m = mount(transport, "always");
+    fs::create_dir(src(&m).join("d")).unwrap();
+    assert!(absent(&m.join("new")));
+    assert!(absent(&m.join("d/new")));
+    assert_eq!(names(&m.join("d")), Vec::<String>::new());
+    fs::write(src(&m).join("new"), b"hello").unwrap();
+    fs::write(src(&m).join("d/new"), b"hello").unwrap();
+    within_bound("create in the root", || {
+        fs::read(m.join("new")).is_ok_and(|d| d == b"hello")
+    });
+    within_bound("create in a subdirectory", || {
+        fs::read(m.join("d/new")).is_ok_and(|d| d == b"hello")
+    });
+    within_bound("listing after create", || names(&m.join("d")) == ["new"]);
+}
+
+fn host_chmod_is_seen(transport: &'static str) {
+    let m = mount(transport, "always");
+    let host = src(&m).join("mode");
+    fs::write(&host, b"x").unwrap();
+    fs::set_permissions(&host, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(fs::metadata(m.join("mode")).unwrap().mode() & 0o7777, 0o644);
+    fs::set_permissions(&host, fs::Permissions::from_mode(0o600)).unwrap();
+    within_bound("chmod", || {
+        fs::metadata(m.join("mode")).is_ok_and(|md| md.mode() & 0o7777 == 0o600)
+    });
+}
+
+fn never_sees_host_changes_at_once(transport: &'static str) {
+    let m = mount(transport, "never");
+    fs::write(src(&m).join("f"), b"one").unwrap();
+    assert_eq!(fs::read(m.join("f")).unwrap(), b"one");
+    assert!(absent(&m.join("g")));
+    fs::write(src(&m).join("f"), b"two, longer").unwrap();
+    assert_eq!(size_of(&m.join("f")), Some(11));
+    assert_eq!(fs::read(m.join("f")).unwrap(), b"two, longer");
+    fs::rename(src(&m).join("f"), src(&m).join("g")).unwrap();
+    assert!(absent(&m.join("f")));
+    assert_eq!(fs::read(m.join("g")).unwrap(), b"two, longer");
+    fs::set_permissions(src(&m).join("g"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(m.join("g")).unwrap().mode() & 0o7777, 0o600);
+    fs::remove_file(src(&m).join("g")).unwrap();
+    assert!(absent(&m.join("g")));
+}
+
+fn auto_is_unchanged(transport: &'static str) {
+    // `auto`: failed lookups are not cached, so a host create is seen at
+    // once; attributes may be cached up to 1 s.
+    let m = mount(transport, "auto");
+    assert!(absent(&m.join("late")));
+    fs::write(src(&m).join("late"), b"x").unwrap();
+    assert_eq!(fs::read(m.join("late")).unwrap(), b"x");
+    fs::write(src(&m).join("late"), b"xyz").unwrap();
+    assert!(wait_until(Duration::from_secs(3), || size_of(&m.join("late")) == Some(3)));
+}
+
+macro_rules! cache_rows {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if !super::common::require_native_uring() {
+                        return;
+                    }
+                    super::$name("uring");
+                }
+            )*
+        }
+        mod uring_rw {
+            $(
+                #[test]
+                fn $name() {
+                    if !super::common::require_fuse() {
+                        return;
+                    }
+                    super::$name("uring-rw");
+                }
+            )*
+        }
+        mod blocking {
+            $(
+                #[test]
+                fn $name() {
+                    if !super::common::require_fuse() {
+                        return;
+                    }
+                    super::$name("blocking");
+                }
+            )*
+        }
+    };
+}
+
+cache_rows!(
+    startup_line_names_the_watcher,
+    host_write_is_seen,
+    host_rename_is_seen,
+    host_unlink_is_seen,
+    host_create_is_seen,
+    host_chmod_is_seen,
+    never_sees_host_changes_at_once,
+    auto_is_unchanged,
+);
