@@ -967,11 +967,26 @@ mod tests {
             Err(e) => Err(e),
         };
         assert_eq!(mode(&["mount", "/mnt"]), Ok(CacheChoice::Auto));
-        assert_eq!(mode(&["mount", "--cache", "never", "/mnt"]), Ok(CacheChoice::Never));
-        assert_eq!(mode(&["mount", "--cache=always", "/mnt"]), Ok(CacheChoice::Always));
-        assert_eq!(mode(&["mount", "--cache", "auto", "/mnt"]), Ok(CacheChoice::Auto));
-        assert_eq!(mode(&["mount", "-o", "cache=always", "/mnt"]), Ok(CacheChoice::Always));
-        assert_eq!(mode(&["mount", "-o", "ro,cache=never", "/mnt"]), Ok(CacheChoice::Never));
+        assert_eq!(
+            mode(&["mount", "--cache", "never", "/mnt"]),
+            Ok(CacheChoice::Never)
+        );
+        assert_eq!(
+            mode(&["mount", "--cache=always", "/mnt"]),
+            Ok(CacheChoice::Always)
+        );
+        assert_eq!(
+            mode(&["mount", "--cache", "auto", "/mnt"]),
+            Ok(CacheChoice::Auto)
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "cache=always", "/mnt"]),
+            Ok(CacheChoice::Always)
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "ro,cache=never", "/mnt"]),
+            Ok(CacheChoice::Never)
+        );
         assert_eq!(
             mode(&["mount", "--cache", "sometimes", "/mnt"]),
             Err(UsageError::BadValue {
@@ -982,7 +997,10 @@ mod tests {
         );
         assert!(matches!(
             mode(&["mount", "-o", "cache=", "/mnt"]),
-            Err(UsageError::BadValue { option: "-o cache", .. })
+            Err(UsageError::BadValue {
+                option: "-o cache",
+                ..
+            })
         ));
         assert_eq!(
             mode(&["mount", "-o", "cache", "/mnt"]),

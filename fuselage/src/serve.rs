@@ -323,9 +323,7 @@ impl Served for PassthroughFs {
         Some(self.passthrough_status_handle())
     }
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
-        self.config()
-            .watch_host
-            .then(|| self.watch_status_handle())
+        self.config().watch_host.then(|| self.watch_status_handle())
     }
 }
 

@@ -583,7 +583,10 @@ impl PassthroughFs {
             .device
             .get()
             .ok_or(WatchError::NoDevice)
-            .and_then(|fd| fd.try_clone().map_err(|e| WatchError::Thread(e.to_string())))
+            .and_then(|fd| {
+                fd.try_clone()
+                    .map_err(|e| WatchError::Thread(e.to_string()))
+            })
             .and_then(|dev| watch::Watcher::start(self.store.clone(), dev));
         let status = match started {
             Ok(w) => {

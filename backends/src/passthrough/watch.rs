@@ -172,7 +172,11 @@ impl fmt::Debug for Watcher {
 }
 
 fn errno() -> Errno {
-    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    Errno(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
 }
 
 impl Watcher {
@@ -200,7 +204,9 @@ impl Watcher {
             wake,
             thread: Mutex::new(None),
         };
-        let root = store.get(super::inode_store::ROOT_ID).map_err(WatchError::Root)?;
+        let root = store
+            .get(super::inode_store::ROOT_ID)
+            .map_err(WatchError::Root)?;
         let fd = store.fd(&root).map_err(WatchError::Root)?;
         watcher
             .watch(super::inode_store::ROOT_ID, &root, fd.as_fd())
@@ -225,7 +231,12 @@ impl Watcher {
     /// Watches `inode` (node `nodeid`, a descriptor `fd` for it) unless it
     /// already is. Called on the request path: no allocation unless the
     /// table outgrows its reserved room.
-    pub(crate) fn watch(&self, nodeid: u64, inode: &Inode, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    pub(crate) fn watch(
+        &self,
+        nodeid: u64,
+        inode: &Inode,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), Errno> {
         if inode.watch.load(Ordering::Acquire) >= 0 {
             return Ok(());
         }
@@ -399,7 +410,11 @@ impl WatchThread {
 
     /// Handles one event; false when the connection is gone.
     fn handle(&mut self, ev: Event<'_>) -> bool {
-        let key = (ev.wd, ev.mask, ev.name.map(|n| n.to_bytes().to_vec()).unwrap_or_default());
+        let key = (
+            ev.wd,
+            ev.mask,
+            ev.name.map(|n| n.to_bytes().to_vec()).unwrap_or_default(),
+        );
         if self.last.as_ref() == Some(&key) {
             return true;
         }
