@@ -149,6 +149,13 @@
 //! `AUTO_INVAL_DATA` additionally drops cached pages when a refreshed mtime
 //! differs. Writes through the mount are always write-through.
 //!
+//! For long lifetimes ([`CachePolicy::Always`], TTLs of hours) set
+//! [`PassthroughConfig::watch_host`]: the backend then watches the source
+//! with inotify (every directory the kernel has looked up) and, from a
+//! thread of its own, sends the kernel `INVAL_ENTRY` and `INVAL_INODE`
+//! notifications for every host change (see the `watch` module), so changes
+//! behind its back are seen within milliseconds.
+//!
 //! # Single-file sources
 //!
 //! A regular file as source is served as the root inode itself (mount with
