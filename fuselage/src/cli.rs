@@ -131,6 +131,10 @@ pub struct MountArgs {
     pub routes: Vec<RouteArg>,
     /// How long the kernel may cache (`--cache`).
     pub cache: CacheChoice,
+    /// Test-only: with `--cache always`, watch the source with inotify even
+    /// where fanotify works. Not an option: the binary sets it from
+    /// `FUSELAGE_TEST_WATCH_INOTIFY=1`.
+    pub watch_inotify_only: bool,
 }
 
 /// What a `--route` places at its path.
@@ -203,6 +207,7 @@ impl MountArgs {
             simulate_uring_refusal: false,
             routes: Vec::new(),
             cache: CacheChoice::Auto,
+            watch_inotify_only: false,
         }
     }
 }

@@ -6,8 +6,7 @@ use crate::registry::Backend;
 use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{
-    CachePolicy, PassthroughConfig, PassthroughFs, PassthroughStatusHandle, WatchStatus,
-    WatchStatusHandle,
+    CachePolicy, PassthroughConfig, PassthroughFs, PassthroughStatusHandle, WatchStatusHandle,
 };
 use fuselage_backends::router::Router;
 use fuselage_core::Filesystem;
@@ -199,6 +198,7 @@ fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, Serve
             passthrough: args.passthrough.mode(),
             read_only: args.read_only,
             max_lock_waiters: args.max_lock_waiters(),
+            watch_fanotify: !args.watch_inotify_only,
             ..PassthroughConfig::new(source)
         },
         true,
@@ -213,6 +213,10 @@ fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, Serve
     }
     Ok(Backend::new("passthrough", fs))
 }
+
+/// Test-only: the environment variable (`FUSELAGE_TEST_WATCH_INOTIFY=1`)
+/// from which the `fuselage` binary sets [`MountArgs::watch_inotify_only`].
+pub const INOTIFY_ENV: &str = "FUSELAGE_TEST_WATCH_INOTIFY";
 
 /// How long `--cache always` lets the kernel cache entries and attributes.
 pub const CACHE_ALWAYS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -274,11 +278,10 @@ pub fn memfs_cache(cache: CacheChoice, config: MemFsConfig) -> MemFsConfig {
 fn cache_word(cache: CacheChoice, watch: Option<&WatchStatusHandle>) -> (String, Option<String>) {
     match (cache, watch.map(WatchStatusHandle::status)) {
         (CacheChoice::Auto, _) => (String::new(), None),
-        (CacheChoice::Always, Some(WatchStatus::Failed(why))) => (
-            " cache=always(watch=none)".into(),
-            Some(format!("watch: {why}")),
+        (CacheChoice::Always, Some(st)) => (
+            format!(" cache=always(watch={})", st.name()),
+            st.fallback().map(|why| format!("watch: {why}")),
         ),
-        (CacheChoice::Always, Some(st)) => (format!(" cache=always(watch={})", st.name()), None),
         (mode, _) => (format!(" cache={}", mode.name()), None),
     }
 }

@@ -1,6 +1,8 @@
 //! End-to-end tests of `--cache never|auto|always` on a `--source` mount,
-//! on every transport (one `#[test]` per scenario and transport, see the
-//! `cache_rows!` invocation at the bottom).
+//! on every transport and with both host watchers (one `#[test]` per
+//! scenario, transport and watcher, see the `cache_rows!` invocation at the
+//! bottom: the plain rows let the server pick fanotify, the `inotify_*`
+//! rows force inotify).
 //!
 //! With `--cache always` the kernel may cache entries, attributes and
 //! negative lookups for a day and keeps pages across opens, so a change
@@ -27,14 +29,32 @@ use std::time::Duration;
 /// mount.
 const BOUND: Duration = Duration::from_secs(2);
 
-fn mount(transport: &'static str, cache: &str) -> MountedFs {
-    mount_backend(Backend::Passthrough, transport, cache)
+/// A row: a transport, and which host watcher `--cache always` uses.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    transport: &'static str,
+    /// Force inotify (`FUSELAGE_TEST_WATCH_INOTIFY=1`); otherwise the
+    /// server tries fanotify first.
+    inotify: bool,
 }
 
-fn mount_backend(backend: Backend, transport: &'static str, cache: &str) -> MountedFs {
+fn mount(row: Row, cache: &str) -> MountedFs {
+    mount_backend(Backend::Passthrough, row, cache)
+}
+
+fn mount_backend(backend: Backend, row: Row, cache: &str) -> MountedFs {
+    if row.inotify {
+        // Inherited by the server. nextest runs each test in a process of
+        // its own; under `cargo test` another row may see it too and then
+        // merely watches with inotify as well. It is never removed.
+        // SAFETY: no other thread of this test process reads the
+        // environment concurrently in a way that could race (set once,
+        // same value).
+        unsafe { std::env::set_var("FUSELAGE_TEST_WATCH_INOTIFY", "1") };
+    }
     let setup = Setup {
         backend,
-        transport,
+        transport: row.transport,
         options: &[],
     };
     MountedFs::mount(&setup, &["--cache", cache])
@@ -77,20 +97,29 @@ fn within_bound(what: &str, cond: impl FnMut() -> bool) {
     );
 }
 
-fn startup_line_names_the_watcher(transport: &'static str) {
-    let m = mount(transport, "always");
-    assert!(
-        m.mounted_line().contains(" cache=always(watch=inotify)"),
-        "{}",
-        m.mounted_line()
-    );
-    let never = mount(transport, "never");
+fn startup_line_names_the_watcher(row: Row) {
+    let m = mount(row, "always");
+    let line = m.mounted_line();
+    if row.inotify {
+        assert!(line.contains(" cache=always(watch=inotify)"), "{line}");
+        assert!(!line.contains("watch: fanotify"), "not tried: {line}");
+    } else {
+        // As root on a filesystem reporting file handles: fanotify; else
+        // inotify, saying why.
+        assert!(
+            line.contains(" cache=always(watch=fanotify)")
+                || (line.contains(" cache=always(watch=inotify)")
+                    && line.contains("watch: fanotify")),
+            "{line}"
+        );
+    }
+    let never = mount(row, "never");
     assert!(
         never.mounted_line().contains(" cache=never"),
         "{}",
         never.mounted_line()
     );
-    let auto = mount(transport, "auto");
+    let auto = mount(row, "auto");
     assert!(
         !auto.mounted_line().contains("cache="),
         "{}",
@@ -98,18 +127,14 @@ fn startup_line_names_the_watcher(transport: &'static str) {
     );
 }
 
-fn host_write_is_seen(transport: &'static str) {
-    host_write_is_seen_on(mount(transport, "always"));
+fn host_write_is_seen(row: Row) {
+    host_write_is_seen_on(mount(row, "always"));
 }
 
 /// Without kernel passthrough reads come from the page cache, kept across
 /// opens with `always`: the watcher must drop the pages, not only the size.
-fn host_write_is_seen_through_the_page_cache(transport: &'static str) {
-    host_write_is_seen_on(mount_backend(
-        Backend::PassthroughNoKernel,
-        transport,
-        "always",
-    ));
+fn host_write_is_seen_through_the_page_cache(row: Row) {
+    host_write_is_seen_on(mount_backend(Backend::PassthroughNoKernel, row, "always"));
 }
 
 fn host_write_is_seen_on(m: MountedFs) {
@@ -134,8 +159,8 @@ fn host_write_is_seen_on(m: MountedFs) {
     }
 }
 
-fn host_rename_is_seen(transport: &'static str) {
-    let m = mount(transport, "always");
+fn host_rename_is_seen(row: Row) {
+    let m = mount(row, "always");
     fs::write(src(&m).join("a"), b"renamed").unwrap();
     assert_eq!(fs::read(m.join("a")).unwrap(), b"renamed");
     // A negative entry for the new name, cached for a day.
@@ -147,8 +172,8 @@ fn host_rename_is_seen(transport: &'static str) {
     within_bound("listing after rename", || names(m.path()) == ["b"]);
 }
 
-fn host_unlink_is_seen(transport: &'static str) {
-    let m = mount(transport, "always");
+fn host_unlink_is_seen(row: Row) {
+    let m = mount(row, "always");
     fs::write(src(&m).join("gone"), b"x").unwrap();
     assert_eq!(size_of(&m.join("gone")), Some(1));
     assert_eq!(names(m.path()), ["gone"]);
@@ -157,8 +182,8 @@ fn host_unlink_is_seen(transport: &'static str) {
     within_bound("listing after unlink", || names(m.path()).is_empty());
 }
 
-fn host_create_is_seen(transport: &'static str) {
-    let m = mount(transport, "always");
+fn host_create_is_seen(row: Row) {
+    let m = mount(row, "always");
     fs::create_dir(src(&m).join("d")).unwrap();
     assert!(absent(&m.join("new")));
     assert!(absent(&m.join("d/new")));
@@ -174,8 +199,8 @@ fn host_create_is_seen(transport: &'static str) {
     within_bound("listing after create", || names(&m.join("d")) == ["new"]);
 }
 
-fn host_chmod_is_seen(transport: &'static str) {
-    let m = mount(transport, "always");
+fn host_chmod_is_seen(row: Row) {
+    let m = mount(row, "always");
     let host = src(&m).join("mode");
     fs::write(&host, b"x").unwrap();
     fs::set_permissions(&host, fs::Permissions::from_mode(0o644)).unwrap();
@@ -184,8 +209,8 @@ fn host_chmod_is_seen(transport: &'static str) {
     within_bound("chmod", || mode_of(&m.join("mode")) == Some(0o600));
 }
 
-fn never_sees_host_changes_at_once(transport: &'static str) {
-    let m = mount(transport, "never");
+fn never_sees_host_changes_at_once(row: Row) {
+    let m = mount(row, "never");
     fs::write(src(&m).join("f"), b"one").unwrap();
     assert_eq!(fs::read(m.join("f")).unwrap(), b"one");
     assert!(absent(&m.join("g")));
@@ -201,10 +226,10 @@ fn never_sees_host_changes_at_once(transport: &'static str) {
     assert!(absent(&m.join("g")));
 }
 
-fn auto_is_unchanged(transport: &'static str) {
+fn auto_is_unchanged(row: Row) {
     // `auto`: failed lookups are not cached, so a host create is seen at
     // once; attributes may be cached up to 1 s.
-    let m = mount(transport, "auto");
+    let m = mount(row, "auto");
     assert!(absent(&m.join("late")));
     fs::write(src(&m).join("late"), b"x").unwrap();
     assert_eq!(fs::read(m.join("late")).unwrap(), b"x");
@@ -215,40 +240,26 @@ fn auto_is_unchanged(transport: &'static str) {
 }
 
 macro_rules! cache_rows {
+    (@rows $module:ident, $transport:literal, $inotify:literal, $require:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    if !super::common::$require() {
+                        return;
+                    }
+                    super::$name(super::Row { transport: $transport, inotify: $inotify });
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    if !super::common::require_native_uring() {
-                        return;
-                    }
-                    super::$name("uring");
-                }
-            )*
-        }
-        mod uring_rw {
-            $(
-                #[test]
-                fn $name() {
-                    if !super::common::require_fuse() {
-                        return;
-                    }
-                    super::$name("uring-rw");
-                }
-            )*
-        }
-        mod blocking {
-            $(
-                #[test]
-                fn $name() {
-                    if !super::common::require_fuse() {
-                        return;
-                    }
-                    super::$name("blocking");
-                }
-            )*
-        }
+        cache_rows!(@rows uring, "uring", false, require_native_uring, $($name),*);
+        cache_rows!(@rows uring_rw, "uring-rw", false, require_fuse, $($name),*);
+        cache_rows!(@rows blocking, "blocking", false, require_fuse, $($name),*);
+        cache_rows!(@rows inotify_uring, "uring", true, require_native_uring, $($name),*);
+        cache_rows!(@rows inotify_uring_rw, "uring-rw", true, require_fuse, $($name),*);
+        cache_rows!(@rows inotify_blocking, "blocking", true, require_fuse, $($name),*);
     };
 }
 

@@ -755,6 +755,13 @@ impl InodeStore {
         Ok((id, inode))
     }
 
+    /// Opens (`O_PATH`) the inode a file handle names on the served
+    /// filesystem; `EOPNOTSUPP` without file handles.
+    pub(crate) fn open_handle(&self, handle: &sys::FileHandle) -> SysResult<OwnedFd> {
+        let mount = self.mount_fd.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        sys::open_by_handle(mount.as_fd(), handle, libc::O_PATH)
+    }
+
     /// The node id of the inode with identity `ids`, if the kernel knows it.
     pub(crate) fn node_of(&self, ids: &InodeIds) -> Option<u64> {
         read(&self.table).by_ids.get(ids).copied()

@@ -265,6 +265,10 @@ pub struct PassthroughConfig {
     /// the outcome is in [`PassthroughFs::watch_status_handle`].
     /// Default: false.
     pub watch_host: bool,
+    /// With [`watch_host`](Self::watch_host): try a fanotify mark on the
+    /// source's filesystem first (needs CAP_SYS_ADMIN, file handles and a
+    /// directory source), falling back to inotify. Default: true.
+    pub watch_fanotify: bool,
     /// Reads of at least this many bytes are answered with a file range
     /// (spliced); smaller ones are copied. Default: 64 KiB.
     pub splice_threshold: u32,
@@ -311,6 +315,7 @@ impl PassthroughConfig {
             negative_ttl: Duration::ZERO,
             cache: CachePolicy::Auto,
             watch_host: false,
+            watch_fanotify: true,
             splice_threshold: 64 * 1024,
             file_handles: true,
             max_cached_fds: None,
@@ -594,11 +599,13 @@ impl PassthroughFs {
                 fd.try_clone()
                     .map_err(|e| WatchError::Thread(e.to_string()))
             })
-            .and_then(|dev| watch::Watcher::start(self.store.clone(), dev));
+            .and_then(|dev| {
+                watch::Watcher::start(self.store.clone(), dev, self.config.watch_fanotify)
+            });
         let status = match started {
-            Ok(w) => {
+            Ok((w, status)) => {
                 let _ = self.watcher.set(w);
-                WatchStatus::Inotify
+                status
             }
             Err(e) => WatchStatus::Failed(e.to_string()),
         };
@@ -727,6 +734,7 @@ impl PassthroughFs {
         )?;
         let (id, inode) = self.store.insert_or_ref(fd, &st, place)?;
         if let Some(w) = self.watcher.get()
+            && w.per_directory()
             && inode.is_dir()
             && inode.watch.load(Ordering::Relaxed) < 0
             && let Ok(fd) = self.store.fd(&inode)

@@ -417,6 +417,17 @@ pub(crate) struct FileHandle {
     bytes: Box<[u8]>,
 }
 
+impl FileHandle {
+    /// A handle as the kernel reported it (e.g. in a fanotify event);
+    /// `None` if longer than `MAX_HANDLE_SZ`.
+    pub(crate) fn from_raw(handle_type: i32, bytes: &[u8]) -> Option<FileHandle> {
+        (bytes.len() <= MAX_HANDLE_SZ).then(|| FileHandle {
+            handle_type,
+            bytes: bytes.into(),
+        })
+    }
+}
+
 /// name_to_handle_at(2) of the inode `fd` refers to.
 pub(crate) fn name_to_handle(fd: BorrowedFd<'_>) -> SysResult<FileHandle> {
     let mut raw = RawFileHandle {

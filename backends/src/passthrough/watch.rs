@@ -3,12 +3,26 @@
 //! With long cache lifetimes ([`PassthroughConfig::watch_host`](super::PassthroughConfig::watch_host),
 //! what `--cache always` sets) the kernel would not see a file the host
 //! changed until its entry or attributes expire, a day later. The watcher
-//! closes that gap: it keeps an inotify watch on every directory the kernel
-//! has looked up (added when the directory enters the inode table, removed
-//! when the kernel forgets it; the root is watched from the start) and, for
-//! each host change, writes FUSE notifications to `/dev/fuse`:
+//! closes that gap with one of two kernel interfaces:
 //!
-//! | inotify event on `name` in a watched directory | notification |
+//! - **fanotify** (preferred): one mark on the source's whole filesystem
+//!   (`FAN_MARK_FILESYSTEM`, reporting the directory's file handle and the
+//!   entry's name, `FAN_REPORT_DFID_NAME`). It needs CAP_SYS_ADMIN, a
+//!   directory source, file handles (the inode table's own, so the
+//!   directory handle can be opened with open_by_handle_at and matched to
+//!   a node id by its identity) and a filesystem that reports them. The
+//!   request path does nothing at all for it. Events from outside the
+//!   source (the same filesystem) cost the watcher thread an
+//!   open_by_handle_at and a statx each and are then dropped.
+//! - **inotify** (where fanotify is refused): a watch on every directory the
+//!   kernel has looked up (added when the directory enters the inode table,
+//!   removed when the kernel forgets it; the root is watched from the
+//!   start).
+//!
+//! For each host change the watcher writes FUSE notifications to
+//! `/dev/fuse`:
+//!
+//! | event on `name` in a known directory | notification |
 //! |---|---|
 //! | `IN_CREATE`, `IN_DELETE`, `IN_MOVED_FROM`, `IN_MOVED_TO` | `INVAL_ENTRY (dir, name)` and `INVAL_INODE (dir)` (its size, times and cached listing) |
 //! | `IN_MODIFY`, `IN_CLOSE_WRITE` | `INVAL_INODE (child, 0, -1)`: attributes and all cached pages |
@@ -66,6 +80,21 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_MOVE_SELF
     | libc::IN_EXCL_UNLINK;
 
+/// The fanotify events of a filesystem mark (their bits equal inotify's).
+const FAN_MASK: u64 = libc::FAN_CREATE
+    | libc::FAN_DELETE
+    | libc::FAN_MOVED_FROM
+    | libc::FAN_MOVED_TO
+    | libc::FAN_ATTRIB
+    | libc::FAN_MODIFY
+    | libc::FAN_CLOSE_WRITE
+    | libc::FAN_DELETE_SELF
+    | libc::FAN_MOVE_SELF
+    | libc::FAN_ONDIR;
+
+/// Size of `struct fanotify_event_metadata`.
+const FAN_METADATA: usize = 24;
+
 /// Events that change a directory's names.
 const NAMESPACE: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
 
@@ -85,18 +114,34 @@ pub enum WatchStatus {
     /// false, or INIT not yet done).
     #[default]
     Off,
-    /// inotify watches on the directories the kernel has looked up.
-    Inotify,
+    /// A fanotify mark on the source's filesystem.
+    Fanotify,
+    /// inotify watches on the directories the kernel has looked up; with
+    /// why fanotify was not used, when it was tried.
+    Inotify {
+        /// Why fanotify was refused.
+        fallback: Option<String>,
+    },
     /// Watching was asked for and could not start; the reason.
     Failed(String),
 }
 
 impl WatchStatus {
-    /// The word for the startup line: `inotify`, `none`.
+    /// The word for the startup line: `fanotify`, `inotify`, `none`.
     pub fn name(&self) -> &'static str {
         match self {
-            WatchStatus::Inotify => "inotify",
+            WatchStatus::Fanotify => "fanotify",
+            WatchStatus::Inotify { .. } => "inotify",
             WatchStatus::Off | WatchStatus::Failed(_) => "none",
+        }
+    }
+
+    /// Why the watcher stepped down (fanotify refused, or no watcher).
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            WatchStatus::Inotify { fallback } => fallback.as_deref(),
+            WatchStatus::Failed(why) => Some(why),
+            WatchStatus::Off | WatchStatus::Fanotify => None,
         }
     }
 }
@@ -114,6 +159,15 @@ pub enum WatchError {
     Eventfd(Errno),
     /// The thread could not be started.
     Thread(String),
+    /// fanotify cannot serve this source (then inotify is tried).
+    Fanotify {
+        /// What failed: `fanotify_init`, `fanotify_mark`, ...
+        step: &'static str,
+        /// Why.
+        errno: Errno,
+    },
+    /// fanotify needs a directory source anchored by file handles.
+    NoHandles,
 }
 
 impl fmt::Display for WatchError {
@@ -133,6 +187,14 @@ impl fmt::Display for WatchError {
             ),
             WatchError::Eventfd(e) => write!(f, "eventfd failed ({})", os(e)),
             WatchError::Thread(e) => write!(f, "cannot start the watcher thread: {e}"),
+            WatchError::Fanotify { step, errno } => write!(
+                f,
+                "fanotify: {step} failed ({}; it needs CAP_SYS_ADMIN and a filesystem reporting file handles)",
+                os(errno)
+            ),
+            WatchError::NoHandles => {
+                f.write_str("fanotify: the source is a single file or not anchored by file handles")
+            }
         }
     }
 }
@@ -157,6 +219,8 @@ type WatchTable = Mutex<HashMap<i32, u64>>;
 
 /// The running watcher: the inotify instance, its table and its thread.
 pub(crate) struct Watcher {
+    kind: Kind,
+    /// The inotify or fanotify descriptor.
     inotify: Arc<OwnedFd>,
     table: Arc<WatchTable>,
     wake: Arc<OwnedFd>,
@@ -171,6 +235,57 @@ impl fmt::Debug for Watcher {
     }
 }
 
+/// Which interface reports changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fanotify,
+    Inotify,
+}
+
+/// A fanotify descriptor with a mark on the filesystem of the root `root`.
+fn fanotify(store: &InodeStore) -> Result<OwnedFd, WatchError> {
+    let root = store
+        .get(super::inode_store::ROOT_ID)
+        .map_err(|_| WatchError::NoHandles)?;
+    if !store.uses_handles() || !root.is_dir() {
+        return Err(WatchError::NoHandles);
+    }
+    let flags =
+        libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_DFID_NAME;
+    // SAFETY: fanotify_init has no memory-safety preconditions; checked.
+    let raw = unsafe { libc::fanotify_init(flags, (libc::O_RDONLY | libc::O_CLOEXEC) as u32) };
+    if raw < 0 {
+        return Err(WatchError::Fanotify {
+            step: "fanotify_init",
+            errno: errno(),
+        });
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let root_fd = store.fd(&root).map_err(|errno| WatchError::Fanotify {
+        step: "opening the root",
+        errno,
+    })?;
+    let path = ProcPath::new(root_fd.as_fd());
+    // SAFETY: the path is a NUL-terminated string on the stack.
+    let r = unsafe {
+        libc::fanotify_mark(
+            fd.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+            FAN_MASK,
+            libc::AT_FDCWD,
+            path.as_cstr().as_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(WatchError::Fanotify {
+            step: "fanotify_mark",
+            errno: errno(),
+        });
+    }
+    Ok(fd)
+}
+
 fn errno() -> Errno {
     Errno(
         std::io::Error::last_os_error()
@@ -180,17 +295,36 @@ fn errno() -> Errno {
 }
 
 impl Watcher {
-    /// Starts watching: an inotify instance with the root watched, and the
-    /// thread that turns its events into notifications on `device`.
-    pub(crate) fn start(store: Arc<InodeStore>, device: OwnedFd) -> Result<Watcher, WatchError> {
-        // SAFETY: inotify_init1 has no memory-safety preconditions; the
-        // result is checked before use.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if raw < 0 {
-            return Err(WatchError::Inotify(errno()));
-        }
-        // SAFETY: `raw` is a new descriptor that nothing else owns.
-        let inotify = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+    /// Starts watching: fanotify if `try_fanotify` and it can serve the
+    /// source, else an inotify instance with the root watched; and the
+    /// thread that turns events into notifications on `device`. Returns the
+    /// status to report.
+    pub(crate) fn start(
+        store: Arc<InodeStore>,
+        device: OwnedFd,
+        try_fanotify: bool,
+    ) -> Result<(Watcher, WatchStatus), WatchError> {
+        let fan = if try_fanotify {
+            fanotify(&store)
+        } else {
+            Err(WatchError::NoHandles)
+        };
+        let (kind, fd, status) = match fan {
+            Ok(fd) => (Kind::Fanotify, fd, WatchStatus::Fanotify),
+            Err(why) => {
+                // SAFETY: inotify_init1 has no memory-safety preconditions;
+                // the result is checked before use.
+                let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+                if raw < 0 {
+                    return Err(WatchError::Inotify(errno()));
+                }
+                let fallback = try_fanotify.then(|| why.to_string());
+                // SAFETY: `raw` is a new descriptor that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                (Kind::Inotify, fd, WatchStatus::Inotify { fallback })
+            }
+        };
+        let inotify = Arc::new(fd);
         // SAFETY: eventfd has no memory-safety preconditions; checked below.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if raw < 0 {
@@ -199,6 +333,7 @@ impl Watcher {
         // SAFETY: `raw` is a new descriptor that nothing else owns.
         let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
         let watcher = Watcher {
+            kind,
             inotify,
             table: Arc::new(Mutex::new(HashMap::with_capacity(4096))),
             wake,
@@ -213,6 +348,7 @@ impl Watcher {
             .map_err(WatchError::Root)?;
         drop(fd);
         let mut thread = WatchThread {
+            kind,
             store,
             inotify: watcher.inotify.clone(),
             table: watcher.table.clone(),
@@ -225,7 +361,7 @@ impl Watcher {
             .spawn(move || thread.run())
             .map_err(|e| WatchError::Thread(e.to_string()))?;
         *lock(&watcher.thread) = Some(handle);
-        Ok(watcher)
+        Ok((watcher, status))
     }
 
     /// Watches `inode` (node `nodeid`, a descriptor `fd` for it) unless it
@@ -237,7 +373,7 @@ impl Watcher {
         inode: &Inode,
         fd: BorrowedFd<'_>,
     ) -> Result<(), Errno> {
-        if inode.watch.load(Ordering::Acquire) >= 0 {
+        if self.kind == Kind::Fanotify || inode.watch.load(Ordering::Acquire) >= 0 {
             return Ok(());
         }
         let path = ProcPath::new(fd);
@@ -269,7 +405,12 @@ impl Watcher {
         }
     }
 
-    /// Watches held.
+    /// Whether directories need [`watch`](Self::watch) (inotify).
+    pub(crate) fn per_directory(&self) -> bool {
+        self.kind == Kind::Inotify
+    }
+
+    /// Watches held (inotify).
     pub(crate) fn len(&self) -> usize {
         lock(&self.table).len()
     }
@@ -353,7 +494,72 @@ fn events(buf: &[u8]) -> impl Iterator<Item = Event<'_>> {
     })
 }
 
+/// One fanotify event, borrowed from the read buffer: the mask, the
+/// directory's file handle (type, bytes) and the entry's name.
+#[derive(Clone, Copy)]
+struct FanEvent<'a> {
+    mask: u64,
+    fd: i32,
+    dir: Option<(i32, &'a [u8])>,
+    name: Option<&'a CStr>,
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+}
+
+/// Splits a buffer of fanotify events (`FAN_REPORT_DFID_NAME`).
+fn fan_events(buf: &[u8]) -> impl Iterator<Item = FanEvent<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = u32_at(buf, at)? as usize;
+        let event = buf.get(at..at + len).filter(|_| len >= FAN_METADATA)?;
+        at += len;
+        let meta_len = usize::from(u16_at(event, 6)?);
+        let mask = u64::from_ne_bytes(event.get(8..16)?.try_into().ok()?);
+        let fd = u32_at(event, 16)? as i32;
+        let mut ev = FanEvent {
+            mask,
+            fd,
+            dir: None,
+            name: None,
+        };
+        let mut info = event.get(meta_len..).unwrap_or_default();
+        // Each record: type u8, pad u8, len u16, fsid (8), then a
+        // file_handle {bytes u32, type i32, handle} and, for DFID_NAME, the
+        // NUL-terminated name.
+        while info.len() >= 4 {
+            let kind = info[0];
+            let rec_len = usize::from(u16_at(info, 2)?);
+            let Some(rec) = info.get(..rec_len).filter(|_| rec_len >= 4) else {
+                break;
+            };
+            info = &info[rec_len..];
+            if kind != libc::FAN_EVENT_INFO_TYPE_DFID_NAME && kind != libc::FAN_EVENT_INFO_TYPE_DFID
+            {
+                continue;
+            }
+            let hb = u32_at(rec, 12)? as usize;
+            let htype = u32_at(rec, 16)? as i32;
+            let handle = rec.get(20..20 + hb)?;
+            ev.dir = Some((htype, handle));
+            if kind == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
+                ev.name = rec
+                    .get(20 + hb..)
+                    .and_then(|n| CStr::from_bytes_until_nul(n).ok())
+                    .filter(|n| !n.is_empty() && n.to_bytes() != b".");
+            }
+        }
+        Some(ev)
+    })
+}
+
 struct WatchThread {
+    kind: Kind,
     store: Arc<InodeStore>,
     inotify: Arc<OwnedFd>,
     table: Arc<WatchTable>,
@@ -400,37 +606,37 @@ impl WatchThread {
             let len = n as usize;
             let raw: &[u8] = zerocopy::IntoBytes::as_bytes(buf.as_slice());
             self.last = None;
-            for ev in events(&raw[..len]) {
-                if !self.handle(ev) {
-                    return;
-                }
+            let alive = match self.kind {
+                Kind::Inotify => events(&raw[..len]).all(|ev| self.handle(ev)),
+                Kind::Fanotify => fan_events(&raw[..len]).all(|ev| self.handle_fan(ev)),
+            };
+            if !alive {
+                return;
             }
         }
     }
 
-    /// Handles one event; false when the connection is gone.
+    /// Whether `key` repeats the event just handled (then it is skipped).
+    fn repeated(&mut self, key: (i32, u32, Vec<u8>)) -> bool {
+        if self.last.as_ref() == Some(&key) {
+            return true;
+        }
+        self.last = Some(key);
+        false
+    }
+
+    /// Handles one inotify event; false when the connection is gone.
     fn handle(&mut self, ev: Event<'_>) -> bool {
         let key = (
             ev.wd,
             ev.mask,
             ev.name.map(|n| n.to_bytes().to_vec()).unwrap_or_default(),
         );
-        if self.last.as_ref() == Some(&key) {
+        if self.repeated(key) {
             return true;
         }
-        self.last = Some(key);
-        let sink = DeviceSink {
-            fd: self.device.as_fd(),
-            error: Cell::new(0),
-        };
-        let notify = Notifier::new(&sink);
         if ev.mask & libc::IN_Q_OVERFLOW != 0 {
-            let nodes: Vec<u64> = lock(&self.table).values().copied().collect();
-            for node in nodes {
-                notify.inval_inode(node, 0, -1);
-            }
-            notify.inc_epoch();
-            return sink.error.get() != libc::ENODEV;
+            return self.overflow();
         }
         if ev.mask & libc::IN_IGNORED != 0 {
             // The kernel dropped the watch (directory deleted, or removed).
@@ -440,21 +646,85 @@ impl WatchThread {
         let Some(&node) = lock(&self.table).get(&ev.wd) else {
             return true;
         };
-        let Some(name) = ev.name else {
+        self.apply(node, ev.mask, ev.name)
+    }
+
+    /// Handles one fanotify event; false when the connection is gone.
+    fn handle_fan(&mut self, ev: FanEvent<'_>) -> bool {
+        if ev.fd >= 0 {
+            // Not expected with FID reporting; never leak it.
+            // SAFETY: the event handed us this descriptor to own.
+            drop(unsafe { OwnedFd::from_raw_fd(ev.fd) });
+        }
+        if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+            return self.overflow();
+        }
+        let Some((htype, handle)) = ev.dir else {
+            return true;
+        };
+        // FAN_* event bits equal their IN_* counterparts.
+        let mask = (ev.mask & (FAN_MASK & !libc::FAN_ONDIR)) as u32;
+        let mut key = handle.to_vec();
+        key.push(0);
+        key.extend_from_slice(ev.name.map_or(&[][..], |n| n.to_bytes()));
+        if self.repeated((htype, mask, key)) {
+            return true;
+        }
+        let Some(node) = self.dir_node(htype, handle) else {
+            return true;
+        };
+        self.apply(node, mask, ev.name)
+    }
+
+    /// The node id of the directory a file handle names, if the kernel
+    /// knows it (events from outside the source find none).
+    fn dir_node(&self, htype: i32, handle: &[u8]) -> Option<u64> {
+        let handle = sys::FileHandle::from_raw(htype, handle)?;
+        let fd = self.store.open_handle(&handle).ok()?;
+        let st = sys::statx(fd.as_fd(), 0, super::inode_store::IDENTITY_MASK).ok()?;
+        self.store.node_of(&InodeIds::of(&st))
+    }
+
+    /// The event queue overflowed: invalidate everything we know of.
+    fn overflow(&self) -> bool {
+        let sink = DeviceSink {
+            fd: self.device.as_fd(),
+            error: Cell::new(0),
+        };
+        let notify = Notifier::new(&sink);
+        let mut nodes: Vec<u64> = lock(&self.table).values().copied().collect();
+        nodes.push(super::inode_store::ROOT_ID);
+        for node in nodes {
+            notify.inval_inode(node, 0, -1);
+        }
+        notify.inc_epoch();
+        sink.error.get() != libc::ENODEV
+    }
+
+    /// Sends the notifications for a change `mask` (inotify bits) of `name`
+    /// in directory `node` (of `node` itself without a name); false when
+    /// the connection is gone.
+    fn apply(&self, node: u64, mask: u32, name: Option<&CStr>) -> bool {
+        let sink = DeviceSink {
+            fd: self.device.as_fd(),
+            error: Cell::new(0),
+        };
+        let notify = Notifier::new(&sink);
+        let Some(name) = name else {
             notify.inval_inode(node, 0, -1);
             return sink.error.get() != libc::ENODEV;
         };
-        if ev.mask & NAMESPACE != 0 {
+        if mask & NAMESPACE != 0 {
             let _ = notify.inval_entry(node, name.to_bytes(), 0);
             if sink.error.get() == libc::ENODEV {
                 return false;
             }
             notify.inval_inode(node, 0, -1);
         }
-        if ev.mask & (DATA | CHILD_ATTRS) != 0
+        if mask & (DATA | CHILD_ATTRS) != 0
             && let Some(child) = self.child(node, name)
         {
-            if ev.mask & DATA != 0 {
+            if mask & DATA != 0 {
                 notify.inval_inode(child, 0, -1);
             } else {
                 notify.inval_inode(child, -1, 0);
@@ -509,8 +779,60 @@ mod tests {
     }
 
     #[test]
+    fn splits_fanotify_events() {
+        let mut buf = Vec::new();
+        let handle = [7u8; 8];
+        let name = b"file\0\0\0\0";
+        let rec_len = 4 + 8 + 8 + handle.len() + name.len();
+        let len = FAN_METADATA + rec_len;
+        buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        buf.extend_from_slice(&[3, 0]);
+        buf.extend_from_slice(&(FAN_METADATA as u16).to_ne_bytes());
+        buf.extend_from_slice(&(libc::FAN_CREATE | libc::FAN_ONDIR).to_ne_bytes());
+        buf.extend_from_slice(&(-1i32).to_ne_bytes());
+        buf.extend_from_slice(&42i32.to_ne_bytes());
+        buf.extend_from_slice(&[libc::FAN_EVENT_INFO_TYPE_DFID_NAME, 0]);
+        buf.extend_from_slice(&(rec_len as u16).to_ne_bytes());
+        buf.extend_from_slice(&[0; 8]);
+        buf.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+        buf.extend_from_slice(&1i32.to_ne_bytes());
+        buf.extend_from_slice(&handle);
+        buf.extend_from_slice(name);
+        // An overflow event: metadata only.
+        buf.extend_from_slice(&(FAN_METADATA as u32).to_ne_bytes());
+        buf.extend_from_slice(&[3, 0]);
+        buf.extend_from_slice(&(FAN_METADATA as u16).to_ne_bytes());
+        buf.extend_from_slice(&libc::FAN_Q_OVERFLOW.to_ne_bytes());
+        buf.extend_from_slice(&(-1i32).to_ne_bytes());
+        buf.extend_from_slice(&0i32.to_ne_bytes());
+        let got: Vec<_> = fan_events(&buf).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].mask, libc::FAN_CREATE | libc::FAN_ONDIR);
+        assert_eq!(got[0].fd, -1);
+        assert_eq!(got[0].dir, Some((1, &handle[..])));
+        assert_eq!(got[0].name, Some(c"file"));
+        assert_eq!(got[1].mask, libc::FAN_Q_OVERFLOW);
+        assert!(got[1].dir.is_none());
+        assert_eq!(fan_events(&buf[..len - 1]).count(), 0);
+    }
+
+    #[test]
+    fn fanotify_bits_are_inotify_bits() {
+        assert_eq!(libc::FAN_CREATE as u32, libc::IN_CREATE);
+        assert_eq!(libc::FAN_DELETE as u32, libc::IN_DELETE);
+        assert_eq!(libc::FAN_MOVED_FROM as u32, libc::IN_MOVED_FROM);
+        assert_eq!(libc::FAN_MOVED_TO as u32, libc::IN_MOVED_TO);
+        assert_eq!(libc::FAN_ATTRIB as u32, libc::IN_ATTRIB);
+        assert_eq!(libc::FAN_MODIFY as u32, libc::IN_MODIFY);
+        assert_eq!(libc::FAN_CLOSE_WRITE as u32, libc::IN_CLOSE_WRITE);
+        assert_eq!(libc::FAN_DELETE_SELF as u32, libc::IN_DELETE_SELF);
+        assert_eq!(libc::FAN_MOVE_SELF as u32, libc::IN_MOVE_SELF);
+    }
+
+    #[test]
     fn status_words() {
-        assert_eq!(WatchStatus::Inotify.name(), "inotify");
+        assert_eq!(WatchStatus::Fanotify.name(), "fanotify");
+        assert_eq!(WatchStatus::Inotify { fallback: None }.name(), "inotify");
         assert_eq!(WatchStatus::Failed("x".into()).name(), "none");
         assert_eq!(
             WatchError::NoDevice.to_string(),
