@@ -341,6 +341,9 @@ fn slot(nodeid: u64) -> usize {
 /// The inode table; see the [module docs](self).
 pub(crate) struct InodeStore {
     table: RwLock<Table>,
+    /// Counts inodes entering the table (for the host watcher's cache of
+    /// directory handles: an unknown directory may have become known).
+    entered: AtomicU64,
     /// An open (not `O_PATH`) descriptor on the served mount, for
     /// open_by_handle_at; `None` without file handles.
     mount_fd: Option<OwnedFd>,
@@ -391,6 +394,7 @@ impl InodeStore {
         by_ids.insert(ids, ROOT_ID);
         InodeStore {
             table: RwLock::new(Table { slab, by_ids }),
+            entered: AtomicU64::new(0),
             mount_fd,
             handles,
             cached: AtomicUsize::new(0),
@@ -748,6 +752,7 @@ impl InodeStore {
         let id = entry.key() as u64 + 1;
         entry.insert(inode.clone());
         t.by_ids.insert(ids, id);
+        self.entered.fetch_add(1, Ordering::Release);
         drop(t);
         if cached && self.cached.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cached {
             self.evict(false);
@@ -760,6 +765,11 @@ impl InodeStore {
     pub(crate) fn open_handle(&self, handle: &sys::FileHandle) -> SysResult<OwnedFd> {
         let mount = self.mount_fd.as_ref().ok_or(Errno::EOPNOTSUPP)?;
         sys::open_by_handle(mount.as_fd(), handle, libc::O_PATH)
+    }
+
+    /// How many inodes have entered the table so far.
+    pub(crate) fn entered(&self) -> u64 {
+        self.entered.load(Ordering::Acquire)
     }
 
     /// The node id of the inode with identity `ids`, if the kernel knows it.

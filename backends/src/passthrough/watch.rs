@@ -355,6 +355,8 @@ impl Watcher {
             wake: watcher.wake.clone(),
             device,
             last: None,
+            dirs: HashMap::new(),
+            dirs_at: 0,
         };
         let handle = std::thread::Builder::new()
             .name("fuselage-watch".into())
@@ -567,7 +569,14 @@ struct WatchThread {
     device: OwnedFd,
     /// The last event handled (wd, mask, name), to send a burst once.
     last: Option<(i32, u32, Vec<u8>)>,
+    /// fanotify: directory handles already resolved (`None`: not a node),
+    /// valid while no inode entered the table ([`InodeStore::entered`]).
+    dirs: HashMap<(i32, Vec<u8>), Option<u64>>,
+    dirs_at: u64,
 }
+
+/// Most directory handles [`WatchThread::dirs`] remembers.
+const DIR_CACHE_MAX: usize = 65536;
 
 impl WatchThread {
     fn run(&mut self) {
@@ -677,12 +686,28 @@ impl WatchThread {
     }
 
     /// The node id of the directory a file handle names, if the kernel
-    /// knows it (events from outside the source find none).
-    fn dir_node(&self, htype: i32, handle: &[u8]) -> Option<u64> {
-        let handle = sys::FileHandle::from_raw(htype, handle)?;
-        let fd = self.store.open_handle(&handle).ok()?;
-        let st = sys::statx(fd.as_fd(), 0, super::inode_store::IDENTITY_MASK).ok()?;
-        self.store.node_of(&InodeIds::of(&st))
+    /// knows it (events from outside the source find none). Answers are
+    /// remembered until an inode enters the table, so a busy directory
+    /// elsewhere on the filesystem costs a hash lookup per event, not an
+    /// open_by_handle_at and a statx. (A remembered node the kernel has
+    /// forgotten since only earns an ignored `ENOENT`.)
+    fn dir_node(&mut self, htype: i32, handle: &[u8]) -> Option<u64> {
+        let now = self.store.entered();
+        if now != self.dirs_at || self.dirs.len() >= DIR_CACHE_MAX {
+            self.dirs.clear();
+            self.dirs_at = now;
+        }
+        let key = (htype, handle.to_vec());
+        if let Some(&node) = self.dirs.get(&key) {
+            return node;
+        }
+        let node = sys::FileHandle::from_raw(htype, handle).and_then(|h| {
+            let fd = self.store.open_handle(&h).ok()?;
+            let st = sys::statx(fd.as_fd(), 0, super::inode_store::IDENTITY_MASK).ok()?;
+            self.store.node_of(&InodeIds::of(&st))
+        });
+        self.dirs.insert(key, node);
+        node
     }
 
     /// The event queue overflowed: invalidate everything we know of.
