@@ -151,8 +151,8 @@
 //!
 //! For long lifetimes ([`CachePolicy::Always`], TTLs of hours) set
 //! [`PassthroughConfig::watch_host`]: the backend then watches the source
-//! with inotify (every directory the kernel has looked up) and, from a
-//! thread of its own, sends the kernel `INVAL_ENTRY` and `INVAL_INODE`
+//! (a fanotify mark on its filesystem, or inotify on every directory the
+//! kernel has looked up) and, from a thread of its own, sends the kernel `INVAL_ENTRY` and `INVAL_INODE`
 //! notifications for every host change (see the `watch` module), so changes
 //! behind its back are seen within milliseconds.
 //!
@@ -258,7 +258,8 @@ pub struct PassthroughConfig {
     pub negative_ttl: Duration,
     /// Page cache across opens. Default: [`CachePolicy::Auto`].
     pub cache: CachePolicy,
-    /// Watch the source for changes made on the host (inotify on every
+    /// Watch the source for changes made on the host (fanotify, see
+    /// [`watch_fanotify`](Self::watch_fanotify), else inotify on every
     /// directory the kernel has looked up) and push them to the kernel as
     /// invalidations, so long TTLs stay honest; see the `watch` module.
     /// Starts once INIT is done and needs [`PassthroughFs::set_device_fd`];
