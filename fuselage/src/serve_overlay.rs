@@ -60,4 +60,13 @@ impl Served for OverlayFs {
         let handle = self.status_handle();
         Box::new(move || handle.words())
     }
+    /// Layers are not watched in this version (the overlay's node ids are
+    /// its own): `--cache always` says so in the startup line.
+    fn watch_handle(&self) -> Option<fuselage_backends::passthrough::WatchStatusHandle> {
+        use fuselage_backends::passthrough::{WatchStatus, WatchStatusHandle};
+        Some(WatchStatusHandle::fixed(WatchStatus::Failed(
+            "overlay layers are not watched: host changes under them show when the TTL expires"
+                .into(),
+        )))
+    }
 }

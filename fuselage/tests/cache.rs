@@ -127,6 +127,35 @@ fn startup_line_names_the_watcher(row: Row) {
     );
 }
 
+fn memfs_and_overlay_take_the_mode(row: Row) {
+    let m = mount_backend(Backend::Memfs, row, "always");
+    let line = m.mounted_line();
+    assert!(
+        line.ends_with(" cache=always"),
+        "memfs needs no watcher: {line}"
+    );
+    fs::write(m.join("f"), b"in memory").unwrap();
+    assert_eq!(fs::read(m.join("f")).unwrap(), b"in memory");
+    assert_eq!(size_of(&m.join("f")), Some(9));
+    let m = mount_backend(Backend::Memfs, row, "never");
+    assert!(
+        m.mounted_line().ends_with(" cache=never"),
+        "{}",
+        m.mounted_line()
+    );
+    fs::write(m.join("f"), b"x").unwrap();
+    assert_eq!(size_of(&m.join("f")), Some(1));
+    let o = mount_backend(Backend::Overlay, row, "always");
+    let line = o.mounted_line();
+    assert!(
+        line.contains(" cache=always(watch=none)")
+            && line.contains("(fallback: watch: overlay layers are not watched"),
+        "{line}"
+    );
+    fs::write(o.join("f"), b"upper").unwrap();
+    assert_eq!(fs::read(o.join("f")).unwrap(), b"upper");
+}
+
 fn host_write_is_seen(row: Row) {
     host_write_is_seen_on(mount(row, "always"));
 }
@@ -273,4 +302,5 @@ cache_rows!(
     host_chmod_is_seen,
     never_sees_host_changes_at_once,
     auto_is_unchanged,
+    memfs_and_overlay_take_the_mode,
 );

@@ -207,6 +207,12 @@ impl std::error::Error for WatchError {}
 pub struct WatchStatusHandle(pub(crate) Arc<Mutex<WatchStatus>>);
 
 impl WatchStatusHandle {
+    /// A handle that always reports `status` (for a backend that reports a
+    /// decision of its own, e.g. an overlay whose layers are not watched).
+    pub fn fixed(status: WatchStatus) -> WatchStatusHandle {
+        WatchStatusHandle(Arc::new(Mutex::new(status)))
+    }
+
     /// The current state.
     pub fn status(&self) -> WatchStatus {
         lock(&self.0).clone()
