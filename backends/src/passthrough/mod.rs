@@ -1001,7 +1001,7 @@ impl Filesystem for PassthroughFs {
     fn destroy(&self) {
         self.shutdown.store(true, Ordering::Release);
         if let Some(w) = self.watcher.get() {
-            w.stop();
+            w.signal();
         }
     }
 

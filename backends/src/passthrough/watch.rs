@@ -428,6 +428,14 @@ impl Watcher {
         let Some(handle) = lock(&self.thread).take() else {
             return;
         };
+        self.signal();
+        let _ = handle.join();
+    }
+
+    /// Tells the thread to end without waiting for it (for DESTROY, which a
+    /// worker serves: joining there could wait for an invalidation that
+    /// waits for a worker). Dropping the watcher joins.
+    pub(crate) fn signal(&self) {
         let one = 1u64;
         // SAFETY: writes 8 bytes from a live local to our eventfd.
         unsafe {
@@ -437,7 +445,6 @@ impl Watcher {
                 std::mem::size_of::<u64>(),
             )
         };
-        let _ = handle.join();
     }
 }
 
