@@ -12,8 +12,10 @@
 //!   directory handle can be opened with open_by_handle_at and matched to
 //!   a node id by its identity) and a filesystem that reports them. The
 //!   request path does nothing at all for it. Events from outside the
-//!   source (the same filesystem) cost the watcher thread an
-//!   open_by_handle_at and a statx each and are then dropped.
+//!   source (the same filesystem) reach the watcher thread too: the first
+//!   from a directory costs an open_by_handle_at and a statx, later ones a
+//!   hash lookup (answers are remembered until an inode enters the table),
+//!   and they are dropped.
 //! - **inotify** (where fanotify is refused): a watch on every directory the
 //!   kernel has looked up (added when the directory enters the inode table,
 //!   removed when the kernel forgets it; the root is watched from the
@@ -50,8 +52,8 @@
 //! When the event queue overflows (`IN_Q_OVERFLOW`), every watched
 //! directory and the connection's dentries (`NOTIFY_INC_EPOCH`, 7.44+) are
 //! invalidated. The watches count against `fs.inotify.max_user_watches`;
-//! beyond it a directory is served without a watch (logged once in the
-//! status).
+//! beyond it a directory is served without a watch (its entries then
+//! expire with the TTL only).
 
 use super::inode_store::{Inode, InodeIds, InodeStore, lock};
 use super::proc_fd::ProcPath;
