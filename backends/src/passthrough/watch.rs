@@ -582,12 +582,48 @@ struct WatchThread {
     table: Arc<WatchTable>,
     wake: Arc<OwnedFd>,
     device: OwnedFd,
-    /// The last event handled (wd, mask, name), to send a burst once.
-    last: Option<(i32, u32, Vec<u8>)>,
-    /// fanotify: directory handles already resolved (`None`: not a node),
-    /// valid while no inode entered the table ([`InodeStore::entered`]).
-    dirs: HashMap<(i32, Vec<u8>), Option<u64>>,
+    /// The last event handled, to send a burst once.
+    last: Option<EventKey>,
+    /// fanotify: directory handles (type, then bytes) already resolved
+    /// (`None`: not a node), valid while no inode entered the table
+    /// ([`InodeStore::entered`]).
+    dirs: HashMap<Vec<u8>, Option<u64>>,
     dirs_at: u64,
+}
+
+/// What identifies an event (watch or handle type, mask, then handle and
+/// name bytes), in a fixed buffer: comparing with the last one allocates
+/// nothing.
+struct EventKey {
+    id: i32,
+    mask: u32,
+    len: usize,
+    bytes: [u8; 512],
+}
+
+impl EventKey {
+    /// The key of these parts; `None` if they do not fit (then the event is
+    /// never taken for a repeat).
+    fn new(id: i32, mask: u32, parts: &[&[u8]]) -> Option<EventKey> {
+        let mut key = EventKey {
+            id,
+            mask,
+            len: 0,
+            bytes: [0; 512],
+        };
+        for part in parts {
+            let end = key.len + part.len() + 1;
+            key.bytes.get_mut(key.len..end - 1)?.copy_from_slice(part);
+            key.len = end;
+        }
+        Some(key)
+    }
+
+    fn same(&self, other: &EventKey) -> bool {
+        self.id == other.id
+            && self.mask == other.mask
+            && self.bytes[..self.len] == other.bytes[..other.len]
+    }
 }
 
 /// Most directory handles [`WatchThread::dirs`] remembers.
@@ -641,22 +677,20 @@ impl WatchThread {
     }
 
     /// Whether `key` repeats the event just handled (then it is skipped).
-    fn repeated(&mut self, key: (i32, u32, Vec<u8>)) -> bool {
-        if self.last.as_ref() == Some(&key) {
+    fn repeated(&mut self, key: Option<EventKey>) -> bool {
+        if let (Some(last), Some(key)) = (&self.last, &key)
+            && last.same(key)
+        {
             return true;
         }
-        self.last = Some(key);
+        self.last = key;
         false
     }
 
     /// Handles one inotify event; false when the connection is gone.
     fn handle(&mut self, ev: Event<'_>) -> bool {
-        let key = (
-            ev.wd,
-            ev.mask,
-            ev.name.map(|n| n.to_bytes().to_vec()).unwrap_or_default(),
-        );
-        if self.repeated(key) {
+        let name = ev.name.map_or(&[][..], |n| n.to_bytes());
+        if self.repeated(EventKey::new(ev.wd, ev.mask, &[name])) {
             return true;
         }
         if ev.mask & libc::IN_Q_OVERFLOW != 0 {
@@ -688,10 +722,8 @@ impl WatchThread {
         };
         // FAN_* event bits equal their IN_* counterparts.
         let mask = (ev.mask & (FAN_MASK & !libc::FAN_ONDIR)) as u32;
-        let mut key = handle.to_vec();
-        key.push(0);
-        key.extend_from_slice(ev.name.map_or(&[][..], |n| n.to_bytes()));
-        if self.repeated((htype, mask, key)) {
+        let name = ev.name.map_or(&[][..], |n| n.to_bytes());
+        if self.repeated(EventKey::new(htype, mask, &[handle, name])) {
             return true;
         }
         let Some(node) = self.dir_node(htype, handle) else {
@@ -712,8 +744,11 @@ impl WatchThread {
             self.dirs.clear();
             self.dirs_at = now;
         }
-        let key = (htype, handle.to_vec());
-        if let Some(&node) = self.dirs.get(&key) {
+        let mut key = [0u8; 4 + 128];
+        let len = 4 + handle.len();
+        key.get_mut(4..len)?.copy_from_slice(handle);
+        key[..4].copy_from_slice(&htype.to_ne_bytes());
+        if let Some(&node) = self.dirs.get(&key[..len]) {
             return node;
         }
         let node = sys::FileHandle::from_raw(htype, handle).and_then(|h| {
@@ -721,7 +756,7 @@ impl WatchThread {
             let st = sys::statx(fd.as_fd(), 0, super::inode_store::IDENTITY_MASK).ok()?;
             self.store.node_of(&InodeIds::of(&st))
         });
-        self.dirs.insert(key, node);
+        self.dirs.insert(key[..len].to_vec(), node);
         node
     }
 
@@ -867,6 +902,15 @@ mod tests {
         assert_eq!(libc::FAN_CLOSE_WRITE as u32, libc::IN_CLOSE_WRITE);
         assert_eq!(libc::FAN_DELETE_SELF as u32, libc::IN_DELETE_SELF);
         assert_eq!(libc::FAN_MOVE_SELF as u32, libc::IN_MOVE_SELF);
+    }
+
+    #[test]
+    fn event_keys_compare_without_allocating() {
+        let a = EventKey::new(3, 2, &[b"h", b"name"]).unwrap();
+        assert!(a.same(&EventKey::new(3, 2, &[b"h", b"name"]).unwrap()));
+        assert!(!a.same(&EventKey::new(3, 2, &[b"hn", b"ame"]).unwrap()));
+        assert!(!a.same(&EventKey::new(3, 8, &[b"h", b"name"]).unwrap()));
+        assert!(EventKey::new(1, 1, &[&[0u8; 600]]).is_none());
     }
 
     #[test]
