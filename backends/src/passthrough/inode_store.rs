@@ -760,11 +760,12 @@ impl InodeStore {
         Ok((id, inode))
     }
 
-    /// Opens (`O_PATH`) the inode a file handle names on the served
-    /// filesystem; `EOPNOTSUPP` without file handles.
-    pub(crate) fn open_handle(&self, handle: &sys::FileHandle) -> SysResult<OwnedFd> {
+    /// Opens (`O_PATH`) the inode a file handle (type and bytes) names on
+    /// the served filesystem, without allocating; `EOPNOTSUPP` without file
+    /// handles.
+    pub(crate) fn open_handle(&self, handle_type: i32, bytes: &[u8]) -> SysResult<OwnedFd> {
         let mount = self.mount_fd.as_ref().ok_or(Errno::EOPNOTSUPP)?;
-        sys::open_by_handle(mount.as_fd(), handle, libc::O_PATH)
+        sys::open_by_raw_handle(mount.as_fd(), handle_type, bytes, libc::O_PATH)
     }
 
     /// How many inodes have entered the table so far.

@@ -363,7 +363,7 @@ impl Watcher {
             wake: watcher.wake.clone(),
             device,
             last: None,
-            dirs: HashMap::new(),
+            dirs: HashMap::with_capacity(DIR_CACHE_MAX),
             dirs_at: 0,
         };
         let handle = std::thread::Builder::new()
@@ -584,10 +584,10 @@ struct WatchThread {
     device: OwnedFd,
     /// The last event handled, to send a burst once.
     last: Option<EventKey>,
-    /// fanotify: directory handles (type, then bytes) already resolved
-    /// (`None`: not a node), valid while no inode entered the table
-    /// ([`InodeStore::entered`]).
-    dirs: HashMap<Vec<u8>, Option<u64>>,
+    /// fanotify: directory handles already resolved (`None`: not a node),
+    /// valid while no inode entered the table ([`InodeStore::entered`]);
+    /// room reserved once, so remembering allocates nothing.
+    dirs: HashMap<DirKey, Option<u64>>,
     dirs_at: u64,
 }
 
@@ -626,8 +626,29 @@ impl EventKey {
     }
 }
 
-/// Most directory handles [`WatchThread::dirs`] remembers.
-const DIR_CACHE_MAX: usize = 65536;
+/// Most directory handles [`WatchThread::dirs`] remembers (the table is
+/// cleared when full rather than grown).
+const DIR_CACHE_MAX: usize = 1024;
+
+/// A directory's file handle as a fixed-size key: type, length, bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct DirKey {
+    handle_type: i32,
+    len: u8,
+    bytes: [u8; 128],
+}
+
+impl DirKey {
+    fn new(handle_type: i32, handle: &[u8]) -> Option<DirKey> {
+        let mut bytes = [0; 128];
+        bytes.get_mut(..handle.len())?.copy_from_slice(handle);
+        Some(DirKey {
+            handle_type,
+            len: handle.len() as u8,
+            bytes,
+        })
+    }
+}
 
 impl WatchThread {
     fn run(&mut self) {
@@ -744,19 +765,16 @@ impl WatchThread {
             self.dirs.clear();
             self.dirs_at = now;
         }
-        let mut key = [0u8; 4 + 128];
-        let len = 4 + handle.len();
-        key.get_mut(4..len)?.copy_from_slice(handle);
-        key[..4].copy_from_slice(&htype.to_ne_bytes());
-        if let Some(&node) = self.dirs.get(&key[..len]) {
+        let key = DirKey::new(htype, handle)?;
+        if let Some(&node) = self.dirs.get(&key) {
             return node;
         }
-        let node = sys::FileHandle::from_raw(htype, handle).and_then(|h| {
-            let fd = self.store.open_handle(&h).ok()?;
+        let node = (|| {
+            let fd = self.store.open_handle(htype, handle).ok()?;
             let st = sys::statx(fd.as_fd(), 0, super::inode_store::IDENTITY_MASK).ok()?;
             self.store.node_of(&InodeIds::of(&st))
-        });
-        self.dirs.insert(key[..len].to_vec(), node);
+        })();
+        self.dirs.insert(key, node);
         node
     }
 
