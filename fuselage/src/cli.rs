@@ -36,6 +36,32 @@ pub enum PassthroughChoice {
     Off,
 }
 
+/// How long the kernel may cache entries, attributes and data (`--cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheChoice {
+    /// No caching: entry and attribute TTLs 0, no page cache kept across
+    /// opens; every host change is seen at once.
+    Never,
+    /// Each backend's own defaults (what fuselage always did).
+    #[default]
+    Auto,
+    /// Long TTLs (a day), negative lookups cached, page cache kept across
+    /// opens; a host source is watched and changes are pushed to the kernel
+    /// as invalidations.
+    Always,
+}
+
+impl CacheChoice {
+    /// The spelling on the command line and in the startup line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheChoice::Never => "never",
+            CacheChoice::Auto => "auto",
+            CacheChoice::Always => "always",
+        }
+    }
+}
+
 /// The overlay's writable upper layer (`--upper`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpperChoice {
@@ -103,6 +129,12 @@ pub struct MountArgs {
     pub simulate_uring_refusal: bool,
     /// Backends placed at paths inside the mount (`--route SUBPATH=SPEC`).
     pub routes: Vec<RouteArg>,
+    /// How long the kernel may cache (`--cache`).
+    pub cache: CacheChoice,
+    /// Test-only: with `--cache always`, watch the source with inotify even
+    /// where fanotify works. Not an option: the binary sets it from
+    /// `FUSELAGE_TEST_WATCH_INOTIFY=1`.
+    pub watch_inotify_only: bool,
 }
 
 /// What a `--route` places at its path.
@@ -174,6 +206,8 @@ impl MountArgs {
             background: false,
             simulate_uring_refusal: false,
             routes: Vec::new(),
+            cache: CacheChoice::Auto,
+            watch_inotify_only: false,
         }
     }
 }
@@ -312,6 +346,10 @@ Options:
                          `memory` (a private tmpfs of --size bytes)
   --route SUBPATH=SPEC   place another backend at SUBPATH inside the mount; SPEC is
                          memory, a host directory or a single host file; repeatable
+  --cache MODE           never | auto (default) | always: how long the kernel
+                         may cache entries, attributes and data; always
+                         watches a host source and pushes invalidations
+                         (see the README)
   --poll-us N            native io_uring: each queue thread keeps polling for N
                          microseconds after its last request before sleeping,
                          so unpinned callers stay on their CPU; costs CPU
@@ -320,7 +358,7 @@ Options:
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
                          passthrough=, lower=, upper=, route=, ro, allow_other,
-                         no_auto_unmount, size=, poll_us=), plus debug, fsname=,
+                         no_auto_unmount, size=, poll_us=, cache=), plus debug, fsname=,
                          subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
                          (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
@@ -408,6 +446,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             "--size" => m.size = Some(size(value("--size")?, "--size")?),
             "--poll-us" => m.poll_us = poll_us(value("--poll-us")?, "--poll-us")?,
             "--route" => m.routes.push(route(&value("--route")?)?),
+            "--cache" => m.cache = cache(value("--cache")?, "--cache")?,
             "-o" => {
                 let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
                 apply_mount_options(&mut m, &opts)?;
@@ -525,6 +564,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             "size" => m.size = Some(size(need("-o size=")?, "-o size")?),
             "poll_us" => m.poll_us = poll_us(need("-o poll_us=")?, "-o poll_us")?,
             "route" => m.routes.push(route(&need("-o route=")?)?),
+            "cache" => m.cache = cache(need("-o cache=")?, "-o cache")?,
             "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
             "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
             "max_read" => {
@@ -625,6 +665,21 @@ fn transport(v: String, option: &'static str) -> Result<TransportChoice, UsageEr
                 option,
                 value: v,
                 expected: "auto, uring, uring-rw or blocking",
+            });
+        }
+    })
+}
+
+fn cache(v: String, option: &'static str) -> Result<CacheChoice, UsageError> {
+    Ok(match v.as_str() {
+        "never" => CacheChoice::Never,
+        "auto" => CacheChoice::Auto,
+        "always" => CacheChoice::Always,
+        _ => {
+            return Err(UsageError::BadValue {
+                option,
+                value: v,
+                expected: "never, auto or always",
             });
         }
     })
@@ -907,6 +962,60 @@ mod tests {
             p(&["memory", "/a", "/b"]),
             Err(UsageError::ExtraArgument(_))
         ));
+    }
+
+    #[test]
+    fn parses_cache_modes() {
+        let mode = |args: &[&str]| match p(args) {
+            Ok(Command::Mount(m)) => Ok(m.cache),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(mode(&["mount", "/mnt"]), Ok(CacheChoice::Auto));
+        assert_eq!(
+            mode(&["mount", "--cache", "never", "/mnt"]),
+            Ok(CacheChoice::Never)
+        );
+        assert_eq!(
+            mode(&["mount", "--cache=always", "/mnt"]),
+            Ok(CacheChoice::Always)
+        );
+        assert_eq!(
+            mode(&["mount", "--cache", "auto", "/mnt"]),
+            Ok(CacheChoice::Auto)
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "cache=always", "/mnt"]),
+            Ok(CacheChoice::Always)
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "ro,cache=never", "/mnt"]),
+            Ok(CacheChoice::Never)
+        );
+        assert_eq!(
+            mode(&["mount", "--cache", "sometimes", "/mnt"]),
+            Err(UsageError::BadValue {
+                option: "--cache",
+                value: "sometimes".into(),
+                expected: "never, auto or always",
+            })
+        );
+        assert!(matches!(
+            mode(&["mount", "-o", "cache=", "/mnt"]),
+            Err(UsageError::BadValue {
+                option: "-o cache",
+                ..
+            })
+        ));
+        assert_eq!(
+            mode(&["mount", "-o", "cache", "/mnt"]),
+            Err(UsageError::MissingValue("-o cache="))
+        );
+        assert_eq!(
+            mode(&["mount", "--cache"]),
+            Err(UsageError::MissingValue("--cache"))
+        );
+        assert_eq!(CacheChoice::Always.name(), "always");
     }
 
     #[test]

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
             // Test-only switch, read once at startup (see `transport::DENY_ENV`).
             args.simulate_uring_refusal =
                 std::env::var_os(fuselage::transport::DENY_ENV).is_some_and(|v| v == "1");
+            // Test-only: watch with inotify even where fanotify works.
+            args.watch_inotify_only =
+                std::env::var_os(fuselage::serve::INOTIFY_ENV).is_some_and(|v| v == "1");
             // The mount.fuse form detaches before anything starts; the
             // parent returns once the mount is live (or with the error).
             let mut detached = if args.background {

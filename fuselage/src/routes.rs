@@ -2,7 +2,7 @@
 //! the startup line's `route=` words.
 
 use crate::cli::{MountArgs, RouteSpec};
-use crate::serve::{ServeError, default_memfs_size};
+use crate::serve::{ServeError, default_memfs_size, memfs_cache, passthrough_cache};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs};
 use fuselage_backends::router::Router;
@@ -19,12 +19,15 @@ pub fn build<R: Filesystem>(args: &MountArgs, root: R) -> Result<Router<R>, Serv
     let mut routes = Vec::with_capacity(args.routes.len());
     for route in &args.routes {
         let fs = match &route.spec {
-            RouteSpec::Memory => StockFs::Memory(MemFs::new(MemFsConfig {
-                capacity_bytes: default_memfs_size(),
-                uid,
-                gid,
-                ..MemFsConfig::default()
-            })),
+            RouteSpec::Memory => StockFs::Memory(MemFs::new(memfs_cache(
+                args.cache,
+                MemFsConfig {
+                    capacity_bytes: default_memfs_size(),
+                    uid,
+                    gid,
+                    ..MemFsConfig::default()
+                },
+            ))),
             RouteSpec::Host(host) => {
                 // The backend reaches its files through /proc/self/fd.
                 if let Err(e) = crate::procfs::ensure_mounted() {
@@ -33,12 +36,18 @@ pub fn build<R: Filesystem>(args: &MountArgs, root: R) -> Result<Router<R>, Serv
                         route.path
                     )));
                 }
-                let fs = PassthroughFs::new(PassthroughConfig {
-                    passthrough: args.passthrough.mode(),
-                    read_only: args.read_only,
-                    max_lock_waiters: args.max_lock_waiters(),
-                    ..PassthroughConfig::new(host)
-                })
+                // A route's node ids are rewritten by the router, so its
+                // backend cannot address the kernel itself: no host watch.
+                let fs = PassthroughFs::new(passthrough_cache(
+                    args.cache,
+                    PassthroughConfig {
+                        passthrough: args.passthrough.mode(),
+                        read_only: args.read_only,
+                        max_lock_waiters: args.max_lock_waiters(),
+                        ..PassthroughConfig::new(host)
+                    },
+                    false,
+                ))
                 .map_err(|e| ServeError::Options(format!("--route {}: {e}", route.path)))?;
                 StockFs::Host(fs)
             }

@@ -1,11 +1,13 @@
 //! `fuselage mount`: choose a backend and transport, mount, serve, unmount.
 
-use crate::cli::{MountArgs, PassthroughChoice, TransportChoice};
+use crate::cli::{CacheChoice, MountArgs, PassthroughChoice, TransportChoice};
 use crate::log;
 use crate::registry::Backend;
 use crate::transport::{Choice, ServeInfo as UringServeInfo, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
-use fuselage_backends::passthrough::{PassthroughConfig, PassthroughFs, PassthroughStatusHandle};
+use fuselage_backends::passthrough::{
+    CachePolicy, PassthroughConfig, PassthroughFs, PassthroughStatusHandle, WatchStatusHandle,
+};
 use fuselage_backends::router::Router;
 use fuselage_backends::stock::{StockFs, StockRoot};
 use fuselage_core::Filesystem;
@@ -16,6 +18,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Why `fuselage mount` could not start or serve.
 #[derive(Debug)]
@@ -160,12 +163,15 @@ pub(crate) fn stock_backend(args: &MountArgs) -> Result<Backend, ServeError> {
     let size = args.size.unwrap_or_else(default_memfs_size);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = MemFs::new(MemFsConfig {
-        capacity_bytes: size,
-        uid,
-        gid,
-        ..MemFsConfig::default()
-    });
+    let fs = MemFs::new(memfs_cache(
+        args.cache,
+        MemFsConfig {
+            capacity_bytes: size,
+            uid,
+            gid,
+            ..MemFsConfig::default()
+        },
+    ));
     stock_routed(args, "memfs", StockRoot::Stock(StockFs::Memory(fs)))
 }
 
@@ -187,12 +193,17 @@ fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, Serve
             )));
         }
     }
-    let fs = PassthroughFs::new(PassthroughConfig {
-        passthrough: args.passthrough.mode(),
-        read_only: args.read_only,
-        max_lock_waiters: args.max_lock_waiters(),
-        ..PassthroughConfig::new(source)
-    })
+    let fs = PassthroughFs::new(passthrough_cache(
+        args.cache,
+        PassthroughConfig {
+            passthrough: args.passthrough.mode(),
+            read_only: args.read_only,
+            max_lock_waiters: args.max_lock_waiters(),
+            watch_fanotify: !args.watch_inotify_only,
+            ..PassthroughConfig::new(source)
+        },
+        true,
+    ))
     .map_err(|e| ServeError::Options(format!("--source: {e}")))?;
     if fs.serves_single_file() && !is_fd_path(&args.mountpoint) && !args.mountpoint.is_file() {
         return Err(ServeError::Options(format!(
@@ -221,6 +232,78 @@ pub(crate) fn stock_routed(
     ))
 }
 
+/// Test-only: the environment variable (`FUSELAGE_TEST_WATCH_INOTIFY=1`)
+/// from which the `fuselage` binary sets [`MountArgs::watch_inotify_only`].
+pub const INOTIFY_ENV: &str = "FUSELAGE_TEST_WATCH_INOTIFY";
+
+/// How long `--cache always` lets the kernel cache entries and attributes.
+pub const CACHE_ALWAYS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `--cache` applied to a passthrough configuration: `never` caches
+/// nothing (TTLs 0, pages dropped at every open), `auto` keeps the
+/// backend's defaults, `always` caches for [`CACHE_ALWAYS_TTL`] (negative
+/// lookups too), keeps pages across opens and, with `watch`, watches the
+/// host for changes (only where the backend's node ids reach the kernel
+/// unchanged: a `--source` root, not overlay layers or routes).
+pub fn passthrough_cache(
+    cache: CacheChoice,
+    config: PassthroughConfig,
+    watch: bool,
+) -> PassthroughConfig {
+    match cache {
+        CacheChoice::Auto => config,
+        CacheChoice::Never => PassthroughConfig {
+            entry_ttl: Duration::ZERO,
+            attr_ttl: Duration::ZERO,
+            negative_ttl: Duration::ZERO,
+            cache: CachePolicy::Never,
+            ..config
+        },
+        CacheChoice::Always => PassthroughConfig {
+            entry_ttl: CACHE_ALWAYS_TTL,
+            attr_ttl: CACHE_ALWAYS_TTL,
+            negative_ttl: CACHE_ALWAYS_TTL,
+            cache: CachePolicy::Always,
+            watch_host: watch,
+            ..config
+        },
+    }
+}
+
+/// `--cache` applied to the in-memory filesystem, which is authoritative
+/// (nothing changes behind it): `never` sets the TTLs to 0, `always` to
+/// [`CACHE_ALWAYS_TTL`]; pages are kept across opens in every mode, since
+/// they cannot go stale.
+pub fn memfs_cache(cache: CacheChoice, config: MemFsConfig) -> MemFsConfig {
+    match cache {
+        CacheChoice::Auto => config,
+        CacheChoice::Never => MemFsConfig {
+            entry_ttl: Duration::ZERO,
+            attr_ttl: Duration::ZERO,
+            ..config
+        },
+        CacheChoice::Always => MemFsConfig {
+            entry_ttl: CACHE_ALWAYS_TTL,
+            attr_ttl: CACHE_ALWAYS_TTL,
+            ..config
+        },
+    }
+}
+
+/// The startup line's ` cache=MODE` word (nothing for `auto`); with
+/// `always`, which host watcher serves, and why none if it stepped down
+/// (a reason for the line's `(fallback: ...)`).
+fn cache_word(cache: CacheChoice, watch: Option<&WatchStatusHandle>) -> (String, Option<String>) {
+    match (cache, watch.map(WatchStatusHandle::status)) {
+        (CacheChoice::Auto, _) => (String::new(), None),
+        (CacheChoice::Always, Some(st)) => (
+            format!(" cache=always(watch={})", st.name()),
+            st.fallback().map(|why| format!("watch: {why}")),
+        ),
+        (mode, _) => (format!(" cache={}", mode.name()), None),
+    }
+}
+
 /// What serving needs from a backend beyond [`Filesystem`]. Every method
 /// has a default, so a backend of one's own needs only `impl Served for
 /// MyFs {}` to be served by a [`Registry`](crate::registry::Registry).
@@ -242,6 +325,10 @@ pub trait Served: Filesystem + Send + Sync + 'static {
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
         Box::new(String::new)
     }
+    /// The host watcher's state (`--cache always`), for the startup line.
+    fn watch_handle(&self) -> Option<WatchStatusHandle> {
+        None
+    }
 }
 
 impl Served for MemFs {}
@@ -259,6 +346,9 @@ impl Served for StockFs {
     }
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         self.as_host().and_then(|h| h.passthrough_handle())
+    }
+    fn watch_handle(&self) -> Option<WatchStatusHandle> {
+        self.as_host().and_then(|h| h.watch_handle())
     }
 }
 
@@ -293,6 +383,13 @@ impl Served for StockRoot {
             StockRoot::Routed(fs) => fs.startup_words(),
         }
     }
+    fn watch_handle(&self) -> Option<WatchStatusHandle> {
+        match self {
+            StockRoot::Stock(fs) => fs.watch_handle(),
+            StockRoot::Overlay(fs) => fs.watch_handle(),
+            StockRoot::Routed(fs) => fs.watch_handle(),
+        }
+    }
 }
 
 impl Served for PassthroughFs {
@@ -304,6 +401,9 @@ impl Served for PassthroughFs {
     }
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         Some(self.passthrough_status_handle())
+    }
+    fn watch_handle(&self) -> Option<WatchStatusHandle> {
+        self.config().watch_host.then(|| self.watch_status_handle())
     }
 }
 
@@ -360,6 +460,7 @@ pub(crate) fn serve_fs<F: Served>(
     }
     let passthrough = fs.passthrough_handle();
     let words = fs.startup_words();
+    let watch = fs.watch_handle();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
@@ -412,6 +513,8 @@ pub(crate) fn serve_fs<F: Served>(
             if on { "on" } else { "off" }
         );
         line.push_str(&words());
+        let (cache, watch_fallback) = cache_word(args.cache, watch.as_ref());
+        line.push_str(&cache);
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -419,6 +522,7 @@ pub(crate) fn serve_fs<F: Served>(
         if let Some(why) = status.and_then(|s| s.reason) {
             reasons.push(format!("passthrough: {why}"));
         }
+        reasons.extend(watch_fallback);
         if !reasons.is_empty() {
             line.push_str(&format!(" (fallback: {})", reasons.join("; ")));
         }
@@ -469,6 +573,9 @@ impl<R: Served> Served for Router<R> {
     }
     fn passthrough_handle(&self) -> Option<PassthroughStatusHandle> {
         self.root().passthrough_handle()
+    }
+    fn watch_handle(&self) -> Option<WatchStatusHandle> {
+        self.root().watch_handle()
     }
     /// The root's own words (an overlay's layers), then one per route.
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {

@@ -30,9 +30,19 @@ pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
             ));
         }
     };
+    // --cache: the layers' TTLs and page cache; an overlay's node ids are
+    // its own, so its layers are not watched (see the README).
+    let layer = crate::serve::passthrough_cache(
+        args.cache,
+        fuselage_backends::passthrough::PassthroughConfig::new("/"),
+        false,
+    );
     let fs = OverlayFs::new(OverlayConfig {
         passthrough: args.passthrough.mode(),
         max_lock_waiters: args.max_lock_waiters(),
+        entry_ttl: layer.entry_ttl,
+        attr_ttl: layer.attr_ttl,
+        cache: layer.cache,
         ..OverlayConfig::new(args.lower.clone(), upper)
     })
     .map_err(|e| ServeError::Layers(e.to_string()))?;
@@ -53,5 +63,14 @@ impl Served for OverlayFs {
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
         let handle = self.status_handle();
         Box::new(move || handle.words())
+    }
+    /// Layers are not watched in this version (the overlay's node ids are
+    /// its own): `--cache always` says so in the startup line.
+    fn watch_handle(&self) -> Option<fuselage_backends::passthrough::WatchStatusHandle> {
+        use fuselage_backends::passthrough::{WatchStatus, WatchStatusHandle};
+        Some(WatchStatusHandle::fixed(WatchStatus::Failed(
+            "overlay layers are not watched: host changes under them show when the TTL expires"
+                .into(),
+        )))
     }
 }

@@ -112,6 +112,34 @@ fn passthrough_requests_allocate_nothing() {
     measure(false, fs, "file");
 }
 
+/// Through the host passthrough watching the source (`--cache always`'s
+/// watcher, fanotify and inotify): the writes through the mount come back
+/// as host events, which the watcher thread turns into invalidations, and
+/// neither the requests nor the watcher allocate in the steady state.
+#[test]
+fn watched_passthrough_requests_allocate_nothing() {
+    use fuselage::backends::passthrough::CachePolicy;
+    if !require_fuse() {
+        return;
+    }
+    for fanotify in [true, false] {
+        let src = traversable_tempdir();
+        let fs = PassthroughFs::new(PassthroughConfig {
+            passthrough: PassthroughMode::Off,
+            entry_ttl: Duration::from_secs(86_400),
+            attr_ttl: Duration::from_secs(86_400),
+            cache: CachePolicy::Always,
+            watch_host: true,
+            watch_fanotify: fanotify,
+            ..PassthroughConfig::new(src.path())
+        })
+        .expect("passthrough");
+        let status = fs.watch_status_handle();
+        measure_attached(false, fs, "file", |fs, fd| fs.set_device_fd(fd));
+        assert_ne!(status.status().name(), "none", "{:?}", status.status());
+    }
+}
+
 /// Through an overlay (kernel passthrough off, so every read and write
 /// reaches the server): pread, pwrite and stat of a file in the upper, and
 /// pread and stat of a file that exists only in the lower.
@@ -201,6 +229,17 @@ fn allocations_per_request(debug: bool) {
 /// and written; or, if the backend already has it (a lower file), only
 /// read.
 fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str) {
+    measure_attached(debug, fs, file, |_, _| {});
+}
+
+/// [`measure`], handing `attach` the filesystem and a duplicate of the
+/// `/dev/fuse` descriptor before serving (as `fuselage mount` does).
+fn measure_attached<F: Filesystem + Send + Sync + 'static>(
+    debug: bool,
+    fs: F,
+    file: &str,
+    attach: impl FnOnce(&F, std::os::fd::OwnedFd),
+) {
     if debug {
         fuselage::debug::enable();
     }
@@ -215,6 +254,7 @@ fn measure<F: Filesystem + Send + Sync + 'static>(debug: bool, fs: F, file: &str
     };
     // Dropped before `dir`: unmounts (lazily) even if the test panics.
     let mut mount = Mount::new(&mountpoint, &options).expect("mount");
+    attach(&fs, mount.try_clone_fd().expect("dup the FUSE fd"));
     let channel = Channel::new(mount.try_clone_fd().expect("dup the FUSE fd")).expect("channel");
     // A hung request must fail the test, not hang it: at the deadline, abort
     // the connection (so blocked calls return ENOTCONN) or, failing that,

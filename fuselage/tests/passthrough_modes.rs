@@ -431,3 +431,74 @@ fn kernel_passthrough_works_when_the_source_is_on_overlayfs() {
     // max_stack_depth 2 lets the kernel accept overlayfs backing files.
     assert!(m.fs().passthrough_status().reason.is_none());
 }
+
+/// Threads of this process named `fuselage-watch`.
+fn watch_threads() -> usize {
+    fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "fuselage-watch")
+        .count()
+}
+
+fn stat_size(p: &std::path::Path) -> Option<i64> {
+    let c = cpath(p);
+    // SAFETY: an all-zero stat is valid; `c` is a C string, `st` an out pointer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some(st.st_size)
+}
+
+#[test]
+fn host_watcher_starts_after_init_and_ends_with_the_filesystem() {
+    use fuselage_backends::passthrough::{CachePolicy, WatchStatus};
+    if !require_fuse() {
+        return;
+    }
+    let day = Duration::from_secs(86_400);
+    for fanotify in [true, false] {
+        let tree = Tree::new("pt-watch");
+        let before = watch_threads();
+        fs::create_dir(tree.src().join("d")).unwrap();
+        fs::write(tree.src().join("d/f"), b"one").unwrap();
+        let m = Mounted::new(
+            &tree.mnt(),
+            PassthroughConfig {
+                entry_ttl: day,
+                attr_ttl: day,
+                negative_ttl: day,
+                cache: CachePolicy::Always,
+                watch_host: true,
+                watch_fanotify: fanotify,
+                ..config(&tree.src())
+            },
+            Options::default(),
+        );
+        let status = m.fs().watch_status_handle().status();
+        if fanotify {
+            assert!(
+                status == WatchStatus::Fanotify
+                    || matches!(&status, WatchStatus::Inotify { fallback: Some(_) }),
+                "{status:?}"
+            );
+        } else {
+            assert_eq!(status, WatchStatus::Inotify { fallback: None });
+        }
+        assert_eq!(watch_threads(), before + 1, "one watcher thread");
+        assert_eq!(stat_size(&m.join("d/f")), Some(3));
+        if status.name() == "inotify" {
+            assert_eq!(m.fs().watched_dirs(), 2, "the root and d");
+        }
+        fs::write(tree.src().join("d/f"), b"longer").unwrap();
+        assert!(
+            wait_until(Duration::from_secs(2), || stat_size(&m.join("d/f"))
+                == Some(6)),
+            "host write seen within 2 s ({status:?})"
+        );
+        drop(m);
+        assert!(
+            wait_until(Duration::from_secs(2), || watch_threads() == before),
+            "the watcher thread ends with the filesystem"
+        );
+    }
+}

@@ -144,16 +144,29 @@ pub struct OverlayConfig {
     pub passthrough: PassthroughMode,
     /// See [`PassthroughConfig::max_lock_waiters`]. Default: 1.
     pub max_lock_waiters: usize,
+    /// How long the kernel may cache names, for every layer (see
+    /// [`PassthroughConfig::entry_ttl`]). Default: 1 s.
+    pub entry_ttl: std::time::Duration,
+    /// How long the kernel may cache attributes, for every layer (see
+    /// [`PassthroughConfig::attr_ttl`]). Default: 1 s.
+    pub attr_ttl: std::time::Duration,
+    /// Page cache across opens, for every layer (see
+    /// [`PassthroughConfig::cache`]). Default: auto.
+    pub cache: crate::passthrough::CachePolicy,
 }
 
 impl OverlayConfig {
     /// The defaults for these layers.
     pub fn new(lowers: Vec<PathBuf>, upper: UpperLayer) -> OverlayConfig {
+        let defaults = PassthroughConfig::new("/");
         OverlayConfig {
             lowers,
             upper,
             passthrough: PassthroughMode::Auto,
             max_lock_waiters: 1,
+            entry_ttl: defaults.entry_ttl,
+            attr_ttl: defaults.attr_ttl,
+            cache: defaults.cache,
         }
     }
 }
@@ -459,6 +472,9 @@ impl OverlayFs {
                 read_only,
                 max_lock_waiters: config.max_lock_waiters,
                 max_cached_fds: Some(per_layer.clamp(64, 1 << 20) as usize),
+                entry_ttl: config.entry_ttl,
+                attr_ttl: config.attr_ttl,
+                cache: config.cache,
                 ..PassthroughConfig::new(path)
             })
             .map_err(|error| OverlayError::Layer {

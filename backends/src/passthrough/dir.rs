@@ -288,7 +288,7 @@ impl PassthroughFs {
             if taken != Take::Packed && nodeid != 0 {
                 // Cannot happen after the checks above; never leak the
                 // reference the lookup took.
-                self.store.forget(nodeid, 1);
+                self.forget_node(nodeid, 1);
             }
             taken
         })

@@ -61,7 +61,7 @@ use slab::Slab;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The node id of the root.
@@ -280,6 +280,9 @@ pub(crate) struct Inode {
     pub io: Mutex<IoMode>,
     /// The file's state when the kernel last cached its pages.
     pub stamp: Mutex<Option<CacheStamp>>,
+    /// The inotify watch descriptor of a watched directory (`-1`: none);
+    /// see the `watch` module.
+    pub watch: AtomicI32,
 }
 
 impl Inode {
@@ -293,6 +296,7 @@ impl Inode {
             removed: AtomicBool::new(false),
             io: Mutex::new(IoMode::default()),
             stamp: Mutex::new(None),
+            watch: AtomicI32::new(-1),
         }
     }
 
@@ -337,6 +341,9 @@ fn slot(nodeid: u64) -> usize {
 /// The inode table; see the [module docs](self).
 pub(crate) struct InodeStore {
     table: RwLock<Table>,
+    /// Counts inodes entering the table (for the host watcher's cache of
+    /// directory handles: an unknown directory may have become known).
+    entered: AtomicU64,
     /// An open (not `O_PATH`) descriptor on the served mount, for
     /// open_by_handle_at; `None` without file handles.
     mount_fd: Option<OwnedFd>,
@@ -387,6 +394,7 @@ impl InodeStore {
         by_ids.insert(ids, ROOT_ID);
         InodeStore {
             table: RwLock::new(Table { slab, by_ids }),
+            entered: AtomicU64::new(0),
             mount_fd,
             handles,
             cached: AtomicUsize::new(0),
@@ -744,6 +752,7 @@ impl InodeStore {
         let id = entry.key() as u64 + 1;
         entry.insert(inode.clone());
         t.by_ids.insert(ids, id);
+        self.entered.fetch_add(1, Ordering::Release);
         drop(t);
         if cached && self.cached.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cached {
             self.evict(false);
@@ -751,13 +760,33 @@ impl InodeStore {
         Ok((id, inode))
     }
 
+    /// Opens (`O_PATH`) the inode a file handle (type and bytes) names on
+    /// the served filesystem, without allocating; `EOPNOTSUPP` without file
+    /// handles.
+    pub(crate) fn open_handle(&self, handle_type: i32, bytes: &[u8]) -> SysResult<OwnedFd> {
+        let mount = self.mount_fd.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        sys::open_by_raw_handle(mount.as_fd(), handle_type, bytes, libc::O_PATH)
+    }
+
+    /// How many inodes have entered the table so far.
+    pub(crate) fn entered(&self) -> u64 {
+        self.entered.load(Ordering::Acquire)
+    }
+
+    /// The node id of the inode with identity `ids`, if the kernel knows it.
+    pub(crate) fn node_of(&self, ids: &InodeIds) -> Option<u64> {
+        read(&self.table).by_ids.get(ids).copied()
+    }
+
     /// Drops `n` lookup references (saturating); removes the entry when none
-    /// are left. The root is never removed.
-    pub(crate) fn forget(&self, nodeid: u64, n: u64) {
+    /// are left and returns it then. The root is never removed.
+    pub(crate) fn forget(&self, nodeid: u64, n: u64) -> Option<Arc<Inode>> {
         if nodeid == ROOT_ID {
-            return;
+            return None;
         }
-        let Ok(inode) = self.get(nodeid) else { return };
+        let Ok(inode) = self.get(nodeid) else {
+            return None;
+        };
         let prev = match inode
             .refcount
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
@@ -766,12 +795,12 @@ impl InodeStore {
             Ok(p) | Err(p) => p,
         };
         if prev == 0 || prev > n {
-            return;
+            return None;
         }
         {
             let mut t = write(&self.table);
             if inode.refcount.load(Ordering::Acquire) != 0 {
-                return;
+                return None;
             }
             if t.slab
                 .get(slot(nodeid))
@@ -792,6 +821,7 @@ impl InodeStore {
         } else {
             inode.removed.store(true, Ordering::Release);
         }
+        Some(inode)
     }
 
     /// Closes cached descriptors of idle inodes (CLOCK: a recently used

@@ -149,6 +149,13 @@
 //! `AUTO_INVAL_DATA` additionally drops cached pages when a refreshed mtime
 //! differs. Writes through the mount are always write-through.
 //!
+//! For long lifetimes ([`CachePolicy::Always`], TTLs of hours) set
+//! [`PassthroughConfig::watch_host`]: the backend then watches the source
+//! (a fanotify mark on its filesystem, or inotify on every directory the
+//! kernel has looked up) and, from a thread of its own, sends the kernel `INVAL_ENTRY` and `INVAL_INODE`
+//! notifications for every host change (see the `watch` module), so changes
+//! behind its back are seen within milliseconds.
+//!
 //! # Single-file sources
 //!
 //! A regular file as source is served as the root inode itself (mount with
@@ -174,7 +181,10 @@ pub(crate) mod open_file;
 pub(crate) mod proc_fd;
 pub(crate) mod stat;
 pub(crate) mod sys;
+pub(crate) mod watch;
 pub(crate) mod xattr;
+
+pub use self::watch::{WatchError, WatchStatus, WatchStatusHandle};
 
 use self::credentials::{FsIds, set_thread_umask};
 use self::dir::DirHandle;
@@ -248,6 +258,18 @@ pub struct PassthroughConfig {
     pub negative_ttl: Duration,
     /// Page cache across opens. Default: [`CachePolicy::Auto`].
     pub cache: CachePolicy,
+    /// Watch the source for changes made on the host (fanotify, see
+    /// [`watch_fanotify`](Self::watch_fanotify), else inotify on every
+    /// directory the kernel has looked up) and push them to the kernel as
+    /// invalidations, so long TTLs stay honest; see the `watch` module.
+    /// Starts once INIT is done and needs [`PassthroughFs::set_device_fd`];
+    /// the outcome is in [`PassthroughFs::watch_status_handle`].
+    /// Default: false.
+    pub watch_host: bool,
+    /// With [`watch_host`](Self::watch_host): try a fanotify mark on the
+    /// source's filesystem first (needs CAP_SYS_ADMIN, file handles and a
+    /// directory source), falling back to inotify. Default: true.
+    pub watch_fanotify: bool,
     /// Reads of at least this many bytes are answered with a file range
     /// (spliced); smaller ones are copied. Default: 64 KiB.
     pub splice_threshold: u32,
@@ -293,6 +315,8 @@ impl PassthroughConfig {
             attr_ttl: Duration::from_secs(1),
             negative_ttl: Duration::ZERO,
             cache: CachePolicy::Auto,
+            watch_host: false,
+            watch_fanotify: true,
             splice_threshold: 64 * 1024,
             file_handles: true,
             max_cached_fds: None,
@@ -451,7 +475,9 @@ impl PassthroughStatusHandle {
 /// A host directory or file served over FUSE; see the [module docs](self).
 pub struct PassthroughFs {
     config: PassthroughConfig,
-    pub(crate) store: InodeStore,
+    pub(crate) store: Arc<InodeStore>,
+    watcher: OnceLock<watch::Watcher>,
+    watch_status: WatchStatusHandle,
     pub(crate) procs: ProcFds,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<DirHandle>,
@@ -518,7 +544,9 @@ impl PassthroughFs {
             locks: LockWaiters::new(config.max_lock_waiters),
             single_file: kind == libc::S_IFREG,
             isolated,
-            store,
+            store: Arc::new(store),
+            watcher: OnceLock::new(),
+            watch_status: WatchStatusHandle::default(),
             procs,
             files: HandleTable::new(),
             dirs: HandleTable::new(),
@@ -549,6 +577,50 @@ impl PassthroughFs {
     /// not used.
     pub fn set_device_fd(&self, fd: OwnedFd) {
         let _ = self.device.set(fd);
+    }
+
+    /// A handle reporting which host watcher serves (decided once INIT is
+    /// done; see [`PassthroughConfig::watch_host`]).
+    pub fn watch_status_handle(&self) -> WatchStatusHandle {
+        self.watch_status.clone()
+    }
+
+    /// Directories currently watched for host changes.
+    pub fn watched_dirs(&self) -> usize {
+        self.watcher.get().map_or(0, watch::Watcher::len)
+    }
+
+    /// Starts the host watcher (see [`PassthroughConfig::watch_host`]).
+    fn start_watcher(&self) {
+        let started = self
+            .device
+            .get()
+            .ok_or(WatchError::NoDevice)
+            .and_then(|fd| {
+                fd.try_clone()
+                    .map_err(|e| WatchError::Thread(e.to_string()))
+            })
+            .and_then(|dev| {
+                watch::Watcher::start(self.store.clone(), dev, self.config.watch_fanotify)
+            });
+        let status = match started {
+            Ok((w, status)) => {
+                let _ = self.watcher.set(w);
+                status
+            }
+            Err(e) => WatchStatus::Failed(e.to_string()),
+        };
+        *lock(&self.watch_status.0) = status;
+    }
+
+    /// Drops `n` lookup references of `nodeid`, and its host watch when the
+    /// inode leaves the table.
+    pub(crate) fn forget_node(&self, nodeid: u64, n: u64) {
+        if let Some(inode) = self.store.forget(nodeid, n)
+            && let Some(w) = self.watcher.get()
+        {
+            w.unwatch(nodeid, &inode);
+        }
     }
 
     /// Whether kernel passthrough is in use, and why not (decided at INIT).
@@ -662,6 +734,16 @@ impl PassthroughFs {
             inode_store::IDENTITY_MASK,
         )?;
         let (id, inode) = self.store.insert_or_ref(fd, &st, place)?;
+        if let Some(w) = self.watcher.get()
+            && w.per_directory()
+            && inode.is_dir()
+            && inode.watch.load(Ordering::Relaxed) < 0
+            && let Ok(fd) = self.store.fd(&inode)
+        {
+            // Beyond fs.inotify.max_user_watches the directory is served
+            // unwatched; its entries still expire with the TTL.
+            let _ = w.watch(id, &inode, fd.as_fd());
+        }
         Ok((id, inode, self.entry(id, &st)))
     }
 
@@ -911,10 +993,16 @@ impl Filesystem for PassthroughFs {
         if kp.requested.load(Ordering::Acquire) && !active {
             *lock(&kp.reason) = Some("the kernel did not agree to FUSE_PASSTHROUGH".into());
         }
+        if self.config.watch_host {
+            self.start_watcher();
+        }
     }
 
     fn destroy(&self) {
         self.shutdown.store(true, Ordering::Release);
+        if let Some(w) = self.watcher.get() {
+            w.signal();
+        }
     }
 
     fn lookup<S: ReplySink>(&self, _req: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
@@ -928,12 +1016,12 @@ impl Filesystem for PassthroughFs {
     }
 
     fn forget(&self, _req: &RequestHeader, op: op::Forget) {
-        self.store.forget(op.ino(), op.nlookup());
+        self.forget_node(op.ino(), op.nlookup());
     }
 
     fn batch_forget(&self, _req: &RequestHeader, op: op::BatchForget<'_>) {
         for n in op.nodes() {
-            self.store.forget(n.nodeid, n.nlookup);
+            self.forget_node(n.nodeid, n.nlookup);
         }
     }
 

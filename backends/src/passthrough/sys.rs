@@ -452,12 +452,27 @@ pub(crate) fn open_by_handle(
     handle: &FileHandle,
     flags: libc::c_int,
 ) -> SysResult<OwnedFd> {
+    open_by_raw_handle(mount_fd, handle.handle_type, &handle.bytes, flags)
+}
+
+/// open_by_handle_at(2) of a handle given as its type and bytes (as a
+/// fanotify event reports it), without allocating; `EINVAL` if longer than
+/// `MAX_HANDLE_SZ`.
+pub(crate) fn open_by_raw_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle_type: i32,
+    bytes: &[u8],
+    flags: libc::c_int,
+) -> SysResult<OwnedFd> {
+    if bytes.len() > MAX_HANDLE_SZ {
+        return Err(Errno::EINVAL);
+    }
     let mut raw = RawFileHandle {
-        handle_bytes: handle.bytes.len() as u32,
-        handle_type: handle.handle_type,
+        handle_bytes: bytes.len() as u32,
+        handle_type,
         f_handle: [0; MAX_HANDLE_SZ],
     };
-    raw.f_handle[..handle.bytes.len()].copy_from_slice(&handle.bytes);
+    raw.f_handle[..bytes.len()].copy_from_slice(bytes);
     // SAFETY: `raw` is a valid file_handle whose `handle_bytes` bytes follow
     // the header; the kernel only reads it.
     let r = unsafe {
