@@ -107,6 +107,14 @@ impl<'b> DirentBuf<'b> {
         self.limit
     }
 
+    /// The most bytes this buffer can pack: the size the kernel asked for,
+    /// or less where the transport lent less room. A listing packed
+    /// elsewhere (then sent with [`ReplyDirectory::packed`](crate::reply::ReplyDirectory::packed))
+    /// must not be longer.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes packed so far.
     pub fn len(&self) -> usize {
         self.len

@@ -128,7 +128,8 @@ impl<R: Filesystem> Router<R> {
         mut reply: ReplyDirectory<'_, S>,
         plus: bool,
     ) {
-        let limit = reply.buf().limit();
+        // What the kernel asked for, and no more than the transport lent.
+        let limit = reply.buf().capacity();
         match Owner::of(op.ino()) {
             Owner::Root(p) => match self.tree.junction_of_backend(p) {
                 None if plus => self.root.readdirplus(req, op, reply),
