@@ -2,7 +2,7 @@
 //!
 //! The [`Filesystem`] trait is generic over the reply sink, so it cannot be
 //! a trait object; a server that picks its backend from the command line
-//! (or a [`Router`](crate::router::Router) that holds several different
+//! (or a [`Router`] that holds several different
 //! ones) keeps them in this enum instead, which delegates every method to
 //! the variant it holds. Adding a backend is one variant and one line in the
 //! `each_variant!` list below.
