@@ -17,12 +17,13 @@
 //! explicitly), and on descriptors only: the source is the lower inode's
 //! `O_PATH` descriptor, the target the upper directory's.
 
+use super::super::passthrough::open_name;
 use super::super::passthrough::proc_fd::{ProcFds, ProcPath};
 use super::super::passthrough::sys::{self, SysResult};
 use super::whiteout::is_overlay_xattr;
 use fuselage_core::Errno;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// `FICLONE` (`_IOW(0x94, 9, int)`).
 const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -41,7 +42,7 @@ pub(crate) fn copy_up(
         libc::S_IFREG => copy_file(procs, src, &st, dir, name),
         libc::S_IFDIR => {
             sys::mkdirat(dir, name, 0o700)?;
-            let fd = open_new(dir, name)?;
+            let fd = open_name(dir, name)?;
             copy_metadata(fd.as_fd(), src, &st, true)
         }
         libc::S_IFLNK => {
@@ -49,27 +50,16 @@ pub(crate) fn copy_up(
             let n = sys::readlink_empty(src, &mut buf[..4096])?;
             let target = CString::new(&buf[..n]).map_err(|_| Errno::EINVAL)?;
             sys::symlinkat(&target, dir, name)?;
-            let fd = open_new(dir, name)?;
+            let fd = open_name(dir, name)?;
             copy_metadata(fd.as_fd(), src, &st, false)
         }
         kind => {
             let rdev = libc::makedev(st.stx_rdev_major, st.stx_rdev_minor);
             sys::mknodat(dir, name, kind | 0o600, rdev)?;
-            let fd = open_new(dir, name)?;
+            let fd = open_name(dir, name)?;
             copy_metadata(fd.as_fd(), src, &st, true)
         }
     }
-}
-
-/// An `O_PATH` descriptor for what was just made as `name` in `dir`.
-fn open_new(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
-    sys::openat2(
-        dir,
-        name,
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-        sys::RESOLVE_CONFINED,
-    )
 }
 
 fn copy_file(
@@ -113,7 +103,7 @@ pub(crate) fn copy_data(input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: u64)
             Ok(0) => break,
             Ok(n) => done += n,
             Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-                return copy_by_reading(input, output, done, len);
+                return copy_by_reading(input, done, output, done, len - done).map(drop);
             }
             Err(e) => return Err(e),
         }
@@ -136,7 +126,19 @@ pub(crate) fn copy_range(
         Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
         other => return other,
     }
-    let len = len.min(64 << 20);
+    copy_by_reading(input, off_in, output, off_out, len.min(64 << 20))
+}
+
+/// Reads and writes (1 MiB at a time) up to `len` bytes from `off_in` of
+/// `input` to `off_out` of `output`, where the host cannot copy between
+/// them; stops early at the input's end. Returns the bytes copied.
+fn copy_by_reading(
+    input: BorrowedFd<'_>,
+    off_in: u64,
+    output: BorrowedFd<'_>,
+    off_out: u64,
+    len: u64,
+) -> SysResult<u64> {
     let mut buf = vec![0u8; len.min(1 << 20) as usize];
     let mut done = 0u64;
     while done < len {
@@ -152,27 +154,6 @@ pub(crate) fn copy_range(
         done += n as u64;
     }
     Ok(done)
-}
-
-fn copy_by_reading(
-    input: BorrowedFd<'_>,
-    output: BorrowedFd<'_>,
-    mut at: u64,
-    len: u64,
-) -> SysResult<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    while at < len {
-        let n = sys::pread(input, &mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        let mut w = 0;
-        while w < n {
-            w += sys::pwrite(output, &buf[w..n], at + w as u64)?;
-        }
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// Owner, then mode, then xattrs, then timestamps of `src` onto `dst`.
@@ -252,6 +233,7 @@ pub(crate) fn read_list(mut get: impl FnMut(&mut [u8]) -> SysResult<usize>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::OwnedFd;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::{Path, PathBuf};

@@ -874,7 +874,7 @@ impl AsFd for HeldDir {
 
 /// Opens `name` in `dir` as an `O_PATH` descriptor: confined to `dir`, a
 /// final symlink is returned as itself, nothing is followed.
-fn open_name(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
+pub(crate) fn open_name(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<OwnedFd> {
     sys::openat2(
         dir,
         name,
