@@ -175,13 +175,20 @@ pub(crate) fn stock_backend(args: &MountArgs) -> Result<Backend, ServeError> {
     stock_routed(args, "memfs", StockRoot::Stock(StockFs::Memory(fs)))
 }
 
-/// `--source PATH`: a host directory or file through the passthrough
-/// backend (`--passthrough` and `--read-only` apply to it).
-fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, ServeError> {
+/// `--passthrough on` for host files (`--source`, overlay layers): refused
+/// before mounting where this kernel cannot do it.
+pub(crate) fn passthrough_on_preflight(args: &MountArgs) -> Result<(), ServeError> {
     if args.passthrough == PassthroughChoice::On {
         PassthroughFs::passthrough_preflight()
             .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
     }
+    Ok(())
+}
+
+/// `--source PATH`: a host directory or file through the passthrough
+/// backend (`--passthrough` and `--read-only` apply to it).
+fn passthrough_backend(args: &MountArgs, source: &Path) -> Result<Backend, ServeError> {
+    passthrough_on_preflight(args)?;
     // An empty root (init container, bare chroot) has no /proc; the backend
     // needs /proc/self/fd.
     match crate::procfs::ensure_mounted() {

@@ -1,21 +1,18 @@
 //! `fuselage mount --lower DIR... --upper DIR|memory`: the overlay backend,
 //! kept apart from `serve` so that the other backends' wiring stays small.
 
-use crate::cli::{MountArgs, PassthroughChoice, UpperChoice};
+use crate::cli::{MountArgs, UpperChoice};
 use crate::registry::Backend;
 use crate::serve::{ServeError, Served};
 use fuselage_backends::overlay::{OverlayConfig, OverlayFs, UpperLayer};
-use fuselage_backends::passthrough::{PassthroughFs, PassthroughStatusHandle};
+use fuselage_backends::passthrough::PassthroughStatusHandle;
 use std::os::fd::OwnedFd;
 
 /// An overlay of `args.lower` under `args.upper`. Bad layers (a missing
 /// lower, an upper without the needed features, `memory` without
 /// CAP_SYS_ADMIN) are [`ServeError::Layers`] (exit 2), before mounting.
 pub(crate) fn overlay_backend(args: &MountArgs) -> Result<Backend, ServeError> {
-    if args.passthrough == PassthroughChoice::On {
-        PassthroughFs::passthrough_preflight()
-            .map_err(|why| ServeError::Options(format!("--passthrough on: {why}")))?;
-    }
+    crate::serve::passthrough_on_preflight(args)?;
     if let Err(e) = crate::procfs::ensure_mounted() {
         return Err(ServeError::Options(format!(
             "--lower needs /proc (the layers are reached through /proc/self/fd): {e}"
