@@ -12,6 +12,10 @@ use fuselage_linux::MountFlags;
 use std::fmt;
 use std::path::PathBuf;
 
+/// The default of `--poll-us`: the native queues' adaptive poll window
+/// (`fuselage_transport_uring::native::DEFAULT_POLL`) in microseconds.
+pub const DEFAULT_POLL_US: u32 = 50;
+
 /// Which transport to serve with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportChoice {
@@ -106,8 +110,8 @@ pub struct MountArgs {
     pub auto_unmount: bool,
     /// In-memory filesystem capacity in bytes.
     pub size: Option<u64>,
-    /// Native io_uring: microseconds a queue thread keeps polling after its
-    /// last request (0: sleep at once).
+    /// Native io_uring: the adaptive poll window in microseconds (0: never
+    /// poll; default [`DEFAULT_POLL_US`]).
     pub poll_us: u32,
     /// Generic mount flags for the kernel (default `nosuid,nodev`).
     pub flags: MountFlags,
@@ -197,7 +201,7 @@ impl MountArgs {
             allow_other: false,
             auto_unmount: true,
             size: None,
-            poll_us: 0,
+            poll_us: DEFAULT_POLL_US,
             flags: MountFlags::default(),
             fs_name: None,
             subtype: None,
@@ -350,10 +354,11 @@ Options:
                          may cache entries, attributes and data; always
                          watches a host source and pushes invalidations
                          (see the README)
-  --poll-us N            native io_uring: each queue thread keeps polling for N
-                         microseconds after its last request before sleeping,
-                         so unpinned callers stay on their CPU; costs CPU
-                         (default 0: sleep at once; see the README)
+  --poll-us N            native io_uring: a queue thread that serves requests one
+                         at a time keeps polling up to N microseconds for the
+                         next before it sleeps (adaptive: never on an idle
+                         mount or under throughput load; default 50, 0 = off;
+                         see the README)
 
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
@@ -733,6 +738,7 @@ fn poll_us(v: String, option: &'static str) -> Result<u32, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn p(args: &[&str]) -> Result<Command, UsageError> {
         parse(args.iter().map(|s| s.to_string()))
@@ -813,13 +819,21 @@ mod tests {
     }
 
     #[test]
+    fn default_poll_is_the_transports() {
+        assert_eq!(
+            Duration::from_micros(u64::from(DEFAULT_POLL_US)),
+            fuselage_transport_uring::native::DEFAULT_POLL
+        );
+    }
+
+    #[test]
     fn defaults_and_errors() {
         let Command::Mount(m) = p(&["mount", "/m"]).unwrap() else {
             panic!()
         };
         assert_eq!(m.transport, TransportChoice::Auto);
         assert!(m.auto_unmount);
-        assert_eq!(m.poll_us, 0);
+        assert_eq!(m.poll_us, DEFAULT_POLL_US);
         let Command::Mount(m) = p(&["mount", "--poll-us=50", "/m"]).unwrap() else {
             panic!()
         };

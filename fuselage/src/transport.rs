@@ -99,16 +99,19 @@ pub struct UringConfig {
     pub read_only: bool,
     /// Send file-range replies by splice where the transport can.
     pub splice: bool,
-    /// Native queues only: how long a queue thread keeps polling its ring
-    /// (yielding the CPU to anything else runnable) after its last request
-    /// before it sleeps. Zero (the default) sleeps at once.
+    /// Native queues only: the poll window, how long a queue thread keeps
+    /// polling its ring (yielding the CPU to anything else runnable) after
+    /// a request before it sleeps. Zero sleeps at once. Default:
+    /// [`native::DEFAULT_POLL`] (50 µs).
     ///
-    /// Polling trades CPU for latency when callers are not pinned: a CPU
-    /// whose queue thread polls never looks idle to the scheduler, which
-    /// then keeps a woken caller on its CPU instead of moving it to the idle
-    /// one (a migration per request on small machines; see BENCHMARKS.md).
-    /// Each queue that served a request spends up to this long busy after
-    /// it.
+    /// Polling is adaptive: a queue polls only while requests come one or
+    /// two at a time within the window of the previous one (latency-bound
+    /// callers, where a wakeup per request is most of the round trip), and
+    /// sleeps at once after a window without work or after a large batch
+    /// (throughput-bound callers). An idle mount spins for at most one
+    /// window after its last request. A CPU whose queue thread polls also
+    /// never looks idle to the scheduler, which then keeps a woken caller
+    /// on its CPU instead of moving it to the idle one.
     pub poll: std::time::Duration,
     /// uring-rw and blocking: pin each thread to one of the CPUs the process
     /// may use (thread i to the i-th), when every thread has its own cloned
@@ -137,7 +140,7 @@ impl Default for UringConfig {
             init: InitConfig::default(),
             read_only: false,
             splice: true,
-            poll: std::time::Duration::ZERO,
+            poll: native::DEFAULT_POLL,
             cpu_local: true,
             simulate_uring_refusal: false,
         }

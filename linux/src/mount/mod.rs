@@ -480,6 +480,27 @@ impl Mount {
         self.dev.map(|(major, minor)| encode_dev(major, minor))
     }
 
+    /// Sets the readahead window of the mount's backing device
+    /// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to `kib` KiB and returns the value the
+    /// kernel then reports.
+    ///
+    /// The kernel gives every FUSE mount the block layer's default of 128 KiB and INIT can
+    /// only lower it (`max_readahead`), so sequential reads travel as 128 KiB requests even
+    /// when `max_pages` allows 1 MiB. Only root may raise it; call after INIT (the kernel
+    /// applies INIT's `max_readahead` then, and would undo a larger value set before).
+    /// Unknown device (an adopted fd): `ENODEV`.
+    pub fn set_readahead_kib(&self, kib: u32) -> io::Result<u32> {
+        let (major, minor) = self
+            .dev
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+        std::fs::write(&path, format!("{kib}\n"))?;
+        let now = std::fs::read_to_string(&path)?;
+        now.trim()
+            .parse()
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
     /// Unmounts lazily (`MNT_DETACH`: works while files are still open). Idempotent; a
     /// filesystem someone else already unmounted counts as success.
     pub fn unmount(&mut self) -> Result<(), MountError> {

@@ -31,7 +31,16 @@ pub fn mounted_line(setup: &Setup) {
             "malformed fallback in {line:?}"
         );
     }
-    let words: Vec<&str> = words.split(' ').collect();
+    let mut words: Vec<&str> = words.split(' ').collect();
+    // Native io_uring names its polling last: `poll=50us` (adaptive, the
+    // default) or `poll=off`.
+    let poll = words
+        .last()
+        .and_then(|w| w.strip_prefix("poll="))
+        .map(str::to_string);
+    if poll.is_some() {
+        words.pop();
+    }
     // Backends that name their parts (an overlay's layers, the routes) add
     // `key=value` words after the four every line has.
     let extra = match setup.backend {
@@ -73,8 +82,17 @@ pub fn mounted_line(setup: &Setup) {
     if transport == "uring" {
         // Native io_uring has one queue per possible CPU whatever --threads says.
         assert!(threads > 0, "in {line:?}");
+        assert_eq!(
+            poll.as_deref(),
+            Some(match setup.options {
+                [.., "--poll-us", "0"] => "off",
+                _ => "50us",
+            }),
+            "native io_uring names its polling in {line:?}"
+        );
     } else {
         assert_eq!(threads, 3, "--threads 3 in {line:?}");
+        assert_eq!(poll, None, "only native io_uring polls: {line:?}");
     }
     let passthrough = words[3]
         .strip_prefix("passthrough=")
