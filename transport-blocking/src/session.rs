@@ -380,6 +380,7 @@ impl<F: Filesystem> Worker<F> {
             let outcome =
                 self.dispatcher
                     .dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
+            fuselage_linux::bad_input::report(&outcome);
             if outcome == Dispatched::Destroyed {
                 self.stop.store(true, Ordering::Relaxed);
                 if self.channel.kind() != ChannelKind::Device {
