@@ -265,7 +265,7 @@ impl fmt::Display for ParseError {
             }
             ParseError::ZeroUnique { opcode } => write!(
                 f,
-                "opcode {opcode} with unique 0 (dropped: its reply would read as a notification)"
+                "opcode {opcode} with unique 0 (a reply would read as a notification)"
             ),
         }
     }
@@ -296,6 +296,9 @@ mod tests {
         assert!(ParseError::MissingNul { opcode: 1 }.can_reply());
         assert!(!ParseError::ZeroUnique { opcode: 1 }.can_reply());
         assert_eq!(ParseError::RepeatedInit.errno(), Errno::EIO);
-        assert_eq!(ParseError::ZeroUnique { opcode: 1 }.kind(), ParseError::KINDS - 1);
+        assert_eq!(
+            ParseError::ZeroUnique { opcode: 1 }.kind(),
+            ParseError::KINDS - 1
+        );
     }
 }

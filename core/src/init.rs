@@ -161,9 +161,7 @@ impl InitFlags {
             (InitFlags::OVER_IO_URING, 42),
         ];
         // Bit 31 is reserved at every minor; REQUEST_TIMEOUT came with 7.43.
-        let mut known = InitFlags::all()
-            .difference(InitFlags::INIT_RESERVED)
-            .bits();
+        let mut known = InitFlags::all().difference(InitFlags::INIT_RESERVED).bits();
         if minor < 43 {
             known &= !InitFlags::REQUEST_TIMEOUT.bits();
         }
@@ -636,25 +634,29 @@ mod tests {
         assert_eq!(negotiated.flags, InitFlags::MAX_PAGES);
         // A peer claiming 7.31 but offering everything (flags2 included):
         // nothing newer than 7.31 is agreed.
-        let Ok(InitOutcome::Agreed { reply, .. }) =
-            negotiate(&kernel(31, InitFlags::all()), &cfg)
+        let Ok(InitOutcome::Agreed { reply, .. }) = negotiate(&kernel(31, InitFlags::all()), &cfg)
         else {
             panic!()
         };
         let agreed = InitFlags::from_wire(reply.flags, reply.flags2);
         assert_eq!(reply.flags2, 0);
         assert!(agreed.contains(InitFlags::MAX_PAGES | InitFlags::PARALLEL_DIROPS));
-        assert!(!agreed.intersects(
-            InitFlags::INIT_EXT | InitFlags::PASSTHROUGH | InitFlags::SETXATTR_EXT
-        ));
+        assert!(
+            !agreed
+                .intersects(InitFlags::INIT_EXT | InitFlags::PASSTHROUGH | InitFlags::SETXATTR_EXT)
+        );
         assert_eq!((reply.max_stack_depth, reply.request_timeout), (0, 0));
         // Without MAX_PAGES the field stays zero.
-        let Ok(InitOutcome::Agreed { reply, negotiated, .. }) =
-            negotiate(&kernel(31, InitFlags::empty()), &cfg)
+        let Ok(InitOutcome::Agreed {
+            reply, negotiated, ..
+        }) = negotiate(&kernel(31, InitFlags::empty()), &cfg)
         else {
             panic!()
         };
-        assert_eq!((reply.flags, reply.max_pages, negotiated.max_pages), (0, 0, 32));
+        assert_eq!(
+            (reply.flags, reply.max_pages, negotiated.max_pages),
+            (0, 0, 32)
+        );
     }
 
     #[test]

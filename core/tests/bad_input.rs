@@ -14,7 +14,12 @@ const EIO: i32 = 5;
 /// GETATTR of `ino` is served normally: one call, one 104-byte reply.
 #[track_caller]
 fn serves(h: &mut Harness, ino: u64) {
-    let (u, d, out) = h.send(FUSE_GETATTR, ino, &W::new().u32(0).u32(0).u64(0).done(), &[]);
+    let (u, d, out) = h.send(
+        FUSE_GETATTR,
+        ino,
+        &W::new().u32(0).u32(0).u64(0).done(),
+        &[],
+    );
     assert_eq!(d, Dispatched::Handled(Opcode::Getattr));
     assert_eq!(
         h.only_call(FUSE_GETATTR, u, ino),
@@ -109,9 +114,7 @@ fn requests_with_unique_zero_get_no_reply() {
             assert_eq!(
                 d,
                 Dispatched::Malformed {
-                    error: ParseError::ZeroUnique {
-                        opcode: op as u32
-                    },
+                    error: ParseError::ZeroUnique { opcode: op as u32 },
                     replied: false
                 },
                 "{op}"
@@ -228,7 +231,10 @@ fn forgets_of_unknown_nodes_reach_the_filesystem_unanswered() {
         assert!(out.is_empty());
         assert_eq!(
             h.only_call(FUSE_FORGET, u, node),
-            Call::Forget { ino: node, nlookup: n }
+            Call::Forget {
+                ino: node,
+                nlookup: n
+            }
         );
         serves(&mut h, 9);
     }
@@ -261,7 +267,11 @@ fn a_731_kernel_with_the_short_init_and_only_max_pages() {
     assert_eq!(r.u32(), 7, "major");
     assert_eq!(r.u32(), 31, "minor: the kernel's, echoed");
     assert_eq!(r.u32(), 128 * 1024, "max_readahead");
-    assert_eq!(r.u32(), FUSE_MAX_PAGES as u32, "flags: only what was offered");
+    assert_eq!(
+        r.u32(),
+        FUSE_MAX_PAGES as u32,
+        "flags: only what was offered"
+    );
     assert_eq!(r.u16(), 64, "max_background");
     assert_eq!(r.u16(), 0, "congestion_threshold");
     assert_eq!(r.u32(), 1 << 20, "max_write");

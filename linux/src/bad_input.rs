@@ -106,16 +106,16 @@ fn report_bad(error: &ParseError, replied: bool) {
     let Some(unlogged) = LOG.note(error, now_secs()) else {
         return;
     };
-    let answer = if replied {
-        error.errno().name().unwrap_or("an error")
-    } else {
-        "nothing (dropped)"
+    let answer = match (replied, error.errno().name()) {
+        (true, Some(name)) => name,
+        (true, None) => "an error",
+        (false, _) => "dropped",
     };
     if unlogged == 0 {
-        eprintln!("fuselage: bad input from the FUSE peer: {error}; answered {answer}");
+        eprintln!("fuselage: bad input from the FUSE peer: {error}; {answer}");
     } else {
         eprintln!(
-            "fuselage: bad input from the FUSE peer: {error}; answered {answer} \
+            "fuselage: bad input from the FUSE peer: {error}; {answer} \
              ({unlogged} more of this kind not logged in the last {INTERVAL_SECS} s)"
         );
     }

@@ -601,12 +601,7 @@ impl PassthroughFs {
                     .map_err(|e| WatchError::Thread(e.to_string()))
             })
             .and_then(|dev| {
-                watch::Watcher::start(
-                    self.store.clone(),
-                    dev,
-                    minor,
-                    self.config.watch_fanotify,
-                )
+                watch::Watcher::start(self.store.clone(), dev, minor, self.config.watch_fanotify)
             });
         let status = match started {
             Ok((w, status)) => {
