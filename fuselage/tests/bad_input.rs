@@ -226,6 +226,20 @@ fn hostile<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
     quiet(&mut k, "two requests with one unique");
     serves(&mut k, "two requests with one unique");
 
+    // A message larger than any request (a WRITE past max_write, sent
+    // twice): consumed, answered EINVAL, and the next one is framed.
+    let huge = vec![0x5a; agreed.max_write as usize + 8192];
+    let huge_in = fuse_write_in {
+        fh,
+        size: huge.len() as u32,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let u = k.send(FUSE_WRITE, node, huge_in.as_bytes(), &[&huge]);
+        error_reply(&k.recv(), u, libc::EINVAL, "an oversized WRITE");
+        serves(&mut k, "an oversized message");
+    }
+
     // Forgets of a node never looked up, of the root, and of `f` twice
     // (CREATE gave one lookup), one at a time and in a batch.
     for (nodeid, nlookup) in [
@@ -341,9 +355,10 @@ fn hostile<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
     assert_eq!(logged(&lines, "unknown opcode 9999"), 1, "{lines:#?}");
     // The LOOKUP without NUL and with unique 0 is its own kind.
     assert_eq!(logged(&lines, "not NUL-terminated"), 1, "{lines:#?}");
+    assert_eq!(logged(&lines, "does not fit"), 1, "{lines:#?}");
     assert_eq!(
         lines.iter().filter(|l| l.starts_with(BAD_INPUT)).count(),
-        4,
+        5,
         "{lines:#?}"
     );
 }
@@ -402,6 +417,8 @@ fn old_kernel<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
         open.open_flags
     );
     assert_eq!(open.backing_id, 0, "backing id");
+    // No attribute flags (FUSE_ATTR_SUBMOUNT is 7.32's, DAX 7.36's).
+    assert_eq!(entry.attr.flags, 0, "attr flags");
     let node = entry.nodeid;
     let data = pattern(31, 0, 3 * 4096 + 17);
     let write_in = fuse_write_in {
@@ -449,6 +466,13 @@ fn old_kernel<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
         fuse_open_in::default().as_bytes(),
         &[],
     );
+    assert_eq!(
+        dir.open_flags & !0x1f,
+        0,
+        "opendir flags {:#x}",
+        dir.open_flags
+    );
+    assert_eq!(dir.backing_id, 0);
     let readdir_in = fuse_read_in {
         fh: dir.fh,
         size: 4096,

@@ -9,9 +9,19 @@
 //! at once, later ones at most once per [`INTERVAL_SECS`] with how many were
 //! not logged in between. Counting is a few atomic operations on a static
 //! table: nothing allocates, and a flood cannot flood the log.
+//!
+//! A socket message larger than the receive buffer never reaches the core:
+//! the channel consumes it and fails the receive, and [`refuse_oversized`]
+//! answers it with `EINVAL` and logs it the same way, so the session goes on.
 
-use fuselage_core::{Dispatched, ParseError};
+use crate::channel::Channel;
+use crate::error::ChannelError;
+use fuselage_core::abi::fuse_out_header;
+use fuselage_core::request::parse_header;
+use fuselage_core::{Dispatched, Errno, Opcode, ParseError};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use zerocopy::IntoBytes;
 
 /// Seconds between two log lines of one kind.
 pub const INTERVAL_SECS: u64 = 10;
@@ -33,11 +43,15 @@ impl Slot {
     }
 }
 
+/// The kind counted for a message larger than the receive buffer (after
+/// those of [`ParseError::kind`]).
+pub const OVERSIZED: usize = ParseError::KINDS;
+
 /// Per-kind counters of bad input; [`report`] uses one shared by the
 /// process.
 #[derive(Debug)]
 pub struct BadInputLog {
-    slots: [Slot; ParseError::KINDS],
+    slots: [Slot; ParseError::KINDS + 1],
 }
 
 impl Default for BadInputLog {
@@ -50,7 +64,7 @@ impl BadInputLog {
     /// A log that has seen nothing.
     pub const fn new() -> BadInputLog {
         BadInputLog {
-            slots: [const { Slot::new() }; ParseError::KINDS],
+            slots: [const { Slot::new() }; ParseError::KINDS + 1],
         }
     }
 
@@ -59,7 +73,13 @@ impl BadInputLog {
     /// this kind went unlogged since the last line; `None` when it is
     /// counted only.
     pub fn note(&self, error: &ParseError, now: u64) -> Option<u64> {
-        let slot = &self.slots[error.kind()];
+        self.note_kind(error.kind(), now)
+    }
+
+    /// Like [`note`](Self::note) for a kind number: [`ParseError::kind`] or
+    /// [`OVERSIZED`] (anything larger counts as [`OVERSIZED`]).
+    pub fn note_kind(&self, kind: usize, now: u64) -> Option<u64> {
+        let slot = &self.slots[kind.min(OVERSIZED)];
         let next = slot.next.load(Ordering::Relaxed);
         if now >= next
             && slot
@@ -103,22 +123,60 @@ pub fn report(outcome: &Dispatched) {
 
 #[cold]
 fn report_bad(error: &ParseError, replied: bool) {
-    let Some(unlogged) = LOG.note(error, now_secs()) else {
+    log_line(error.kind(), error, replied.then(|| error.errno()));
+}
+
+/// Writes the line for one message of `kind` if the rate limit allows:
+/// what was wrong, and the errno it was answered with (`None`: dropped).
+fn log_line(kind: usize, what: &dyn std::fmt::Display, answer: Option<Errno>) {
+    let Some(unlogged) = LOG.note_kind(kind, now_secs()) else {
         return;
     };
-    let answer = match (replied, error.errno().name()) {
-        (true, Some(name)) => name,
-        (true, None) => "an error",
-        (false, _) => "dropped",
+    let answer = match answer {
+        Some(e) => e.name().unwrap_or("an error"),
+        None => "dropped",
     };
     if unlogged == 0 {
-        eprintln!("fuselage: bad input from the FUSE peer: {error}; {answer}");
+        eprintln!("fuselage: bad input from the FUSE peer: {what}; {answer}");
     } else {
         eprintln!(
-            "fuselage: bad input from the FUSE peer: {error}; {answer} \
+            "fuselage: bad input from the FUSE peer: {what}; {answer} \
              ({unlogged} more of this kind not logged in the last {INTERVAL_SECS} s)"
         );
     }
+}
+
+/// Handles a receive that failed with [`ChannelError::MessageTooLarge`]: the
+/// message was consumed whole and `header` holds its first bytes (see
+/// [`Channel::receive`]). It is answered with `EINVAL` when its header is
+/// readable, its `unique` not 0 and its opcode expects a reply, else
+/// dropped, and logged (rate-limited). Returns whether `err` was that error;
+/// for any other the caller decides.
+#[cold]
+pub fn refuse_oversized(channel: &Channel, header: &[u8], err: &io::Error) -> bool {
+    let Some(&ChannelError::MessageTooLarge { len, capacity }) =
+        err.get_ref().and_then(|e| e.downcast_ref::<ChannelError>())
+    else {
+        return false;
+    };
+    let mut answer = None;
+    if let Ok(h) = parse_header(header)
+        && h.unique != 0
+        && !Opcode::from_u32(h.opcode).is_some_and(|op| op.is_no_reply())
+    {
+        let out = fuse_out_header {
+            len: std::mem::size_of::<fuse_out_header>() as u32,
+            error: Errno::EINVAL.to_wire(),
+            unique: h.unique,
+        };
+        // A peer that stopped reading shows on the next receive.
+        if channel.send(&[out.as_bytes()]).is_ok() {
+            answer = Some(Errno::EINVAL);
+        }
+    }
+    let what = ChannelError::MessageTooLarge { len, capacity };
+    log_line(OVERSIZED, &what, answer);
+    true
 }
 
 #[cfg(test)]
@@ -141,5 +199,9 @@ mod tests {
         assert_eq!(log.note(&zero, 110), Some(11));
         assert_eq!(log.note(&zero, 111), None);
         assert_eq!(log.note(&init, 200), Some(0));
+        // Oversized messages have their own kind.
+        assert_eq!(log.note_kind(OVERSIZED, 100), Some(0));
+        assert_eq!(log.note_kind(OVERSIZED, 101), None);
+        assert_eq!(log.note_kind(OVERSIZED + 5, 111), Some(1));
     }
 }

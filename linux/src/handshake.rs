@@ -68,6 +68,7 @@ pub fn handshake<F: Filesystem>(
             {
                 continue;
             }
+            Err(e) if crate::bad_input::refuse_oversized(channel, buf, &e) => continue,
             Err(e) => return Err(HandshakeError::Io(e)),
         };
         let outcome = dispatcher.dispatch(&buf[..n], &sink, &mut []);
