@@ -366,7 +366,20 @@ fn hostile<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
 /// A 7.31 kernel: the short INIT offering only MAX_PAGES, then the usual
 /// operations; every reply sized as 7.31 lays it out, nothing it cannot
 /// know.
-fn old_kernel<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
+fn old_kernel<K: KernelEnd>(kernel: K, server: ServerProcess) {
+    old_kernel_notified(kernel, server);
+}
+
+/// [`old_kernel`] with the host watcher on (`--cache always`): the
+/// server's own changes to the host come back as notifications, each one
+/// 7.31 knows.
+fn old_kernel_watched<K: KernelEnd>(kernel: K, server: ServerProcess) {
+    let n = old_kernel_notified(kernel, server);
+    assert!(n > 0, "the watcher sent no notification");
+}
+
+/// [`old_kernel`]; returns how many notifications came.
+fn old_kernel_notified<K: KernelEnd>(kernel: K, mut server: ServerProcess) -> usize {
     let mut k = Driver::new(kernel);
     let u = k.send(FUSE_INIT, 0, &short_init(31, FUSE_MAX_PAGES as u32), &[]);
     let r = k.recv();
@@ -510,12 +523,14 @@ fn old_kernel<K: KernelEnd>(kernel: K, mut server: ServerProcess) {
             assert_eq!(out.flags, 0, "inval_entry flags at 7.31");
         }
     }
+    let notified = k.notifications.len();
     let lines = finish(k, server);
     assert_eq!(
         lines.iter().filter(|l| l.starts_with(BAD_INPUT)).count(),
         0,
         "{lines:#?}"
     );
+    notified
 }
 
 /// Spawns the server on a SOCK_SEQPACKET channel and runs `f`.
@@ -538,7 +553,7 @@ fn stream(backend: Backend, extra: &[&str], f: fn(StreamKernel, ServerProcess)) 
 
 /// One module per backend, each with both framings.
 macro_rules! bad_input_suite {
-    ($($row:ident: $backend:expr, $extra:expr),+ $(,)?) => {
+    ($($row:ident: $backend:expr, $extra:expr, $old:ident),+ $(,)?) => {
         $(
             mod $row {
                 #[allow(unused_imports)]
@@ -556,12 +571,12 @@ macro_rules! bad_input_suite {
 
                 #[test]
                 fn kernel_7_31_seqpacket() {
-                    super::seqpacket($backend, $extra, super::old_kernel);
+                    super::seqpacket($backend, $extra, super::$old);
                 }
 
                 #[test]
                 fn kernel_7_31_stream() {
-                    super::stream($backend, $extra, super::old_kernel);
+                    super::stream($backend, $extra, super::$old);
                 }
             }
         )+
@@ -569,7 +584,7 @@ macro_rules! bad_input_suite {
 }
 
 bad_input_suite!(
-    memfs: Backend::Memfs, &[],
-    passthrough: Backend::Passthrough, &[],
-    passthrough_cache_always: Backend::Passthrough, &["--cache", "always"],
+    memfs: Backend::Memfs, &[], old_kernel,
+    passthrough: Backend::Passthrough, &[], old_kernel,
+    passthrough_cache_always: Backend::Passthrough, &["--cache", "always"], old_kernel_watched,
 );
