@@ -588,3 +588,32 @@ bad_input_suite!(
     passthrough: Backend::Passthrough, &[], old_kernel,
     passthrough_cache_always: Backend::Passthrough, &["--cache", "always"], old_kernel_watched,
 );
+
+/// On a stream, a header announcing fewer bytes than itself leaves no way
+/// to find the next message: the session ends, saying why, instead of
+/// reading garbage as requests.
+#[test]
+fn stream_header_shorter_than_itself_ends_the_session() {
+    let scratch = traversable_tempdir();
+    let (kernel, server_fd) = stream_channel();
+    let (mut server, _) = spawn_server(Backend::Memfs, &server_fd, scratch.path(), &[]);
+    drop(server_fd);
+    let mut k = Driver::new(kernel);
+    full_init(&mut k);
+    server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
+    let mut msg = raw(FUSE_GETATTR, 8, FUSE_ROOT_ID, &[0; 16], &[]);
+    msg[..4].copy_from_slice(&10u32.to_ne_bytes());
+    k.kernel.send_raw(&msg);
+    let status = server
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("the server ends the session");
+    server.drain_stderr(Duration::from_secs(2));
+    let lines = server.stderr_lines();
+    assert!(!status.success(), "exit status {status}; {lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("announces 10 bytes, less than the header")),
+        "no line says why: {lines:#?}"
+    );
+}
