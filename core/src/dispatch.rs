@@ -7,7 +7,11 @@
 //! [`Dispatcher::dispatch_segments`] (FUSE-over-io_uring) from any number of
 //! worker threads; INIT is answered here, everything else goes to the
 //! filesystem. Malformed messages are answered with an error when their
-//! `unique` can be trusted and dropped otherwise; nothing panics.
+//! `unique` can be trusted and dropped otherwise; nothing panics. Messages a
+//! Linux kernel never sends are treated the same way: a second INIT after
+//! the handshake is refused with `EIO` (the first session stays), and a
+//! request expecting a reply that carries `unique` 0 is dropped unanswered.
+//! [`Dispatched::Malformed`] says which, for the transport to log.
 
 use crate::abi::*;
 use crate::dirent::DirentBuf;
@@ -142,7 +146,12 @@ impl<F: Filesystem> Dispatcher<F> {
         // the unique is sound then, so the request is answered, not left
         // hanging. A misaligned header fails `parse_header` and is dropped.
         let trusted = error.can_reply() || error == ParseError::Misaligned;
-        if trusted && let Ok(h) = parse_header(header_bytes) {
+        // A unique of 0 gets no reply either: the kernel would read it as a
+        // notification.
+        if trusted
+            && let Ok(h) = parse_header(header_bytes)
+            && h.unique != 0
+        {
             let no_reply = Opcode::from_u32(h.opcode).is_some_and(|op| op.is_no_reply());
             if !no_reply {
                 ReplyHandle::new(h.unique, sink).send_error(error.errno());
@@ -154,6 +163,16 @@ impl<F: Filesystem> Dispatcher<F> {
 
     fn init<S: ReplySink>(&self, req: &Request<'_>, arg: &fuse_init_in, sink: S) -> Dispatched {
         let handle = ReplyHandle::new(req.unique(), sink);
+        if self.state.load(Ordering::Acquire) != WAITING_INIT {
+            // A Linux kernel sends INIT once; a second one (from a sandbox
+            // or a hostile peer) must not change what the running session
+            // parses by. Refused as libfuse does.
+            handle.send_error(ParseError::RepeatedInit.errno());
+            return Dispatched::Malformed {
+                error: ParseError::RepeatedInit,
+                replied: true,
+            };
+        }
         let kernel = KernelInit::from_wire(arg);
         let mut config = self.config;
         if let Err(e) = self.fs.init(&kernel, &mut config) {
@@ -220,6 +239,18 @@ impl<F: Filesystem> Dispatcher<F> {
         let h = req.header;
         let unique = h.unique;
         let ino = h.nodeid;
+        if unique == 0 && !opcode.is_no_reply() {
+            // The kernel never uses unique 0 for a request; a reply to it
+            // would read as a notification. FORGET and the other requests
+            // without a reply are served (NOTIFY_REPLY carries the unique
+            // the server chose for its RETRIEVE, which may be 0).
+            return Dispatched::Malformed {
+                error: ParseError::ZeroUnique {
+                    opcode: opcode as u32,
+                },
+                replied: false,
+            };
+        }
         if let Operation::Init { arg } = &req.operation {
             return self.init(req, arg, sink);
         }

@@ -159,6 +159,16 @@ pub enum ParseError {
         /// The opcode.
         opcode: u32,
     },
+    /// INIT arrived again after the session was agreed (a Linux kernel
+    /// sends it once). It is refused with `EIO`, as libfuse does; the
+    /// session agreed first stays in force.
+    RepeatedInit,
+    /// A request that expects a reply carries `unique` 0. A reply with
+    /// `unique` 0 would read as a notification, so none is sent.
+    ZeroUnique {
+        /// The opcode.
+        opcode: u32,
+    },
 }
 
 impl ParseError {
@@ -167,7 +177,7 @@ impl ParseError {
         match self {
             ParseError::UnknownOpcode(_) => Errno::ENOSYS,
             ParseError::NameTooLong { .. } => Errno::ENAMETOOLONG,
-            ParseError::NotInitialized { .. } => Errno::EIO,
+            ParseError::NotInitialized { .. } | ParseError::RepeatedInit => Errno::EIO,
             _ => Errno::EINVAL,
         }
     }
@@ -175,15 +185,41 @@ impl ParseError {
     /// Whether the `unique` in the header can be trusted enough to reply.
     ///
     /// A message too short for a header, misaligned, or whose length disagrees
-    /// with what was received is dropped instead.
+    /// with what was received is dropped instead, and so is one whose
+    /// `unique` is 0 (its reply would read as a notification).
     pub const fn can_reply(&self) -> bool {
         !matches!(
             self,
             ParseError::HeaderTruncated { .. }
                 | ParseError::Misaligned
                 | ParseError::LengthMismatch { .. }
+                | ParseError::ZeroUnique { .. }
         )
     }
+
+    /// A small number per kind of error (the variant, fields aside), below
+    /// [`ParseError::KINDS`]: what a transport needs to rate-limit its log
+    /// per kind without allocating.
+    pub const fn kind(&self) -> usize {
+        match self {
+            ParseError::HeaderTruncated { .. } => 0,
+            ParseError::Misaligned => 1,
+            ParseError::LengthMismatch { .. } => 2,
+            ParseError::ExtensionsTooLong { .. } => 3,
+            ParseError::UnknownOpcode(_) => 4,
+            ParseError::ArgumentTruncated { .. } => 5,
+            ParseError::PayloadTruncated { .. } => 6,
+            ParseError::MissingNul { .. } => 7,
+            ParseError::NameTooLong { .. } => 8,
+            ParseError::InvalidName { .. } => 9,
+            ParseError::NotInitialized { .. } => 10,
+            ParseError::RepeatedInit => 11,
+            ParseError::ZeroUnique { .. } => 12,
+        }
+    }
+
+    /// How many values [`ParseError::kind`] takes.
+    pub const KINDS: usize = 13;
 }
 
 impl fmt::Display for ParseError {
@@ -224,6 +260,13 @@ impl fmt::Display for ParseError {
             ParseError::NotInitialized { opcode } => {
                 write!(f, "opcode {opcode} before INIT")
             }
+            ParseError::RepeatedInit => {
+                f.write_str("INIT after the session was agreed (refused; the first INIT stands)")
+            }
+            ParseError::ZeroUnique { opcode } => write!(
+                f,
+                "opcode {opcode} with unique 0 (a reply would read as a notification)"
+            ),
         }
     }
 }
@@ -251,5 +294,11 @@ mod tests {
         );
         assert!(!ParseError::HeaderTruncated { got: 3 }.can_reply());
         assert!(ParseError::MissingNul { opcode: 1 }.can_reply());
+        assert!(!ParseError::ZeroUnique { opcode: 1 }.can_reply());
+        assert_eq!(ParseError::RepeatedInit.errno(), Errno::EIO);
+        assert_eq!(
+            ParseError::ZeroUnique { opcode: 1 }.kind(),
+            ParseError::KINDS - 1
+        );
     }
 }

@@ -117,6 +117,64 @@ impl InitFlags {
         (self.bits() as u32, (self.bits() >> 32) as u32)
     }
 
+    /// The flags a kernel speaking protocol 7.`minor` can know: those
+    /// defined at that minor (from `fuse.h`'s change log). A flag offered by
+    /// a peer claiming an older minor is not agreed, so the reply never
+    /// holds a bit (or a `flags2` word) the peer cannot read.
+    pub const fn known_at(minor: u32) -> InitFlags {
+        /// Each flag added since 7.12, with the minor that added it.
+        const SINCE: [(InitFlags, u32); 35] = [
+            (InitFlags::DONT_MASK, 12),
+            (InitFlags::SPLICE_WRITE, 14),
+            (InitFlags::SPLICE_MOVE, 14),
+            (InitFlags::SPLICE_READ, 14),
+            (InitFlags::FLOCK_LOCKS, 17),
+            (InitFlags::HAS_IOCTL_DIR, 18),
+            (InitFlags::AUTO_INVAL_DATA, 20),
+            (InitFlags::DO_READDIRPLUS, 21),
+            (InitFlags::READDIRPLUS_AUTO, 21),
+            (InitFlags::ASYNC_DIO, 22),
+            (InitFlags::WRITEBACK_CACHE, 23),
+            (InitFlags::NO_OPEN_SUPPORT, 23),
+            (InitFlags::PARALLEL_DIROPS, 25),
+            (InitFlags::HANDLE_KILLPRIV, 26),
+            (InitFlags::POSIX_ACL, 26),
+            (InitFlags::ABORT_ERROR, 27),
+            (InitFlags::MAX_PAGES, 28),
+            (InitFlags::CACHE_SYMLINKS, 28),
+            (InitFlags::NO_OPENDIR_SUPPORT, 29),
+            (InitFlags::EXPLICIT_INVAL_DATA, 30),
+            (InitFlags::MAP_ALIGNMENT, 31),
+            (InitFlags::SUBMOUNTS, 32),
+            (InitFlags::HANDLE_KILLPRIV_V2, 33),
+            (InitFlags::SETXATTR_EXT, 33),
+            (InitFlags::INIT_EXT, 36),
+            (InitFlags::SECURITY_CTX, 36),
+            (InitFlags::HAS_INODE_DAX, 36),
+            (InitFlags::CREATE_SUPP_GROUP, 38),
+            (InitFlags::HAS_EXPIRE_ONLY, 38),
+            (InitFlags::DIRECT_IO_ALLOW_MMAP, 39),
+            (InitFlags::PASSTHROUGH, 40),
+            (InitFlags::NO_EXPORT_SUPPORT, 40),
+            (InitFlags::HAS_RESEND, 40),
+            (InitFlags::ALLOW_IDMAP, 40),
+            (InitFlags::OVER_IO_URING, 42),
+        ];
+        // Bit 31 is reserved at every minor; REQUEST_TIMEOUT came with 7.43.
+        let mut known = InitFlags::all().difference(InitFlags::INIT_RESERVED).bits();
+        if minor < 43 {
+            known &= !InitFlags::REQUEST_TIMEOUT.bits();
+        }
+        let mut i = 0;
+        while i < SINCE.len() {
+            if minor < SINCE[i].1 {
+                known &= !SINCE[i].0.bits();
+            }
+            i += 1;
+        }
+        InitFlags::from_bits_retain(known)
+    }
+
     /// Joins the wire words. `flags2` is only meaningful when `flags` has
     /// `INIT_EXT`; pass 0 otherwise.
     pub const fn from_wire(flags: u32, flags2: u32) -> InitFlags {
@@ -362,7 +420,9 @@ pub fn negotiate(kernel: &KernelInit, config: &InitConfig) -> Result<InitOutcome
         // Without INIT_EXT nothing in flags2 can be agreed.
         wanted &= InitFlags::from_bits_retain(u32::MAX as u64);
     }
-    let mut flags = kernel.flags & wanted;
+    // Only what the kernel's own minor defines: a peer claiming 7.31 that
+    // offers flags2 bits (or any flag newer than it) does not get them.
+    let mut flags = kernel.flags & wanted & InitFlags::known_at(kernel.minor);
     // INIT_EXT must be echoed for the kernel to read flags2.
     if flags.bits() >> 32 != 0 {
         flags |= InitFlags::INIT_EXT;
@@ -403,7 +463,13 @@ pub fn negotiate(kernel: &KernelInit, config: &InitConfig) -> Result<InitOutcome
         congestion_threshold: config.congestion_threshold,
         max_write,
         time_gran: config.time_gran.max(1),
-        max_pages,
+        // Meaningful only with MAX_PAGES; zero for a kernel that did not
+        // agree it (before 7.28 the field is unused space).
+        max_pages: if flags.contains(InitFlags::MAX_PAGES) {
+            max_pages
+        } else {
+            0
+        },
         flags2: w2,
         max_stack_depth,
         request_timeout,
@@ -540,5 +606,68 @@ mod tests {
         assert_eq!((reply.minor, reply_len), (22, 24));
         // No INIT_EXT offered: nothing from flags2.
         assert_eq!(reply.flags2, 0);
+    }
+
+    #[test]
+    fn a_731_kernel_gets_only_what_731_defines() {
+        let cfg = InitConfig {
+            passthrough: Some(1),
+            request_timeout: 30,
+            ..Default::default()
+        };
+        // What gVisor offers on a host-FD connection.
+        let Ok(InitOutcome::Agreed {
+            reply,
+            reply_len,
+            negotiated,
+        }) = negotiate(&kernel(31, InitFlags::MAX_PAGES), &cfg)
+        else {
+            panic!()
+        };
+        assert_eq!((reply.major, reply.minor, reply_len), (7, 31, 64));
+        assert_eq!(reply.flags, abi::FUSE_MAX_PAGES as u32);
+        assert_eq!(
+            (reply.flags2, reply.max_stack_depth, reply.request_timeout),
+            (0, 0, 0)
+        );
+        assert_eq!(reply.max_pages, 256);
+        assert_eq!(negotiated.flags, InitFlags::MAX_PAGES);
+        // A peer claiming 7.31 but offering everything (flags2 included):
+        // nothing newer than 7.31 is agreed.
+        let Ok(InitOutcome::Agreed { reply, .. }) = negotiate(&kernel(31, InitFlags::all()), &cfg)
+        else {
+            panic!()
+        };
+        let agreed = InitFlags::from_wire(reply.flags, reply.flags2);
+        assert_eq!(reply.flags2, 0);
+        assert!(agreed.contains(InitFlags::MAX_PAGES | InitFlags::PARALLEL_DIROPS));
+        assert!(
+            !agreed
+                .intersects(InitFlags::INIT_EXT | InitFlags::PASSTHROUGH | InitFlags::SETXATTR_EXT)
+        );
+        assert_eq!((reply.max_stack_depth, reply.request_timeout), (0, 0));
+        // Without MAX_PAGES the field stays zero.
+        let Ok(InitOutcome::Agreed {
+            reply, negotiated, ..
+        }) = negotiate(&kernel(31, InitFlags::empty()), &cfg)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (reply.flags, reply.max_pages, negotiated.max_pages),
+            (0, 0, 32)
+        );
+    }
+
+    #[test]
+    fn known_flags_grow_with_the_minor() {
+        assert!(!InitFlags::known_at(27).contains(InitFlags::MAX_PAGES));
+        assert!(InitFlags::known_at(28).contains(InitFlags::MAX_PAGES));
+        assert_eq!(InitFlags::known_at(31).bits() >> 26, 1);
+        assert_eq!(
+            InitFlags::known_at(45),
+            InitFlags::all() - InitFlags::INIT_RESERVED
+        );
+        assert!(!InitFlags::known_at(42).contains(InitFlags::REQUEST_TIMEOUT));
     }
 }

@@ -15,9 +15,29 @@ use zerocopy::IntoBytes;
 pub const PRUNE_MAX: usize = 512;
 
 /// Sends notifications through a sink.
+///
+/// Made with [`Notifier::for_minor`], it sends only what a kernel of the
+/// agreed protocol minor knows: a notification code (or an
+/// `inval_entry` flag) newer than that is not sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Notifier<S: ReplySink> {
     sink: S,
+    minor: u32,
+}
+
+/// The protocol minor that introduced notification `code` (`u32::MAX` for
+/// codes fuselage does not know).
+pub const fn notify_since(code: u32) -> u32 {
+    match code {
+        FUSE_NOTIFY_POLL => 11,
+        FUSE_NOTIFY_INVAL_INODE | FUSE_NOTIFY_INVAL_ENTRY => 12,
+        FUSE_NOTIFY_STORE | FUSE_NOTIFY_RETRIEVE => 15,
+        FUSE_NOTIFY_DELETE => 18,
+        FUSE_NOTIFY_RESEND => 40,
+        FUSE_NOTIFY_INC_EPOCH => 44,
+        FUSE_NOTIFY_PRUNE => 45,
+        _ => u32::MAX,
+    }
 }
 
 /// Why a notification was not sent.
@@ -27,6 +47,8 @@ pub enum NotifyError {
     BadName,
     /// More entries than fit one message.
     TooMany,
+    /// The agreed protocol minor does not know this notification (or flag).
+    Unsupported,
 }
 
 impl NotifyError {
@@ -35,6 +57,7 @@ impl NotifyError {
         match self {
             NotifyError::BadName => Errno::ENAMETOOLONG,
             NotifyError::TooMany => Errno::E2BIG,
+            NotifyError::Unsupported => Errno::ENOSYS,
         }
     }
 }
@@ -46,6 +69,9 @@ impl core::fmt::Display for NotifyError {
                 f.write_str("notification name is empty or longer than 1024 bytes")
             }
             NotifyError::TooMany => f.write_str("too many node ids for one notification"),
+            NotifyError::Unsupported => {
+                f.write_str("the kernel's protocol version does not know this notification")
+            }
         }
     }
 }
@@ -70,17 +96,45 @@ fn check_name(name: &[u8]) -> Result<(), NotifyError> {
 }
 
 impl<S: ReplySink> Notifier<S> {
-    /// A notifier sending through `sink`.
+    /// A notifier sending through `sink` to a kernel of the newest protocol.
     pub fn new(sink: S) -> Self {
-        Notifier { sink }
+        Notifier {
+            sink,
+            minor: FUSE_KERNEL_MINOR_VERSION,
+        }
+    }
+
+    /// A notifier for a session agreed at protocol 7.`minor`
+    /// ([`Negotiated::minor`](crate::Negotiated::minor)): notifications
+    /// that minor does not know are not sent.
+    pub fn for_minor(sink: S, minor: u32) -> Self {
+        Notifier { sink, minor }
+    }
+
+    /// Whether the kernel knows notification `code`.
+    pub const fn knows(&self, code: u32) -> bool {
+        self.minor >= notify_since(code)
+    }
+
+    /// Sends the header of `code` and `parts` when the kernel knows `code`.
+    fn send(&self, code: u32, body: &[&[u8]]) -> Result<(), NotifyError> {
+        if !self.knows(code) {
+            return Err(NotifyError::Unsupported);
+        }
+        let n = body.len().min(3);
+        let len: usize = body[..n].iter().map(|b| b.len()).sum();
+        let h = header(code, len);
+        let mut parts: [&[u8]; 4] = [h.as_bytes(), &[], &[], &[]];
+        parts[1..=n].copy_from_slice(&body[..n]);
+        self.sink.send(&parts[..=n]);
+        Ok(())
     }
 
     /// Wakes up pollers of the handle `kh` (from a POLL request with
     /// `FUSE_POLL_SCHEDULE_NOTIFY`).
     pub fn poll_wakeup(&self, kh: u64) {
         let out = fuse_notify_poll_wakeup_out { kh };
-        let h = header(FUSE_NOTIFY_POLL, core::mem::size_of_val(&out));
-        self.sink.send(&[h.as_bytes(), out.as_bytes()]);
+        let _ = self.send(FUSE_NOTIFY_POLL, &[out.as_bytes()]);
     }
 
     /// Drops cached attributes of `ino` and, for `len` != 0, its cached pages
@@ -88,25 +142,22 @@ impl<S: ReplySink> Notifier<S> {
     /// the attributes.
     pub fn inval_inode(&self, ino: u64, off: i64, len: i64) {
         let out = fuse_notify_inval_inode_out { ino, off, len };
-        let h = header(FUSE_NOTIFY_INVAL_INODE, core::mem::size_of_val(&out));
-        self.sink.send(&[h.as_bytes(), out.as_bytes()]);
+        let _ = self.send(FUSE_NOTIFY_INVAL_INODE, &[out.as_bytes()]);
     }
 
     /// Drops the cached entry `name` in directory `parent`; `flags` may hold
-    /// `FUSE_EXPIRE_ONLY`.
+    /// `FUSE_EXPIRE_ONLY` (7.38; before, the field must be 0).
     pub fn inval_entry(&self, parent: u64, name: &[u8], flags: u32) -> Result<(), NotifyError> {
         check_name(name)?;
+        if flags != 0 && self.minor < 38 {
+            return Err(NotifyError::Unsupported);
+        }
         let out = fuse_notify_inval_entry_out {
             parent,
             namelen: name.len() as u32,
             flags,
         };
-        let h = header(
-            FUSE_NOTIFY_INVAL_ENTRY,
-            core::mem::size_of_val(&out) + name.len() + 1,
-        );
-        self.sink.send(&[h.as_bytes(), out.as_bytes(), name, &[0]]);
-        Ok(())
+        self.send(FUSE_NOTIFY_INVAL_ENTRY, &[out.as_bytes(), name, &[0]])
     }
 
     /// Tells the kernel entry `name` of `parent` (inode `child`) was deleted.
@@ -118,12 +169,7 @@ impl<S: ReplySink> Notifier<S> {
             namelen: name.len() as u32,
             padding: 0,
         };
-        let h = header(
-            FUSE_NOTIFY_DELETE,
-            core::mem::size_of_val(&out) + name.len() + 1,
-        );
-        self.sink.send(&[h.as_bytes(), out.as_bytes(), name, &[0]]);
-        Ok(())
+        self.send(FUSE_NOTIFY_DELETE, &[out.as_bytes(), name, &[0]])
     }
 
     /// Stores `data` into the page cache of `ino` at `offset`.
@@ -134,8 +180,7 @@ impl<S: ReplySink> Notifier<S> {
             size: data.len() as u32,
             padding: 0,
         };
-        let h = header(FUSE_NOTIFY_STORE, core::mem::size_of_val(&out) + data.len());
-        self.sink.send(&[h.as_bytes(), out.as_bytes(), data]);
+        let _ = self.send(FUSE_NOTIFY_STORE, &[out.as_bytes(), data]);
     }
 
     /// Asks the kernel for `size` cached bytes of `ino` at `offset`; the answer
@@ -148,21 +193,19 @@ impl<S: ReplySink> Notifier<S> {
             size,
             padding: 0,
         };
-        let h = header(FUSE_NOTIFY_RETRIEVE, core::mem::size_of_val(&out));
-        self.sink.send(&[h.as_bytes(), out.as_bytes()]);
+        let _ = self.send(FUSE_NOTIFY_RETRIEVE, &[out.as_bytes()]);
     }
 
     /// Asks the kernel to resend every request still waiting for a reply
     /// (needs `HAS_RESEND`).
     pub fn resend(&self) {
-        let h = header(FUSE_NOTIFY_RESEND, 0);
-        self.sink.send(&[h.as_bytes()]);
+        let _ = self.send(FUSE_NOTIFY_RESEND, &[]);
     }
 
-    /// Increments the connection's epoch, invalidating all cached dentries.
+    /// Increments the connection's epoch, invalidating all cached dentries
+    /// (7.44; not sent to older kernels).
     pub fn inc_epoch(&self) {
-        let h = header(FUSE_NOTIFY_INC_EPOCH, 0);
-        self.sink.send(&[h.as_bytes()]);
+        let _ = self.send(FUSE_NOTIFY_INC_EPOCH, &[]);
     }
 
     /// Asks the kernel to forget the given inodes if unused (7.45).
@@ -175,13 +218,7 @@ impl<S: ReplySink> Notifier<S> {
             padding: 0,
             spare: 0,
         };
-        let h = header(
-            FUSE_NOTIFY_PRUNE,
-            core::mem::size_of_val(&out) + nodeids.len() * 8,
-        );
-        self.sink
-            .send(&[h.as_bytes(), out.as_bytes(), nodeids.as_bytes()]);
-        Ok(())
+        self.send(FUSE_NOTIFY_PRUNE, &[out.as_bytes(), nodeids.as_bytes()])
     }
 }
 
@@ -232,5 +269,26 @@ mod tests {
         assert_eq!(hdr(&cap.bytes().0), (16, 8, 0));
         n.prune(&[1, 2, 3]).unwrap();
         assert_eq!(hdr(&cap.bytes().0), (16 + 16 + 24, 9, 0));
+    }
+
+    #[test]
+    fn a_731_kernel_gets_only_what_731_knows() {
+        let cap = Capture::new();
+        let n = Notifier::for_minor(&cap, 31);
+        n.inval_inode(5, 0, -1);
+        assert_eq!(cap.sends(), 1);
+        assert_eq!(hdr(&cap.bytes().0), (40, 2, 0));
+        n.delete(1, 5, b"x").unwrap();
+        assert_eq!(hdr(&cap.bytes().0), (16 + 24 + 2, 6, 0));
+        assert_eq!(
+            n.inval_entry(1, b"x", FUSE_EXPIRE_ONLY),
+            Err(NotifyError::Unsupported)
+        );
+        assert_eq!(n.prune(&[1]), Err(NotifyError::Unsupported));
+        n.resend();
+        n.inc_epoch();
+        assert_eq!(cap.sends(), 2, "nothing newer than 7.31 was sent");
+        assert!(n.knows(FUSE_NOTIFY_DELETE) && !n.knows(FUSE_NOTIFY_RESEND));
+        assert!(!n.knows(77));
     }
 }

@@ -8,161 +8,18 @@
 //! framed by the length in its header).
 
 mod common;
+mod sandbox_common;
 
 use common::*;
 use fuselage::core::abi::*;
-use fuselage_testkit::{OFFERED_FLAGS, Reply, SimKernel, channel_pair, encode_request};
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::Command;
+use fuselage_testkit::OFFERED_FLAGS;
+use sandbox_common::*;
 use std::time::Duration;
 use zerocopy::IntoBytes;
 
-/// The kernel's end of the channel, whatever its framing.
-trait KernelEnd {
-    /// Sends one request.
-    fn send(&mut self, header: &fuse_in_header, arg: &[u8], payload: &[&[u8]]);
-    /// Receives one reply (bounded by the socket's receive timeout).
-    fn recv(&mut self) -> Reply;
-}
-
-impl KernelEnd for SimKernel {
-    fn send(&mut self, header: &fuse_in_header, arg: &[u8], payload: &[&[u8]]) {
-        self.send_request(header, arg, payload)
-            .expect("send a request on the SOCK_SEQPACKET channel");
-    }
-    fn recv(&mut self) -> Reply {
-        self.recv_reply()
-            .expect("a reply on the SOCK_SEQPACKET channel")
-    }
-}
-
-/// A SOCK_STREAM kernel end: messages are framed by their header's length.
-struct StreamKernel(UnixStream);
-
-impl KernelEnd for StreamKernel {
-    fn send(&mut self, header: &fuse_in_header, arg: &[u8], payload: &[&[u8]]) {
-        let msg = encode_request(header, arg, payload);
-        self.0
-            .write_all(&msg)
-            .expect("send a request on the SOCK_STREAM channel");
-    }
-    fn recv(&mut self) -> Reply {
-        let mut head = [0u8; 16];
-        self.0
-            .read_exact(&mut head)
-            .expect("a reply header on the SOCK_STREAM channel");
-        let len = u32::from_ne_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-        assert!(
-            (16..=16 << 20).contains(&len),
-            "implausible reply length {len}"
-        );
-        let mut msg = head.to_vec();
-        msg.resize(len, 0);
-        self.0
-            .read_exact(&mut msg[16..])
-            .expect("a reply body on the SOCK_STREAM channel");
-        Reply::parse(&msg).unwrap_or_else(|e| panic!("a reply the kernel would refuse: {e:?}"))
-    }
-}
-
-/// Drives requests one at a time over a [`KernelEnd`].
-struct Driver<K> {
-    kernel: K,
-    unique: u64,
-}
-
-impl<K: KernelEnd> Driver<K> {
-    fn send(&mut self, opcode: u32, nodeid: u64, arg: &[u8], payload: &[&[u8]]) -> u64 {
-        self.unique += 2;
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let creds = !matches!(
-            opcode,
-            FUSE_INIT | FUSE_FORGET | FUSE_RELEASE | FUSE_DESTROY
-        );
-        let header = fuse_in_header {
-            opcode,
-            unique: self.unique,
-            nodeid,
-            uid: if creds { uid } else { 0 },
-            gid: if creds { gid } else { 0 },
-            pid: if creds { std::process::id() } else { 0 },
-            ..Default::default()
-        };
-        self.kernel.send(&header, arg, payload);
-        self.unique
-    }
-
-    /// Sends a request and returns its reply, checking the unique.
-    fn call(&mut self, opcode: u32, nodeid: u64, arg: &[u8], payload: &[&[u8]]) -> Reply {
-        let unique = self.send(opcode, nodeid, arg, payload);
-        let reply = self.kernel.recv();
-        assert_eq!(
-            reply.unique(),
-            unique,
-            "reply to opcode {opcode} answers another request: {reply:?}"
-        );
-        reply
-    }
-
-    /// Like `call`, expecting success and decoding the body.
-    fn ok<T: zerocopy::FromBytes>(
-        &mut self,
-        opcode: u32,
-        nodeid: u64,
-        arg: &[u8],
-        payload: &[&[u8]],
-    ) -> T {
-        let r = self.call(opcode, nodeid, arg, payload);
-        assert_eq!(
-            r.errno(),
-            None,
-            "opcode {opcode} failed: {}",
-            errno_name(r.errno().unwrap_or(0))
-        );
-        r.decode()
-            .unwrap_or_else(|e| panic!("opcode {opcode}: reply body {e:?}"))
-    }
-}
-
-/// Spawns `fuselage mount [--source DIR] /dev/fd/N` with `server` as fd N
-/// (close-on-exec cleared in the child only).
-fn spawn_server(
-    backend: Backend,
-    server: &OwnedFd,
-    scratch: &std::path::Path,
-) -> (ServerProcess, String) {
-    let fd = server.as_raw_fd();
-    let path = format!("/dev/fd/{fd}");
-    let mut cmd = Command::new(fuselage_bin());
-    cmd.arg("mount");
-    if backend == Backend::Passthrough {
-        let src: PathBuf = scratch.join("src");
-        std::fs::create_dir_all(&src).expect("mkdir");
-        cmd.arg("--source").arg(src);
-    }
-    cmd.arg(&path);
-    // SAFETY: the closure runs between fork and exec and only calls fcntl,
-    // which is async-signal-safe; `fd` is open in the parent, hence in the
-    // child.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    (ServerProcess::spawn(cmd), path)
-}
-
 /// The conversation of a sandbox with its server, over either framing.
 fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, backend: Backend) {
-    let mut k = Driver { kernel, unique: 0 };
+    let mut k = Driver::new(kernel);
 
     // INIT, as Linux 6.18 sends it.
     let (flags, flags2) = OFFERED_FLAGS.to_wire();
@@ -350,8 +207,8 @@ fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, back
 /// A SOCK_SEQPACKET channel, through the testkit's simulated kernel.
 fn seqpacket(backend: Backend) {
     let scratch = traversable_tempdir();
-    let (kernel, server_fd) = channel_pair().expect("socketpair");
-    let (server, path) = spawn_server(backend, &server_fd, scratch.path());
+    let (kernel, server_fd) = seqpacket_channel();
+    let (server, path) = spawn_server(backend, &server_fd, scratch.path(), &[]);
     drop(server_fd);
     converse(kernel, server, &path, backend);
 }
@@ -359,14 +216,10 @@ fn seqpacket(backend: Backend) {
 /// A SOCK_STREAM channel.
 fn stream(backend: Backend) {
     let scratch = traversable_tempdir();
-    let (kernel, server_end) = UnixStream::pair().expect("socketpair");
-    kernel
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("SO_RCVTIMEO");
-    let server_fd = OwnedFd::from(server_end);
-    let (server, path) = spawn_server(backend, &server_fd, scratch.path());
+    let (kernel, server_fd) = stream_channel();
+    let (server, path) = spawn_server(backend, &server_fd, scratch.path(), &[]);
     drop(server_fd);
-    converse(StreamKernel(kernel), server, &path, backend);
+    converse(kernel, server, &path, backend);
 }
 
 /// One module per backend, each with both framings.

@@ -25,7 +25,7 @@
 //! size the opcode's reply struct has, READDIR(PLUS) bodies are well formed
 //! and no larger than asked, no reply for FORGET / BATCH_FORGET / INTERRUPT /
 //! NOTIFY_REPLY, and exactly one reply for every other request whose header
-//! can be trusted (none for one that cannot).
+//! can be trusted (none for one that cannot, nor for unique 0).
 
 use fuselage_testkit::AlignedBuf;
 use core::cell::{Cell, RefCell};
@@ -860,7 +860,8 @@ impl<F: Target> Session<F> {
         let (trusted, unique, opcode) = if header_bytes.len() >= IN_HEADER {
             let (h, _) = fuse_in_header::read_from_prefix(&header_bytes[..]).unwrap();
             let len_ok = segments || h.len as usize == msg.len();
-            (len_ok, h.unique, h.opcode)
+            // A reply to unique 0 would read as a notification: none.
+            (len_ok && h.unique != 0, h.unique, h.opcode)
         } else {
             (false, 0, 0)
         };

@@ -148,6 +148,11 @@ impl Channel {
     /// an unmount shows as an error for which [`is_unmounted`] is true. `EINTR` is retried.
     /// `buf` must hold the largest message (for `/dev/fuse`: max_write + 4096, and at least
     /// 8192 bytes, or the kernel fails the read with `EINVAL`).
+    ///
+    /// A socket message larger than `buf` (which no kernel sends, but a peer may) fails with
+    /// [`ChannelError::MessageTooLarge`] after it has been consumed whole, with its first
+    /// `buf.len()` bytes (its header among them) in `buf`: the next call receives the next
+    /// message, and [`refuse_oversized`](crate::bad_input::refuse_oversized) answers it.
     pub fn receive(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.kind {
             ChannelKind::Device => retry_eintr(|| {
@@ -206,6 +211,22 @@ impl Channel {
             return Err(ChannelError::BadLength { len }.into());
         }
         let Some(body) = buf.get_mut(IN_HEADER_LEN..total) else {
+            // Consume the message, so the stream stays framed at the next one. (A bad path
+            // only: a page on the stack, read into over and over.)
+            let mut discard = [0u8; 4096];
+            let mut left = total - IN_HEADER_LEN;
+            while left > 0 {
+                let chunk = left.min(discard.len());
+                let got = self.read_full(&mut discard[..chunk])?;
+                if got < chunk {
+                    return Err(ChannelError::Truncated {
+                        got: total - left + got,
+                        expected: total,
+                    }
+                    .into());
+                }
+                left -= chunk;
+            }
             return Err(ChannelError::MessageTooLarge {
                 len: total,
                 capacity,
@@ -508,6 +529,14 @@ mod tests {
         let mut small = vec![0u8; 100];
         let err = channel.receive(&mut small).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // It was consumed whole, its header kept: the next message is framed.
+        assert_eq!(&small[..40], &request(3, 1, &[0; 200])[..40]);
+        {
+            use std::io::Write;
+            peer.write_all(&request(3, 2, b"next")).unwrap();
+        }
+        let n = channel.receive(&mut small).unwrap();
+        assert_eq!(&small[..n], &request(3, 2, b"next")[..]);
         let mut tiny = [0u8; 10];
         let err = channel.receive(&mut tiny).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -527,6 +556,10 @@ mod tests {
         let mut small = vec![0u8; 100];
         let err = channel.receive(&mut small).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // Consumed: the next message comes whole.
+        peer.send(&[&msg]).unwrap();
+        let n = channel.receive(&mut small).unwrap();
+        assert_eq!(&small[..n], &msg[..]);
         drop(peer);
         assert_eq!(channel.receive(&mut buf).unwrap(), 0);
     }

@@ -68,9 +68,12 @@ pub fn handshake<F: Filesystem>(
             {
                 continue;
             }
+            Err(e) if crate::bad_input::refuse_oversized(channel, buf, &e) => continue,
             Err(e) => return Err(HandshakeError::Io(e)),
         };
-        match dispatcher.dispatch(&buf[..n], &sink, &mut []) {
+        let outcome = dispatcher.dispatch(&buf[..n], &sink, &mut []);
+        crate::bad_input::report(&outcome);
+        match outcome {
             Dispatched::Initialized(neg) => return Ok(neg),
             Dispatched::InitFailed(e) => return Err(HandshakeError::Init(e)),
             Dispatched::Destroyed => return Err(HandshakeError::ClosedBeforeInit),

@@ -31,6 +31,7 @@
 //! # let _ = n; Ok(()) }
 //! ```
 
+pub mod bad_input;
 pub mod channel;
 pub mod error;
 pub mod handshake;

@@ -21,6 +21,7 @@ use fuselage_core::{
     DeferredSink, DeferredVTable, Dispatched, Dispatcher, FileRange, Filesystem, InitConfig,
     MAX_SINK_PARTS, Negotiated, ReplySink,
 };
+use fuselage_linux::bad_input::refuse_oversized;
 use fuselage_linux::channel::{Channel, ChannelKind, is_interrupted_reply, is_unmounted};
 use fuselage_linux::handshake::{HandshakeError, handshake};
 use fuselage_linux::sys::{online_cpu, pin_to, pread_full, set_nonblocking};
@@ -369,6 +370,9 @@ impl<F: Filesystem> Worker<F> {
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
                     return Ok(SessionEnd::Unmounted);
                 }
+                // A socket message larger than any request: consumed,
+                // answered EINVAL, logged; the next one is served.
+                Err(e) if refuse_oversized(&self.channel, self.buf.as_ref(), &e) => continue,
                 Err(e) => return Err(e),
             };
             let sink = ChannelSink {
@@ -380,6 +384,7 @@ impl<F: Filesystem> Worker<F> {
             let outcome =
                 self.dispatcher
                     .dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
+            fuselage_linux::bad_input::report(&outcome);
             if outcome == Dispatched::Destroyed {
                 self.stop.store(true, Ordering::Relaxed);
                 if self.channel.kind() != ChannelKind::Device {

@@ -1034,6 +1034,7 @@ impl<F: Filesystem> QueueThread<F> {
             self.dispatcher
                 .dispatch_segments(header, op_in, payload, sink, scratch)
         };
+        fuselage_linux::bad_input::report(&outcome);
         let mut s = self.shared.slot(i);
         match s.phase {
             Phase::Replied => {

@@ -544,6 +544,7 @@ impl<F: Filesystem> RwThread<F> {
                     };
                     self.dispatcher.dispatch(buf, &sink, &mut self.scratch)
                 };
+                fuselage_linux::bad_input::report(&outcome);
                 if outcome == Dispatched::Destroyed {
                     self.stop.store(true, Ordering::Release);
                     end = RwEnd::Destroyed;

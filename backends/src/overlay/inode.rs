@@ -464,6 +464,34 @@ mod tests {
     }
 
     #[test]
+    fn stray_forgets_give_layer_references_back_once() {
+        let t = table();
+        // Never adopted: nothing to give back, nothing removed.
+        for id in [0, 2, 999, u64::MAX] {
+            assert!(t.forget(id, 1).is_empty());
+            assert!(t.forget(id, u64::MAX).is_empty());
+        }
+        assert!(t.forget(1, u64::MAX).is_empty(), "the root stays");
+        assert!(t.get(1).is_some());
+        let a = adopt(&t, Some(7), &[(1, 5)]);
+        // A count of 0 changes nothing.
+        assert!(t.forget(a.node.id, 0).is_empty());
+        assert!(t.get(a.node.id).is_some());
+        // More than was counted: the layer references go back once.
+        let mut back = t.forget(a.node.id, u64::MAX);
+        back.sort();
+        assert_eq!(back, vec![(UPPER, 7), (1, 5)]);
+        for n in [1, 0, u64::MAX] {
+            assert!(t.forget(a.node.id, n).is_empty(), "forgotten twice");
+        }
+        // The layer inodes are free for a new node.
+        let b = adopt(&t, Some(7), &[(1, 5)]);
+        assert!(b.surplus.as_slice().is_empty());
+        assert!(t.get(b.node.id).is_some());
+        assert_eq!(t.forget(b.node.id, 1).len(), 2);
+    }
+
+    #[test]
     fn a_split_gives_the_upper_inode_a_node_of_its_own() {
         let t = table();
         let a = adopt(&t, Some(7), &[(2, 5)]);

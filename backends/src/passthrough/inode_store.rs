@@ -886,3 +886,68 @@ impl InodeStore {
         self.hand.store(i, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PassthroughConfig, PassthroughFs};
+    use super::*;
+
+    /// A passthrough filesystem over a fresh host directory holding `f`.
+    fn fs(name: &str, handles: bool) -> (PassthroughFs, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "fuselage-forget-{name}-{handles}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), b"data").unwrap();
+        let config = PassthroughConfig {
+            file_handles: handles,
+            isolate_mounts: false,
+            act_as_caller: false,
+            raise_fd_limit: false,
+            ..PassthroughConfig::new(&dir)
+        };
+        (PassthroughFs::new(config).unwrap(), dir)
+    }
+
+    #[test]
+    fn stray_forgets_neither_underflow_nor_corrupt() {
+        for handles in [false, true] {
+            let (fs, dir) = fs("stray", handles);
+            let store = &fs.store;
+            // Never looked up: nothing happens.
+            for node in [0, 2, 999, u64::MAX] {
+                fs.forget_node(node, 1);
+                fs.forget_node(node, u64::MAX);
+            }
+            fs.forget_node(ROOT_ID, u64::MAX);
+            assert_eq!(store.len(), 1);
+            assert!(store.get(ROOT_ID).is_ok());
+            // Looked up twice, forgotten once: still known, count 1.
+            let (node, _) = fs.do_lookup(ROOT_ID, c"f").unwrap();
+            assert_eq!(fs.do_lookup(ROOT_ID, c"f").unwrap().0, node);
+            fs.forget_node(node, 1);
+            assert!(store.get(node).is_ok());
+            // Forgotten past zero: gone once, the count saturated at zero.
+            let inode = store.get(node).unwrap();
+            fs.forget_node(node, 5);
+            assert_eq!(inode.refcount.load(Ordering::Acquire), 0);
+            assert_eq!(store.len(), 1);
+            assert!(store.get(node).is_err());
+            fs.forget_node(node, 1);
+            fs.forget_node(node, u64::MAX);
+            assert_eq!(inode.refcount.load(Ordering::Acquire), 0);
+            assert_eq!(store.len(), 1);
+            // A new lookup starts afresh at one reference.
+            let (again, _) = fs.do_lookup(ROOT_ID, c"f").unwrap();
+            let fresh = store.get(again).unwrap();
+            assert_eq!(fresh.refcount.load(Ordering::Acquire), 1);
+            assert_eq!(store.len(), 2);
+            fs.forget_node(again, 0);
+            assert_eq!(fresh.refcount.load(Ordering::Acquire), 1, "a count of 0");
+            drop(fs);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

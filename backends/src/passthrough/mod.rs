@@ -591,7 +591,7 @@ impl PassthroughFs {
     }
 
     /// Starts the host watcher (see [`PassthroughConfig::watch_host`]).
-    fn start_watcher(&self) {
+    fn start_watcher(&self, minor: u32) {
         let started = self
             .device
             .get()
@@ -601,7 +601,7 @@ impl PassthroughFs {
                     .map_err(|e| WatchError::Thread(e.to_string()))
             })
             .and_then(|dev| {
-                watch::Watcher::start(self.store.clone(), dev, self.config.watch_fanotify)
+                watch::Watcher::start(self.store.clone(), dev, minor, self.config.watch_fanotify)
             });
         let status = match started {
             Ok((w, status)) => {
@@ -994,7 +994,7 @@ impl Filesystem for PassthroughFs {
             *lock(&kp.reason) = Some("the kernel did not agree to FUSE_PASSTHROUGH".into());
         }
         if self.config.watch_host {
-            self.start_watcher();
+            self.start_watcher(negotiated.minor);
         }
     }
 

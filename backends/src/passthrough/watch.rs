@@ -305,11 +305,13 @@ fn errno() -> Errno {
 impl Watcher {
     /// Starts watching: fanotify if `try_fanotify` and it can serve the
     /// source, else an inotify instance with the root watched; and the
-    /// thread that turns events into notifications on `device`. Returns the
-    /// status to report.
+    /// thread that turns events into notifications on `device` (only those
+    /// protocol 7.`minor`, the agreed one, knows). Returns the status to
+    /// report.
     pub(crate) fn start(
         store: Arc<InodeStore>,
         device: OwnedFd,
+        minor: u32,
         try_fanotify: bool,
     ) -> Result<(Watcher, WatchStatus), WatchError> {
         let fan = if try_fanotify {
@@ -362,6 +364,7 @@ impl Watcher {
             table: watcher.table.clone(),
             wake: watcher.wake.clone(),
             device,
+            minor,
             last: None,
             dirs: HashMap::with_capacity(DIR_CACHE_MAX),
             dirs_at: 0,
@@ -582,6 +585,8 @@ struct WatchThread {
     table: Arc<WatchTable>,
     wake: Arc<OwnedFd>,
     device: OwnedFd,
+    /// The agreed protocol minor: no notification newer than it is sent.
+    minor: u32,
     /// The last event handled, to send a burst once.
     last: Option<EventKey>,
     /// fanotify: directory handles already resolved (`None`: not a node),
@@ -784,7 +789,7 @@ impl WatchThread {
             fd: self.device.as_fd(),
             error: Cell::new(0),
         };
-        let notify = Notifier::new(&sink);
+        let notify = Notifier::for_minor(&sink, self.minor);
         let mut nodes: Vec<u64> = lock(&self.table).values().copied().collect();
         nodes.push(super::inode_store::ROOT_ID);
         for node in nodes {
@@ -802,7 +807,7 @@ impl WatchThread {
             fd: self.device.as_fd(),
             error: Cell::new(0),
         };
-        let notify = Notifier::new(&sink);
+        let notify = Notifier::for_minor(&sink, self.minor);
         let Some(name) = name else {
             notify.inval_inode(node, 0, -1);
             return sink.error.get() != libc::ENODEV;

@@ -148,3 +148,61 @@ fn batch_forget_reaches_each_backend_with_its_own_ids() {
     assert_eq!(lookup(&r, tmp.nodeid, c"a").unwrap().nodeid, a.nodeid);
     assert_eq!(lookup(&r, 1, c"b").unwrap().nodeid, b.nodeid);
 }
+
+#[test]
+fn stray_forgets_reach_no_wrong_backend_and_corrupt_nothing() {
+    let r = router();
+    let tmp = lookup(&r, 1, c"tmp").unwrap();
+    let a = mkdir(&r, tmp.nodeid, c"a").unwrap();
+    let b = mkdir(&r, 1, c"b").unwrap();
+    let forget = |nodeid: u64, n: u64| r.forget(&req(nodeid), op::Forget::new(nodeid, n));
+    // Never looked up: 0, the largest id, a route that does not exist, a
+    // synthetic directory, unused local ids; and the roots.
+    for nodeid in [
+        0,
+        u64::MAX,
+        ids::join(9, 5).unwrap(),
+        ids::join(200, 1).unwrap(),
+        ids::synth_id(0),
+        ids::synth_id(77),
+        ids::join(1, 999).unwrap(),
+        999,
+        1,
+        tmp.nodeid,
+    ] {
+        forget(nodeid, 1);
+        forget(nodeid, u64::MAX);
+    }
+    // Each node forgotten twice, once more in a batch mixing unknown ids.
+    for _ in 0..2 {
+        forget(a.nodeid, 1);
+        forget(b.nodeid, 1);
+    }
+    let nodes = [
+        fuse_forget_one {
+            nodeid: a.nodeid,
+            nlookup: u64::MAX,
+        },
+        fuse_forget_one {
+            nodeid: ids::join(9, 5).unwrap(),
+            nlookup: 1,
+        },
+        fuse_forget_one {
+            nodeid: ids::synth_id(3),
+            nlookup: 1,
+        },
+        fuse_forget_one {
+            nodeid: b.nodeid,
+            nlookup: u64::MAX,
+        },
+    ];
+    r.batch_forget(&req(0), op::BatchForget::new(&nodes));
+    // Everything linked is still there, with the same ids.
+    assert_eq!(lookup(&r, 1, c"tmp").unwrap().nodeid, tmp.nodeid);
+    assert_eq!(lookup(&r, tmp.nodeid, c"a").unwrap().nodeid, a.nodeid);
+    assert_eq!(lookup(&r, 1, c"b").unwrap().nodeid, b.nodeid);
+    let etc = lookup(&r, 1, c"etc").unwrap();
+    assert_eq!(Owner::of(etc.nodeid), Owner::Synth(1));
+    let scratch = lookup(&r, etc.nodeid, c"scratch").unwrap();
+    assert_eq!(scratch.nodeid, ids::join(2, 1).unwrap());
+}
