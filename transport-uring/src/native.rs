@@ -920,8 +920,10 @@ impl<F: Filesystem> QueueThread<F> {
                 index: i as u32,
                 commit_id: ent.commit_id,
             };
-            self.dispatcher
-                .dispatch_segments(header, op_in, payload, sink, scratch)
+            let dispatcher = &self.dispatcher;
+            fuselage_linux::panic::guarded(header, || {
+                dispatcher.dispatch_segments(header, op_in, payload, sink, scratch)
+            })
         };
         let mut s = self.shared.slot(i);
         match s.phase {

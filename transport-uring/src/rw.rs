@@ -542,7 +542,8 @@ impl<F: Filesystem> RwThread<F> {
                         ctx: &self.ctx,
                         splice: self.splice,
                     };
-                    self.dispatcher.dispatch(buf, &sink, &mut self.scratch)
+                    let (dispatcher, scratch) = (&self.dispatcher, &mut self.scratch);
+                    fuselage_linux::panic::guarded(buf, || dispatcher.dispatch(buf, &sink, scratch))
                 };
                 if outcome == Dispatched::Destroyed {
                     self.stop.store(true, Ordering::Release);

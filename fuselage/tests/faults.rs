@@ -1,0 +1,450 @@
+//! Faults inside the server, served in this process on every transport
+//! (native io_uring, uring-rw, blocking):
+//!
+//! - a backend method that panics: that request gets `EIO`, requests in
+//!   flight beside it complete, and the server goes on serving (more panics
+//!   than it has threads, on every CPU, so a worker lost to a panic shows);
+//! - the kernel aborting the connection through fusectl: serving ends
+//!   without error and leaves no thread and no descriptor behind.
+//!
+//! The same faults seen from outside, against the `fuselage` binary, are
+//! end-to-end scenarios (`fusectl_abort`, the SIGKILL ones).
+
+mod common;
+
+use common::*;
+use fuselage::core::abi::{FUSE_ROOT_ID, fuse_attr};
+use fuselage::core::reply::{ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, entry_out};
+use fuselage::core::{Errno, Filesystem, ReplySink, RequestHeader, op};
+use fuselage::transport::{Choice, ServeError, ServeInfo, Transport, UringConfig};
+use fuselage_backends::memfs::{MemFs, MemFsConfig};
+use fuselage_linux::mount::{Mount, MountOptions, connection_id, ensure_fusectl};
+use fuselage_transport_blocking::SessionEnd;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The one file of [`FaultyFs`] that always works.
+const OK: &[u8] = b"ok";
+/// Looking this name up panics inside the backend.
+const PANIC: &[u8] = b"panic";
+/// Looking this name up takes [`SLOW`] and then finds the file.
+const SLOW_NAME: &[u8] = b"slow";
+/// How long a lookup of `slow` takes.
+const SLOW: Duration = Duration::from_millis(400);
+const OK_INO: u64 = 2;
+const CONTENT: &[u8] = b"fine\n";
+
+/// A directory with one file, `ok`, whose backend panics on a lookup of
+/// `panic` and answers a lookup of `slow` (the same file) after a while.
+/// Every TTL is zero, so each stat reaches the server.
+struct FaultyFs;
+
+impl FaultyFs {
+    fn attr(ino: u64) -> Option<fuse_attr> {
+        let (mode, size, nlink) = match ino {
+            FUSE_ROOT_ID => (libc::S_IFDIR | 0o755, 0, 2),
+            OK_INO => (libc::S_IFREG | 0o444, CONTENT.len() as u64, 1),
+            _ => return None,
+        };
+        Some(fuse_attr {
+            ino,
+            size,
+            mode,
+            nlink,
+            blksize: 4096,
+            ..Default::default()
+        })
+    }
+
+    fn entry<S: ReplySink>(reply: ReplyEntry<S>) {
+        let attr = Self::attr(OK_INO).expect("the file exists");
+        reply.entry(&entry_out(attr, 0, Duration::ZERO, Duration::ZERO))
+    }
+}
+
+impl Filesystem for FaultyFs {
+    fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        if op.parent() != FUSE_ROOT_ID {
+            return reply.error(Errno::ENOTDIR);
+        }
+        match op.name().to_bytes() {
+            OK => Self::entry(reply),
+            SLOW_NAME => {
+                std::thread::sleep(SLOW);
+                Self::entry(reply)
+            }
+            PANIC => panic!("FaultyFs: a lookup of {:?} panics", op.name()),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
+        match Self::attr(op.ino()) {
+            Some(attr) => reply.attr(Duration::ZERO, &attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
+        match op.ino() {
+            OK_INO => reply.opened(0, 0),
+            _ => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        let start = (op.offset() as usize).min(CONTENT.len());
+        let end = (start + op.size() as usize).min(CONTENT.len());
+        reply.data(&CONTENT[start..end])
+    }
+}
+
+/// A filesystem mounted here and served by `fuselage::transport::serve` in
+/// a thread of this process. Dropping it unmounts lazily and waits
+/// (bounded) for serving to end.
+struct InProcess {
+    info: ServeInfo,
+    mount: Option<Mount>,
+    thread: Option<JoinHandle<Result<SessionEnd, ServeError>>>,
+    mountpoint: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn config(choice: Choice) -> UringConfig {
+    let mut c = UringConfig {
+        choice,
+        threads: 2,
+        depth: 2,
+        ..UringConfig::default()
+    };
+    // A safety net: should a request be left unanswered, the kernel aborts
+    // the connection rather than leave a test thread stuck in it.
+    c.init.request_timeout = 30;
+    c
+}
+
+fn choice(transport: &str) -> Choice {
+    match transport {
+        "uring" => Choice::Uring,
+        "uring-rw" => Choice::UringRw,
+        _ => Choice::Blocking,
+    }
+}
+
+impl InProcess {
+    fn serve<F: Filesystem + Send + Sync + 'static>(transport: &str, fs: F) -> InProcess {
+        let dir = traversable_tempdir();
+        let mountpoint = dir.path().join("mnt");
+        fs::create_dir(&mountpoint).expect("mkdir");
+        let opts = MountOptions {
+            auto_unmount: false,
+            ..MountOptions::default()
+        };
+        let mount = Mount::new(&mountpoint, &opts).expect("mount");
+        let channel = mount.channel().expect("channel");
+        let config = config(choice(transport));
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            fuselage::transport::serve(channel, fs, &config, |info| {
+                let _ = tx.send(*info);
+            })
+        });
+        let info = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(info) => info,
+            Err(_) => {
+                lazy_unmount(&mountpoint);
+                panic!(
+                    "no INIT within 15 s: {:?}",
+                    join_within(thread, EXIT_TIMEOUT)
+                );
+            }
+        };
+        let want = match transport {
+            "uring" => Transport::Uring,
+            "uring-rw" => Transport::UringRw,
+            _ => Transport::Blocking,
+        };
+        assert_eq!(info.transport, want);
+        InProcess {
+            info,
+            mount: Some(mount),
+            thread: Some(thread),
+            mountpoint,
+            _dir: dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Aborts the connection through fusectl (mounting fusectl if needed).
+    fn abort(&self) {
+        let id = connection_id(&self.mountpoint).expect("the mount's connection id");
+        fs::write(format!("/sys/fs/fuse/connections/{id}/abort"), "1")
+            .expect("write the fusectl abort file");
+    }
+
+    /// Waits (bounded) for serving to end and returns how.
+    fn join(&mut self) -> Result<SessionEnd, ServeError> {
+        let t = self.thread.take().expect("still serving");
+        join_within(t, Duration::from_secs(20))
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(mut m) = self.mount.take() {
+            let _ = m.unmount();
+        }
+        lazy_unmount(&self.mountpoint);
+        if let Some(t) = self.thread.take() {
+            let start = Instant::now();
+            while !t.is_finished() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Joins a thread, failing the test if it takes longer than `limit`.
+fn join_within<T>(t: JoinHandle<T>, limit: Duration) -> T {
+    let start = Instant::now();
+    while !t.is_finished() {
+        assert!(
+            start.elapsed() < limit,
+            "thread did not end within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t.join().expect("the serving thread panicked")
+}
+
+/// Runs `f` on a thread of its own; `None` if it takes longer than `limit`
+/// (the thread is left blocked: the caller aborts the connection).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set, which
+    // sched_getaffinity fills.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0, "sched_getaffinity");
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// A panic in a backend method answers that request with EIO, lets the
+/// request in flight beside it complete, and costs the server nothing:
+/// three panics from each CPU (more than the worker threads, and every
+/// native queue gets its share), each followed by a good request.
+fn panic_answers_eio_and_serving_goes_on(transport: &str) {
+    // As the binary does: one line per panic instead of the default hook's.
+    fuselage_linux::panic::install_hook("the mount is removed");
+    let mut fs = InProcess::serve(transport, FaultyFs);
+    let root = fs.path().to_path_buf();
+    let checks = {
+        let root = root.clone();
+        within(Duration::from_secs(30), move || {
+            let mut seen = Vec::new();
+            for cpu in allowed_cpus() {
+                fuselage_linux::sys::pin_to(cpu).expect("pin");
+                // A slow request in flight (on another thread) while this
+                // one panics.
+                let slow = {
+                    let p = root.join("slow");
+                    std::thread::spawn(move || fs::metadata(p).map(|m| m.len()))
+                };
+                std::thread::sleep(SLOW / 4);
+                for _ in 0..3 {
+                    let err = fs::metadata(root.join("panic")).map(|_| ());
+                    seen.push((cpu, "panic", err.map_err(|e| e.raw_os_error())));
+                    let ok = fs::read(root.join("ok")).map(|d| {
+                        assert_eq!(d, CONTENT);
+                    });
+                    seen.push((cpu, "ok", ok.map_err(|e| e.raw_os_error())));
+                }
+                let slow = slow.join().expect("the slow stat").map(|_| ());
+                seen.push((cpu, "slow", slow.map_err(|e| e.raw_os_error())));
+            }
+            seen
+        })
+    };
+    let Some(seen) = checks else {
+        fs.abort();
+        panic!("requests hung after a panic in the backend ({transport})");
+    };
+    for (cpu, what, result) in &seen {
+        match *what {
+            "panic" => assert_eq!(
+                *result,
+                Err(Some(libc::EIO)),
+                "the panicking lookup from CPU {cpu}"
+            ),
+            _ => assert_eq!(*result, Ok(()), "{what} from CPU {cpu}"),
+        }
+    }
+    assert_eq!(
+        fs::read(root.join("ok")).expect("read after the panics"),
+        CONTENT
+    );
+    let mut m = fs.mount.take().expect("mounted");
+    m.unmount().expect("unmount");
+    let end = fs.join();
+    assert!(end.is_ok(), "serving ended with {end:?}");
+}
+
+fn threads() -> usize {
+    fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// This process's open descriptors, by number and what they point to.
+fn fds() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let to = fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                to.display().to_string(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits (bounded) for `count` to come back to `want`, and returns what it
+/// is then.
+fn settle(want: usize, count: impl Fn() -> usize) -> usize {
+    let start = Instant::now();
+    while count() != want && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count()
+}
+
+/// The kernel aborts the connection (fusectl `abort`) while files are open
+/// and a request is in flight: every serving thread ends, serving returns
+/// without error, and the process has the threads and descriptors
+/// (io_uring rings included: each is a descriptor) it had before mounting.
+fn fusectl_abort_ends_cleanly(transport: &str) {
+    let fusectl = ensure_fusectl()
+        .map_err(|e| e.to_string())
+        .and_then(|ok| ok.then_some(()).ok_or("fusectl cannot be mounted".into()));
+    if !require(fusectl) {
+        return;
+    }
+    // Warm up what the first mount creates once per process (the allocator
+    // arenas, the io_uring probe) so that it is not counted as a leak.
+    drop(InProcess::serve(transport, memfs()));
+    let (threads_before, fds_before) = (threads(), fds());
+    let mut fs = InProcess::serve(transport, memfs());
+    fs::write(fs.path().join("a"), b"x").expect("write");
+    let open = fs::File::open(fs.path().join("a")).expect("open");
+    // A request in flight at the abort: a slow one would need a slow
+    // backend; a reader in a loop is as good.
+    let root = fs.path().to_path_buf();
+    let reader = std::thread::spawn(move || {
+        let start = Instant::now();
+        loop {
+            if let Err(e) = fs::read(root.join("a")) {
+                return Some(e.raw_os_error());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    fs.abort();
+    let end = fs.join();
+    assert!(
+        end.is_ok(),
+        "serving ended with {end:?} after an abort ({transport}, {:?})",
+        fs.info.transport
+    );
+    let got = reader.join().expect("the reader");
+    assert!(
+        matches!(got, Some(Some(libc::ENOTCONN | libc::ECONNABORTED))),
+        "the reader after the abort got {got:?}"
+    );
+    expect_errno(
+        fs::metadata(fs.path().join("a")),
+        libc::ENOTCONN,
+        "stat in an aborted mount",
+    );
+    drop(open);
+    drop(fs);
+    let now = settle(threads_before, threads);
+    assert_eq!(now, threads_before, "threads before the mount and after");
+    let fds_now = {
+        let start = Instant::now();
+        while fds() != fds_before && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fds()
+    };
+    assert_eq!(
+        fds_now, fds_before,
+        "descriptors before the mount and after"
+    );
+}
+
+fn memfs() -> MemFs {
+    MemFs::new(MemFsConfig {
+        capacity_bytes: 64 << 20,
+        entry_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..MemFsConfig::default()
+    })
+}
+
+macro_rules! every_transport {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                fn run(transport: &'static str) {
+                    let ready = if transport == "uring" {
+                        super::require_native_uring()
+                    } else {
+                        super::require_fuse()
+                    };
+                    if ready {
+                        super::$scenario(transport);
+                    }
+                }
+                #[test]
+                fn uring() { run("uring") }
+                #[test]
+                fn uring_rw() { run("uring-rw") }
+                #[test]
+                fn blocking() { run("blocking") }
+            }
+        )+
+    };
+}
+
+every_transport!(
+    panic_answers_eio_and_serving_goes_on,
+    fusectl_abort_ends_cleanly
+);
