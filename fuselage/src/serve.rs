@@ -561,6 +561,12 @@ pub(crate) fn serve_fs<F: Served>(
     if let Some(m) = &mount
         && let Ok(mut m) = m.lock()
     {
+        if result.is_ok() && aborted(&m) {
+            eprintln!(
+                "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
+                args.mountpoint.display()
+            );
+        }
         let _ = m.unmount();
     }
     match result {
@@ -631,6 +637,15 @@ fn uring_choice(choice: TransportChoice) -> Choice {
         TransportChoice::UringRw => Choice::UringRw,
         TransportChoice::Blocking => Choice::Blocking,
     }
+}
+
+/// Whether serving ended with `m` still mounted by us and its connection
+/// still at the mountpoint: nobody unmounted it, so the kernel ended the
+/// connection itself (an abort through fusectl).
+fn aborted(m: &Mount) -> bool {
+    m.is_mounted()
+        && m.connection_id().is_some()
+        && fuselage_linux::mount::connection_id(m.mountpoint()) == m.connection_id()
 }
 
 /// Whether this process is PID 1 of its PID namespace.

@@ -420,6 +420,8 @@ pub struct MountedFs {
     source: Option<PathBuf>,
     mounted_line: String,
     dir: Option<tempfile::TempDir>,
+    /// The command line that started the server (for [`MountedFs::remount`]).
+    command: Vec<std::ffi::OsString>,
 }
 
 /// A temporary directory that other users can traverse (so that uid 65534
@@ -501,6 +503,10 @@ impl MountedFs {
             }
         };
         cmd.args(&args).arg(&mountpoint);
+        let command = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_os_string())
+            .collect();
         let server = ServerProcess::spawn(cmd);
         let mut fs = MountedFs {
             backend: setup.backend,
@@ -509,9 +515,21 @@ impl MountedFs {
             source,
             mounted_line: String::new(),
             dir: Some(dir),
+            command,
         };
         fs.mounted_line = fs.server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
         fs
+    }
+
+    /// Starts a new server with the same command line on the same
+    /// mountpoint (the old one must be gone and its mount removed) and
+    /// waits for it to be live; the old process is reaped.
+    pub fn remount(&mut self) {
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..]);
+        let old = std::mem::replace(&mut self.server, ServerProcess::spawn(cmd));
+        drop(old);
+        self.mounted_line = self.server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
     }
 
     /// The names in the mount's root that the test made: all of them,
