@@ -319,8 +319,8 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
     let mut fs = MountedFs::mount_with(
         setup,
         MountConfig {
-            args: Vec::new(),
             run_as: Some(NOBODY),
+            ..MountConfig::default()
         },
     );
     let entry = mount_entry(fs.path()).expect("the mount is in /proc/self/mountinfo");
