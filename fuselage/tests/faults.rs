@@ -22,7 +22,8 @@ use fuselage_linux::mount::{Mount, MountOptions, connection_id, ensure_fusectl};
 use fuselage_transport_blocking::SessionEnd;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,9 +39,13 @@ const OK_INO: u64 = 2;
 const CONTENT: &[u8] = b"fine\n";
 
 /// A directory with one file, `ok`, whose backend panics on a lookup of
-/// `panic` and answers a lookup of `slow` (the same file) after a while.
-/// Every TTL is zero, so each stat reaches the server.
-struct FaultyFs;
+/// `panic` and answers a lookup of `slow` (the same file) after a while;
+/// reads of `ok` fail with EIO while `failing` is set. Every TTL is zero,
+/// so each stat reaches the server.
+#[derive(Default)]
+struct FaultyFs {
+    failing: Arc<AtomicBool>,
+}
 
 impl FaultyFs {
     fn attr(ino: u64) -> Option<fuse_attr> {
@@ -96,6 +101,9 @@ impl Filesystem for FaultyFs {
     }
 
     fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
+        if self.failing.load(Ordering::Relaxed) {
+            return reply.error(Errno::EIO);
+        }
         let start = (op.offset() as usize).min(CONTENT.len());
         let end = (start + op.size() as usize).min(CONTENT.len());
         reply.data(&CONTENT[start..end])
@@ -257,7 +265,7 @@ fn allowed_cpus() -> Vec<usize> {
 fn panic_answers_eio_and_serving_goes_on(transport: &str) {
     // As the binary does: one line per panic instead of the default hook's.
     fuselage_linux::panic::install_hook("the mount is removed");
-    let mut fs = InProcess::serve(transport, FaultyFs);
+    let mut fs = InProcess::serve(transport, FaultyFs::default());
     let root = fs.path().to_path_buf();
     let checks = {
         let root = root.clone();
@@ -419,6 +427,33 @@ fn memfs() -> MemFs {
     })
 }
 
+/// The host file under a passthrough fails with EIO (its filesystem, a
+/// FUSE mount served by this process, says so): the client of the
+/// `fuselage` server gets EIO, and reads work again once the host does.
+fn host_eio_reaches_the_client(transport: &'static str) {
+    let host = FaultyFs::default();
+    let failing = host.failing.clone();
+    failing.store(true, Ordering::Relaxed);
+    let host = InProcess::serve("blocking", host);
+    let setup = Setup {
+        backend: Backend::Memfs,
+        transport,
+        options: &[],
+    };
+    let source = host.path().display().to_string();
+    // The server reads (no kernel passthrough): the host's EIO reaches it.
+    let fs = MountedFs::mount(&setup, &["--source", &source, "--passthrough", "off"]);
+    let p = fs.join("ok");
+    expect_errno(fs::read(&p), libc::EIO, "a read of a host file that fails");
+    expect_errno(fs::read(&p), libc::EIO, "a second read of it");
+    failing.store(false, Ordering::Relaxed);
+    assert_eq!(
+        fs::read(&p).expect("a read once the host works again"),
+        CONTENT
+    );
+    drop(fs);
+}
+
 macro_rules! every_transport {
     ($($scenario:ident),+ $(,)?) => {
         $(
@@ -446,5 +481,6 @@ macro_rules! every_transport {
 
 every_transport!(
     panic_answers_eio_and_serving_goes_on,
-    fusectl_abort_ends_cleanly
+    fusectl_abort_ends_cleanly,
+    host_eio_reaches_the_client,
 );
