@@ -67,6 +67,7 @@ macro_rules! e2e_suite {
                     enospc_host,
                     emfile,
                     killed_lock_waiter,
+                    lock_handover_on_one_cpu,
                     permissions_non_root,
                     ownership,
                     setid_bits_like_tmpfs,

@@ -357,3 +357,76 @@ impl Drop for Forked {
         }
     }
 }
+
+/// A lock handed over on one CPU: the holder and a waiter run on the same
+/// CPU, the waiter blocks in F_SETLKW, and the holder's release (its
+/// close) must reach the server and end the wait within 5 s; with one
+/// native queue per CPU, the release arrives on the queue the wait holds.
+pub fn lock_handover_on_one_cpu(setup: &Setup) {
+    let fs = MountedFs::mount(setup, &[]);
+    let p = fs.join("locked");
+    write(&p, b"lock me");
+    let path = cpath(&p);
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
+    let pin = move || {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set; CPU_SET
+        // writes inside it for a CPU below CPU_SETSIZE.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    };
+    let mut ready = [0i32; 2];
+    // SAFETY: a valid array of two ints.
+    let piped = unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(piped, 0, "pipe2");
+    let holder = fork_child(|| {
+        pin();
+        // SAFETY: raw syscalls on a valid C string and the pipe's ends.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDWR);
+            if fd < 0 || setlk(fd, libc::F_SETLK, libc::F_WRLCK).is_err() {
+                return 1;
+            }
+            libc::write(ready[1], b"L".as_ptr().cast(), 1);
+            // Hold it for 500 ms (the waiter blocks meanwhile), then close.
+            libc::usleep(500_000);
+            libc::close(fd);
+            0
+        }
+    });
+    // SAFETY: our copy of the write end, closed once; a poll of the read
+    // end with a valid pollfd.
+    let locked = unsafe {
+        libc::close(ready[1]);
+        let mut pfd = libc::pollfd {
+            fd: ready[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = libc::poll(&mut pfd, 1, 10_000);
+        libc::close(ready[0]);
+        r == 1
+    };
+    assert!(locked, "the holder did not take its lock");
+    let started = Instant::now();
+    let waiter = fork_child(|| {
+        pin();
+        // SAFETY: as above.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
+        match setlk(fd, libc::F_SETLKW, libc::F_WRLCK) {
+            Ok(()) => 0,
+            Err(_) => 11,
+        }
+    });
+    let got = waiter.status(Duration::from_secs(5));
+    assert_eq!(
+        got,
+        Some(0),
+        "the waiter on CPU {cpu} did not get the lock within 5 s of its release"
+    );
+    eprintln!("the waiter got the lock after {:?}", started.elapsed());
+    assert_eq!(holder.status(Duration::from_secs(5)), Some(0), "the holder");
+}
