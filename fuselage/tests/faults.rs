@@ -12,103 +12,23 @@
 
 mod common;
 
+#[path = "../examples/faulty.rs"]
+#[allow(dead_code)]
+mod example;
+
 use common::*;
-use fuselage::core::abi::{FUSE_ROOT_ID, fuse_attr};
-use fuselage::core::reply::{ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, entry_out};
-use fuselage::core::{Errno, Filesystem, ReplySink, RequestHeader, op};
+use example::{CONTENT, FaultyFs, SLOW};
+use fuselage::core::Filesystem;
 use fuselage::transport::{Choice, ServeError, ServeInfo, Transport, UringConfig};
 use fuselage_backends::memfs::{MemFs, MemFsConfig};
 use fuselage_linux::mount::{Mount, MountOptions, connection_id, ensure_fusectl};
 use fuselage_transport_blocking::SessionEnd;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// The one file of [`FaultyFs`] that always works.
-const OK: &[u8] = b"ok";
-/// Looking this name up panics inside the backend.
-const PANIC: &[u8] = b"panic";
-/// Looking this name up takes [`SLOW`] and then finds the file.
-const SLOW_NAME: &[u8] = b"slow";
-/// How long a lookup of `slow` takes.
-const SLOW: Duration = Duration::from_millis(400);
-const OK_INO: u64 = 2;
-const CONTENT: &[u8] = b"fine\n";
-
-/// A directory with one file, `ok`, whose backend panics on a lookup of
-/// `panic` and answers a lookup of `slow` (the same file) after a while;
-/// reads of `ok` fail with EIO while `failing` is set. Every TTL is zero,
-/// so each stat reaches the server.
-#[derive(Default)]
-struct FaultyFs {
-    failing: Arc<AtomicBool>,
-}
-
-impl FaultyFs {
-    fn attr(ino: u64) -> Option<fuse_attr> {
-        let (mode, size, nlink) = match ino {
-            FUSE_ROOT_ID => (libc::S_IFDIR | 0o755, 0, 2),
-            OK_INO => (libc::S_IFREG | 0o444, CONTENT.len() as u64, 1),
-            _ => return None,
-        };
-        Some(fuse_attr {
-            ino,
-            size,
-            mode,
-            nlink,
-            blksize: 4096,
-            ..Default::default()
-        })
-    }
-
-    fn entry<S: ReplySink>(reply: ReplyEntry<S>) {
-        let attr = Self::attr(OK_INO).expect("the file exists");
-        reply.entry(&entry_out(attr, 0, Duration::ZERO, Duration::ZERO))
-    }
-}
-
-impl Filesystem for FaultyFs {
-    fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
-        if op.parent() != FUSE_ROOT_ID {
-            return reply.error(Errno::ENOTDIR);
-        }
-        match op.name().to_bytes() {
-            OK => Self::entry(reply),
-            SLOW_NAME => {
-                std::thread::sleep(SLOW);
-                Self::entry(reply)
-            }
-            PANIC => panic!("FaultyFs: a lookup of {:?} panics", op.name()),
-            _ => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn getattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
-        match Self::attr(op.ino()) {
-            Some(attr) => reply.attr(Duration::ZERO, &attr),
-            None => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
-        match op.ino() {
-            OK_INO => reply.opened(0, 0),
-            _ => reply.error(Errno::EISDIR),
-        }
-    }
-
-    fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
-        if self.failing.load(Ordering::Relaxed) {
-            return reply.error(Errno::EIO);
-        }
-        let start = (op.offset() as usize).min(CONTENT.len());
-        let end = (start + op.size() as usize).min(CONTENT.len());
-        reply.data(&CONTENT[start..end])
-    }
-}
 
 /// A filesystem mounted here and served by `fuselage::transport::serve` in
 /// a thread of this process. Dropping it unmounts lazily and waits
@@ -454,6 +374,89 @@ fn host_eio_reaches_the_client(transport: &'static str) {
     drop(fs);
 }
 
+/// The `faulty` example's binary: `FUSELAGE_TEST_FAULTY_BIN` (e.g. one
+/// built with `--profile static`, which aborts on panic), else the one
+/// cargo built beside the `fuselage` binary.
+fn faulty_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FUSELAGE_TEST_FAULTY_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = Path::new(fuselage_bin()).parent()?.join("examples/faulty");
+    p.is_file().then_some(p)
+}
+
+/// Lazily unmounts a path on drop.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        lazy_unmount(&self.0);
+    }
+}
+
+/// A backend panic in a server process (the `faulty` example, served by
+/// the `fuselage` machinery as the binary serves): in a build that unwinds
+/// the client gets EIO, stderr has exactly one line about it (no default
+/// panic message), and the server serves on; in an abort-on-panic build
+/// (`FUSELAGE_TEST_FAULTY_BIN` from `--profile static`) the one line says
+/// the mount is removed, the server dies, and the watchdog removes the
+/// mount.
+fn panic_in_a_server_process(transport: &str) {
+    let Some(bin) = faulty_bin() else {
+        require(Err(
+            "examples/faulty is not built (cargo build -p fuselage --examples)".into(),
+        ));
+        return;
+    };
+    let dir = traversable_tempdir();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let _unmount = Unmount(mnt.clone());
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["mount", "--transport", transport, "--source", "faulty:"])
+        .arg(&mnt);
+    let mut server = ServerProcess::spawn(cmd);
+    server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
+    let got = fs::metadata(mnt.join("panic")).map(|_| ());
+    let line = server.wait_for_line("fuselage: panic in backend serving Lookup", EXIT_TIMEOUT);
+    let expect_abort = std::env::var_os("FUSELAGE_TEST_FAULTY_BIN").is_some()
+        && line.ends_with("; the mount is removed");
+    if expect_abort {
+        let status = server.wait_exit(EXIT_TIMEOUT).expect("the server dies");
+        eprintln!("{line}\nexit: {status}; the client got {got:?}");
+        assert!(
+            wait_until(Duration::from_secs(5), || !is_mountpoint(&mnt)),
+            "the watchdog did not remove the mount within 5 s"
+        );
+        return;
+    }
+    assert!(
+        line.ends_with("; answered EIO, still serving") && line.contains("faulty.rs"),
+        "{line:?}"
+    );
+    expect_errno(got, libc::EIO, "a lookup that panics in the backend");
+    assert_eq!(
+        fs::read(mnt.join("ok")).expect("read after the panic"),
+        CONTENT
+    );
+    expect_errno(
+        fs::metadata(mnt.join("panic")),
+        libc::EIO,
+        "a second lookup that panics",
+    );
+    assert_eq!(fs::read(mnt.join("ok")).expect("read"), CONTENT);
+    lazy_unmount(&mnt);
+    let status = server.wait_exit(EXIT_TIMEOUT).expect("exit after unmount");
+    server.drain_stderr(Duration::from_secs(2));
+    assert!(status.success(), "{status}");
+    let lines = server.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        3,
+        "the mounted line and one line per panic, nothing else: {lines:#?}"
+    );
+}
+
 macro_rules! every_transport {
     ($($scenario:ident),+ $(,)?) => {
         $(
@@ -483,4 +486,5 @@ every_transport!(
     panic_answers_eio_and_serving_goes_on,
     fusectl_abort_ends_cleanly,
     host_eio_reaches_the_client,
+    panic_in_a_server_process,
 );
