@@ -438,6 +438,7 @@ pub(crate) fn serve_fs<F: Served>(
     let sigset = block_signals().map_err(ServeError::Signals)?;
     let threads = args.worker_threads();
     let fd_mode = is_fd_path(&args.mountpoint);
+    let mut aftermath = "the connection ends";
     let (mount, fd): (Option<Arc<Mutex<Mount>>>, OwnedFd) = if fd_mode {
         let m = Mount::from_fd_path(&args.mountpoint).map_err(ServeError::Mount)?;
         let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
@@ -458,6 +459,11 @@ pub(crate) fn serve_fs<F: Served>(
             flags: args.flags,
             ..defaults
         };
+        aftermath = if opts.auto_unmount {
+            "the mount is removed"
+        } else {
+            "the mount is left dead until unmounted"
+        };
         let m = Mount::new(&args.mountpoint, &opts).map_err(ServeError::Mount)?;
         let fd = m.fd().try_clone_to_owned().map_err(ServeError::Channel)?;
         (Some(Arc::new(Mutex::new(m))), fd)
@@ -469,6 +475,10 @@ pub(crate) fn serve_fs<F: Served>(
     let words = fs.startup_words();
     let watch = fs.watch_handle();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
+    // A panic in the backend: one line naming the request, then (unwinding)
+    // EIO for it and serving on, or (the abort-on-panic static build) death,
+    // after which the auto-unmount watchdog removes the mount.
+    fuselage_linux::panic::install_hook(aftermath);
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
     // ends the session) or, serving a handed-over fd, just leave.
@@ -561,6 +571,12 @@ pub(crate) fn serve_fs<F: Served>(
     if let Some(m) = &mount
         && let Ok(mut m) = m.lock()
     {
+        if result.is_ok() && aborted(&m) {
+            eprintln!(
+                "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
+                args.mountpoint.display()
+            );
+        }
         let _ = m.unmount();
     }
     match result {
@@ -648,6 +664,15 @@ fn uring_choice(choice: TransportChoice) -> Choice {
         TransportChoice::UringRw => Choice::UringRw,
         TransportChoice::Blocking => Choice::Blocking,
     }
+}
+
+/// Whether serving ended with `m` still mounted by us and its connection
+/// still at the mountpoint: nobody unmounted it, so the kernel ended the
+/// connection itself (an abort through fusectl).
+fn aborted(m: &Mount) -> bool {
+    m.is_mounted()
+        && m.connection_id().is_some()
+        && fuselage_linux::mount::connection_id(m.mountpoint()) == m.connection_id()
 }
 
 /// Whether this process is PID 1 of its PID namespace.

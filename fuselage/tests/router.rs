@@ -59,7 +59,13 @@ impl Host {
 }
 
 fn mount(transport: &'static str, args: Vec<String>) -> MountedFs {
-    MountedFs::mount_with(&setup(transport), MountConfig { args, run_as: None })
+    MountedFs::mount_with(
+        &setup(transport),
+        MountConfig {
+            args,
+            ..MountConfig::default()
+        },
+    )
 }
 
 fn names(dir: &Path) -> Vec<String> {

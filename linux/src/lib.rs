@@ -16,6 +16,8 @@
 //!   reply per call over `/dev/fuse`, a `SOCK_SEQPACKET` or a `SOCK_STREAM` socket.
 //! - [`handshake`](mod@handshake): [`handshake()`](handshake::handshake) reads and answers INIT, the first
 //!   exchange on every connection, before a transport starts.
+//! - [`panic`](mod@panic): [`guarded`](panic::guarded) serves one request so that a panic in the
+//!   backend costs that request (answered `EIO`), not the connection.
 //! - [`sys`]: the small system calls the transports share (exact-length pread, non-blocking
 //!   fds, pipes and their size, CPU affinity, page size).
 //! - [`error`]: [`MountError`] and
@@ -36,6 +38,7 @@ pub mod channel;
 pub mod error;
 pub mod handshake;
 pub mod mount;
+pub mod panic;
 pub mod sys;
 
 pub use channel::{Channel, ChannelKind};

@@ -381,9 +381,10 @@ impl<F: Filesystem> Worker<F> {
                 pipe: if self.splice { Some(&self.pipe) } else { None },
                 pipe_capacity: self.pipe_capacity,
             };
-            let outcome =
-                self.dispatcher
-                    .dispatch(&self.buf.as_ref()[..n], &sink, &mut self.scratch);
+            let message = &self.buf.as_ref()[..n];
+            let outcome = fuselage_linux::panic::guarded(message, || {
+                self.dispatcher.dispatch(message, &sink, &mut self.scratch)
+            });
             fuselage_linux::bad_input::report(&outcome);
             if outcome == Dispatched::Destroyed {
                 self.stop.store(true, Ordering::Relaxed);

@@ -1031,8 +1031,10 @@ impl<F: Filesystem> QueueThread<F> {
                 index: i as u32,
                 commit_id: ent.commit_id,
             };
-            self.dispatcher
-                .dispatch_segments(header, op_in, payload, sink, scratch)
+            let dispatcher = &self.dispatcher;
+            fuselage_linux::panic::guarded(header, || {
+                dispatcher.dispatch_segments(header, op_in, payload, sink, scratch)
+            })
         };
         fuselage_linux::bad_input::report(&outcome);
         let mut s = self.shared.slot(i);

@@ -56,6 +56,11 @@ pub const SPLICE_MIN: usize = 8192;
 const REPLY_TAG: u64 = 1 << 62;
 const SPLICE_IN_TAG: u64 = REPLY_TAG + 1;
 const SPLICE_OUT_TAG: u64 = REPLY_TAG + 2;
+/// The cancellation of a thread's other READs before a lock wait.
+const SHED_TAG: u64 = REPLY_TAG + 3;
+/// `FUSE_SETLKW`: a request the backend may hold for as long as another
+/// process holds a lock.
+const FUSE_SETLKW: u32 = 33;
 
 /// How a uring-rw session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -498,6 +503,16 @@ impl<F: Filesystem> RwThread<F> {
         }
         let mut live = self.depth;
         let mut end = RwEnd::Unmounted;
+        // A lock wait (SETLKW) may hold this thread until another request
+        // releases the lock, or an INTERRUPT ends the wait. Either could be
+        // read by this thread's other READs and then sit in its ring,
+        // unserved, for ever. So before it dispatches a SETLKW the thread
+        // cancels its other READs (`shedding` names the SETLKW's slot,
+        // `shed` collects the cancelled slots), serves whatever they had
+        // already read, and arms them again once the wait is over; other
+        // threads read the requests meanwhile.
+        let mut shedding: Option<usize> = None;
+        let mut shed: Vec<usize> = Vec::with_capacity(self.depth);
         while live > 0 {
             let next = self.ctx.borrow_mut().parked.pop_front();
             let (tag, res) = match next {
@@ -528,28 +543,44 @@ impl<F: Filesystem> RwThread<F> {
             let slot = tag as usize;
             if res > 0 {
                 let n = res as usize;
+                // SAFETY: the READ for this slot completed, so the kernel
+                // is done writing its buffer until `arm_read` below; the
+                // slice ends before that.
+                let buf = unsafe {
+                    std::slice::from_raw_parts(self.bufs.at(slot * self.stride, n).cast_const(), n)
+                };
+                if shedding.is_none() && self.depth > 1 && opcode_of(buf) == Some(FUSE_SETLKW) {
+                    self.shed_reads();
+                    shedding = Some(slot);
+                    // Served after what the other READs had already read.
+                    self.ctx.borrow_mut().parked.push_back((tag, res));
+                    continue;
+                }
                 let outcome = {
-                    // SAFETY: the READ for this slot completed, so the kernel
-                    // is done writing its buffer until `arm_read` below; the
-                    // slice ends before that.
-                    let buf = unsafe {
-                        std::slice::from_raw_parts(
-                            self.bufs.at(slot * self.stride, n).cast_const(),
-                            n,
-                        )
-                    };
                     let sink = RwSink {
                         ctx: &self.ctx,
                         splice: self.splice,
                     };
-                    self.dispatcher.dispatch(buf, &sink, &mut self.scratch)
+                    let (dispatcher, scratch) = (&self.dispatcher, &mut self.scratch);
+                    fuselage_linux::panic::guarded(buf, || dispatcher.dispatch(buf, &sink, scratch))
                 };
                 fuselage_linux::bad_input::report(&outcome);
                 if outcome == Dispatched::Destroyed {
                     self.stop.store(true, Ordering::Release);
                     end = RwEnd::Destroyed;
                 }
-                if self.stop.load(Ordering::Acquire) {
+                let stopping = self.stop.load(Ordering::Acquire);
+                if shedding == Some(slot) {
+                    shedding = None;
+                    for s in shed.drain(..) {
+                        if stopping {
+                            live -= 1;
+                        } else {
+                            self.arm_read(s);
+                        }
+                    }
+                }
+                if stopping {
                     live -= 1;
                     continue;
                 }
@@ -557,6 +588,7 @@ impl<F: Filesystem> RwThread<F> {
                 continue;
             }
             match -res {
+                libc::ECANCELED if shedding.is_some() => shed.push(slot),
                 libc::EINTR | libc::EAGAIN | libc::ENOENT => self.arm_read(slot),
                 libc::ENODEV | libc::ECONNABORTED | libc::ECANCELED => live -= 1,
                 errno => {
@@ -567,6 +599,28 @@ impl<F: Filesystem> RwThread<F> {
         }
         Ok(end)
     }
+}
+
+impl<F> RwThread<F> {
+    /// Cancels this thread's READs in flight and waits until the
+    /// cancellation is done: each READ's completion (a request it had read
+    /// already, or `ECANCELED`) is then parked.
+    #[cold]
+    fn shed_reads(&self) {
+        let cancel = types::CancelBuilder::fd(types::Fixed(0)).all();
+        let e = opcode::AsyncCancel2::new(cancel)
+            .build()
+            .user_data(SHED_TAG);
+        let mut ctx = self.ctx.borrow_mut();
+        ctx.push(&e);
+        ctx.wait_for(SHED_TAG);
+    }
+}
+
+/// The opcode of the request in `buf` (`None` if shorter than a header).
+fn opcode_of(buf: &[u8]) -> Option<u32> {
+    let b = buf.get(4..8)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 #[cold]

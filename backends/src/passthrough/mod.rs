@@ -189,7 +189,7 @@ pub use self::watch::{WatchError, WatchStatus, WatchStatusHandle};
 use self::credentials::{FsIds, set_thread_umask};
 use self::dir::DirHandle;
 use self::inode_store::{HeldFd, Inode, InodeStore, lock};
-use self::locks::LockWaiters;
+use self::locks::{LockThread, LockWaiters};
 use self::open_file::{HandleTable, OpenFile};
 use self::proc_fd::ProcFds;
 use self::sys::SysResult;
@@ -488,7 +488,10 @@ pub struct PassthroughFs {
     server_ids: (u32, u32),
     kernel_passthrough: Arc<KernelPassthrough>,
     counters: Counters,
-    locks: LockWaiters,
+    locks: Arc<LockWaiters>,
+    /// The thread lock waits are handed to when the transport can defer
+    /// (`None` inside: it could not be started).
+    lock_thread: OnceLock<Option<LockThread>>,
     shutdown: AtomicBool,
     /// The kernel checks permissions itself (POSIX_ACL agreed, which forces
     /// `default_permissions`): only then may a creation the host refused the
@@ -541,7 +544,8 @@ impl PassthroughFs {
         let server_ids = unsafe { (libc::geteuid(), libc::getegid()) };
         Ok(PassthroughFs {
             act_as_caller: config.act_as_caller && server_ids.0 == 0,
-            locks: LockWaiters::new(config.max_lock_waiters),
+            locks: Arc::new(LockWaiters::new(config.max_lock_waiters)),
+            lock_thread: OnceLock::new(),
             single_file: kind == libc::S_IFREG,
             isolated,
             store: Arc::new(store),
@@ -1000,6 +1004,7 @@ impl Filesystem for PassthroughFs {
 
     fn destroy(&self) {
         self.shutdown.store(true, Ordering::Release);
+        self.locks.close();
         if let Some(w) = self.watcher.get() {
             w.signal();
         }
@@ -1283,17 +1288,13 @@ impl Filesystem for PassthroughFs {
     }
 
     fn setlk<S: ReplySink>(&self, req: &RequestHeader, op: op::Setlk<'_>, reply: ReplyEmpty<S>) {
-        answer!(
+        self.setlk_reply(
+            req.unique,
+            op.ino(),
+            op.fh(),
+            op.lock(),
+            (op.flock(), op.sleep()),
             reply,
-            self.do_setlk(
-                req.unique,
-                op.ino(),
-                op.fh(),
-                op.lock(),
-                op.flock(),
-                op.sleep()
-            ),
-            |()| reply.ok()
         )
     }
 

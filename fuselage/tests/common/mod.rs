@@ -397,6 +397,10 @@ pub struct MountConfig {
     /// Run the server as this uid and gid (through `setpriv`; the
     /// mountpoint is then owned by them). `None`: as ourselves.
     pub run_as: Option<u32>,
+    /// Mount a tmpfs with these options (e.g. `size=4m`) on the row's
+    /// source directory before the server starts (rows with a source), so
+    /// that the host filesystem under the server is small.
+    pub source_tmpfs: Option<&'static str>,
 }
 
 impl MountConfig {
@@ -404,7 +408,7 @@ impl MountConfig {
     pub fn args(args: &[&str]) -> MountConfig {
         MountConfig {
             args: args.iter().map(|s| s.to_string()).collect(),
-            run_as: None,
+            ..MountConfig::default()
         }
     }
 }
@@ -420,6 +424,10 @@ pub struct MountedFs {
     source: Option<PathBuf>,
     mounted_line: String,
     dir: Option<tempfile::TempDir>,
+    /// The command line that started the server (for [`MountedFs::remount`]).
+    command: Vec<std::ffi::OsString>,
+    /// A tmpfs the test mounted on the source ([`MountConfig::source_tmpfs`]).
+    source_mount: Option<PathBuf>,
 }
 
 /// A temporary directory that other users can traverse (so that uid 65534
@@ -479,6 +487,13 @@ impl MountedFs {
         let mountpoint = dir.path().join("mnt");
         fs::create_dir(&mountpoint).expect("create the mountpoint");
         let source = setup.backend.make_source(dir.path());
+        let source_mount = match (config.source_tmpfs, &source) {
+            (Some(opts), Some(src)) => {
+                mount_tmpfs(src, opts);
+                Some(src.clone())
+            }
+            _ => None,
+        };
         if let Some(id) = config.run_as {
             chown(&mountpoint, id, id);
             if let Some(src) = &source {
@@ -501,6 +516,10 @@ impl MountedFs {
             }
         };
         cmd.args(&args).arg(&mountpoint);
+        let command = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_os_string())
+            .collect();
         let server = ServerProcess::spawn(cmd);
         let mut fs = MountedFs {
             backend: setup.backend,
@@ -509,9 +528,22 @@ impl MountedFs {
             source,
             mounted_line: String::new(),
             dir: Some(dir),
+            command,
+            source_mount,
         };
         fs.mounted_line = fs.server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
         fs
+    }
+
+    /// Starts a new server with the same command line on the same
+    /// mountpoint (the old one must be gone and its mount removed) and
+    /// waits for it to be live; the old process is reaped.
+    pub fn remount(&mut self) {
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..]);
+        let old = std::mem::replace(&mut self.server, ServerProcess::spawn(cmd));
+        drop(old);
+        self.mounted_line = self.server.wait_for_line(MOUNTED_PREFIX, MOUNT_TIMEOUT);
     }
 
     /// The names in the mount's root that the test made: all of them,
@@ -578,6 +610,9 @@ impl MountedFs {
         // A mount that a helper (auto-unmount fusermount3) re-established or
         // that a dying server left could still be there: detach once more.
         lazy_unmount(&self.mountpoint);
+        if let Some(src) = self.source_mount.take() {
+            lazy_unmount(&src);
+        }
         if let Some(dir) = self.dir.take() {
             if is_mountpoint(&self.mountpoint) {
                 // Never recurse into a mount; leave the directory behind.
@@ -611,6 +646,29 @@ pub fn lazy_unmount(path: &Path) {
     let c = cpath(path);
     // SAFETY: `c` is a valid NUL-terminated path.
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+}
+
+/// Mounts a tmpfs with `options` (e.g. `size=4m`) on `path` (needs root).
+pub fn mount_tmpfs(path: &Path, options: &str) {
+    let target = cpath(path);
+    let data = cstr(options);
+    // SAFETY: valid NUL-terminated strings.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "mount tmpfs on {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
 }
 
 /// A tmpfs of its own on a fresh temporary directory: the reference that

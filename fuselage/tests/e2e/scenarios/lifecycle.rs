@@ -337,8 +337,8 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
     let mut fs = MountedFs::mount_with(
         setup,
         MountConfig {
-            args: Vec::new(),
             run_as: Some(NOBODY),
+            ..MountConfig::default()
         },
     );
     let entry = mount_entry(fs.path()).expect("the mount is in /proc/self/mountinfo");
@@ -538,4 +538,214 @@ echo "exit=$?"
         "the server's exit status after SIGTERM; {context}"
     );
     assert!(!is_mountpoint(&mp));
+}
+
+/// The errno a client may see for a request the server will never answer
+/// because it died: ENOTCONN or ECONNABORTED, or, with native
+/// FUSE-over-io_uring, ECANCELED from the kernel tearing the dead task's
+/// ring entries down (see `sigkill_during_read`).
+fn dead_server_errno(fs: &MountedFs, errno: Option<i32>) -> bool {
+    let native_uring = fs.mounted_line().contains(" transport=uring ");
+    matches!(errno, Some(libc::ENOTCONN) | Some(libc::ECONNABORTED))
+        || (native_uring && errno == Some(libc::ECANCELED))
+}
+
+/// SIGKILL while another thread writes (O_DIRECT, so each write is a
+/// request the server must answer) in a loop: the writer gets ENOTCONN or
+/// ECONNABORTED promptly, never a hang, and auto-unmount removes the mount.
+pub fn sigkill_during_write(setup: &Setup) {
+    let mut fs = MountedFs::mount(setup, &[]);
+    let p = fs.join("written");
+    let writes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    {
+        let writes = writes.clone();
+        let stop = stop.clone();
+        let fd = open_raw(&p, libc::O_CREAT | libc::O_WRONLY | libc::O_DIRECT, 0o644)
+            .expect("create O_DIRECT");
+        std::thread::spawn(move || {
+            let mut buf = AlignedBuf::page_aligned((128 * KIB) as usize);
+            fill_pattern(16, 0, &mut buf);
+            let mut off = 0u64;
+            let err = loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match pwrite_full(fd.as_raw_fd(), &buf, off) {
+                    Ok(()) => {
+                        writes.fetch_add(1, Ordering::Relaxed);
+                        off = (off + 128 * KIB) % (16 * MIB);
+                    }
+                    Err(e) => break e,
+                }
+            };
+            let _ = tx.send((err, Instant::now()));
+        });
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || writes.load(Ordering::Relaxed)
+            >= 20),
+        "the writer made only {} writes in 10 s",
+        writes.load(Ordering::Relaxed)
+    );
+    if fs.mounted_line().contains(" passthrough=on") {
+        // Kernel passthrough: the open file writes the host file directly,
+        // so the writer goes on; the mount itself must still go away.
+        fs.server().signal(libc::SIGKILL);
+        let before = writes.load(Ordering::Relaxed);
+        let more = wait_until(Duration::from_secs(5), || {
+            writes.load(Ordering::Relaxed) >= before + 20
+        });
+        let failed = rx.try_recv().ok();
+        let gone = wait_until(Duration::from_secs(5), || !fs.is_mounted());
+        stop.store(true, Ordering::Relaxed);
+        assert!(
+            more,
+            "a passthrough-opened file stopped writing after SIGKILL of the server"
+        );
+        assert!(
+            failed.is_none(),
+            "a passthrough write failed after SIGKILL: {failed:?}"
+        );
+        assert!(
+            gone,
+            "auto-unmount did not remove {} within 5 s of SIGKILL",
+            fs.path().display()
+        );
+        return;
+    }
+    let killed = Instant::now();
+    fs.server().signal(libc::SIGKILL);
+    let (err, when) = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| {
+        panic!("the writer still blocked 5 s after SIGKILL of the server (a hang)")
+    });
+    assert!(
+        when >= killed,
+        "the writer failed before the server was killed: {err} ({:?})",
+        err.raw_os_error().map(errno_name)
+    );
+    assert!(
+        dead_server_errno(&fs, err.raw_os_error()),
+        "the writer got {err} ({:?}), expected ENOTCONN or ECONNABORTED",
+        err.raw_os_error().map(errno_name)
+    );
+    eprintln!(
+        "writer failed {:?} after SIGKILL with {err}",
+        when.duration_since(killed)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !fs.is_mounted()),
+        "auto-unmount did not remove {} within 5 s of SIGKILL",
+        fs.path().display()
+    );
+}
+
+/// After a SIGKILLed server's mount is lazily removed (auto-unmount), a new
+/// server mounts on the same mountpoint and serves: the host files of a
+/// source row are all there, and files opened in the dead mount fail with
+/// ENOTCONN, not a hang.
+pub fn remount_after_sigkill(setup: &Setup) {
+    let mut fs = MountedFs::mount(setup, &[]);
+    write(&fs.join("before"), b"written before the kill");
+    let stale = File::open(fs.join("before")).expect("open before the kill");
+    fs.server().signal(libc::SIGKILL);
+    assert!(
+        fs.server().wait_exit(EXIT_TIMEOUT).is_some(),
+        "server not dead after SIGKILL"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !fs.is_mounted()),
+        "auto-unmount did not remove {} within 5 s of SIGKILL",
+        fs.path().display()
+    );
+    fs.remount();
+    assert!(
+        fs.is_mounted(),
+        "the new server's mount is not in mountinfo"
+    );
+    write(&fs.join("after"), b"written after the remount");
+    assert_eq!(read(&fs.join("after")), b"written after the remount");
+    if setup.backend.has_source() {
+        assert_eq!(
+            read(&fs.join("before")),
+            b"written before the kill",
+            "a host file written through the first server, read through the second"
+        );
+    }
+    // The descriptor opened through the dead connection stays dead (kernel
+    // passthrough reads the host file directly, so it may still work).
+    let mut buf = [0u8; 8];
+    // SAFETY: a valid descriptor and a writable buffer of the given length.
+    let r = unsafe { libc::pread(stale.as_raw_fd(), buf.as_mut_ptr().cast(), 8, 0) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        assert!(
+            dead_server_errno(&fs, e.raw_os_error()),
+            "a file opened in the dead mount: {e}"
+        );
+    }
+    fs.server().signal(libc::SIGTERM);
+    let status = fs.server().wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the second server's exit after SIGTERM: {status:?}; stderr: {:?}",
+        fs.stderr_lines()
+    );
+}
+
+/// The kernel aborts the connection (`echo 1 > /sys/fs/fuse/connections/N/abort`)
+/// while a file is open: clients get ENOTCONN, and the server exits with
+/// status 0, saying in one line that the connection was aborted, and
+/// removes the dead mount.
+pub fn fusectl_abort(setup: &Setup) {
+    let fusectl = fuselage_linux::mount::ensure_fusectl()
+        .map_err(|e| e.to_string())
+        .and_then(|ok| ok.then_some(()).ok_or("fusectl cannot be mounted".into()));
+    if !require(fusectl) {
+        return;
+    }
+    let mut fs = MountedFs::mount(setup, &[]);
+    write(&fs.join("f"), b"data");
+    let open = File::open(fs.join("f")).expect("open");
+    let id = fuselage_linux::mount::connection_id(fs.path()).expect("the connection id");
+    fs::write(format!("/sys/fs/fuse/connections/{id}/abort"), "1").expect("write abort");
+    expect_errno(
+        lstat(&fs.join("missing")),
+        libc::ENOTCONN,
+        "a lookup after the abort",
+    );
+    let status = fs.server().wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "the server did not exit within {EXIT_TIMEOUT:?} of the abort; stderr: {:?}",
+            fs.stderr_lines()
+        )
+    });
+    fs.server().drain_stderr(Duration::from_secs(2));
+    let lines = fs.stderr_lines();
+    assert!(
+        status.success(),
+        "exit status after the abort: {status}; stderr: {lines:?}"
+    );
+    let after: Vec<&String> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with(MOUNTED_PREFIX))
+        .skip(1)
+        .collect();
+    assert_eq!(
+        after.len(),
+        1,
+        "expected one line about the abort after the mounted line: {lines:?}"
+    );
+    assert!(
+        after[0].starts_with("fuselage: ") && after[0].contains("aborted"),
+        "{:?}",
+        after[0]
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !fs.is_mounted()),
+        "the dead mount {} is still there after the server exited",
+        fs.path().display()
+    );
+    drop(open);
 }

@@ -8,6 +8,7 @@
 mod attrs;
 mod data;
 mod errors;
+mod faults;
 mod lifecycle;
 mod namespace;
 mod permissions;
@@ -16,6 +17,7 @@ mod setid;
 pub use attrs::*;
 pub use data::*;
 pub use errors::*;
+pub use faults::*;
 pub use lifecycle::*;
 pub use namespace::*;
 pub use permissions::*;
