@@ -11,9 +11,9 @@ fuselage-bench: end-to-end FUSE benchmarks, fuselage beside native and peer serv
 
 usage: fuselage-bench [OPTIONS]
 
-  --quick               smoke run: tiny sizes, 1 repetition, memfs, passthrough, overlay and
-                        router on the blocking transport only (and kernel overlayfs); a few
-                        seconds; exits 0 if the harness works
+  --quick               smoke run: tiny sizes, 1 repetition, the default rows, memfs,
+                        passthrough, overlay and router on the blocking transport only
+                        (and kernel overlayfs); a few seconds; exits 0 if the harness works
   --reps N              repetitions of every configuration (default 3); min/median reported
   --json PATH           results as JSON (default bench-results.json)
   --svg PATH            chart of the ratios to native (default: the JSON path with .svg)
@@ -48,6 +48,11 @@ usage: fuselage-bench [OPTIONS]
   --strace-dir DIR      after the first repetition of every server, run each workload once
                         more under `strace -c -f -p SERVER` and keep the summaries in DIR
   -h, --help            this text
+
+The default rows are what a user gets without tuning flags, `auto` choosing the
+transport: default/passthrough (--source SRC), default/passthrough/pt-off (the
+same with --passthrough off) and default/memfs (no options); the report names
+the transport auto chose.
 
 Besides memfs and passthrough (--source SRC), fuselage is measured as an overlay
 (--lower SRC --upper DIR, DIR a fresh directory on tmpfs) and as a router

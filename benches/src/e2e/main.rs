@@ -1,8 +1,8 @@
 //! `fuselage-bench`: end-to-end benchmarks of fuselage beside the native filesystem and other
 //! FUSE servers. See `fuselage-bench --help` and BENCHMARKS.md at the repository root.
 //!
-//! For every repetition it mounts each configuration in turn (fuselage passthrough, memfs,
-//! overlay and router on every transport, kernel overlayfs, bindfs, peers given with
+//! For every repetition it mounts each configuration in turn (fuselage's defaults, passthrough,
+//! memfs, overlay and router on every transport, kernel overlayfs, bindfs, peers given with
 //! `--peer`), times the workloads on the mount
 //! and on the source directory itself ("native"), and unmounts. A configuration the binary
 //! refuses is recorded as "unavailable" with the server's own one-line reason. Results go to
@@ -67,9 +67,10 @@ const KERNEL_OVERLAY: &str = "kernel-overlayfs";
 enum Target {
     /// The source directory itself.
     Native,
+    /// `fuselage mount`; `None` leaves the option out (the default: `auto`).
     Fuselage {
         backend: Backend,
-        transport: &'static str,
+        transport: Option<&'static str>,
         passthrough: Option<&'static str>,
     },
     Peer {
@@ -160,6 +161,18 @@ fn replot(json: &Path, svg: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The default configurations: what a user gets without tuning flags (no `--transport`, so
+/// `auto` picks; no `--passthrough` but in the second row).
+const DEFAULTS: [(&str, Backend, Option<&str>); 3] = [
+    ("default/passthrough", Backend::Passthrough, None),
+    (
+        "default/passthrough/pt-off",
+        Backend::Passthrough,
+        Some("off"),
+    ),
+    ("default/memfs", Backend::Memfs, None),
+];
+
 fn plans(opts: &Options) -> Vec<Plan> {
     let mut base = vec![Plan {
         name: "native".into(),
@@ -171,12 +184,23 @@ fn plans(opts: &Options) -> Vec<Plan> {
     } else {
         &TRANSPORTS
     };
+    for (name, backend, passthrough) in DEFAULTS {
+        base.push(Plan {
+            name: name.into(),
+            target: Target::Fuselage {
+                backend,
+                transport: None,
+                passthrough,
+            },
+            pinned: false,
+        });
+    }
     for t in transports {
         base.push(Plan {
             name: format!("memfs/{t}"),
             target: Target::Fuselage {
                 backend: Backend::Memfs,
-                transport: t,
+                transport: Some(t),
                 passthrough: None,
             },
             pinned: false,
@@ -190,7 +214,7 @@ fn plans(opts: &Options) -> Vec<Plan> {
                     name: format!("{}/{t}/pt-{pt}", backend.name()),
                     target: Target::Fuselage {
                         backend,
-                        transport: t,
+                        transport: Some(t),
                         passthrough: Some(pt),
                     },
                     pinned: false,
@@ -537,7 +561,7 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                 } => (
                     "fuselage",
                     Some(backend.name().to_string()),
-                    Some(transport.to_string()),
+                    Some(transport.unwrap_or(report::AUTO).to_string()),
                     passthrough.map(str::to_string),
                 ),
                 Target::Peer { .. } => ("peer", None, None, None),
@@ -737,7 +761,7 @@ fn run_one(
                     dir: src,
                 },
             },
-            transport,
+            transport: *transport,
             passthrough: *passthrough,
             threads: opts.threads,
         }),

@@ -34,6 +34,9 @@ pub struct ConfigResult {
     pub exit_notes: Vec<String>,
 }
 
+/// `transport` of a fuselage configuration mounted without `--transport`: its own choice.
+pub const AUTO: &str = "auto";
+
 /// Median, min and max of a set of figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
@@ -65,6 +68,27 @@ pub fn stats(values: &[f64]) -> Option<Stats> {
 }
 
 impl ConfigResult {
+    /// The value of `KEY=value` in fuselage's startup line, e.g. `transport`.
+    pub fn startup_word(&self, key: &str) -> Option<&str> {
+        let line = self.startup_line.as_deref()?;
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[at..].split_whitespace().next()
+    }
+
+    /// A default configuration: fuselage mounted without `--transport`.
+    pub fn is_default(&self) -> bool {
+        self.kind == "fuselage" && self.transport.as_deref() == Some(AUTO)
+    }
+
+    /// The transport that served: the one named with `--transport`, or for a default
+    /// configuration the one `auto` chose (from the startup line).
+    pub fn chosen_transport(&self) -> Option<&str> {
+        match self.transport.as_deref() {
+            Some(AUTO) => self.startup_word("transport"),
+            other => other,
+        }
+    }
+
     /// Statistics of a workload's figures.
     pub fn stats(&self, w: Workload) -> Option<Stats> {
         let values: Vec<f64> = self.samples.get(&w)?.iter().map(|s| s.value).collect();
@@ -259,6 +283,37 @@ impl Report {
         s
     }
 
+    /// What `auto` chose for each default row (from its startup line).
+    fn defaults_note(&self) -> String {
+        let mut s = String::new();
+        let rows: Vec<&ConfigResult> = self
+            .results
+            .iter()
+            .filter(|r| r.is_default() && r.unavailable.is_none() && !r.pinned)
+            .collect();
+        if rows.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "\nDefault rows: `fuselage mount` without `--transport` (so `auto` chooses) and \
+             without `--passthrough` (`auto`) but where the name says `pt-off`; from the \
+             startup line:\n"
+        );
+        for r in rows {
+            let word = |k: &str| r.startup_word(k).unwrap_or("?");
+            let _ = writeln!(
+                s,
+                "- {}: transport={} threads={} passthrough={}",
+                r.name,
+                word("transport"),
+                word("threads"),
+                word("passthrough")
+            );
+        }
+        s
+    }
+
     fn measured_workloads(&self) -> Vec<Workload> {
         self.workloads
             .iter()
@@ -336,6 +391,7 @@ impl Report {
             let _ = writeln!(s);
         }
 
+        s.push_str(&self.defaults_note());
         s.push_str(&self.overlay_markdown());
 
         let unavailable: Vec<&ConfigResult> = self
@@ -506,6 +562,7 @@ impl Report {
                     "kind": r.kind,
                     "backend": r.backend,
                     "transport": r.transport,
+                    "transport_chosen": r.chosen_transport(),
                     "passthrough": r.passthrough,
                     "pinned": r.pinned,
                     "available": r.unavailable.is_none(),
@@ -954,6 +1011,26 @@ mod tests {
         );
         let back = Report::from_json(&r.json()).unwrap();
         assert_eq!(back.markdown(), md);
+    }
+
+    #[test]
+    fn default_rows_name_the_transport_auto_chose() {
+        let mut r = ConfigResult {
+            name: "default/passthrough".into(),
+            kind: "fuselage",
+            transport: Some(AUTO.into()),
+            startup_line: Some(
+                "fuselage: mounted /m backend=passthrough transport=uring threads=2 passthrough=on"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        assert!(r.is_default());
+        assert_eq!(r.chosen_transport(), Some("uring"));
+        assert_eq!(r.startup_word("passthrough"), Some("on"));
+        r.transport = Some("blocking".into());
+        assert!(!r.is_default());
+        assert_eq!(r.chosen_transport(), Some("blocking"));
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub enum Launch<'a> {
     Fuselage {
         bin: &'a Path,
         serve: Serve<'a>,
-        transport: &'a str,
+        /// `--transport`; `None` leaves it out (`auto`).
+        transport: Option<&'a str>,
         passthrough: Option<&'a str>,
         threads: Option<usize>,
     },
@@ -133,7 +134,9 @@ impl Server {
                         c.arg("--source").arg(source).arg("--route").arg(route);
                     }
                 }
-                c.args(["--transport", transport]);
+                if let Some(t) = transport {
+                    c.args(["--transport", t]);
+                }
                 if let Some(p) = passthrough {
                     c.args(["--passthrough", p]);
                 }
