@@ -1,5 +1,6 @@
 //! The command line of `fuselage-bench`.
 
+use crate::archive::TarFrom;
 use crate::cpuset::CpuSet;
 use crate::workload::Workload;
 use std::path::PathBuf;
@@ -25,6 +26,10 @@ usage: fuselage-bench [OPTIONS]
   --size BYTES          size of the big file (default 1G; K/M/G suffixes)
   --files N             small files in one directory (default 10000)
   --copy-up BYTES       data the copy-up workload copies up, in 16 files (default 64M)
+  --tar-from DIR        the directory tar-x extracts an archive of (default /usr/include
+                        if it has 1000 entries, else a generated tree of 9000 files,
+                        ~100 MB); 'generated' or 'generated:N' for a generated tree of N
+                        files. Archived once into /dev/shm/fuselage-bench-tar, reused
   --runtime SECS        length of each random-read run (default 3)
   --threads N           passed to fuselage as --threads
   --peer SPEC           another FUSE server: 'name=NAME:cmd=COMMAND {src} {mnt}' (run with
@@ -37,8 +42,8 @@ usage: fuselage-bench [OPTIONS]
                         words (native is always measured, and so is the passthrough row
                         an overlay or router row is compared with)
   --workloads LIST      comma-separated subset of: mount,seqread,seqwrite,randread-qd1,
-                        randread-qd32,stat,create-unlink,readdir,copy-up (default: all;
-                        copy-up runs on the overlay rows only)
+                        randread-qd32,stat,create-unlink,readdir,tar-x,copy-up (default:
+                        all; copy-up runs on the overlay rows only)
   --no-fio              use the built-in loops even when fio is installed
   --load-cpus LIST      pin the load (workloads, fio) to these CPUs, e.g. 0 or 0-1,3
   --server-cpus LIST    pin the FUSE server to these CPUs; with either option every
@@ -121,6 +126,8 @@ pub struct Options {
     pub small_bytes: usize,
     /// Bytes the copy-up workload copies up, in [`COPYUP_FILES`] files.
     pub copyup_total: u64,
+    /// What the `tar-x` workload extracts an archive of.
+    pub tar_from: TarFrom,
     pub runtime: Duration,
     pub threads: Option<usize>,
     pub peers: Vec<PeerSpec>,
@@ -151,6 +158,7 @@ impl Default for Options {
             files: 10_000,
             small_bytes: 4096,
             copyup_total: 64 << 20,
+            tar_from: TarFrom::Auto,
             runtime: Duration::from_secs(3),
             threads: None,
             peers: Vec::new(),
@@ -166,6 +174,9 @@ impl Default for Options {
         }
     }
 }
+
+/// Files of the generated tree `tar-x` extracts under `--quick`.
+pub const QUICK_TAR_FILES: usize = 300;
 
 /// Files the copy-up workload writes to (its data split evenly among them).
 pub const COPYUP_FILES: usize = 16;
@@ -197,6 +208,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut size_given = false;
     let mut files_given = false;
     let mut copyup_given = false;
+    let mut tar_given = false;
     let mut reps_given = false;
     let mut runtime_given = false;
     let mut source_dir_given = false;
@@ -264,6 +276,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     ))?;
                 copyup_given = true;
             }
+            "--tar-from" => {
+                let v = value("--tar-from")?;
+                o.tar_from = match v.strip_prefix("generated") {
+                    Some("") => TarFrom::Generated(crate::archive::GENERATED_FILES),
+                    Some(n) => TarFrom::Generated(
+                        n.strip_prefix(':')
+                            .and_then(|n| n.parse().ok())
+                            .filter(|n| *n > 0)
+                            .ok_or(format!(
+                                "--tar-from '{v}': expected DIR, generated or generated:N"
+                            ))?,
+                    ),
+                    None => TarFrom::Dir(PathBuf::from(v)),
+                };
+                tar_given = true;
+            }
             "--runtime" => {
                 let v = value("--runtime")?;
                 let secs: f64 = v
@@ -323,6 +351,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         if !copyup_given {
             o.copyup_total = 1 << 20;
         }
+        if !tar_given {
+            o.tar_from = TarFrom::Generated(QUICK_TAR_FILES);
+        }
         if !reps_given {
             o.reps = 1;
         }
@@ -378,6 +409,12 @@ mod tests {
         assert!(o.big_bytes < 1 << 30);
         assert!(!o.bindfs);
         assert!(o.copyup_total < 64 << 20);
+        assert_eq!(o.tar_from, TarFrom::Generated(QUICK_TAR_FILES));
+        assert_eq!(
+            run(&["--tar-from", "generated:50"]).tar_from,
+            TarFrom::Generated(50)
+        );
+        assert!(parse(["--tar-from".to_string(), "generated:x".to_string()]).is_err());
         assert_eq!(o.svg, PathBuf::from("/tmp/q.svg"));
     }
 

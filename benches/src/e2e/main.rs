@@ -8,6 +8,7 @@
 //! refuses is recorded as "unavailable" with the server's own one-line reason. Results go to
 //! stdout as markdown, to a JSON file and to an SVG chart of the ratios to native.
 
+mod archive;
 mod cleanup;
 mod cli;
 mod cpuset;
@@ -483,6 +484,7 @@ struct Ctx<'a> {
     opts: &'a Options,
     layout: Layout,
     source: &'a Source,
+    archive: Option<&'a archive::Archive>,
     fuselage: Option<&'a Path>,
     fio: bool,
     mount_base: &'a Path,
@@ -491,12 +493,14 @@ struct Ctx<'a> {
 }
 
 fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
-    let layout = Layout {
+    let mut layout = Layout {
         big_bytes: opts.big_bytes,
         files: opts.files,
         small_bytes: opts.small_bytes,
         copyup_files: cli::COPYUP_FILES,
         copyup_bytes: opts.copyup_total / cli::COPYUP_FILES as u64,
+        tar_entries: 0,
+        tar_bytes: 0,
     };
     let fuselage = find_fuselage(opts);
     let fio = opts.use_fio && workload::fio_available();
@@ -514,6 +518,15 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         layout.files
     );
     let source = Source::prepare(opts.source_fs, &opts.source_dir, &opts.image, &layout)?;
+    let archive = if workloads.contains(&Workload::TarX) {
+        eprintln!("fuselage-bench: preparing the archive for tar-x");
+        let a = archive::Archive::prepare(&opts.tar_from)?;
+        layout.tar_entries = a.entries;
+        layout.tar_bytes = a.bytes;
+        Some(a)
+    } else {
+        None
+    };
     let mount_base = PathBuf::from(format!("/tmp/fuselage-bench.{}", std::process::id()));
     std::fs::create_dir_all(&mount_base)
         .map_err(|e| format!("cannot create {}: {e}", mount_base.display()))?;
@@ -606,6 +619,7 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         opts,
         layout,
         source: &source,
+        archive: archive.as_ref(),
         fuselage: under_test.as_deref(),
         fio,
         mount_base: &mount_base,
@@ -641,6 +655,14 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         command: command_line(args),
         machine,
         source: source.describe(),
+        tar: archive.as_ref().map(|a| {
+            format!(
+                "{}, archived into {} ({})",
+                a.origin,
+                a.path.display(),
+                archive::Archive::describe(a.entries, a.bytes)
+            )
+        }),
         layout,
         reps: opts.reps,
         workloads: workloads.clone(),
@@ -889,6 +911,7 @@ fn run_one(
             server_pid: pid,
             rep,
             overlay,
+            archive: ctx.archive,
         };
         let pin = PinGuard::new(if plan.pinned {
             opts.load_cpus.as_ref()
