@@ -37,6 +37,60 @@ pub struct ConfigResult {
 /// `transport` of a fuselage configuration mounted without `--transport`: its own choice.
 pub const AUTO: &str = "auto";
 
+/// A figure as a speed: itself when larger is better, else its inverse (a time).
+fn speed(w: Workload, figure: f64) -> f64 {
+    if w.higher_is_better() {
+        figure
+    } else if figure > 0.0 {
+        1.0 / figure
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// One default row's median for one workload beside the best peer's and the floor's.
+#[derive(Debug, Clone, Copy)]
+pub struct Comparison<'a> {
+    pub workload: Workload,
+    /// The default row.
+    pub config: &'a ConfigResult,
+    pub median: f64,
+    /// The fastest peer for this workload (same pinning) and its median.
+    pub peer: Option<(&'a ConfigResult, f64)>,
+    /// The floor row compared with and its median.
+    pub floor: Option<(&'a ConfigResult, f64)>,
+}
+
+impl Comparison<'_> {
+    /// How many times faster the default row is than a figure of `other` (below 1: slower).
+    pub fn speedup_over(&self, other: f64) -> f64 {
+        speed(self.workload, self.median) / speed(self.workload, other)
+    }
+
+    fn json(&self) -> Value {
+        let side = |o: Option<(&ConfigResult, f64)>| {
+            o.map(|(r, m)| {
+                json!({
+                    "name": r.name,
+                    "median": m,
+                    "speedup": self.speedup_over(m),
+                })
+            })
+        };
+        json!({
+            "workload": self.workload.name(),
+            "unit": self.workload.unit(),
+            "higher_is_better": self.workload.higher_is_better(),
+            "config": self.config.name,
+            "pinned": self.config.pinned,
+            "transport_chosen": self.config.chosen_transport(),
+            "median": self.median,
+            "best_peer": side(self.peer),
+            "floor": side(self.floor),
+        })
+    }
+}
+
 /// Median, min and max of a set of figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
@@ -218,6 +272,100 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+    }
+
+    /// Every default row against the best peer and the floor, per workload: unpinned rows
+    /// first, then pinned ones.
+    pub fn comparisons(&self) -> Vec<Comparison<'_>> {
+        let mut out = Vec::new();
+        let workloads: Vec<Workload> = self
+            .measured_workloads()
+            .into_iter()
+            .filter(|w| !w.overlay_only())
+            .collect();
+        for pinned in [false, true] {
+            for w in &workloads {
+                let w = *w;
+                let best = |kind: &str, transport: Option<&str>| {
+                    self.results
+                        .iter()
+                        .filter(|r| r.kind == kind && r.pinned == pinned && r.unavailable.is_none())
+                        .filter(|r| transport.is_none() || r.chosen_transport() == transport)
+                        .filter_map(|r| Some((r, r.stats(w)?.median)))
+                        .max_by(|a, b| {
+                            let (x, y) = (speed(w, a.1), speed(w, b.1));
+                            x.total_cmp(&y)
+                        })
+                };
+                for r in self
+                    .results
+                    .iter()
+                    .filter(|r| r.is_default() && r.pinned == pinned && r.unavailable.is_none())
+                {
+                    let Some(median) = r.stats(w).map(|s| s.median) else {
+                        continue;
+                    };
+                    // The floor of the transport auto chose; else the fastest floor measured.
+                    let floor = best("floor", r.chosen_transport()).or_else(|| best("floor", None));
+                    out.push(Comparison {
+                        workload: w,
+                        config: r,
+                        median,
+                        peer: best("peer", None),
+                        floor,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The table of [`comparisons`](Report::comparisons) (issue 15). Empty without default rows.
+    fn comparison_markdown(&self) -> String {
+        let mut s = String::new();
+        let all = self.comparisons();
+        for pinned in [false, true] {
+            let rows: Vec<&Comparison<'_>> =
+                all.iter().filter(|c| c.config.pinned == pinned).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "\n### fuselage's defaults against the best peer and the floor{}\n\n\
+                 Every default row beside the best peer (the fastest of bindfs and the `--peer` \
+                 rows for that workload) and the floor (a trivial server through fuselage's own \
+                 transport: constant attributes, zero-filled reads, timeouts 0; the one of the \
+                 transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
+                 fuselage is faster (for times, the other's time over fuselage's).\n\n\
+                 | workload | fuselage default | median | best peer | median | × best peer | floor | median | × floor |\n\
+                 |---|---|---:|---|---:|---:|---|---:|---:|",
+                if pinned { " (pinned)" } else { "" }
+            );
+            for c in rows {
+                let w = c.workload;
+                let other = |o: Option<(&ConfigResult, f64)>| match o {
+                    Some((r, m)) => (
+                        r.name.clone(),
+                        fmt_figure(m),
+                        format!("{:.2}", c.speedup_over(m)),
+                    ),
+                    None => ("—".into(), "—".into(), "—".into()),
+                };
+                let (pn, pm, px) = other(c.peer);
+                let (fname, fm, fx) = other(c.floor);
+                let _ = writeln!(
+                    s,
+                    "| {} {} | {} ({}) | {} | {pn} | {pm} | {px} | {fname} | {fm} | {fx} |",
+                    w.title(&self.layout),
+                    w.unit(),
+                    c.config.name,
+                    c.config.chosen_transport().unwrap_or("?"),
+                    fmt_figure(c.median),
+                );
+            }
+        }
+        s
     }
 
     /// The overlay and router tables (issue 14): against passthrough, against kernel
@@ -412,6 +560,7 @@ impl Report {
         }
 
         s.push_str(&self.defaults_note());
+        s.push_str(&self.comparison_markdown());
         s.push_str(&self.overlay_markdown());
 
         let unavailable: Vec<&ConfigResult> = self
@@ -614,6 +763,8 @@ impl Report {
             "reps": self.reps,
             "caches_dropped": self.cold,
             "results": results,
+            "defaults_against_best_peer_and_floor":
+                self.comparisons().iter().map(Comparison::json).collect::<Vec<_>>(),
         })
     }
 
@@ -628,6 +779,7 @@ impl Report {
                 Some("native") => "native",
                 Some("fuselage") => "fuselage",
                 Some("kernel") => "kernel",
+                Some("floor") => "floor",
                 _ => "peer",
             };
             let kib = |key: &str| -> Vec<u64> {
@@ -1068,6 +1220,71 @@ mod tests {
         r.transport = Some("blocking".into());
         assert!(!r.is_default());
         assert_eq!(r.chosen_transport(), Some("blocking"));
+    }
+
+    #[test]
+    fn defaults_against_the_best_peer_and_the_floor() {
+        let row = |name: &str, kind: &'static str, transport: Option<&str>, v: f64, t: f64| {
+            let mut r = ConfigResult {
+                name: name.into(),
+                kind,
+                transport: transport.map(str::to_string),
+                startup_line: Some(format!("fuselage: mounted /m backend=x transport=uring")),
+                ..Default::default()
+            };
+            r.samples.insert(Workload::SeqRead, vec![sample(v)]);
+            r.samples.insert(Workload::TarX, vec![sample(t)]);
+            r
+        };
+        let mut r = report();
+        r.workloads = vec![Workload::SeqRead, Workload::TarX];
+        r.results = vec![
+            row("native", "native", None, 400.0, 1.0),
+            row("default/passthrough", "fuselage", Some(AUTO), 300.0, 2.0),
+            row(
+                "passthrough/uring/pt-on",
+                "fuselage",
+                Some("uring"),
+                310.0,
+                2.0,
+            ),
+            row("bindfs", "peer", None, 100.0, 3.0),
+            row("hp", "peer", None, 200.0, 4.0),
+            row("floor/blocking", "floor", Some("blocking"), 900.0, 0.0),
+            row("floor/uring", "floor", Some("uring"), 600.0, 0.0),
+        ];
+        // tar-x has no floor figure.
+        r.results[5].samples.remove(&Workload::TarX);
+        r.results[6].samples.remove(&Workload::TarX);
+        let c = r.comparisons();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].peer.map(|p| p.0.name.as_str()), Some("hp"));
+        assert_eq!(c[0].floor.map(|p| p.0.name.as_str()), Some("floor/uring"));
+        assert_eq!(c[0].speedup_over(200.0), 1.5);
+        // A time: the fastest peer has the smallest, and 3 s over 2 s is 1.5 times faster.
+        assert_eq!(c[1].peer.map(|p| p.0.name.as_str()), Some("bindfs"));
+        assert_eq!(c[1].speedup_over(3.0), 1.5);
+        assert!(c[1].floor.is_none());
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "| default/passthrough (uring) | 300 | hp | 200 | 1.50 | floor/uring | 600 | 0.50 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| default/passthrough (uring) | 2.00 | bindfs | 3.00 | 1.50 | — | — | — |"
+            ),
+            "{md}"
+        );
+        let j = r.json();
+        assert_eq!(
+            j["defaults_against_best_peer_and_floor"][0]["best_peer"]["speedup"],
+            1.5
+        );
+        let back = Report::from_json(&j).unwrap();
+        assert_eq!(back.markdown(), md);
     }
 
     #[test]
