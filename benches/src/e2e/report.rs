@@ -1229,7 +1229,7 @@ mod tests {
                 name: name.into(),
                 kind,
                 transport: transport.map(str::to_string),
-                startup_line: Some(format!("fuselage: mounted /m backend=x transport=uring")),
+                startup_line: Some("fuselage: mounted /m backend=x transport=uring".into()),
                 ..Default::default()
             };
             r.samples.insert(Workload::SeqRead, vec![sample(v)]);
