@@ -38,6 +38,10 @@ usage: fuselage-bench [OPTIONS]
                         with the data set after mounting, as for fuselage memfs. Repeatable.
   --no-bindfs           leave out the bindfs peer
   --no-kernel-overlay   leave out the kernel overlayfs row (mount -t overlay; needs root)
+  --no-floor            leave out the floor rows: a trivial server (zero-filled reads,
+                        constant attributes) served by this binary through fuselage's
+                        transports, the best a FUSE round trip does here; read
+                        workloads only
   --only LIST           configurations whose name contains one of these comma-separated
                         words (native is always measured, and so is the passthrough row
                         an overlay or router row is compared with)
@@ -134,6 +138,8 @@ pub struct Options {
     pub bindfs: bool,
     /// Measure kernel overlayfs over the same lower layer.
     pub kernel_overlay: bool,
+    /// Measure the floor (a trivial server) on every transport.
+    pub floor: bool,
     pub only: Vec<String>,
     pub workloads: Vec<Workload>,
     pub use_fio: bool,
@@ -164,6 +170,7 @@ impl Default for Options {
             peers: Vec::new(),
             bindfs: true,
             kernel_overlay: true,
+            floor: true,
             only: Vec::new(),
             workloads: Workload::ALL.to_vec(),
             use_fio: true,
@@ -314,6 +321,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--peer" => o.peers.push(PeerSpec::parse(&value("--peer")?)?),
             "--no-bindfs" => o.bindfs = false,
             "--no-kernel-overlay" => o.kernel_overlay = false,
+            "--no-floor" => o.floor = false,
             "--only" => {
                 o.only = value("--only")?
                     .split(',')

@@ -12,6 +12,7 @@ mod archive;
 mod cleanup;
 mod cli;
 mod cpuset;
+mod floor;
 mod procfs;
 mod report;
 mod server;
@@ -79,6 +80,11 @@ enum Target {
     },
     /// `mount -t overlay` with the source as its lower layer, upper and work on tmpfs.
     KernelOverlay,
+    /// The trivial filesystem of [`floor`] served by this binary through fuselage's own
+    /// `--transport`: the best a FUSE round trip can do here.
+    Floor {
+        transport: &'static str,
+    },
 }
 
 impl Target {
@@ -89,8 +95,18 @@ impl Target {
             Target::Native => false,
             Target::Fuselage { backend, .. } => *backend == Backend::Memfs,
             Target::Peer { cmd } => !cmd.contains("{src}"),
-            Target::KernelOverlay => false,
+            Target::KernelOverlay | Target::Floor { .. } => false,
         }
+    }
+
+    /// Whether workload `w` runs on it: every one but on the floor, which only reads.
+    fn runs(&self, w: Workload) -> bool {
+        !matches!(self, Target::Floor { .. }) || w.on_floor()
+    }
+
+    /// Served by `fuselage mount` machinery (ready at its startup line).
+    fn is_fuselage(&self) -> bool {
+        matches!(self, Target::Fuselage { .. } | Target::Floor { .. })
     }
 
     /// An overlay whose lower layer is the source: writes to the data set's files copy
@@ -113,6 +129,9 @@ struct Plan {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(floor::FLOOR_ARG) {
+        return floor::serve(args.into_iter().skip(1));
+    }
     let opts = match cli::parse(args.clone()) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
@@ -221,6 +240,15 @@ fn plans(opts: &Options) -> Vec<Plan> {
                     pinned: false,
                 });
             }
+        }
+    }
+    if opts.floor {
+        for t in transports {
+            base.push(Plan {
+                name: format!("floor/{t}"),
+                target: Target::Floor { transport: t },
+                pinned: false,
+            });
         }
     }
     if opts.kernel_overlay {
@@ -485,6 +513,10 @@ struct Ctx<'a> {
     layout: Layout,
     source: &'a Source,
     archive: Option<&'a archive::Archive>,
+    /// A copy of this binary, for the floor server.
+    bench: Option<&'a Path>,
+    /// The floor's `--source`.
+    floor_spec: String,
     fuselage: Option<&'a Path>,
     fio: bool,
     mount_base: &'a Path,
@@ -555,6 +587,25 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    // The floor server is this binary: a copy too.
+    let mut _bench_copy_guard = None;
+    let under_test_bench = if plans
+        .iter()
+        .any(|p| matches!(p.target, Target::Floor { .. }))
+    {
+        let copy = mount_base.join("fuselage-bench-floor");
+        std::env::current_exe()
+            .and_then(|me| std::fs::copy(me, &copy))
+            .ok()
+            .map(|_| {
+                _bench_copy_guard = Some(cleanup::Registration::new(cleanup::Undo::RemoveFile(
+                    copy.clone(),
+                )));
+                copy
+            })
+    } else {
+        None
+    };
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Taken before the run: other processes may flip e.g. enable_uring meanwhile.
     let mut machine = machine(opts, fuselage.as_deref(), fio);
@@ -579,6 +630,12 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                 ),
                 Target::Peer { .. } => ("peer", None, None, None),
                 Target::KernelOverlay => ("kernel", Some("overlay".to_string()), None, None),
+                Target::Floor { transport } => (
+                    "floor",
+                    Some("floor".to_string()),
+                    Some(transport.to_string()),
+                    None,
+                ),
             };
             ConfigResult {
                 name: p.name.clone(),
@@ -607,6 +664,9 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         if matches!(p.target, Target::KernelOverlay) && !cold {
             r.unavailable = Some("mount -t overlay needs root".into());
         }
+        if matches!(p.target, Target::Floor { .. }) && under_test_bench.is_none() {
+            r.unavailable = Some("cannot copy this binary to serve the floor".into());
+        }
         if matches!(p.target, Target::Fuselage { .. }) && fuselage.is_none() {
             r.unavailable = Some(
                 "fuselage binary not found: build it (cargo build --release -p fuselage) or pass --fuselage PATH"
@@ -620,6 +680,8 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         layout,
         source: &source,
         archive: archive.as_ref(),
+        bench: under_test_bench.as_deref(),
+        floor_spec: floor::source_spec(layout.big_bytes, layout.files, layout.small_bytes),
         fuselage: under_test.as_deref(),
         fio,
         mount_base: &mount_base,
@@ -787,6 +849,13 @@ fn run_one(
             passthrough: *passthrough,
             threads: opts.threads,
         }),
+        Target::Floor { transport } => Some(Launch::Fuselage {
+            bin: ctx.bench.ok_or("no copy of fuselage-bench")?,
+            serve: Serve::Floor(&ctx.floor_spec),
+            transport: Some(transport),
+            passthrough: None,
+            threads: opts.threads,
+        }),
         Target::Peer { cmd } => Some(Launch::Peer {
             cmd,
             source: &ctx.source.dir,
@@ -850,7 +919,7 @@ fn run_one(
                     value: s.mount_time.as_secs_f64() * 1000.0,
                     server_cpu: None,
                     load_cpu: None,
-                    engine: if matches!(plan.target, Target::Fuselage { .. }) {
+                    engine: if plan.target.is_fuselage() {
                         "until the startup line".into()
                     } else {
                         "until listed in /proc/self/mountinfo".into()
@@ -882,11 +951,12 @@ fn run_one(
         .iter()
         .copied()
         .filter(|w| *w != Workload::Mount && (overlay || !w.overlay_only()))
+        .filter(|w| plan.target.runs(*w))
         .collect();
     // Overlay-only workloads are not run here.
     progress.done += workloads
         .iter()
-        .filter(|w| w.overlay_only() && !overlay)
+        .filter(|w| (w.overlay_only() && !overlay) || !plan.target.runs(**w))
         .count();
     let mut ready = true;
     if plan.target.serves_own_data()
@@ -964,7 +1034,7 @@ fn run_one(
     }
     if let Some(mut s) = server {
         let stopped = s.stop();
-        let fuselage = matches!(plan.target, Target::Fuselage { .. });
+        let fuselage = plan.target.is_fuselage();
         match stopped.status {
             Some(st) if st.success() && !stopped.signalled => {}
             Some(st) if !fuselage && stopped.signalled => {

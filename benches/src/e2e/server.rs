@@ -41,6 +41,9 @@ pub enum Serve<'a> {
         /// The host directory served at `subpath`.
         dir: &'a Path,
     },
+    /// `fuselage-bench --floor-server mount --source SPEC`: the trivial filesystem of the
+    /// floor (the binary is then fuselage-bench itself).
+    Floor(&'a str),
 }
 
 /// What to start.
@@ -115,9 +118,15 @@ impl Server {
                 threads,
             } => {
                 let mut c = Command::new(bin);
+                if let Serve::Floor(_) = serve {
+                    c.arg(crate::floor::FLOOR_ARG);
+                }
                 c.arg("mount");
                 match serve {
                     Serve::Memory => {}
+                    Serve::Floor(spec) => {
+                        c.arg("--source").arg(spec);
+                    }
                     Serve::Source(s) => {
                         c.arg("--source").arg(s);
                     }

@@ -91,6 +91,19 @@ impl Workload {
         !matches!(self, Workload::Mount | Workload::CopyUp | Workload::TarX)
     }
 
+    /// Whether it runs on the floor (which only serves reads of the data set).
+    pub fn on_floor(self) -> bool {
+        matches!(
+            self,
+            Workload::Mount
+                | Workload::SeqRead
+                | Workload::RandReadQd1
+                | Workload::RandReadQd32
+                | Workload::Stat
+                | Workload::Readdir
+        )
+    }
+
     /// Whether it runs on overlays only (it writes to the lower layer's files).
     pub fn overlay_only(self) -> bool {
         self == Workload::CopyUp
