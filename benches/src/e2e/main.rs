@@ -651,7 +651,11 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
     // Peers that are not installed are unavailable from the start.
     for (p, r) in plans.iter().zip(results.iter_mut()) {
         if let Target::Peer { cmd } = &p.target {
-            let prog = cmd.split_whitespace().next().unwrap_or("");
+            let prog = server::split_env(cmd)
+                .1
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             let exists = if prog.contains('/') {
                 Path::new(prog).is_file()
             } else {
