@@ -1187,4 +1187,39 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_issue_15_selection() {
+        // The command of BENCHMARKS.md "How to run" for issue 15 (peers shortened).
+        let args = [
+            "--load-cpus",
+            "0",
+            "--only",
+            "default,floor,bindfs,passthrough_hp",
+            "--peer",
+            "name=passthrough_hp:cmd=hp --foreground {src} {mnt}",
+            "--peer",
+            "name=passthrough_hp-uring-nopt:cmd=hp -o io_uring --nopassthrough {src} {mnt}",
+        ];
+        let opts = match cli::parse(args.map(String::from)) {
+            Ok(Parsed::Run(o)) => *o,
+            _ => panic!("parse"),
+        };
+        let names: Vec<String> = plans(&opts).into_iter().map(|p| p.name).collect();
+        let unpinned = [
+            "native",
+            "default/passthrough",
+            "default/passthrough/pt-off",
+            "default/memfs",
+            "floor/blocking",
+            "floor/uring-rw",
+            "floor/uring",
+            "bindfs",
+            "passthrough_hp",
+            "passthrough_hp-uring-nopt",
+        ];
+        let pinned = unpinned.map(|n| format!("{n} [pinned]"));
+        assert_eq!(names[..unpinned.len()], unpinned);
+        assert_eq!(names[unpinned.len()..], pinned);
+    }
 }
