@@ -335,8 +335,8 @@ impl Report {
                 "\n### fuselage's defaults against the best peer and the floor{}\n\n\
                  Every default row beside the best peer (the fastest of bindfs and the `--peer` \
                  rows for that workload) and the floor (a trivial server through fuselage's own \
-                 transport: constant attributes, zero-filled reads, timeouts 0; the one of the \
-                 transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
+                 transport: constant attributes, reads copied from a static zero-filled buffer, \
+                 passthrough's timeouts; the one of the transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
                  fuselage is faster (for times, the other's time over fuselage's).\n\n\
                  | workload | fuselage default | median | best peer | median | × best peer | floor | median | × floor |\n\
                  |---|---|---:|---|---:|---:|---|---:|---:|",
