@@ -1,5 +1,6 @@
 //! The command line of `fuselage-bench`.
 
+use crate::archive::TarFrom;
 use crate::cpuset::CpuSet;
 use crate::workload::Workload;
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ fuselage-bench: end-to-end FUSE benchmarks, fuselage beside native and peer serv
 
 usage: fuselage-bench [OPTIONS]
 
-  --quick               smoke run: tiny sizes, 1 repetition, memfs, passthrough, overlay and
-                        router on the blocking transport only (and kernel overlayfs); a few
-                        seconds; exits 0 if the harness works
+  --quick               smoke run: tiny sizes, 1 repetition, the default rows, memfs,
+                        passthrough, overlay and router on the blocking transport only
+                        (and kernel overlayfs); a few seconds; exits 0 if the harness works
   --reps N              repetitions of every configuration (default 3); min/median reported
   --json PATH           results as JSON (default bench-results.json)
   --svg PATH            chart of the ratios to native (default: the JSON path with .svg)
@@ -25,6 +26,10 @@ usage: fuselage-bench [OPTIONS]
   --size BYTES          size of the big file (default 1G; K/M/G suffixes)
   --files N             small files in one directory (default 10000)
   --copy-up BYTES       data the copy-up workload copies up, in 16 files (default 64M)
+  --tar-from DIR        the directory tar-x extracts an archive of (default /usr/include
+                        if it has 1000 entries, else a generated tree of 9000 files,
+                        ~100 MB); 'generated' or 'generated:N' for a generated tree of N
+                        files. Archived once into /dev/shm/fuselage-bench-tar, reused
   --runtime SECS        length of each random-read run (default 3)
   --threads N           passed to fuselage as --threads
   --peer SPEC           another FUSE server: 'name=NAME:cmd=COMMAND {src} {mnt}' (run with
@@ -33,12 +38,16 @@ usage: fuselage-bench [OPTIONS]
                         with the data set after mounting, as for fuselage memfs. Repeatable.
   --no-bindfs           leave out the bindfs peer
   --no-kernel-overlay   leave out the kernel overlayfs row (mount -t overlay; needs root)
+  --no-floor            leave out the floor rows: a trivial server (zero-filled reads,
+                        constant attributes) served by this binary through fuselage's
+                        transports, the best a FUSE round trip does here; read
+                        workloads only
   --only LIST           configurations whose name contains one of these comma-separated
                         words (native is always measured, and so is the passthrough row
                         an overlay or router row is compared with)
   --workloads LIST      comma-separated subset of: mount,seqread,seqwrite,randread-qd1,
-                        randread-qd32,stat,create-unlink,readdir,copy-up (default: all;
-                        copy-up runs on the overlay rows only)
+                        randread-qd32,stat,create-unlink,readdir,tar-x,copy-up (default:
+                        all; copy-up runs on the overlay rows only)
   --no-fio              use the built-in loops even when fio is installed
   --load-cpus LIST      pin the load (workloads, fio) to these CPUs, e.g. 0 or 0-1,3
   --server-cpus LIST    pin the FUSE server to these CPUs; with either option every
@@ -48,6 +57,11 @@ usage: fuselage-bench [OPTIONS]
   --strace-dir DIR      after the first repetition of every server, run each workload once
                         more under `strace -c -f -p SERVER` and keep the summaries in DIR
   -h, --help            this text
+
+The default rows are what a user gets without tuning flags, `auto` choosing the
+transport: default/passthrough (--source SRC), default/passthrough/pt-off (the
+same with --passthrough off) and default/memfs (no options); the report names
+the transport auto chose.
 
 Besides memfs and passthrough (--source SRC), fuselage is measured as an overlay
 (--lower SRC --upper DIR, DIR a fresh directory on tmpfs) and as a router
@@ -116,12 +130,16 @@ pub struct Options {
     pub small_bytes: usize,
     /// Bytes the copy-up workload copies up, in [`COPYUP_FILES`] files.
     pub copyup_total: u64,
+    /// What the `tar-x` workload extracts an archive of.
+    pub tar_from: TarFrom,
     pub runtime: Duration,
     pub threads: Option<usize>,
     pub peers: Vec<PeerSpec>,
     pub bindfs: bool,
     /// Measure kernel overlayfs over the same lower layer.
     pub kernel_overlay: bool,
+    /// Measure the floor (a trivial server) on every transport.
+    pub floor: bool,
     pub only: Vec<String>,
     pub workloads: Vec<Workload>,
     pub use_fio: bool,
@@ -146,11 +164,13 @@ impl Default for Options {
             files: 10_000,
             small_bytes: 4096,
             copyup_total: 64 << 20,
+            tar_from: TarFrom::Auto,
             runtime: Duration::from_secs(3),
             threads: None,
             peers: Vec::new(),
             bindfs: true,
             kernel_overlay: true,
+            floor: true,
             only: Vec::new(),
             workloads: Workload::ALL.to_vec(),
             use_fio: true,
@@ -161,6 +181,9 @@ impl Default for Options {
         }
     }
 }
+
+/// Files of the generated tree `tar-x` extracts under `--quick`.
+pub const QUICK_TAR_FILES: usize = 300;
 
 /// Files the copy-up workload writes to (its data split evenly among them).
 pub const COPYUP_FILES: usize = 16;
@@ -192,6 +215,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut size_given = false;
     let mut files_given = false;
     let mut copyup_given = false;
+    let mut tar_given = false;
     let mut reps_given = false;
     let mut runtime_given = false;
     let mut source_dir_given = false;
@@ -259,6 +283,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     ))?;
                 copyup_given = true;
             }
+            "--tar-from" => {
+                let v = value("--tar-from")?;
+                o.tar_from = match v.strip_prefix("generated") {
+                    Some("") => TarFrom::Generated(crate::archive::GENERATED_FILES),
+                    Some(n) => TarFrom::Generated(
+                        n.strip_prefix(':')
+                            .and_then(|n| n.parse().ok())
+                            .filter(|n| *n > 0)
+                            .ok_or(format!(
+                                "--tar-from '{v}': expected DIR, generated or generated:N"
+                            ))?,
+                    ),
+                    None => TarFrom::Dir(PathBuf::from(v)),
+                };
+                tar_given = true;
+            }
             "--runtime" => {
                 let v = value("--runtime")?;
                 let secs: f64 = v
@@ -281,6 +321,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--peer" => o.peers.push(PeerSpec::parse(&value("--peer")?)?),
             "--no-bindfs" => o.bindfs = false,
             "--no-kernel-overlay" => o.kernel_overlay = false,
+            "--no-floor" => o.floor = false,
             "--only" => {
                 o.only = value("--only")?
                     .split(',')
@@ -317,6 +358,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         }
         if !copyup_given {
             o.copyup_total = 1 << 20;
+        }
+        if !tar_given {
+            o.tar_from = TarFrom::Generated(QUICK_TAR_FILES);
         }
         if !reps_given {
             o.reps = 1;
@@ -373,6 +417,12 @@ mod tests {
         assert!(o.big_bytes < 1 << 30);
         assert!(!o.bindfs);
         assert!(o.copyup_total < 64 << 20);
+        assert_eq!(o.tar_from, TarFrom::Generated(QUICK_TAR_FILES));
+        assert_eq!(
+            run(&["--tar-from", "generated:50"]).tar_from,
+            TarFrom::Generated(50)
+        );
+        assert!(parse(["--tar-from".to_string(), "generated:x".to_string()]).is_err());
         assert_eq!(o.svg, PathBuf::from("/tmp/q.svg"));
     }
 

@@ -1,16 +1,18 @@
 //! `fuselage-bench`: end-to-end benchmarks of fuselage beside the native filesystem and other
 //! FUSE servers. See `fuselage-bench --help` and BENCHMARKS.md at the repository root.
 //!
-//! For every repetition it mounts each configuration in turn (fuselage passthrough, memfs,
-//! overlay and router on every transport, kernel overlayfs, bindfs, peers given with
+//! For every repetition it mounts each configuration in turn (fuselage's defaults, passthrough,
+//! memfs, overlay and router on every transport, kernel overlayfs, bindfs, peers given with
 //! `--peer`), times the workloads on the mount
 //! and on the source directory itself ("native"), and unmounts. A configuration the binary
 //! refuses is recorded as "unavailable" with the server's own one-line reason. Results go to
 //! stdout as markdown, to a JSON file and to an SVG chart of the ratios to native.
 
+mod archive;
 mod cleanup;
 mod cli;
 mod cpuset;
+mod floor;
 mod procfs;
 mod report;
 mod server;
@@ -67,9 +69,10 @@ const KERNEL_OVERLAY: &str = "kernel-overlayfs";
 enum Target {
     /// The source directory itself.
     Native,
+    /// `fuselage mount`; `None` leaves the option out (the default: `auto`).
     Fuselage {
         backend: Backend,
-        transport: &'static str,
+        transport: Option<&'static str>,
         passthrough: Option<&'static str>,
     },
     Peer {
@@ -77,6 +80,11 @@ enum Target {
     },
     /// `mount -t overlay` with the source as its lower layer, upper and work on tmpfs.
     KernelOverlay,
+    /// The trivial filesystem of [`floor`] served by this binary through fuselage's own
+    /// `--transport`: the best a FUSE round trip can do here.
+    Floor {
+        transport: &'static str,
+    },
 }
 
 impl Target {
@@ -87,8 +95,18 @@ impl Target {
             Target::Native => false,
             Target::Fuselage { backend, .. } => *backend == Backend::Memfs,
             Target::Peer { cmd } => !cmd.contains("{src}"),
-            Target::KernelOverlay => false,
+            Target::KernelOverlay | Target::Floor { .. } => false,
         }
+    }
+
+    /// Whether workload `w` runs on it: every one but on the floor, which only reads.
+    fn runs(&self, w: Workload) -> bool {
+        !matches!(self, Target::Floor { .. }) || w.on_floor()
+    }
+
+    /// Served by `fuselage mount` machinery (ready at its startup line).
+    fn is_fuselage(&self) -> bool {
+        matches!(self, Target::Fuselage { .. } | Target::Floor { .. })
     }
 
     /// An overlay whose lower layer is the source: writes to the data set's files copy
@@ -111,6 +129,9 @@ struct Plan {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(floor::FLOOR_ARG) {
+        return floor::serve(args.into_iter().skip(1));
+    }
     let opts = match cli::parse(args.clone()) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
@@ -160,6 +181,18 @@ fn replot(json: &Path, svg: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The default configurations: what a user gets without tuning flags (no `--transport`, so
+/// `auto` picks; no `--passthrough` but in the second row).
+const DEFAULTS: [(&str, Backend, Option<&str>); 3] = [
+    ("default/passthrough", Backend::Passthrough, None),
+    (
+        "default/passthrough/pt-off",
+        Backend::Passthrough,
+        Some("off"),
+    ),
+    ("default/memfs", Backend::Memfs, None),
+];
+
 fn plans(opts: &Options) -> Vec<Plan> {
     let mut base = vec![Plan {
         name: "native".into(),
@@ -171,12 +204,23 @@ fn plans(opts: &Options) -> Vec<Plan> {
     } else {
         &TRANSPORTS
     };
+    for (name, backend, passthrough) in DEFAULTS {
+        base.push(Plan {
+            name: name.into(),
+            target: Target::Fuselage {
+                backend,
+                transport: None,
+                passthrough,
+            },
+            pinned: false,
+        });
+    }
     for t in transports {
         base.push(Plan {
             name: format!("memfs/{t}"),
             target: Target::Fuselage {
                 backend: Backend::Memfs,
-                transport: t,
+                transport: Some(t),
                 passthrough: None,
             },
             pinned: false,
@@ -190,12 +234,21 @@ fn plans(opts: &Options) -> Vec<Plan> {
                     name: format!("{}/{t}/pt-{pt}", backend.name()),
                     target: Target::Fuselage {
                         backend,
-                        transport: t,
+                        transport: Some(t),
                         passthrough: Some(pt),
                     },
                     pinned: false,
                 });
             }
+        }
+    }
+    if opts.floor {
+        for t in transports {
+            base.push(Plan {
+                name: format!("floor/{t}"),
+                target: Target::Floor { transport: t },
+                pinned: false,
+            });
         }
     }
     if opts.kernel_overlay {
@@ -459,6 +512,11 @@ struct Ctx<'a> {
     opts: &'a Options,
     layout: Layout,
     source: &'a Source,
+    archive: Option<&'a archive::Archive>,
+    /// A copy of this binary, for the floor server.
+    bench: Option<&'a Path>,
+    /// The floor's `--source`.
+    floor_spec: String,
     fuselage: Option<&'a Path>,
     fio: bool,
     mount_base: &'a Path,
@@ -467,12 +525,14 @@ struct Ctx<'a> {
 }
 
 fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
-    let layout = Layout {
+    let mut layout = Layout {
         big_bytes: opts.big_bytes,
         files: opts.files,
         small_bytes: opts.small_bytes,
         copyup_files: cli::COPYUP_FILES,
         copyup_bytes: opts.copyup_total / cli::COPYUP_FILES as u64,
+        tar_entries: 0,
+        tar_bytes: 0,
     };
     let fuselage = find_fuselage(opts);
     let fio = opts.use_fio && workload::fio_available();
@@ -490,6 +550,15 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         layout.files
     );
     let source = Source::prepare(opts.source_fs, &opts.source_dir, &opts.image, &layout)?;
+    let archive = if workloads.contains(&Workload::TarX) {
+        eprintln!("fuselage-bench: preparing the archive for tar-x");
+        let a = archive::Archive::prepare(&opts.tar_from)?;
+        layout.tar_entries = a.entries;
+        layout.tar_bytes = a.bytes;
+        Some(a)
+    } else {
+        None
+    };
     let mount_base = PathBuf::from(format!("/tmp/fuselage-bench.{}", std::process::id()));
     std::fs::create_dir_all(&mount_base)
         .map_err(|e| format!("cannot create {}: {e}", mount_base.display()))?;
@@ -518,6 +587,25 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    // The floor server is this binary: a copy too.
+    let mut _bench_copy_guard = None;
+    let under_test_bench = if plans
+        .iter()
+        .any(|p| matches!(p.target, Target::Floor { .. }))
+    {
+        let copy = mount_base.join("fuselage-bench-floor");
+        std::env::current_exe()
+            .and_then(|me| std::fs::copy(me, &copy))
+            .ok()
+            .map(|_| {
+                _bench_copy_guard = Some(cleanup::Registration::new(cleanup::Undo::RemoveFile(
+                    copy.clone(),
+                )));
+                copy
+            })
+    } else {
+        None
+    };
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Taken before the run: other processes may flip e.g. enable_uring meanwhile.
     let mut machine = machine(opts, fuselage.as_deref(), fio);
@@ -537,11 +625,17 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                 } => (
                     "fuselage",
                     Some(backend.name().to_string()),
-                    Some(transport.to_string()),
+                    Some(transport.unwrap_or(report::AUTO).to_string()),
                     passthrough.map(str::to_string),
                 ),
                 Target::Peer { .. } => ("peer", None, None, None),
                 Target::KernelOverlay => ("kernel", Some("overlay".to_string()), None, None),
+                Target::Floor { transport } => (
+                    "floor",
+                    Some("floor".to_string()),
+                    Some(transport.to_string()),
+                    None,
+                ),
             };
             ConfigResult {
                 name: p.name.clone(),
@@ -557,7 +651,11 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
     // Peers that are not installed are unavailable from the start.
     for (p, r) in plans.iter().zip(results.iter_mut()) {
         if let Target::Peer { cmd } = &p.target {
-            let prog = cmd.split_whitespace().next().unwrap_or("");
+            let prog = server::split_env(cmd)
+                .1
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             let exists = if prog.contains('/') {
                 Path::new(prog).is_file()
             } else {
@@ -569,6 +667,9 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         }
         if matches!(p.target, Target::KernelOverlay) && !cold {
             r.unavailable = Some("mount -t overlay needs root".into());
+        }
+        if matches!(p.target, Target::Floor { .. }) && under_test_bench.is_none() {
+            r.unavailable = Some("cannot copy this binary to serve the floor".into());
         }
         if matches!(p.target, Target::Fuselage { .. }) && fuselage.is_none() {
             r.unavailable = Some(
@@ -582,6 +683,9 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         opts,
         layout,
         source: &source,
+        archive: archive.as_ref(),
+        bench: under_test_bench.as_deref(),
+        floor_spec: floor::source_spec(layout.big_bytes, layout.files, layout.small_bytes),
         fuselage: under_test.as_deref(),
         fio,
         mount_base: &mount_base,
@@ -617,6 +721,14 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         command: command_line(args),
         machine,
         source: source.describe(),
+        tar: archive.as_ref().map(|a| {
+            format!(
+                "{}, archived into {} ({})",
+                a.origin,
+                a.path.display(),
+                archive::Archive::describe(a.entries, a.bytes)
+            )
+        }),
         layout,
         reps: opts.reps,
         workloads: workloads.clone(),
@@ -737,8 +849,15 @@ fn run_one(
                     dir: src,
                 },
             },
-            transport,
+            transport: *transport,
             passthrough: *passthrough,
+            threads: opts.threads,
+        }),
+        Target::Floor { transport } => Some(Launch::Fuselage {
+            bin: ctx.bench.ok_or("no copy of fuselage-bench")?,
+            serve: Serve::Floor(&ctx.floor_spec),
+            transport: Some(transport),
+            passthrough: None,
             threads: opts.threads,
         }),
         Target::Peer { cmd } => Some(Launch::Peer {
@@ -804,7 +923,7 @@ fn run_one(
                     value: s.mount_time.as_secs_f64() * 1000.0,
                     server_cpu: None,
                     load_cpu: None,
-                    engine: if matches!(plan.target, Target::Fuselage { .. }) {
+                    engine: if plan.target.is_fuselage() {
                         "until the startup line".into()
                     } else {
                         "until listed in /proc/self/mountinfo".into()
@@ -836,11 +955,12 @@ fn run_one(
         .iter()
         .copied()
         .filter(|w| *w != Workload::Mount && (overlay || !w.overlay_only()))
+        .filter(|w| plan.target.runs(*w))
         .collect();
     // Overlay-only workloads are not run here.
     progress.done += workloads
         .iter()
-        .filter(|w| w.overlay_only() && !overlay)
+        .filter(|w| (w.overlay_only() && !overlay) || !plan.target.runs(**w))
         .count();
     let mut ready = true;
     if plan.target.serves_own_data()
@@ -865,6 +985,7 @@ fn run_one(
             server_pid: pid,
             rep,
             overlay,
+            archive: ctx.archive,
         };
         let pin = PinGuard::new(if plan.pinned {
             opts.load_cpus.as_ref()
@@ -917,7 +1038,7 @@ fn run_one(
     }
     if let Some(mut s) = server {
         let stopped = s.stop();
-        let fuselage = matches!(plan.target, Target::Fuselage { .. });
+        let fuselage = plan.target.is_fuselage();
         match stopped.status {
             Some(st) if st.success() && !stopped.signalled => {}
             Some(st) if !fuselage && stopped.signalled => {
@@ -1065,5 +1186,40 @@ mod tests {
                 KERNEL_OVERLAY
             ]
         );
+    }
+
+    #[test]
+    fn the_issue_15_selection() {
+        // The command of BENCHMARKS.md "How to run" for issue 15 (peers shortened).
+        let args = [
+            "--load-cpus",
+            "0",
+            "--only",
+            "default,floor,bindfs,passthrough_hp",
+            "--peer",
+            "name=passthrough_hp:cmd=hp --foreground {src} {mnt}",
+            "--peer",
+            "name=passthrough_hp-uring-nopt:cmd=hp -o io_uring --nopassthrough {src} {mnt}",
+        ];
+        let opts = match cli::parse(args.map(String::from)) {
+            Ok(Parsed::Run(o)) => *o,
+            _ => panic!("parse"),
+        };
+        let names: Vec<String> = plans(&opts).into_iter().map(|p| p.name).collect();
+        let unpinned = [
+            "native",
+            "default/passthrough",
+            "default/passthrough/pt-off",
+            "default/memfs",
+            "floor/blocking",
+            "floor/uring-rw",
+            "floor/uring",
+            "bindfs",
+            "passthrough_hp",
+            "passthrough_hp-uring-nopt",
+        ];
+        let pinned = unpinned.map(|n| format!("{n} [pinned]"));
+        assert_eq!(names[..unpinned.len()], unpinned);
+        assert_eq!(names[unpinned.len()..], pinned);
     }
 }

@@ -34,6 +34,63 @@ pub struct ConfigResult {
     pub exit_notes: Vec<String>,
 }
 
+/// `transport` of a fuselage configuration mounted without `--transport`: its own choice.
+pub const AUTO: &str = "auto";
+
+/// A figure as a speed: itself when larger is better, else its inverse (a time).
+fn speed(w: Workload, figure: f64) -> f64 {
+    if w.higher_is_better() {
+        figure
+    } else if figure > 0.0 {
+        1.0 / figure
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// One default row's median for one workload beside the best peer's and the floor's.
+#[derive(Debug, Clone, Copy)]
+pub struct Comparison<'a> {
+    pub workload: Workload,
+    /// The default row.
+    pub config: &'a ConfigResult,
+    pub median: f64,
+    /// The fastest peer for this workload (same pinning) and its median.
+    pub peer: Option<(&'a ConfigResult, f64)>,
+    /// The floor row compared with and its median.
+    pub floor: Option<(&'a ConfigResult, f64)>,
+}
+
+impl Comparison<'_> {
+    /// How many times faster the default row is than a figure of `other` (below 1: slower).
+    pub fn speedup_over(&self, other: f64) -> f64 {
+        speed(self.workload, self.median) / speed(self.workload, other)
+    }
+
+    fn json(&self) -> Value {
+        let side = |o: Option<(&ConfigResult, f64)>| {
+            o.map(|(r, m)| {
+                json!({
+                    "name": r.name,
+                    "median": m,
+                    "speedup": self.speedup_over(m),
+                })
+            })
+        };
+        json!({
+            "workload": self.workload.name(),
+            "unit": self.workload.unit(),
+            "higher_is_better": self.workload.higher_is_better(),
+            "config": self.config.name,
+            "pinned": self.config.pinned,
+            "transport_chosen": self.config.chosen_transport(),
+            "median": self.median,
+            "best_peer": side(self.peer),
+            "floor": side(self.floor),
+        })
+    }
+}
+
 /// Median, min and max of a set of figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
@@ -65,6 +122,27 @@ pub fn stats(values: &[f64]) -> Option<Stats> {
 }
 
 impl ConfigResult {
+    /// The value of `KEY=value` in fuselage's startup line, e.g. `transport`.
+    pub fn startup_word(&self, key: &str) -> Option<&str> {
+        let line = self.startup_line.as_deref()?;
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[at..].split_whitespace().next()
+    }
+
+    /// A default configuration: fuselage mounted without `--transport`.
+    pub fn is_default(&self) -> bool {
+        self.kind == "fuselage" && self.transport.as_deref() == Some(AUTO)
+    }
+
+    /// The transport that served: the one named with `--transport`, or for a default
+    /// configuration the one `auto` chose (from the startup line).
+    pub fn chosen_transport(&self) -> Option<&str> {
+        match self.transport.as_deref() {
+            Some(AUTO) => self.startup_word("transport"),
+            other => other,
+        }
+    }
+
     /// Statistics of a workload's figures.
     pub fn stats(&self, w: Workload) -> Option<Stats> {
         let values: Vec<f64> = self.samples.get(&w)?.iter().map(|s| s.value).collect();
@@ -93,6 +171,8 @@ pub struct Report {
     pub command: String,
     pub machine: BTreeMap<String, String>,
     pub source: String,
+    /// What the `tar-x` workload extracts (origin, archive path, size).
+    pub tar: Option<String>,
     pub layout: Layout,
     pub reps: usize,
     pub workloads: Vec<Workload>,
@@ -116,6 +196,17 @@ impl Report {
         let native = self.native_for(r)?.stats(w)?.median;
         let own = r.stats(w)?.median;
         (native > 0.0).then_some(own / native)
+    }
+
+    /// [`ratio`](Report::ratio) as a speed: inverted for workloads whose figure is a time, so
+    /// that above 1 is always faster than native (the chart's bars).
+    pub fn speed_ratio(&self, r: &ConfigResult, w: Workload) -> Option<f64> {
+        let x = self.ratio(r, w)?;
+        if w.higher_is_better() {
+            Some(x)
+        } else {
+            (x > 0.0).then(|| 1.0 / x)
+        }
     }
 
     /// What an overlay or router row is compared with: the fuselage passthrough row of the
@@ -181,6 +272,100 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+    }
+
+    /// Every default row against the best peer and the floor, per workload: unpinned rows
+    /// first, then pinned ones.
+    pub fn comparisons(&self) -> Vec<Comparison<'_>> {
+        let mut out = Vec::new();
+        let workloads: Vec<Workload> = self
+            .measured_workloads()
+            .into_iter()
+            .filter(|w| !w.overlay_only())
+            .collect();
+        for pinned in [false, true] {
+            for w in &workloads {
+                let w = *w;
+                let best = |kind: &str, transport: Option<&str>| {
+                    self.results
+                        .iter()
+                        .filter(|r| r.kind == kind && r.pinned == pinned && r.unavailable.is_none())
+                        .filter(|r| transport.is_none() || r.chosen_transport() == transport)
+                        .filter_map(|r| Some((r, r.stats(w)?.median)))
+                        .max_by(|a, b| {
+                            let (x, y) = (speed(w, a.1), speed(w, b.1));
+                            x.total_cmp(&y)
+                        })
+                };
+                for r in self
+                    .results
+                    .iter()
+                    .filter(|r| r.is_default() && r.pinned == pinned && r.unavailable.is_none())
+                {
+                    let Some(median) = r.stats(w).map(|s| s.median) else {
+                        continue;
+                    };
+                    // The floor of the transport auto chose; else the fastest floor measured.
+                    let floor = best("floor", r.chosen_transport()).or_else(|| best("floor", None));
+                    out.push(Comparison {
+                        workload: w,
+                        config: r,
+                        median,
+                        peer: best("peer", None),
+                        floor,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The table of [`comparisons`](Report::comparisons) (issue 15). Empty without default rows.
+    fn comparison_markdown(&self) -> String {
+        let mut s = String::new();
+        let all = self.comparisons();
+        for pinned in [false, true] {
+            let rows: Vec<&Comparison<'_>> =
+                all.iter().filter(|c| c.config.pinned == pinned).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "\n### fuselage's defaults against the best peer and the floor{}\n\n\
+                 Every default row beside the best peer (the fastest of bindfs and the `--peer` \
+                 rows for that workload) and the floor (a trivial server through fuselage's own \
+                 transport: constant attributes, reads copied from a static zero-filled buffer, \
+                 passthrough's timeouts; the one of the transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
+                 fuselage is faster (for times, the other's time over fuselage's).\n\n\
+                 | workload | fuselage default | median | best peer | median | × best peer | floor | median | × floor |\n\
+                 |---|---|---:|---|---:|---:|---|---:|---:|",
+                if pinned { " (pinned)" } else { "" }
+            );
+            for c in rows {
+                let w = c.workload;
+                let other = |o: Option<(&ConfigResult, f64)>| match o {
+                    Some((r, m)) => (
+                        r.name.clone(),
+                        fmt_figure(m),
+                        format!("{:.2}", c.speedup_over(m)),
+                    ),
+                    None => ("—".into(), "—".into(), "—".into()),
+                };
+                let (pn, pm, px) = other(c.peer);
+                let (fname, fm, fx) = other(c.floor);
+                let _ = writeln!(
+                    s,
+                    "| {} {} | {} ({}) | {} | {pn} | {pm} | {px} | {fname} | {fm} | {fx} |",
+                    w.title(&self.layout),
+                    w.unit(),
+                    c.config.name,
+                    c.config.chosen_transport().unwrap_or("?"),
+                    fmt_figure(c.median),
+                );
+            }
+        }
+        s
     }
 
     /// The overlay and router tables (issue 14): against passthrough, against kernel
@@ -259,6 +444,37 @@ impl Report {
         s
     }
 
+    /// What `auto` chose for each default row (from its startup line).
+    fn defaults_note(&self) -> String {
+        let mut s = String::new();
+        let rows: Vec<&ConfigResult> = self
+            .results
+            .iter()
+            .filter(|r| r.is_default() && r.unavailable.is_none() && !r.pinned)
+            .collect();
+        if rows.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "\nDefault rows: `fuselage mount` without `--transport` (so `auto` chooses) and \
+             without `--passthrough` (`auto`) but where the name says `pt-off`; from the \
+             startup line:\n"
+        );
+        for r in rows {
+            let word = |k: &str| r.startup_word(k).unwrap_or("?");
+            let _ = writeln!(
+                s,
+                "- {}: transport={} threads={} passthrough={}",
+                r.name,
+                word("transport"),
+                word("threads"),
+                word("passthrough")
+            );
+        }
+        s
+    }
+
     fn measured_workloads(&self) -> Vec<Workload> {
         self.workloads
             .iter()
@@ -283,6 +499,13 @@ impl Report {
             self.layout.files,
             human_bytes(self.layout.small_bytes as u64)
         );
+        if let Some(tar) = &self.tar {
+            let _ = writeln!(
+                s,
+                "- tar-x: `tar -x -f ARCHIVE -C DIR` into a new directory, the tar process's \
+                 wall time, no sync (lower is better); archive of {tar}"
+            );
+        }
         let _ = writeln!(
             s,
             "- {} repetition(s); caches dropped before cold workloads: {}",
@@ -336,6 +559,8 @@ impl Report {
             let _ = writeln!(s);
         }
 
+        s.push_str(&self.defaults_note());
+        s.push_str(&self.comparison_markdown());
         s.push_str(&self.overlay_markdown());
 
         let unavailable: Vec<&ConfigResult> = self
@@ -506,6 +731,7 @@ impl Report {
                     "kind": r.kind,
                     "backend": r.backend,
                     "transport": r.transport,
+                    "transport_chosen": r.chosen_transport(),
                     "passthrough": r.passthrough,
                     "pinned": r.pinned,
                     "available": r.unavailable.is_none(),
@@ -530,10 +756,15 @@ impl Report {
                 "small_bytes": self.layout.small_bytes,
                 "copyup_files": self.layout.copyup_files,
                 "copyup_bytes": self.layout.copyup_bytes,
+                "tar_entries": self.layout.tar_entries,
+                "tar_bytes": self.layout.tar_bytes,
             },
+            "tar_archive": self.tar,
             "reps": self.reps,
             "caches_dropped": self.cold,
             "results": results,
+            "defaults_against_best_peer_and_floor":
+                self.comparisons().iter().map(Comparison::json).collect::<Vec<_>>(),
         })
     }
 
@@ -548,6 +779,7 @@ impl Report {
                 Some("native") => "native",
                 Some("fuselage") => "fuselage",
                 Some("kernel") => "kernel",
+                Some("floor") => "floor",
                 _ => "peer",
             };
             let kib = |key: &str| -> Vec<u64> {
@@ -626,7 +858,10 @@ impl Report {
                 small_bytes: layout["small_bytes"].as_u64().unwrap_or(0) as usize,
                 copyup_files: layout["copyup_files"].as_u64().unwrap_or(0) as usize,
                 copyup_bytes: layout["copyup_bytes"].as_u64().unwrap_or(0),
+                tar_entries: layout["tar_entries"].as_u64().unwrap_or(0),
+                tar_bytes: layout["tar_bytes"].as_u64().unwrap_or(0),
             },
+            tar: str_of(&v["tar_archive"]),
             reps: v["reps"].as_u64().unwrap_or(1) as usize,
             workloads,
             cold: v["caches_dropped"].as_bool().unwrap_or(false),
@@ -663,7 +898,7 @@ impl Report {
         ];
         let max_ratio = configs
             .iter()
-            .flat_map(|r| workloads.iter().filter_map(|w| self.ratio(r, *w)))
+            .flat_map(|r| workloads.iter().filter_map(|w| self.speed_ratio(r, *w)))
             .fold(1.0f64, f64::max)
             * 1.08;
         let (left, right, bar, gap, top) = (190.0, 80.0, 11.0, 18.0, 40.0);
@@ -682,7 +917,7 @@ impl Report {
         let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/>"##);
         let _ = writeln!(
             s,
-            r##"<text x="{left}" y="20" font-size="14" font-weight="bold">Throughput relative to native (median of {} run(s); 1.0 = native)</text>"##,
+            r##"<text x="{left}" y="20" font-size="14" font-weight="bold">Speed relative to native (median of {} run(s); 1.0 = native)</text>"##,
             self.reps
         );
         // Grid.
@@ -716,13 +951,17 @@ impl Report {
                 r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"##,
                 left - 8.0,
                 gy + 12.0,
-                xml_escape(&w.title(&self.layout))
+                xml_escape(&if w.higher_is_better() {
+                    w.title(&self.layout)
+                } else {
+                    format!("{} (native time ÷ time)", w.title(&self.layout))
+                })
             );
             for (ci, r) in configs.iter().enumerate() {
                 let y = gy + ci as f64 * (bar + 2.0);
                 let colour = palette[colour_of(r) % palette.len()];
                 let opacity = if r.pinned { 0.45 } else { 1.0 };
-                match self.ratio(r, *w) {
+                match self.speed_ratio(r, *w) {
                     Some(ratio) => {
                         let _ = writeln!(
                             s,
@@ -787,8 +1026,12 @@ pub fn fmt_figure(v: f64) -> String {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
-    } else {
+    } else if v >= 1.0 || v == 0.0 {
         format!("{v:.2}")
+    } else if v >= 0.1 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
     }
 }
 
@@ -848,7 +1091,10 @@ mod tests {
                 small_bytes: 4096,
                 copyup_files: 16,
                 copyup_bytes: 65536,
+                tar_entries: 0,
+                tar_bytes: 0,
             },
+            tar: None,
             reps: 3,
             workloads: vec![Workload::Mount, Workload::SeqRead],
             cold: true,
@@ -957,9 +1203,96 @@ mod tests {
     }
 
     #[test]
+    fn default_rows_name_the_transport_auto_chose() {
+        let mut r = ConfigResult {
+            name: "default/passthrough".into(),
+            kind: "fuselage",
+            transport: Some(AUTO.into()),
+            startup_line: Some(
+                "fuselage: mounted /m backend=passthrough transport=uring threads=2 passthrough=on"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        assert!(r.is_default());
+        assert_eq!(r.chosen_transport(), Some("uring"));
+        assert_eq!(r.startup_word("passthrough"), Some("on"));
+        r.transport = Some("blocking".into());
+        assert!(!r.is_default());
+        assert_eq!(r.chosen_transport(), Some("blocking"));
+    }
+
+    #[test]
+    fn defaults_against_the_best_peer_and_the_floor() {
+        let row = |name: &str, kind: &'static str, transport: Option<&str>, v: f64, t: f64| {
+            let mut r = ConfigResult {
+                name: name.into(),
+                kind,
+                transport: transport.map(str::to_string),
+                startup_line: Some("fuselage: mounted /m backend=x transport=uring".into()),
+                ..Default::default()
+            };
+            r.samples.insert(Workload::SeqRead, vec![sample(v)]);
+            r.samples.insert(Workload::TarX, vec![sample(t)]);
+            r
+        };
+        let mut r = report();
+        r.workloads = vec![Workload::SeqRead, Workload::TarX];
+        r.results = vec![
+            row("native", "native", None, 400.0, 1.0),
+            row("default/passthrough", "fuselage", Some(AUTO), 300.0, 2.0),
+            row(
+                "passthrough/uring/pt-on",
+                "fuselage",
+                Some("uring"),
+                310.0,
+                2.0,
+            ),
+            row("bindfs", "peer", None, 100.0, 3.0),
+            row("hp", "peer", None, 200.0, 4.0),
+            row("floor/blocking", "floor", Some("blocking"), 900.0, 0.0),
+            row("floor/uring", "floor", Some("uring"), 600.0, 0.0),
+        ];
+        // tar-x has no floor figure.
+        r.results[5].samples.remove(&Workload::TarX);
+        r.results[6].samples.remove(&Workload::TarX);
+        let c = r.comparisons();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].peer.map(|p| p.0.name.as_str()), Some("hp"));
+        assert_eq!(c[0].floor.map(|p| p.0.name.as_str()), Some("floor/uring"));
+        assert_eq!(c[0].speedup_over(200.0), 1.5);
+        // A time: the fastest peer has the smallest, and 3 s over 2 s is 1.5 times faster.
+        assert_eq!(c[1].peer.map(|p| p.0.name.as_str()), Some("bindfs"));
+        assert_eq!(c[1].speedup_over(3.0), 1.5);
+        assert!(c[1].floor.is_none());
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "| default/passthrough (uring) | 300 | hp | 200 | 1.50 | floor/uring | 600 | 0.50 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| default/passthrough (uring) | 2.00 | bindfs | 3.00 | 1.50 | — | — | — |"
+            ),
+            "{md}"
+        );
+        let j = r.json();
+        assert_eq!(
+            j["defaults_against_best_peer_and_floor"][0]["best_peer"]["speedup"],
+            1.5
+        );
+        let back = Report::from_json(&j).unwrap();
+        assert_eq!(back.markdown(), md);
+    }
+
+    #[test]
     fn figures() {
         assert_eq!(fmt_figure(1234567.0), "1,234,567");
         assert_eq!(fmt_figure(123.4), "123");
         assert_eq!(fmt_figure(1.234), "1.23");
+        assert_eq!(fmt_figure(0.1234), "0.123");
+        assert_eq!(fmt_figure(0.01234), "0.0123");
     }
 }

@@ -41,6 +41,9 @@ pub enum Serve<'a> {
         /// The host directory served at `subpath`.
         dir: &'a Path,
     },
+    /// `fuselage-bench --floor-server mount --source SPEC`: the trivial filesystem of the
+    /// floor (the binary is then fuselage-bench itself).
+    Floor(&'a str),
 }
 
 /// What to start.
@@ -50,7 +53,8 @@ pub enum Launch<'a> {
     Fuselage {
         bin: &'a Path,
         serve: Serve<'a>,
-        transport: &'a str,
+        /// `--transport`; `None` leaves it out (`auto`).
+        transport: Option<&'a str>,
         passthrough: Option<&'a str>,
         threads: Option<usize>,
     },
@@ -97,6 +101,40 @@ pub fn peer_command(cmd: &str, src: &Path, mnt: &Path) -> String {
         .replace("{mnt}", &shell_quote(mnt))
 }
 
+/// Splits a command's leading environment assignments (`NAME=value` words, as in
+/// `FUSE_URING_ENABLE=1 passthrough_hp ...`) from the command itself.
+pub fn split_env(cmd: &str) -> (&str, &str) {
+    let mut rest = cmd.trim_start();
+    loop {
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let is_assignment = word.split_once('=').is_some_and(|(name, _)| {
+            name.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if !is_assignment {
+            break;
+        }
+        rest = rest[word.len()..].trim_start();
+    }
+    let env = cmd.trim_start();
+    (env[..env.len() - rest.len()].trim_end(), rest)
+}
+
+/// The `sh -c` line of a peer: `[NAME=value ...] exec COMMAND`, so the server is the shell's
+/// own process (its pid is the one measured and signalled) and gets the assignments in its
+/// environment.
+pub fn peer_shell_line(cmd: &str, src: &Path, mnt: &Path) -> String {
+    let (env, rest) = split_env(cmd);
+    let line = format!("exec {}", peer_command(rest, src, mnt));
+    if env.is_empty() {
+        line
+    } else {
+        format!("{env} {line}")
+    }
+}
+
 impl Server {
     /// Starts a server on `mountpoint` and waits until it is mounted. `Err` carries the
     /// server's own one-line reason (its last stderr line) when it refused to start.
@@ -114,9 +152,15 @@ impl Server {
                 threads,
             } => {
                 let mut c = Command::new(bin);
+                if let Serve::Floor(_) = serve {
+                    c.arg(crate::floor::FLOOR_ARG);
+                }
                 c.arg("mount");
                 match serve {
                     Serve::Memory => {}
+                    Serve::Floor(spec) => {
+                        c.arg("--source").arg(spec);
+                    }
                     Serve::Source(s) => {
                         c.arg("--source").arg(s);
                     }
@@ -133,7 +177,9 @@ impl Server {
                         c.arg("--source").arg(source).arg("--route").arg(route);
                     }
                 }
-                c.args(["--transport", transport]);
+                if let Some(t) = transport {
+                    c.args(["--transport", t]);
+                }
                 if let Some(p) = passthrough {
                     c.args(["--passthrough", p]);
                 }
@@ -146,8 +192,7 @@ impl Server {
             }
             Launch::Peer { cmd, source } => {
                 let mut c = Command::new("/bin/sh");
-                c.arg("-c")
-                    .arg(format!("exec {}", peer_command(cmd, source, mountpoint)));
+                c.arg("-c").arg(peer_shell_line(cmd, source, mountpoint));
                 c
             }
         };
@@ -377,5 +422,41 @@ mod tests {
             peer_command("bindfs -f {src} {mnt}", Path::new("/a b"), Path::new("/m")),
             "bindfs -f '/a b' '/m'"
         );
+    }
+
+    #[test]
+    fn peer_environment_goes_before_exec() {
+        assert_eq!(
+            split_env("bindfs -f {src} {mnt}"),
+            ("", "bindfs -f {src} {mnt}")
+        );
+        assert_eq!(
+            split_env(" A=1 B_2=x=y hp -o k=v {mnt}"),
+            ("A=1 B_2=x=y", "hp -o k=v {mnt}")
+        );
+        assert_eq!(split_env("=1 hp"), ("", "=1 hp"));
+        assert_eq!(
+            peer_shell_line(
+                "FUSE_URING_ENABLE=1 hp {src} {mnt}",
+                Path::new("/s"),
+                Path::new("/m")
+            ),
+            "FUSE_URING_ENABLE=1 exec hp '/s' '/m'"
+        );
+        assert_eq!(
+            peer_shell_line("hp {mnt}", Path::new("/s"), Path::new("/m")),
+            "exec hp '/m'"
+        );
+        // The shell passes the assignment to the program it execs.
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(peer_shell_line(
+                "FUSELAGE_BENCH_T=42 env {mnt}",
+                Path::new("/s"),
+                Path::new("-0"),
+            ))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("FUSELAGE_BENCH_T=42"));
     }
 }

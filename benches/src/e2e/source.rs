@@ -32,6 +32,10 @@ pub struct Layout {
     pub copyup_files: usize,
     /// Bytes in each file of [`COPYUP`].
     pub copyup_bytes: u64,
+    /// Entries of the archive the `tar-x` workload extracts (0: none prepared).
+    pub tar_entries: u64,
+    /// Bytes of the regular files in that archive.
+    pub tar_bytes: u64,
 }
 
 impl Layout {

@@ -1,5 +1,6 @@
 //! The workloads: what is timed on every mount (and on the native source).
 
+use crate::archive::{Archive, count_tree};
 use crate::procfs;
 use crate::source::{self, BIG, COPYUP, Layout, SCRATCH, SMALL};
 use std::fs::{self, File, OpenOptions};
@@ -24,10 +25,14 @@ pub enum Workload {
     RandReadQd32,
     /// lstat of every small file, caches dropped first.
     Stat,
-    /// Create (and close) every small file's name in a new directory, then unlink them all.
+    /// Create (and close) every small file's name in a new directory, then unlink them all;
+    /// caches dropped first.
     CreateUnlink,
     /// List the directory of small files, caches dropped first.
     Readdir,
+    /// The application: `tar -x` of an archive (of /usr/include, or a generated tree) into a
+    /// new directory; the tar process's wall time.
+    TarX,
     /// Overlays only: the first write (open O_WRONLY|O_APPEND, write 1 byte, close) to
     /// every file of [`COPYUP`], each of which is copied up from the lower layer.
     CopyUp,
@@ -35,7 +40,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Mount,
         Workload::SeqRead,
         Workload::SeqWrite,
@@ -44,6 +49,7 @@ impl Workload {
         Workload::Stat,
         Workload::CreateUnlink,
         Workload::Readdir,
+        Workload::TarX,
         Workload::CopyUp,
     ];
 
@@ -58,6 +64,7 @@ impl Workload {
             Workload::Stat => "stat",
             Workload::CreateUnlink => "create-unlink",
             Workload::Readdir => "readdir",
+            Workload::TarX => "tar-x",
             Workload::CopyUp => "copy-up",
         }
     }
@@ -76,12 +83,26 @@ impl Workload {
             Workload::Stat | Workload::CreateUnlink => "files/s",
             Workload::Readdir => "entries/s",
             Workload::CopyUp => "ms/MiB",
+            Workload::TarX => "s",
         }
     }
 
-    /// Whether a larger figure is better (all but mount time and copy-up cost).
+    /// Whether a larger figure is better (all but mount time, copy-up cost and `tar -x` time).
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Workload::Mount | Workload::CopyUp)
+        !matches!(self, Workload::Mount | Workload::CopyUp | Workload::TarX)
+    }
+
+    /// Whether it runs on the floor (which only serves reads of the data set).
+    pub fn on_floor(self) -> bool {
+        matches!(
+            self,
+            Workload::Mount
+                | Workload::SeqRead
+                | Workload::RandReadQd1
+                | Workload::RandReadQd32
+                | Workload::Stat
+                | Workload::Readdir
+        )
     }
 
     /// Whether it runs on overlays only (it writes to the lower layer's files).
@@ -102,6 +123,10 @@ impl Workload {
             Workload::Stat => format!("stat {n} files, cold"),
             Workload::CreateUnlink => format!("create+unlink {n}"),
             Workload::Readdir => format!("readdir {n}, cold"),
+            Workload::TarX => format!(
+                "tar -x ({})",
+                crate::archive::Archive::describe(layout.tar_entries, layout.tar_bytes)
+            ),
             Workload::CopyUp => format!(
                 "copy-up {} in {} files",
                 human_bytes(layout.copyup_total()),
@@ -157,6 +182,8 @@ pub struct Env<'a> {
     /// The root is an overlay whose lower layer is the source (so writing to its files
     /// leaves the source as it is).
     pub overlay: bool,
+    /// The archive `tar-x` extracts.
+    pub archive: Option<&'a Archive>,
 }
 
 /// What a workload itself reports before the CPU accounting is added.
@@ -224,6 +251,7 @@ pub fn run(w: Workload, env: &Env<'_>) -> Result<Sample, String> {
         Workload::Stat => stat_all(env),
         Workload::CreateUnlink => create_unlink(env),
         Workload::Readdir => readdir(env),
+        Workload::TarX => tar_x(env),
         Workload::CopyUp => copy_up(env),
     }?;
     Ok(Sample {
@@ -489,6 +517,11 @@ fn stat_all(env: &Env<'_>) -> Result<Timed, String> {
 }
 
 fn create_unlink(env: &Env<'_>) -> Result<Timed, String> {
+    // Caches dropped first, so the inodes earlier workloads left in the kernel's cache (the
+    // stat workload's 10,000) do not stay referenced: a server that holds a descriptor per
+    // inode the kernel knows (libfuse's passthrough_hp) would otherwise need 20,000 here and
+    // fail with EMFILE under a 20,000 RLIMIT_NOFILE. Every configuration starts alike.
+    let cold = procfs::drop_caches();
     let dir = scratch(env)?.join(format!("cu-{}", env.rep));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir(&dir).map_err(ctx("mkdir", &dir))?;
@@ -509,7 +542,7 @@ fn create_unlink(env: &Env<'_>) -> Result<Timed, String> {
         meter,
         value: names.len() as f64 / secs,
         engine: "built-in open(O_CREAT)+close, then unlink(2)".into(),
-        cold: false,
+        cold,
     })
 }
 
@@ -536,6 +569,64 @@ fn readdir(env: &Env<'_>) -> Result<Timed, String> {
         value: n as f64 / secs,
         engine: "built-in getdents64(2) (std read_dir)".into(),
         cold,
+    })
+}
+
+/// `tar -x -f ARCHIVE -C DIR` into a new directory: the tar process's wall time, from spawn
+/// to exit. No `sync` after it: on the tmpfs source it is a no-op natively, and a FUSE mount
+/// has every file's data at the server once tar exits (the kernel flushes on close), so native
+/// and the mounts stop the clock at the same point. The extracted tree is counted (it must
+/// have the archive's entries) and removed outside the timed part.
+fn tar_x(env: &Env<'_>) -> Result<Timed, String> {
+    let archive = env.archive.ok_or("no archive was prepared")?;
+    let dir = scratch(env)?.join(format!("tar-{}", env.rep));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).map_err(ctx("mkdir", &dir))?;
+    let meter = Meter::start(env);
+    let out = Command::new("tar")
+        .arg("-x")
+        .arg("-f")
+        .arg(&archive.path)
+        .arg("-C")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    let meter = meter.stop();
+    let result = if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "tar -x failed ({}): {}",
+            out.status,
+            err.lines().next().unwrap_or("").trim()
+        ))
+    } else {
+        // The extracted tree is DIR/NAME; entries as counted in the archived tree.
+        let mut entries = 0;
+        for e in fs::read_dir(&dir).map_err(ctx("opendir", &dir))? {
+            let p = e.map_err(ctx("readdir", &dir))?.path();
+            entries += count_tree(&p).map_err(ctx("walk", &p))?.0;
+        }
+        if entries == archive.entries {
+            Ok(())
+        } else {
+            Err(format!(
+                "tar -x into {} made {entries} entries, the archive has {}",
+                dir.display(),
+                archive.entries
+            ))
+        }
+    };
+    fs::remove_dir_all(&dir).map_err(ctx("remove", &dir))?;
+    result?;
+    let secs = meter.secs;
+    Ok(Timed {
+        meter,
+        value: secs,
+        engine: "tar -x -f ARCHIVE -C DIR (no sync)".into(),
+        cold: false,
     })
 }
 
