@@ -59,7 +59,14 @@ impl Host {
 }
 
 fn mount(transport: &'static str, args: Vec<String>) -> MountedFs {
-    MountedFs::mount_with(&setup(transport), MountConfig { args, run_as: None })
+    MountedFs::mount_with(
+        &setup(transport),
+        MountConfig {
+            args,
+            run_as: None,
+            deadline: None,
+        },
+    )
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -216,7 +216,14 @@ pub const TEST_DEADLINE: Duration = Duration::from_secs(50);
 impl ServerProcess {
     /// Spawns `cmd` with stderr piped (stdin and stdout null) and
     /// `FUSELAGE_LOG` cleared so the output is exactly the contract's.
-    pub fn spawn(mut cmd: Command) -> ServerProcess {
+    pub fn spawn(cmd: Command) -> ServerProcess {
+        ServerProcess::spawn_with_deadline(cmd, TEST_DEADLINE)
+    }
+
+    /// [`ServerProcess::spawn`] with a watchdog that kills the server after
+    /// `deadline` instead of [`TEST_DEADLINE`] (for tests that run longer
+    /// on purpose, such as the long form of `load.rs`).
+    pub fn spawn_with_deadline(mut cmd: Command, deadline: Duration) -> ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -262,7 +269,7 @@ impl ServerProcess {
                 let _ = tx.send(StderrEvent::Eof);
             })
             .expect("spawn stderr reader");
-        let watchdog = Watchdog::arm(child.id() as i32, TEST_DEADLINE);
+        let watchdog = Watchdog::arm(child.id() as i32, deadline);
         ServerProcess {
             child,
             lines,
@@ -397,6 +404,9 @@ pub struct MountConfig {
     /// Run the server as this uid and gid (through `setpriv`; the
     /// mountpoint is then owned by them). `None`: as ourselves.
     pub run_as: Option<u32>,
+    /// How long the server may live before its watchdog kills it (see
+    /// `ServerProcess::spawn_with_deadline`). `None`: [`TEST_DEADLINE`].
+    pub deadline: Option<Duration>,
 }
 
 impl MountConfig {
@@ -405,6 +415,7 @@ impl MountConfig {
         MountConfig {
             args: args.iter().map(|s| s.to_string()).collect(),
             run_as: None,
+            deadline: None,
         }
     }
 }
@@ -501,7 +512,8 @@ impl MountedFs {
             }
         };
         cmd.args(&args).arg(&mountpoint);
-        let server = ServerProcess::spawn(cmd);
+        let server =
+            ServerProcess::spawn_with_deadline(cmd, config.deadline.unwrap_or(TEST_DEADLINE));
         let mut fs = MountedFs {
             backend: setup.backend,
             server,

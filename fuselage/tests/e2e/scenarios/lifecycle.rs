@@ -321,6 +321,7 @@ pub fn unprivileged_fusermount3(setup: &Setup) {
         MountConfig {
             args: Vec::new(),
             run_as: Some(NOBODY),
+            deadline: None,
         },
     );
     let entry = mount_entry(fs.path()).expect("the mount is in /proc/self/mountinfo");
