@@ -99,6 +99,7 @@ pub fn run_passthrough(data: &[u8]) {
     let source = base.join(format!("s{n}"));
     std::fs::create_dir(&source).expect("mkdir a scratch source");
     populate(&source);
+    let fds_before = open_fds();
     let fs = PassthroughFs::new(PassthroughConfig {
         // The process's soft limit stays as it is: an input that leaks
         // descriptors then shows up sooner.
@@ -107,5 +108,17 @@ pub fn run_passthrough(data: &[u8]) {
     })
     .expect("a passthrough of the scratch directory");
     run_on(data, fs);
+    // Everything an input opened (inodes, files, directories, backing
+    // descriptors) is closed once the filesystem is dropped.
+    let fds_after = open_fds();
+    assert!(
+        fds_after <= fds_before,
+        "descriptors leaked: {fds_before} open before the filesystem was made, {fds_after} after it was dropped"
+    );
     let _ = std::fs::remove_dir_all(&source);
+}
+
+/// How many descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
