@@ -42,7 +42,8 @@ pub fn run_router(data: &[u8]) {
 fn layers() -> &'static (PathBuf, PathBuf) {
     static LAYERS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     LAYERS.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("fuselage-fuzz-overlay.{}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("fuselage-fuzz-overlay.{}", std::process::id()));
         let lower = base.join("lower");
         let uppers = base.join("uppers");
         std::fs::create_dir_all(lower.join("dir")).expect("mkdir lower/dir");
@@ -88,10 +89,8 @@ pub fn run_passthrough(data: &[u8]) {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let base = BASE.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!(
-            "fuselage-fuzz-passthrough.{}",
-            std::process::id()
-        ));
+        let base =
+            std::env::temp_dir().join(format!("fuselage-fuzz-passthrough.{}", std::process::id()));
         std::fs::create_dir_all(&base).expect("mkdir the scratch base");
         base
     });
