@@ -49,7 +49,7 @@ fn init_7_45_full_negotiation() {
     assert_eq!(r.u32(), 131072, "max_readahead");
     assert_eq!(r.u32(), default_flags_word(), "flags");
     assert_eq!(r.u16(), 64, "max_background");
-    assert_eq!(r.u16(), 0, "congestion_threshold");
+    assert_eq!(r.u16(), 48, "congestion_threshold (3/4 of 64)");
     assert_eq!(r.u32(), 1 << 20, "max_write");
     assert_eq!(r.u32(), 1, "time_gran");
     assert_eq!(r.u16(), 256, "max_pages");
@@ -105,7 +105,7 @@ fn init_7_22_gets_24_byte_reply() {
     assert_eq!(r.u32(), 65536, "max_readahead");
     assert_eq!(r.u32(), bits(&[0, 3, 5, 6, 9, 12, 13, 14, 15]), "flags");
     assert_eq!(r.u16(), 64, "max_background");
-    assert_eq!(r.u16(), 0, "congestion_threshold");
+    assert_eq!(r.u16(), 48, "congestion_threshold (3/4 of 64)");
     assert_eq!(r.u32(), 1 << 20, "max_write");
     r.end();
     assert_eq!(n.minor, 22);

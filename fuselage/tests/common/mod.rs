@@ -216,7 +216,14 @@ pub const TEST_DEADLINE: Duration = Duration::from_secs(50);
 impl ServerProcess {
     /// Spawns `cmd` with stderr piped (stdin and stdout null) and
     /// `FUSELAGE_LOG` cleared so the output is exactly the contract's.
-    pub fn spawn(mut cmd: Command) -> ServerProcess {
+    pub fn spawn(cmd: Command) -> ServerProcess {
+        ServerProcess::spawn_with_deadline(cmd, TEST_DEADLINE)
+    }
+
+    /// [`ServerProcess::spawn`] with a watchdog that kills the server after
+    /// `deadline` instead of [`TEST_DEADLINE`] (for tests that run longer
+    /// on purpose, such as the long form of `load.rs`).
+    pub fn spawn_with_deadline(mut cmd: Command, deadline: Duration) -> ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -262,7 +269,7 @@ impl ServerProcess {
                 let _ = tx.send(StderrEvent::Eof);
             })
             .expect("spawn stderr reader");
-        let watchdog = Watchdog::arm(child.id() as i32, TEST_DEADLINE);
+        let watchdog = Watchdog::arm(child.id() as i32, deadline);
         ServerProcess {
             child,
             lines,
@@ -401,6 +408,9 @@ pub struct MountConfig {
     /// source directory before the server starts (rows with a source), so
     /// that the host filesystem under the server is small.
     pub source_tmpfs: Option<&'static str>,
+    /// How long the server may live before its watchdog kills it (see
+    /// `ServerProcess::spawn_with_deadline`). `None`: [`TEST_DEADLINE`].
+    pub deadline: Option<Duration>,
 }
 
 impl MountConfig {
@@ -520,7 +530,8 @@ impl MountedFs {
             .chain(cmd.get_args())
             .map(|a| a.to_os_string())
             .collect();
-        let server = ServerProcess::spawn(cmd);
+        let server =
+            ServerProcess::spawn_with_deadline(cmd, config.deadline.unwrap_or(TEST_DEADLINE));
         let mut fs = MountedFs {
             backend: setup.backend,
             server,
