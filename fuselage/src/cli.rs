@@ -135,6 +135,9 @@ pub struct MountArgs {
     /// where fanotify works. Not an option: the binary sets it from
     /// `FUSELAGE_TEST_WATCH_INOTIFY=1`.
     pub watch_inotify_only: bool,
+    /// `--sandbox[=kill|log]`: once mounted, confine the server (seccomp
+    /// allow-list, capabilities, no_new_privs); `None` leaves it unconfined.
+    pub sandbox: Option<crate::sandbox::SeccompMode>,
 }
 
 /// What a `--route` places at its path.
@@ -208,6 +211,7 @@ impl MountArgs {
             routes: Vec::new(),
             cache: CacheChoice::Auto,
             watch_inotify_only: false,
+            sandbox: None,
         }
     }
 }
@@ -354,11 +358,17 @@ Options:
                          microseconds after its last request before sleeping,
                          so unpinned callers stay on their CPU; costs CPU
                          (default 0: sleep at once; see the README)
+  --sandbox[=kill|log]   once mounted, confine the server: a seccomp allow-list
+                         of the syscalls this backend and transport use, only
+                         the capabilities they need, no_new_privs; a refused
+                         syscall kills the server (kill, the default) or fails
+                         with EPERM (log); both name it on stderr
 
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
                          passthrough=, lower=, upper=, route=, ro, allow_other,
-                         no_auto_unmount, size=, poll_us=, cache=), plus debug, fsname=,
+                         no_auto_unmount, size=, poll_us=, cache=, sandbox[=]),
+                         plus debug, fsname=,
                          subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
                          (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
@@ -447,6 +457,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             "--poll-us" => m.poll_us = poll_us(value("--poll-us")?, "--poll-us")?,
             "--route" => m.routes.push(route(&value("--route")?)?),
             "--cache" => m.cache = cache(value("--cache")?, "--cache")?,
+            "--sandbox" => m.sandbox = Some(sandbox(inline.clone(), "--sandbox")?),
             "-o" => {
                 let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
                 apply_mount_options(&mut m, &opts)?;
@@ -565,6 +576,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             "poll_us" => m.poll_us = poll_us(need("-o poll_us=")?, "-o poll_us")?,
             "route" => m.routes.push(route(&need("-o route=")?)?),
             "cache" => m.cache = cache(need("-o cache=")?, "-o cache")?,
+            "sandbox" => m.sandbox = Some(sandbox(value.clone(), "-o sandbox")?),
             "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
             "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
             "max_read" => {
@@ -717,6 +729,24 @@ fn size(v: String, option: &'static str) -> Result<u64, UsageError> {
         value: v,
         expected: "a positive byte count, optionally with K, M, G or T",
     })
+}
+
+/// `--sandbox` alone (or `=kill`, `=on`) kills the server at a refused
+/// syscall; `=log` fails it with EPERM and says so.
+fn sandbox(
+    v: Option<String>,
+    option: &'static str,
+) -> Result<crate::sandbox::SeccompMode, UsageError> {
+    use crate::sandbox::SeccompMode;
+    match v.as_deref() {
+        None | Some("kill" | "on") => Ok(SeccompMode::Kill),
+        Some("log") => Ok(SeccompMode::Log),
+        Some(_) => Err(UsageError::BadValue {
+            option,
+            value: v.unwrap_or_default(),
+            expected: "nothing, kill or log",
+        }),
+    }
 }
 
 fn poll_us(v: String, option: &'static str) -> Result<u32, UsageError> {

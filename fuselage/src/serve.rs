@@ -39,6 +39,8 @@ pub enum ServeError {
     /// The overlay's layers cannot be used (exit status 2, like a usage
     /// error: nothing was mounted).
     Layers(String),
+    /// `--sandbox`: the server could not confine itself.
+    Sandbox(crate::sandbox::SandboxError),
     /// A registered backend accepted the mount but could not start.
     Backend {
         /// The name it was registered under.
@@ -71,6 +73,7 @@ impl fmt::Display for ServeError {
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServeError::Backend { backend, error } => write!(f, "backend {backend}: {error}"),
             ServeError::Layers(s) => f.write_str(s),
+            ServeError::Sandbox(e) => write!(f, "{e}"),
         }
     }
 }
@@ -336,9 +339,19 @@ pub trait Served: Filesystem + Send + Sync + 'static {
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         None
     }
+    /// Whether the backend works on host files (`--sandbox` then allows
+    /// the host file syscalls and the capabilities to act as the caller).
+    /// A backend of one's own that only works in memory may say `false`.
+    fn uses_host_files(&self) -> bool {
+        true
+    }
 }
 
-impl Served for MemFs {}
+impl Served for MemFs {
+    fn uses_host_files(&self) -> bool {
+        false
+    }
+}
 
 /// Routes as the binary serves them (a host route's descriptor and kernel
 /// passthrough state).
@@ -356,6 +369,9 @@ impl Served for StockFs {
     }
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         self.as_host().and_then(|h| h.watch_handle())
+    }
+    fn uses_host_files(&self) -> bool {
+        self.as_host().is_some()
     }
 }
 
@@ -395,6 +411,13 @@ impl Served for StockRoot {
             StockRoot::Stock(fs) => fs.watch_handle(),
             StockRoot::Overlay(fs) => fs.watch_handle(),
             StockRoot::Routed(fs) => fs.watch_handle(),
+        }
+    }
+    fn uses_host_files(&self) -> bool {
+        match self {
+            StockRoot::Stock(fs) => fs.uses_host_files(),
+            StockRoot::Overlay(_) => true,
+            StockRoot::Routed(fs) => fs.uses_host_files(),
         }
     }
 }
@@ -470,6 +493,24 @@ pub(crate) fn serve_fs<F: Served>(
     let watch = fs.watch_handle();
     let channel = Channel::new(fd).map_err(ServeError::Channel)?;
 
+    // --sandbox: confine before the first thread starts, so every thread
+    // inherits the capabilities and the filter.
+    let confined = match args.sandbox {
+        Some(mode) => {
+            let needs = sandbox_needs(args, &fs, mount.as_ref());
+            let confined = crate::sandbox::confine(mode, &needs).map_err(ServeError::Sandbox)?;
+            Some((confined, needs))
+        }
+        None => None,
+    };
+    // Whether this server may unmount (a confined one leaves it to the
+    // auto-unmount watchdog unless it kept umount2 for it).
+    let may_unmount = confined.as_ref().is_none_or(|(_, needs)| needs.unmount);
+    let sandbox_word = confined
+        .as_ref()
+        .map(|(c, _)| c.word())
+        .unwrap_or_default();
+
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
     // ends the session) or, serving a handed-over fd, just leave.
     {
@@ -481,7 +522,7 @@ pub(crate) fn serve_fs<F: Served>(
                 log!(Info, "signal {sig}: unmounting");
                 crate::service::stopping();
                 match &mount {
-                    Some(m) => {
+                    Some(m) if may_unmount => {
                         if let Ok(mut m) = m.lock() {
                             let _ = m.unmount();
                         }
@@ -489,7 +530,9 @@ pub(crate) fn serve_fs<F: Served>(
                         std::thread::sleep(std::time::Duration::from_secs(2));
                         std::process::exit(0);
                     }
-                    None => std::process::exit(0),
+                    // Serving a handed-over fd, or confined: the watchdog
+                    // unmounts once this process is gone.
+                    _ => std::process::exit(0),
                 }
             })
             .map_err(ServeError::Signals)?;
@@ -522,6 +565,7 @@ pub(crate) fn serve_fs<F: Served>(
         line.push_str(&words());
         let (cache, watch_fallback) = cache_word(args.cache, watch.as_ref());
         line.push_str(&cache);
+        line.push_str(&sandbox_word);
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -548,10 +592,16 @@ pub(crate) fn serve_fs<F: Served>(
         );
     });
     crate::service::stopping();
-    if let Some(m) = &mount
-        && let Ok(mut m) = m.lock()
-    {
-        let _ = m.unmount();
+    match mount {
+        Some(m) if may_unmount => {
+            if let Ok(mut m) = m.lock() {
+                let _ = m.unmount();
+            }
+        }
+        // Confined: no umount2 (or fusermount3) from here; the watchdog
+        // sees this process go and unmounts if the mount is still there.
+        Some(m) => std::mem::forget(m),
+        None => {}
     }
     match result {
         Ok(end) => {
@@ -584,11 +634,43 @@ impl<R: Served> Served for Router<R> {
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         self.root().watch_handle()
     }
+    /// The root's, or a host route's (a route's backend is not known here,
+    /// so any route counts as host files).
+    fn uses_host_files(&self) -> bool {
+        true
+    }
     /// The root's own words (an overlay's layers), then one per route.
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
         let root = self.root().startup_words();
         let routes = crate::routes::startup_words(self);
         Box::new(move || root() + &routes())
+    }
+}
+
+/// What `--sandbox` must allow for this mount.
+fn sandbox_needs<F: Served>(
+    args: &MountArgs,
+    fs: &F,
+    mount: Option<&Arc<Mutex<Mount>>>,
+) -> crate::sandbox::Needs {
+    let host_files = fs.uses_host_files();
+    // With the auto-unmount watchdog (or fusermount3's helper) the mount
+    // goes when the server does; without it the server unmounts on
+    // SIGTERM itself, which only a mount(2)-mounted server may.
+    let unmount = mount.is_some_and(|m| {
+        m.lock().is_ok_and(|m| {
+            m.method() == fuselage_linux::MountMethod::Syscall && (!args.auto_unmount || is_pid1())
+        })
+    });
+    crate::sandbox::Needs {
+        uring: args.transport != TransportChoice::Blocking,
+        host_files,
+        kernel_passthrough: host_files
+            && args.passthrough != PassthroughChoice::Off
+            && fs.passthrough_handle().is_some(),
+        watch: fs.watch_handle().is_some(),
+        unmount,
+        notify: std::env::var_os(crate::service::NOTIFY_SOCKET_ENV).is_some(),
     }
 }
 

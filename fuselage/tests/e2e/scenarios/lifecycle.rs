@@ -34,11 +34,26 @@ pub fn mounted_line(setup: &Setup) {
     let words: Vec<&str> = words.split(' ').collect();
     // Backends that name their parts (an overlay's layers, the routes) add
     // `key=value` words after the four every line has.
-    let extra = match setup.backend {
+    let mut extra = match setup.backend {
         Backend::Overlay => vec!["upper", "lower1"],
         Backend::Router => vec!["route"],
         _ => vec![],
     };
+    // --sandbox rows say what the confined server kept.
+    if setup.options.iter().any(|o| o.starts_with("--sandbox")) {
+        extra.push("sandbox");
+        let word = words.last().copied().unwrap_or_default();
+        assert!(
+            word.starts_with("sandbox=on(seccomp=") && word.ends_with(",no_new_privs)"),
+            "expected sandbox=on(seccomp=...,syscalls=N,caps=...,no_new_privs) last in {line:?}"
+        );
+        let caps = word.split(",caps=").nth(1).unwrap_or_default();
+        if setup.backend == Backend::Memfs {
+            assert!(caps.starts_with("none,"), "memfs keeps no capability: {line:?}");
+        } else {
+            assert!(caps.contains("setuid"), "host files keep setuid: {line:?}");
+        }
+    }
     assert_eq!(
         words.len(),
         4 + extra.len(),
