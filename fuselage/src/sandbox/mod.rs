@@ -23,13 +23,15 @@
 //! exits, and the watchdog unmounts. Only with `--no-auto-unmount` does it
 //! keep `umount2` and CAP_SYS_ADMIN to unmount on SIGTERM.
 
-pub mod names;
+#[cfg(feature = "sandbox")]
+mod names;
 pub mod policy;
 
 pub use policy::Needs;
 
 use std::fmt;
 use std::io;
+#[cfg(feature = "sandbox")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a refused syscall does (`--sandbox=kill` or `--sandbox=log`).
@@ -68,7 +70,11 @@ pub enum SandboxError {
     /// The SIGSYS handler could not be installed.
     Handler(io::Error),
     /// Building or installing the seccomp filter failed.
+    #[cfg(feature = "sandbox")]
     Filter(seccompiler::Error),
+    /// This binary was built without the `sandbox` feature (the small
+    /// static build).
+    NotBuilt,
 }
 
 impl fmt::Display for SandboxError {
@@ -83,7 +89,11 @@ impl fmt::Display for SandboxError {
             ),
             SandboxError::Capabilities(e) => write!(f, "--sandbox: dropping capabilities: {e}"),
             SandboxError::Handler(e) => write!(f, "--sandbox: installing the SIGSYS handler: {e}"),
+            #[cfg(feature = "sandbox")]
             SandboxError::Filter(e) => write!(f, "--sandbox: seccomp filter: {e}"),
+            SandboxError::NotBuilt => f.write_str(
+                "--sandbox: this fuselage was built without the sandbox feature (the small static build)",
+            ),
         }
     }
 }
@@ -123,10 +133,19 @@ impl Confined {
 }
 
 /// Whether the SIGSYS handler returns EPERM (log) rather than exiting.
+#[cfg(feature = "sandbox")]
 static LOG_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// Confines the calling process as described in the [module](self) docs.
 /// Must run before the server starts any thread.
+#[cfg(not(feature = "sandbox"))]
+pub fn confine(_mode: SeccompMode, _needs: &Needs) -> Result<Confined, SandboxError> {
+    Err(SandboxError::NotBuilt)
+}
+
+/// Confines the calling process as described in the [module](self) docs.
+/// Must run before the server starts any thread.
+#[cfg(feature = "sandbox")]
 pub fn confine(mode: SeccompMode, needs: &Needs) -> Result<Confined, SandboxError> {
     let arch = target_arch().ok_or(SandboxError::Architecture)?;
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
@@ -160,6 +179,7 @@ pub fn confine(mode: SeccompMode, needs: &Needs) -> Result<Confined, SandboxErro
     })
 }
 
+#[cfg(feature = "sandbox")]
 fn target_arch() -> Option<seccompiler::TargetArch> {
     if cfg!(target_arch = "x86_64") {
         Some(seccompiler::TargetArch::x86_64)
@@ -170,6 +190,7 @@ fn target_arch() -> Option<seccompiler::TargetArch> {
     }
 }
 
+#[cfg(feature = "sandbox")]
 /// `struct __user_cap_header_struct`.
 #[repr(C)]
 struct CapHeader {
@@ -177,6 +198,7 @@ struct CapHeader {
     pid: libc::c_int,
 }
 
+#[cfg(feature = "sandbox")]
 /// One word of `struct __user_cap_data_struct`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -186,9 +208,11 @@ struct CapData {
     inheritable: u32,
 }
 
+#[cfg(feature = "sandbox")]
 /// `_LINUX_CAPABILITY_VERSION_3`: two data words.
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
+#[cfg(feature = "sandbox")]
 /// Drops every capability outside `keep` from the bounding set (where this
 /// process may: it needs CAP_SETPCAP), clears the ambient set, and sets
 /// effective = permitted = what it had of `keep`, inheritable = none.
@@ -248,6 +272,7 @@ fn drop_capabilities(keep: u64) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sandbox")]
 /// The SIGSYS part of `siginfo_t` (`_sigsys` in the kernel's union).
 #[repr(C)]
 struct SigsysInfo {
@@ -261,6 +286,7 @@ struct SigsysInfo {
     _arch: libc::c_uint,
 }
 
+#[cfg(feature = "sandbox")]
 fn install_handler() -> io::Result<()> {
     // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
     // signature and stays valid for the life of the process.
@@ -276,12 +302,14 @@ fn install_handler() -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sandbox")]
 /// A fixed buffer for the message: the handler must not allocate.
 struct Message {
     buf: [u8; 128],
     len: usize,
 }
 
+#[cfg(feature = "sandbox")]
 impl Message {
     fn push(&mut self, bytes: &[u8]) {
         let n = bytes.len().min(self.buf.len() - self.len);
@@ -308,6 +336,7 @@ impl Message {
     }
 }
 
+#[cfg(feature = "sandbox")]
 /// The SIGSYS handler: async-signal-safe (no allocation, no locks; only
 /// write(2) and _exit(2), both on every allow-list).
 extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
@@ -347,7 +376,7 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, context: 
 /// # Safety
 ///
 /// `context` must be the `ucontext_t` the kernel passed to the handler.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "sandbox", target_arch = "x86_64"))]
 unsafe fn set_return(context: *mut libc::ucontext_t, value: i64) {
     // SAFETY: the caller's promise; REG_RAX is in bounds of gregs.
     unsafe { (*context).uc_mcontext.gregs[libc::REG_RAX as usize] = value };
@@ -358,7 +387,7 @@ unsafe fn set_return(context: *mut libc::ucontext_t, value: i64) {
 /// # Safety
 ///
 /// `context` must be the `ucontext_t` the kernel passed to the handler.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "sandbox", target_arch = "aarch64"))]
 unsafe fn set_return(context: *mut libc::ucontext_t, value: i64) {
     // SAFETY: the caller's promise; x0 carries the return value.
     unsafe { (*context).uc_mcontext.regs[0] = value as u64 };
@@ -369,7 +398,7 @@ unsafe fn set_return(context: *mut libc::ucontext_t, value: i64) {
 /// # Safety
 ///
 /// Never called.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(feature = "sandbox", not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 unsafe fn set_return(_context: *mut libc::ucontext_t, _value: i64) {}
 
 #[cfg(test)]
@@ -398,6 +427,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "sandbox")]
     #[test]
     fn message_numbers() {
         let mut m = Message {
