@@ -843,6 +843,45 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_modes() {
+        use crate::sandbox::SeccompMode;
+        let mode = |args: &[&str]| match p(args) {
+            Ok(Command::Mount(m)) => Ok(m.sandbox),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(mode(&["mount", "/m"]), Ok(None));
+        assert_eq!(
+            mode(&["mount", "--sandbox", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=kill", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=log", "/m"]),
+            Ok(Some(SeccompMode::Log))
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "sandbox", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "ro,sandbox=log", "/m"]),
+            Ok(Some(SeccompMode::Log))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=maybe", "/m"]),
+            Err(UsageError::BadValue {
+                option: "--sandbox",
+                value: "maybe".into(),
+                expected: "nothing, kill or log",
+            })
+        );
+    }
+
+    #[test]
     fn defaults_and_errors() {
         let Command::Mount(m) = p(&["mount", "/m"]).unwrap() else {
             panic!()

@@ -506,10 +506,7 @@ pub(crate) fn serve_fs<F: Served>(
     // Whether this server may unmount (a confined one leaves it to the
     // auto-unmount watchdog unless it kept umount2 for it).
     let may_unmount = confined.as_ref().is_none_or(|(_, needs)| needs.unmount);
-    let sandbox_word = confined
-        .as_ref()
-        .map(|(c, _)| c.word())
-        .unwrap_or_default();
+    let sandbox_word = confined.as_ref().map(|(c, _)| c.word()).unwrap_or_default();
 
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
     // ends the session) or, serving a handed-over fd, just leave.

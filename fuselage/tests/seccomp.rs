@@ -225,9 +225,15 @@ fn kill_mode_names_and_stops(transport: &str) {
         line.contains(" sandbox=on(seccomp=kill,") && line.contains(",caps=none,no_new_privs)"),
         "{line}"
     );
-    let err = mp.join("socket").metadata().expect_err("the lookup must fail");
+    let err = mp
+        .join("socket")
+        .metadata()
+        .expect_err("the lookup must fail");
     assert!(
-        matches!(err.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        matches!(
+            err.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED)
+        ),
         "lookup after the server died: {err}"
     );
     let refused = server.wait_line("fuselage: sandbox: refused syscall");
@@ -260,7 +266,11 @@ fn log_mode_fails_with_eperm(transport: &str) {
     let mut server = Server::start(transport, "log", &mp);
     let line = server.wait_line("fuselage: mounted ");
     assert!(line.contains(" sandbox=on(seccomp=log,"), "{line}");
-    expect_errno(mp.join("socket").metadata(), libc::EPERM, "lookup of socket");
+    expect_errno(
+        mp.join("socket").metadata(),
+        libc::EPERM,
+        "lookup of socket",
+    );
     let refused = server.wait_line("fuselage: sandbox: refused syscall");
     assert_eq!(
         refused,

@@ -159,7 +159,8 @@ pub fn confine(mode: SeccompMode, needs: &Needs) -> Result<Confined, SandboxErro
     LOG_ONLY.store(mode == SeccompMode::Log, Ordering::Relaxed);
     install_handler().map_err(SandboxError::Handler)?;
     let allowed = policy::syscalls(needs);
-    let rules = allowed.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+    // c_long is i64 on the 64-bit targets seccompiler builds for.
+    let rules = allowed.iter().map(|&nr| (nr, Vec::new())).collect();
     let filter = seccompiler::SeccompFilter::new(
         rules,
         seccompiler::SeccompAction::Trap,
@@ -254,7 +255,13 @@ fn drop_capabilities(keep: u64) -> io::Result<()> {
     };
     let mut data = [CapData::default(); 2];
     // SAFETY: a version-3 header and two data words, as the kernel expects.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -265,7 +272,13 @@ fn drop_capabilities(keep: u64) -> io::Result<()> {
         word.inheritable = 0;
     }
     // SAFETY: as above; the kernel only reads the data.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -398,7 +411,10 @@ unsafe fn set_return(context: *mut libc::ucontext_t, value: i64) {
 /// # Safety
 ///
 /// Never called.
-#[cfg(all(feature = "sandbox", not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(all(
+    feature = "sandbox",
+    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+))]
 unsafe fn set_return(_context: *mut libc::ucontext_t, _value: i64) {}
 
 #[cfg(test)]

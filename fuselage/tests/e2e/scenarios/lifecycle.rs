@@ -49,7 +49,10 @@ pub fn mounted_line(setup: &Setup) {
         );
         let caps = word.split(",caps=").nth(1).unwrap_or_default();
         if setup.backend == Backend::Memfs {
-            assert!(caps.starts_with("none,"), "memfs keeps no capability: {line:?}");
+            assert!(
+                caps.starts_with("none,"),
+                "memfs keeps no capability: {line:?}"
+            );
         } else {
             assert!(caps.contains("setuid"), "host files keep setuid: {line:?}");
         }
