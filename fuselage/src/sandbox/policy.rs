@@ -96,6 +96,11 @@ const BASE: &[c_long] = &[
     libc::SYS_poll,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_open,
+    // musl's stat and lstat (std uses statx only with glibc).
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_stat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lstat,
 ];
 
 /// The io_uring transports (native and uring-rw).
