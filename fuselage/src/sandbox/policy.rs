@@ -1,10 +1,11 @@
 //! Which syscalls a confined server may make: one list per feature, so the
 //! allow-list is the union of exactly the features the mount uses.
 //!
-//! The lists were derived by running the e2e suite with `--sandbox=log`
-//! (every refusal named on stderr) per backend and transport, and by
-//! `strace -f -c` of the same runs; a syscall is listed in the feature
-//! whose code makes it.
+//! The lists were derived by running the e2e suite's `sandbox_*` rows (every
+//! backend on every transport) with `--sandbox=log`, which names every
+//! refusal on stderr, for the glibc build and for a musl build (which makes
+//! `stat`, `lstat` and `open` where glibc makes `statx` and `openat`); a
+//! syscall is listed in the feature whose code makes it.
 
 use libc::c_long;
 
