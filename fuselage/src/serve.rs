@@ -665,7 +665,7 @@ fn sandbox_needs<F: Served>(
         kernel_passthrough: host_files
             && args.passthrough != PassthroughChoice::Off
             && fs.passthrough_handle().is_some(),
-        watch: fs.watch_handle().is_some(),
+        watch: args.cache == CacheChoice::Always && fs.watch_handle().is_some(),
         unmount,
         notify: std::env::var_os(crate::service::NOTIFY_SOCKET_ENV).is_some(),
     }
