@@ -111,6 +111,18 @@ fn child_server() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
+        // Dies with the process the test started (killed when a test
+        // fails); the auto-unmount watchdog then removes the mount.
+        // SAFETY: prctl with integer arguments only.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
         let mut registry = Registry::new();
         registry.register("probe", |spec| {
             (spec.source_str()? == "seccomp-probe").then(|| Ok(Backend::new("probe", ProbeFs)))
