@@ -181,9 +181,22 @@ impl ProcStatus {
         }
         let text = std::fs::read(format!("/proc/{pid}/status")).ok()?;
         let mut status = ProcStatus::parse(&text)?;
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
-        let ours = std::fs::read_link("/proc/self/ns/user").ok()?;
-        status.same_user_ns = theirs == ours;
+        status.same_user_ns = match (
+            std::fs::read_link(format!("/proc/{pid}/ns/user")),
+            std::fs::read_link("/proc/self/ns/user"),
+        ) {
+            (Ok(theirs), Ok(ours)) => theirs == ours,
+            // The namespace links need ptrace access to the caller, which a
+            // server without capabilities (`--sandbox`) lacks for a more
+            // privileged caller. The id maps are readable by anyone; another
+            // namespace shows ours only if it was given the same ids, which
+            // takes CAP_SETUID over them in its parent (for a server in the
+            // initial namespace: over every id).
+            _ => {
+                let theirs = std::fs::read(format!("/proc/{pid}/uid_map")).ok()?;
+                theirs == std::fs::read("/proc/self/uid_map").ok()?
+            }
+        };
         Some(status)
     }
 

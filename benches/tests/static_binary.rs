@@ -3,7 +3,7 @@
 //! Builds it exactly as documented (a no-op when `.ci/run` built it already):
 //!
 //! ```sh
-//! cargo build --profile static -p fuselage --target x86_64-unknown-linux-musl
+//! cargo build --profile static -p fuselage --no-default-features --target x86_64-unknown-linux-musl
 //! ```
 //!
 //! or, where the musl target is not installed, the glibc static build
@@ -95,6 +95,8 @@ fn static_binary() -> (PathBuf, Option<&'static str>) {
             "static",
             "-p",
             "fuselage",
+            // `--sandbox` (seccompiler) does not fit in 1 MiB.
+            "--no-default-features",
             "--target",
             target,
         ])

@@ -139,6 +139,9 @@ pub struct MountArgs {
     /// where fanotify works. Not an option: the binary sets it from
     /// `FUSELAGE_TEST_WATCH_INOTIFY=1`.
     pub watch_inotify_only: bool,
+    /// `--sandbox[=kill|log]`: once mounted, confine the server (seccomp
+    /// allow-list, capabilities, no_new_privs); `None` leaves it unconfined.
+    pub sandbox: Option<crate::sandbox::SeccompMode>,
 }
 
 /// What a `--route` places at its path.
@@ -212,6 +215,7 @@ impl MountArgs {
             routes: Vec::new(),
             cache: CacheChoice::Auto,
             watch_inotify_only: false,
+            sandbox: None,
         }
     }
 }
@@ -359,11 +363,17 @@ Options:
                          next before it sleeps (adaptive: never on an idle
                          mount or under throughput load; default 50, 0 = off;
                          see the README)
+  --sandbox[=kill|log]   once mounted, confine the server: a seccomp allow-list
+                         of the syscalls this backend and transport use, only
+                         the capabilities they need, no_new_privs; a refused
+                         syscall kills the server (kill, the default) or fails
+                         with EPERM (log); both name it on stderr
 
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
                          passthrough=, lower=, upper=, route=, ro, allow_other,
-                         no_auto_unmount, size=, poll_us=, cache=), plus debug, fsname=,
+                         no_auto_unmount, size=, poll_us=, cache=, sandbox[=]),
+                         plus debug, fsname=,
                          subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
                          (nosuid, nodev, noexec, noatime, sync, dirsync, ... and
@@ -452,6 +462,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             "--poll-us" => m.poll_us = poll_us(value("--poll-us")?, "--poll-us")?,
             "--route" => m.routes.push(route(&value("--route")?)?),
             "--cache" => m.cache = cache(value("--cache")?, "--cache")?,
+            "--sandbox" => m.sandbox = Some(sandbox(inline.clone(), "--sandbox")?),
             "-o" => {
                 let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
                 apply_mount_options(&mut m, &opts)?;
@@ -570,6 +581,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             "poll_us" => m.poll_us = poll_us(need("-o poll_us=")?, "-o poll_us")?,
             "route" => m.routes.push(route(&need("-o route=")?)?),
             "cache" => m.cache = cache(need("-o cache=")?, "-o cache")?,
+            "sandbox" => m.sandbox = Some(sandbox(value.clone(), "-o sandbox")?),
             "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
             "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
             "max_read" => {
@@ -724,6 +736,24 @@ fn size(v: String, option: &'static str) -> Result<u64, UsageError> {
     })
 }
 
+/// `--sandbox` alone (or `=kill`, `=on`) kills the server at a refused
+/// syscall; `=log` fails it with EPERM and says so.
+fn sandbox(
+    v: Option<String>,
+    option: &'static str,
+) -> Result<crate::sandbox::SeccompMode, UsageError> {
+    use crate::sandbox::SeccompMode;
+    match v.as_deref() {
+        None | Some("kill" | "on") => Ok(SeccompMode::Kill),
+        Some("log") => Ok(SeccompMode::Log),
+        Some(_) => Err(UsageError::BadValue {
+            option,
+            value: v.unwrap_or_default(),
+            expected: "nothing, kill or log",
+        }),
+    }
+}
+
 fn poll_us(v: String, option: &'static str) -> Result<u32, UsageError> {
     v.parse::<u32>()
         .ok()
@@ -823,6 +853,45 @@ mod tests {
         assert_eq!(
             Duration::from_micros(u64::from(DEFAULT_POLL_US)),
             fuselage_transport_uring::native::DEFAULT_POLL
+        );
+    }
+
+    #[test]
+    fn sandbox_modes() {
+        use crate::sandbox::SeccompMode;
+        let mode = |args: &[&str]| match p(args) {
+            Ok(Command::Mount(m)) => Ok(m.sandbox),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(mode(&["mount", "/m"]), Ok(None));
+        assert_eq!(
+            mode(&["mount", "--sandbox", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=kill", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=log", "/m"]),
+            Ok(Some(SeccompMode::Log))
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "sandbox", "/m"]),
+            Ok(Some(SeccompMode::Kill))
+        );
+        assert_eq!(
+            mode(&["mount", "-o", "ro,sandbox=log", "/m"]),
+            Ok(Some(SeccompMode::Log))
+        );
+        assert_eq!(
+            mode(&["mount", "--sandbox=maybe", "/m"]),
+            Err(UsageError::BadValue {
+                option: "--sandbox",
+                value: "maybe".into(),
+                expected: "nothing, kill or log",
+            })
         );
     }
 

@@ -18,6 +18,8 @@
 //!   native io_uring → uring-rw → blocking and the reason for each step down.
 //!   This is the one place that knows every transport; they know nothing of
 //!   each other.
+//! - [`sandbox`]: `--sandbox`, the server confining itself once mounted
+//!   (seccomp allow-list, capabilities, no_new_privs).
 //!
 //! Embedding: mount, then serve a backend on the channel:
 //!
@@ -45,6 +47,7 @@ pub mod log;
 pub mod procfs;
 pub mod registry;
 pub mod routes;
+pub mod sandbox;
 pub mod serve;
 pub mod serve_overlay;
 pub mod service;

@@ -39,6 +39,8 @@ pub enum ServeError {
     /// The overlay's layers cannot be used (exit status 2, like a usage
     /// error: nothing was mounted).
     Layers(String),
+    /// `--sandbox`: the server could not confine itself.
+    Sandbox(crate::sandbox::SandboxError),
     /// A registered backend accepted the mount but could not start.
     Backend {
         /// The name it was registered under.
@@ -71,6 +73,7 @@ impl fmt::Display for ServeError {
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServeError::Backend { backend, error } => write!(f, "backend {backend}: {error}"),
             ServeError::Layers(s) => f.write_str(s),
+            ServeError::Sandbox(e) => write!(f, "{e}"),
         }
     }
 }
@@ -336,9 +339,19 @@ pub trait Served: Filesystem + Send + Sync + 'static {
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         None
     }
+    /// Whether the backend works on host files (`--sandbox` then allows
+    /// the host file syscalls and the capabilities to act as the caller).
+    /// A backend of one's own that only works in memory may say `false`.
+    fn uses_host_files(&self) -> bool {
+        true
+    }
 }
 
-impl Served for MemFs {}
+impl Served for MemFs {
+    fn uses_host_files(&self) -> bool {
+        false
+    }
+}
 
 /// Routes as the binary serves them (a host route's descriptor and kernel
 /// passthrough state).
@@ -356,6 +369,9 @@ impl Served for StockFs {
     }
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         self.as_host().and_then(|h| h.watch_handle())
+    }
+    fn uses_host_files(&self) -> bool {
+        self.as_host().is_some()
     }
 }
 
@@ -395,6 +411,13 @@ impl Served for StockRoot {
             StockRoot::Stock(fs) => fs.watch_handle(),
             StockRoot::Overlay(fs) => fs.watch_handle(),
             StockRoot::Routed(fs) => fs.watch_handle(),
+        }
+    }
+    fn uses_host_files(&self) -> bool {
+        match self {
+            StockRoot::Stock(fs) => fs.uses_host_files(),
+            StockRoot::Overlay(_) => true,
+            StockRoot::Routed(fs) => fs.uses_host_files(),
         }
     }
 }
@@ -480,6 +503,31 @@ pub(crate) fn serve_fs<F: Served>(
     // after which the auto-unmount watchdog removes the mount.
     fuselage_linux::panic::install_hook(aftermath);
 
+    // As root, the mount's readahead is raised after INIT (see
+    // `raise_readahead`); its sysfs file is opened now, before any sandbox.
+    // SAFETY: geteuid has no preconditions.
+    let readahead = match &mount {
+        Some(m) if unsafe { libc::geteuid() } == 0 => {
+            m.lock().ok().and_then(|m| m.readahead_knob().ok())
+        }
+        _ => None,
+    };
+
+    // --sandbox: confine before the first thread starts, so every thread
+    // inherits the capabilities and the filter.
+    let confined = match args.sandbox {
+        Some(mode) => {
+            let needs = sandbox_needs(args, &fs, mount.as_ref());
+            let confined = crate::sandbox::confine(mode, &needs).map_err(ServeError::Sandbox)?;
+            Some((confined, needs))
+        }
+        None => None,
+    };
+    // Whether this server may unmount (a confined one leaves it to the
+    // auto-unmount watchdog unless it kept umount2 for it).
+    let may_unmount = confined.as_ref().is_none_or(|(_, needs)| needs.unmount);
+    let sandbox_word = confined.as_ref().map(|(c, _)| c.word()).unwrap_or_default();
+
     // One thread takes SIGINT/SIGTERM/SIGHUP: unmount lazily (the kernel then
     // ends the session) or, serving a handed-over fd, just leave.
     {
@@ -491,7 +539,7 @@ pub(crate) fn serve_fs<F: Served>(
                 log!(Info, "signal {sig}: unmounting");
                 crate::service::stopping();
                 match &mount {
-                    Some(m) => {
+                    Some(m) if may_unmount => {
                         if let Ok(mut m) = m.lock() {
                             let _ = m.unmount();
                         }
@@ -499,7 +547,9 @@ pub(crate) fn serve_fs<F: Served>(
                         std::thread::sleep(std::time::Duration::from_secs(2));
                         std::process::exit(0);
                     }
-                    None => std::process::exit(0),
+                    // Serving a handed-over fd, or confined: the watchdog
+                    // unmounts once this process is gone.
+                    _ => std::process::exit(0),
                 }
             })
             .map_err(ServeError::Signals)?;
@@ -539,6 +589,7 @@ pub(crate) fn serve_fs<F: Served>(
         }
         let (cache, watch_fallback) = cache_word(args.cache, watch.as_ref());
         line.push_str(&cache);
+        line.push_str(&sandbox_word);
         let mut reasons = Vec::new();
         if let Some(reason) = info.fallback {
             reasons.push(reason.to_string());
@@ -550,8 +601,8 @@ pub(crate) fn serve_fs<F: Served>(
         if !reasons.is_empty() {
             line.push_str(&format!(" (fallback: {})", reasons.join("; ")));
         }
-        if let Some(m) = &mount {
-            raise_readahead(m, &info.negotiated);
+        if let Some(knob) = &readahead {
+            raise_readahead(knob, &info.negotiated);
         }
         // A detaching mount helper says nothing when all is well.
         if !args.background {
@@ -568,16 +619,22 @@ pub(crate) fn serve_fs<F: Served>(
         );
     });
     crate::service::stopping();
-    if let Some(m) = &mount
-        && let Ok(mut m) = m.lock()
-    {
-        if result.is_ok() && aborted(&m) {
-            eprintln!(
-                "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
-                args.mountpoint.display()
-            );
+    match mount {
+        Some(m) if may_unmount => {
+            if let Ok(mut m) = m.lock() {
+                if result.is_ok() && aborted(&m) {
+                    eprintln!(
+                        "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
+                        args.mountpoint.display()
+                    );
+                }
+                let _ = m.unmount();
+            }
         }
-        let _ = m.unmount();
+        // Confined: no umount2 (or fusermount3) from here; the watchdog
+        // sees this process go and unmounts if the mount is still there.
+        Some(m) => std::mem::forget(m),
+        None => {}
     }
     match result {
         Ok(end) => {
@@ -598,19 +655,20 @@ pub(crate) fn serve_fs<F: Served>(
     }
 }
 
-/// Raises the mount's readahead window to one full-size READ (`max_pages`), as root; the
-/// kernel's 128 KiB default halves sequential read throughput (measured: 1.1 against
-/// 1.7-1.9 GB/s for a 1 GiB file on native io_uring without kernel passthrough). Not
-/// permitted (unprivileged) or no such device: left as it is, said in the log.
-fn raise_readahead(mount: &Mutex<Mount>, negotiated: &fuselage_core::Negotiated) {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || negotiated.max_pages == 0 {
+/// Raises the mount's readahead window to one full-size READ (`max_pages`); the
+/// kernel's 128 KiB default held sequential reads to about 1.1 GB/s where 1 MiB gives
+/// 1.7-1.9 GB/s (a 1 GiB file, native io_uring, no kernel passthrough). Refused: left
+/// as it is, said in the log.
+fn raise_readahead(
+    knob: &fuselage_linux::mount::ReadaheadKnob,
+    negotiated: &fuselage_core::Negotiated,
+) {
+    if negotiated.max_pages == 0 {
         return;
     }
     let kib = u32::from(negotiated.max_pages) * 4;
-    let Ok(m) = mount.lock() else { return };
-    match m.set_readahead_kib(kib) {
-        Ok(now) => log!(Info, "readahead {now} KiB"),
+    match knob.set(kib) {
+        Ok(()) => log!(Info, "readahead {kib} KiB"),
         Err(e) => log!(Info, "readahead left at the kernel's default: {e}"),
     }
 }
@@ -627,11 +685,43 @@ impl<R: Served> Served for Router<R> {
     fn watch_handle(&self) -> Option<WatchStatusHandle> {
         self.root().watch_handle()
     }
+    /// The root's, or a host route's (a route's backend is not known here,
+    /// so any route counts as host files).
+    fn uses_host_files(&self) -> bool {
+        true
+    }
     /// The root's own words (an overlay's layers), then one per route.
     fn startup_words(&self) -> Box<dyn Fn() -> String + Send> {
         let root = self.root().startup_words();
         let routes = crate::routes::startup_words(self);
         Box::new(move || root() + &routes())
+    }
+}
+
+/// What `--sandbox` must allow for this mount.
+fn sandbox_needs<F: Served>(
+    args: &MountArgs,
+    fs: &F,
+    mount: Option<&Arc<Mutex<Mount>>>,
+) -> crate::sandbox::Needs {
+    let host_files = fs.uses_host_files();
+    // With the auto-unmount watchdog (or fusermount3's helper) the mount
+    // goes when the server does; without it the server unmounts on
+    // SIGTERM itself, which only a mount(2)-mounted server may.
+    let unmount = mount.is_some_and(|m| {
+        m.lock().is_ok_and(|m| {
+            m.method() == fuselage_linux::MountMethod::Syscall && (!args.auto_unmount || is_pid1())
+        })
+    });
+    crate::sandbox::Needs {
+        uring: args.transport != TransportChoice::Blocking,
+        host_files,
+        kernel_passthrough: host_files
+            && args.passthrough != PassthroughChoice::Off
+            && fs.passthrough_handle().is_some(),
+        watch: args.cache == CacheChoice::Always && fs.watch_handle().is_some(),
+        unmount,
+        notify: std::env::var_os(crate::service::NOTIFY_SOCKET_ENV).is_some(),
     }
 }
 

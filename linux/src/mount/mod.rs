@@ -480,25 +480,22 @@ impl Mount {
         self.dev.map(|(major, minor)| encode_dev(major, minor))
     }
 
-    /// Sets the readahead window of the mount's backing device
-    /// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to `kib` KiB and returns the value the
-    /// kernel then reports.
+    /// Opens the readahead window of the mount's backing device
+    /// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) for [`ReadaheadKnob::set`].
     ///
     /// The kernel gives every FUSE mount the block layer's default of 128 KiB and INIT can
     /// only lower it (`max_readahead`), so sequential reads travel as 128 KiB requests even
-    /// when `max_pages` allows 1 MiB. Only root may raise it; call after INIT (the kernel
+    /// when `max_pages` allows 1 MiB. Only root may raise it. Open it before confining the
+    /// process (a sandbox may refuse `openat` later) and set it after INIT (the kernel
     /// applies INIT's `max_readahead` then, and would undo a larger value set before).
     /// Unknown device (an adopted fd): `ENODEV`.
-    pub fn set_readahead_kib(&self, kib: u32) -> io::Result<u32> {
+    pub fn readahead_knob(&self) -> io::Result<ReadaheadKnob> {
         let (major, minor) = self
             .dev
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
         let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-        std::fs::write(&path, format!("{kib}\n"))?;
-        let now = std::fs::read_to_string(&path)?;
-        now.trim()
-            .parse()
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        Ok(ReadaheadKnob { file })
     }
 
     /// Unmounts lazily (`MNT_DETACH`: works while files are still open). Idempotent; a
@@ -562,6 +559,20 @@ impl Drop for Mount {
         let _ = self.unmount();
         // If unmounting failed, dropping the watchdog/helper without a clean message lets them
         // unmount once our fd is gone.
+    }
+}
+
+/// The writable readahead setting of one mount's backing device, from [`Mount::readahead_knob`].
+#[derive(Debug)]
+pub struct ReadaheadKnob {
+    file: std::fs::File,
+}
+
+impl ReadaheadKnob {
+    /// Sets the readahead window to `kib` KiB (one `pwrite`, no other system call).
+    pub fn set(&self, kib: u32) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(format!("{kib}\n").as_bytes(), 0)
     }
 }
 

@@ -32,22 +32,37 @@ pub fn mounted_line(setup: &Setup) {
         );
     }
     let mut words: Vec<&str> = words.split(' ').collect();
-    // Native io_uring names its polling last: `poll=50us` (adaptive, the
-    // default) or `poll=off`.
+    // Native io_uring names its polling after the backend's words:
+    // `poll=50us` (adaptive, the default) or `poll=off`.
     let poll = words
-        .last()
-        .and_then(|w| w.strip_prefix("poll="))
-        .map(str::to_string);
-    if poll.is_some() {
-        words.pop();
-    }
+        .iter()
+        .position(|w| w.starts_with("poll="))
+        .map(|i| words.remove(i)["poll=".len()..].to_string());
     // Backends that name their parts (an overlay's layers, the routes) add
     // `key=value` words after the four every line has.
-    let extra = match setup.backend {
+    let mut extra = match setup.backend {
         Backend::Overlay => vec!["upper", "lower1"],
         Backend::Router => vec!["route"],
         _ => vec![],
     };
+    // --sandbox rows say what the confined server kept.
+    if setup.options.iter().any(|o| o.starts_with("--sandbox")) {
+        extra.push("sandbox");
+        let word = words.last().copied().unwrap_or_default();
+        assert!(
+            word.starts_with("sandbox=on(seccomp=") && word.ends_with(",no_new_privs)"),
+            "expected sandbox=on(seccomp=...,syscalls=N,caps=...,no_new_privs) last in {line:?}"
+        );
+        let caps = word.split(",caps=").nth(1).unwrap_or_default();
+        if setup.backend == Backend::Memfs {
+            assert!(
+                caps.starts_with("none,"),
+                "memfs keeps no capability: {line:?}"
+            );
+        } else {
+            assert!(caps.contains("setuid"), "host files keep setuid: {line:?}");
+        }
+    }
     assert_eq!(
         words.len(),
         4 + extra.len(),
