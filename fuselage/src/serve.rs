@@ -619,15 +619,19 @@ pub(crate) fn serve_fs<F: Served>(
         );
     });
     crate::service::stopping();
+    if let Some(m) = &mount
+        && result.is_ok()
+        && m.lock().is_ok_and(|m| aborted(&m))
+    {
+        // Confined, the watchdog removes it once this process is gone.
+        eprintln!(
+            "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
+            args.mountpoint.display()
+        );
+    }
     match mount {
         Some(m) if may_unmount => {
             if let Ok(mut m) = m.lock() {
-                if result.is_ok() && aborted(&m) {
-                    eprintln!(
-                        "fuselage: the kernel aborted the connection (fusectl abort); removing the dead mount of {}",
-                        args.mountpoint.display()
-                    );
-                }
                 let _ = m.unmount();
             }
         }
