@@ -632,23 +632,27 @@ struct QueueThread<F> {
 
 /// Adaptive polling of one queue: after serving requests, the queue thread
 /// keeps looking at its ring (yielding the CPU between looks) for up to
-/// `window` before it sleeps, but only while requests arrive faster than
-/// that. A sleeping thread costs a wakeup per request (on this project's
-/// 2-vCPU VM about 18 µs: 4 KiB QD1 reads at 34k against 90k IOPS polled),
-/// so polling pays exactly when the next request comes within the window;
-/// when it does not, the thread stops polling at once and sleeps until a
-/// request again follows the previous one within the window. An idle mount
-/// therefore spins for at most one window after its last request.
+/// `window` before it sleeps, but only while requests keep coming. A
+/// sleeping thread costs a wakeup per request (on this project's 2-vCPU VM
+/// 4 KiB QD1 reads went from 32k to 80k IOPS unpinned), so polling pays when
+/// the next request comes soon. It is armed when a request comes within
+/// [`ARM_GAP_WINDOWS`] windows of the end of the previous batch (an unpinned
+/// caller moving between CPUs feeds each CPU's queue every other request, so
+/// one window would miss it), stays armed while polling finds work, and
+/// stops after a window without work until requests come close together
+/// again. An idle mount therefore spins for at most one window after its
+/// last request.
 ///
-/// Polling is only worth it on a CPU that would otherwise go idle: when a
-/// `sched_yield` between two looks ran something else for more than
-/// [`YIELD_CONTENDED`], the queue sleeps and does not poll again for
-/// [`CONTENDED_COOLDOWN`] wakes.
+/// A `sched_yield` between two looks that kept the thread off the CPU for
+/// more than [`YIELD_CONTENDED`] (a scheduler tick: the CPU is busy with
+/// other work, as on a loaded build machine) ends polling for
+/// [`CONTENDED_COOLDOWN`] wakes: there the spinning only delays the others.
 ///
 /// Polling is also only for the latency-bound case: when one wake brought a
 /// batch of more than [`POLL_BATCH_MAX`] requests, callers keep the queue
 /// busy by themselves and a polling thread would only take CPU from them
-/// (fixed 50 µs polling cost 17 % at QD32 with both CPUs saturated).
+/// (fixed 50 µs polling cost 17 % at QD32 with both CPUs saturated; adaptive
+/// costs 3-9 %).
 struct Poller {
     /// Longest look before sleeping; zero: never poll.
     window: Duration,
@@ -661,9 +665,11 @@ struct Poller {
     cooldown: u8,
 }
 
-/// A `sched_yield` that takes longer than this ran something else: the CPU
-/// is not idle, so polling saves no wakeup and only delays the others.
-const YIELD_CONTENDED: Duration = Duration::from_micros(10);
+/// A `sched_yield` that kept the thread off the CPU longer than this (a
+/// scheduler tick) ran other work: the CPU is busy, polling only delays it.
+const YIELD_CONTENDED: Duration = Duration::from_millis(1);
+/// A request that comes within this many windows of the previous batch arms polling.
+const ARM_GAP_WINDOWS: u32 = 4;
 /// Wakes a queue sleeps through after polling met a busy CPU.
 const CONTENDED_COOLDOWN: u8 = 16;
 
@@ -698,14 +704,15 @@ impl Poller {
     }
 
     /// After a wait that brought completions: keep polling while work comes
-    /// within the window of the previous batch's end.
+    /// within [`ARM_GAP_WINDOWS`] windows of the previous batch's end.
     fn woke(&mut self, how: Waited, now: Instant) {
         if self.cooldown > 0 {
             self.cooldown -= 1;
             self.armed = false;
             return;
         }
-        self.armed = how == Waited::Polled || now.duration_since(self.last_done) <= self.window;
+        self.armed = how == Waited::Polled
+            || now.duration_since(self.last_done) <= self.window * ARM_GAP_WINDOWS;
     }
 
     /// The batch of `served` completions is served.
