@@ -506,10 +506,9 @@ pub(crate) fn serve_fs<F: Served>(
     // As root, the mount's readahead is raised after INIT (see
     // `raise_readahead`); its sysfs file is opened now, before any sandbox.
     // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
     let readahead = match &mount {
-        Some(m) if unsafe { libc::geteuid() } == 0 => {
-            m.lock().ok().and_then(|m| m.readahead_knob().ok())
-        }
+        Some(m) if root => m.lock().ok().and_then(|m| m.readahead_knob().ok()),
         _ => None,
     };
 

@@ -88,17 +88,27 @@ pub struct PeerSpec {
     pub name: String,
     /// Command with `{src}` and `{mnt}` placeholders.
     pub cmd: String,
+    /// `passthrough=on|off`: whether the peer uses kernel passthrough (unknown: None).
+    pub kernel_passthrough: Option<bool>,
 }
 
 impl PeerSpec {
-    /// Parses `name=NAME:cmd=COMMAND`.
+    /// Parses `name=NAME[:passthrough=on|off]:cmd=COMMAND`.
     pub fn parse(spec: &str) -> Result<PeerSpec, String> {
         let rest = spec
             .strip_prefix("name=")
             .ok_or_else(|| format!("--peer '{spec}': expected 'name=NAME:cmd=COMMAND'"))?;
-        let (name, cmd) = rest
+        let (head, cmd) = rest
             .split_once(":cmd=")
             .ok_or_else(|| format!("--peer '{spec}': expected 'name=NAME:cmd=COMMAND'"))?;
+        let (name, kernel_passthrough) = match head.split_once(":passthrough=") {
+            Some((name, "on")) => (name, Some(true)),
+            Some((name, "off")) => (name, Some(false)),
+            Some(_) => {
+                return Err(format!("--peer '{spec}': passthrough= takes on or off"));
+            }
+            None => (head, None),
+        };
         if name.is_empty() || cmd.trim().is_empty() {
             return Err(format!("--peer '{spec}': name and cmd must not be empty"));
         }
@@ -110,6 +120,7 @@ impl PeerSpec {
         Ok(PeerSpec {
             name: name.to_string(),
             cmd: cmd.to_string(),
+            kernel_passthrough,
         })
     }
 }
@@ -406,6 +417,12 @@ mod tests {
         let p = PeerSpec::parse("name=hp:cmd=/x/passthrough_hp {src} {mnt}").unwrap();
         assert_eq!(p.name, "hp");
         assert_eq!(p.cmd, "/x/passthrough_hp {src} {mnt}");
+        assert_eq!(p.kernel_passthrough, None);
+        let p = PeerSpec::parse("name=hp:passthrough=on:cmd=x {mnt}").unwrap();
+        assert_eq!((p.name.as_str(), p.kernel_passthrough), ("hp", Some(true)));
+        let p = PeerSpec::parse("name=hp:passthrough=off:cmd=x {mnt}").unwrap();
+        assert_eq!(p.kernel_passthrough, Some(false));
+        assert!(PeerSpec::parse("name=hp:passthrough=maybe:cmd=x {mnt}").is_err());
         assert!(PeerSpec::parse("cmd=x").is_err());
         assert!(PeerSpec::parse("name=a:cmd=nomnt").is_err());
     }

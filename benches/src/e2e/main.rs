@@ -77,14 +77,15 @@ enum Target {
     },
     Peer {
         cmd: String,
+        /// Whether it uses kernel passthrough (`passthrough=on|off` in `--peer`; bindfs:
+        /// off), so that each fuselage default is compared with peers of its kind.
+        kernel_passthrough: Option<bool>,
     },
     /// `mount -t overlay` with the source as its lower layer, upper and work on tmpfs.
     KernelOverlay,
     /// The trivial filesystem of [`floor`] served by this binary through fuselage's own
     /// `--transport`: the best a FUSE round trip can do here.
-    Floor {
-        transport: &'static str,
-    },
+    Floor { transport: &'static str },
 }
 
 impl Target {
@@ -94,7 +95,7 @@ impl Target {
         match self {
             Target::Native => false,
             Target::Fuselage { backend, .. } => *backend == Backend::Memfs,
-            Target::Peer { cmd } => !cmd.contains("{src}"),
+            Target::Peer { cmd, .. } => !cmd.contains("{src}"),
             Target::KernelOverlay | Target::Floor { .. } => false,
         }
     }
@@ -263,6 +264,7 @@ fn plans(opts: &Options) -> Vec<Plan> {
             name: "bindfs".into(),
             target: Target::Peer {
                 cmd: "bindfs -f {src} {mnt}".into(),
+                kernel_passthrough: Some(false),
             },
             pinned: false,
         });
@@ -270,7 +272,10 @@ fn plans(opts: &Options) -> Vec<Plan> {
     for p in &opts.peers {
         base.push(Plan {
             name: p.name.clone(),
-            target: Target::Peer { cmd: p.cmd.clone() },
+            target: Target::Peer {
+                cmd: p.cmd.clone(),
+                kernel_passthrough: p.kernel_passthrough,
+            },
             pinned: false,
         });
     }
@@ -628,7 +633,14 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
                     Some(transport.unwrap_or(report::AUTO).to_string()),
                     passthrough.map(str::to_string),
                 ),
-                Target::Peer { .. } => ("peer", None, None, None),
+                Target::Peer {
+                    kernel_passthrough, ..
+                } => (
+                    "peer",
+                    None,
+                    None,
+                    kernel_passthrough.map(|on| if on { "on" } else { "off" }.to_string()),
+                ),
                 Target::KernelOverlay => ("kernel", Some("overlay".to_string()), None, None),
                 Target::Floor { transport } => (
                     "floor",
@@ -650,7 +662,7 @@ fn run(opts: &Options, args: &[String]) -> Result<ExitCode, String> {
         .collect();
     // Peers that are not installed are unavailable from the start.
     for (p, r) in plans.iter().zip(results.iter_mut()) {
-        if let Target::Peer { cmd } = &p.target {
+        if let Target::Peer { cmd, .. } = &p.target {
             let prog = server::split_env(cmd)
                 .1
                 .split_whitespace()
@@ -860,7 +872,7 @@ fn run_one(
             passthrough: None,
             threads: opts.threads,
         }),
-        Target::Peer { cmd } => Some(Launch::Peer {
+        Target::Peer { cmd, .. } => Some(Launch::Peer {
             cmd,
             source: &ctx.source.dir,
         }),

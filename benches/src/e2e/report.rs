@@ -286,11 +286,18 @@ impl Report {
         for pinned in [false, true] {
             for w in &workloads {
                 let w = *w;
-                let best = |kind: &str, transport: Option<&str>| {
+                let best = |kind: &str, transport: Option<&str>, passthrough: Option<&str>| {
                     self.results
                         .iter()
                         .filter(|r| r.kind == kind && r.pinned == pinned && r.unavailable.is_none())
                         .filter(|r| transport.is_none() || r.chosen_transport() == transport)
+                        // A peer of the same kind: kernel passthrough on or off alike
+                        // (peers not tagged compare with every default).
+                        .filter(|r| {
+                            passthrough.is_none()
+                                || r.passthrough.is_none()
+                                || r.passthrough.as_deref() == passthrough
+                        })
                         .filter_map(|r| Some((r, r.stats(w)?.median)))
                         .max_by(|a, b| {
                             let (x, y) = (speed(w, a.1), speed(w, b.1));
@@ -306,12 +313,13 @@ impl Report {
                         continue;
                     };
                     // The floor of the transport auto chose; else the fastest floor measured.
-                    let floor = best("floor", r.chosen_transport()).or_else(|| best("floor", None));
+                    let floor = best("floor", r.chosen_transport(), None)
+                        .or_else(|| best("floor", None, None));
                     out.push(Comparison {
                         workload: w,
                         config: r,
                         median,
-                        peer: best("peer", None),
+                        peer: best("peer", None, r.startup_word("passthrough")),
                         floor,
                     });
                 }
@@ -334,7 +342,9 @@ impl Report {
                 s,
                 "\n### fuselage's defaults against the best peer and the floor{}\n\n\
                  Every default row beside the best peer (the fastest of bindfs and the `--peer` \
-                 rows for that workload) and the floor (a trivial server through fuselage's own \
+                 rows for that workload, of the same kind: with kernel passthrough for a default \
+                 that uses it, without for one that does not, as the peers are tagged with \
+                 `passthrough=on|off`) and the floor (a trivial server through fuselage's own \
                  transport: constant attributes, reads copied from a static zero-filled buffer, \
                  passthrough's timeouts; the one of the transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
                  fuselage is faster (for times, the other's time over fuselage's).\n\n\
@@ -1285,6 +1295,21 @@ mod tests {
         );
         let back = Report::from_json(&j).unwrap();
         assert_eq!(back.markdown(), md);
+
+        // Tagged peers: a default without kernel passthrough is compared only with
+        // peers without it, and the tag survives the JSON.
+        r.results[1].startup_line =
+            Some("fuselage: mounted /m backend=x transport=uring passthrough=off".into());
+        r.results[3].passthrough = Some("off".into());
+        r.results[4].passthrough = Some("on".into());
+        let c = r.comparisons();
+        assert_eq!(c[0].peer.map(|p| p.0.name.as_str()), Some("bindfs"));
+        r.results[1].startup_line =
+            Some("fuselage: mounted /m backend=x transport=uring passthrough=on".into());
+        let back = Report::from_json(&r.json()).unwrap();
+        let c = back.comparisons();
+        assert_eq!(c[0].peer.map(|p| p.0.name.as_str()), Some("hp"));
+        assert_eq!(c[1].peer.map(|p| p.0.name.as_str()), Some("hp"));
     }
 
     #[test]
