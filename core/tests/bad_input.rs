@@ -273,7 +273,7 @@ fn a_731_kernel_with_the_short_init_and_only_max_pages() {
         "flags: only what was offered"
     );
     assert_eq!(r.u16(), 64, "max_background");
-    assert_eq!(r.u16(), 0, "congestion_threshold");
+    assert_eq!(r.u16(), 48, "congestion_threshold: 3/4 of max_background");
     assert_eq!(r.u32(), 1 << 20, "max_write");
     assert_eq!(r.u32(), 1, "time_gran");
     assert_eq!(r.u16(), 256, "max_pages");
