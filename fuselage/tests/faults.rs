@@ -10,6 +10,7 @@
 //! The same faults seen from outside, against the `fuselage` binary, are
 //! end-to-end scenarios (`fusectl_abort`, the SIGKILL ones).
 
+#[macro_use]
 mod common;
 
 #[path = "../examples/faulty.rs"]
@@ -455,31 +456,6 @@ fn panic_in_a_server_process(transport: &str) {
         3,
         "the mounted line and one line per panic, nothing else: {lines:#?}"
     );
-}
-
-macro_rules! every_transport {
-    ($($scenario:ident),+ $(,)?) => {
-        $(
-            mod $scenario {
-                fn run(transport: &'static str) {
-                    let ready = if transport == "uring" {
-                        super::require_native_uring()
-                    } else {
-                        super::require_fuse()
-                    };
-                    if ready {
-                        super::$scenario(transport);
-                    }
-                }
-                #[test]
-                fn uring() { run("uring") }
-                #[test]
-                fn uring_rw() { run("uring-rw") }
-                #[test]
-                fn blocking() { run("blocking") }
-            }
-        )+
-    };
 }
 
 every_transport!(

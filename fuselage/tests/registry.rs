@@ -5,6 +5,7 @@
 //! backends, and a claim that fails stops the mount with exit status 2
 //! before anything is mounted.
 
+#[macro_use]
 mod common;
 
 #[path = "../examples/registry.rs"]
@@ -125,31 +126,6 @@ fn unclaimed_falls_to_stock(transport: &str) {
     fs::write(fs.path().join("f"), "data").unwrap();
     assert_eq!(fs::read_to_string(fs.path().join("f")).unwrap(), "data");
     fs.unmount().expect("serving ends cleanly on unmount");
-}
-
-macro_rules! every_transport {
-    ($($scenario:ident),+ $(,)?) => {
-        $(
-            mod $scenario {
-                fn run(transport: &'static str) {
-                    let ready = if transport == "uring" {
-                        super::require_native_uring()
-                    } else {
-                        super::require_fuse()
-                    };
-                    if ready {
-                        super::$scenario(transport);
-                    }
-                }
-                #[test]
-                fn uring() { run("uring") }
-                #[test]
-                fn uring_rw() { run("uring-rw") }
-                #[test]
-                fn blocking() { run("blocking") }
-            }
-        )+
-    };
 }
 
 every_transport!(custom_backend_serves, unclaimed_falls_to_stock);

@@ -17,6 +17,7 @@
 //! Without `--sandbox` the lookup answers ENOENT (the socket opened), so
 //! both tests fail.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -297,31 +298,6 @@ fn log_mode_fails_with_eperm(transport: &str) {
     lazy_unmount(&mp);
     let status = server.wait_exit();
     assert!(status.success(), "{status}: {:?}", server.seen);
-}
-
-macro_rules! every_transport {
-    ($($scenario:ident),+ $(,)?) => {
-        $(
-            mod $scenario {
-                fn run(transport: &'static str) {
-                    let ready = if transport == "uring" {
-                        super::require_native_uring()
-                    } else {
-                        super::require_fuse()
-                    };
-                    if ready {
-                        super::$scenario(transport);
-                    }
-                }
-                #[test]
-                fn uring() { run("uring") }
-                #[test]
-                fn uring_rw() { run("uring-rw") }
-                #[test]
-                fn blocking() { run("blocking") }
-            }
-        )+
-    };
 }
 
 every_transport!(kill_mode_names_and_stops, log_mode_fails_with_eperm);

@@ -1415,3 +1415,33 @@ impl Drop for DevFuseForAll {
         }
     }
 }
+
+/// One `#[test]` per transport (`uring`, `uring_rw`, `blocking`) for each
+/// named scenario `fn(transport: &'static str)` of the invoking module; a
+/// transport this machine cannot serve skips (or fails under
+/// `FUSELAGE_REQUIRE_FUSE=1`). Needs `#[macro_use] mod common;` at the root.
+#[allow(unused_macros)]
+macro_rules! every_transport {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                fn run(transport: &'static str) {
+                    let ready = if transport == "uring" {
+                        $crate::common::require_native_uring()
+                    } else {
+                        $crate::common::require_fuse()
+                    };
+                    if ready {
+                        super::$scenario(transport);
+                    }
+                }
+                #[test]
+                fn uring() { run("uring") }
+                #[test]
+                fn uring_rw() { run("uring-rw") }
+                #[test]
+                fn blocking() { run("blocking") }
+            }
+        )+
+    };
+}
