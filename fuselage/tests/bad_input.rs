@@ -14,7 +14,7 @@ mod sandbox_common;
 
 use common::*;
 use fuselage::core::abi::*;
-use fuselage_testkit::{OFFERED_FLAGS, Reply, encode_request, parse_dirents};
+use fuselage_testkit::{Reply, encode_request, parse_dirents};
 use sandbox_common::*;
 use std::time::Duration;
 use zerocopy::{FromBytes, IntoBytes};
@@ -76,15 +76,7 @@ fn raw(opcode: u32, unique: u64, nodeid: u64, arg: &[u8], payload: &[&[u8]]) -> 
 
 /// INIT as Linux 6.18 sends it; returns what was agreed.
 fn full_init<K: KernelEnd>(k: &mut Driver<K>) -> fuse_init_out {
-    let (flags, flags2) = OFFERED_FLAGS.to_wire();
-    let init_in = fuse_init_in {
-        major: FUSE_KERNEL_VERSION,
-        minor: FUSE_KERNEL_MINOR_VERSION,
-        max_readahead: 128 * 1024,
-        flags,
-        flags2,
-        unused: [0; 11],
-    };
+    let init_in = linux_init_in();
     let out: fuse_init_out = k.ok(FUSE_INIT, 0, init_in.as_bytes(), &[]);
     assert_eq!(out.minor, FUSE_KERNEL_MINOR_VERSION);
     out

@@ -12,7 +12,6 @@ mod sandbox_common;
 
 use common::*;
 use fuselage::core::abi::*;
-use fuselage_testkit::OFFERED_FLAGS;
 use sandbox_common::*;
 use std::time::Duration;
 use zerocopy::IntoBytes;
@@ -22,15 +21,7 @@ fn converse<K: KernelEnd>(kernel: K, mut server: ServerProcess, path: &str, back
     let mut k = Driver::new(kernel);
 
     // INIT, as Linux 6.18 sends it.
-    let (flags, flags2) = OFFERED_FLAGS.to_wire();
-    let init_in = fuse_init_in {
-        major: FUSE_KERNEL_VERSION,
-        minor: FUSE_KERNEL_MINOR_VERSION,
-        max_readahead: 128 * 1024,
-        flags,
-        flags2,
-        unused: [0; 11],
-    };
+    let init_in = linux_init_in();
     let init: fuse_init_out = k.ok(FUSE_INIT, 0, init_in.as_bytes(), &[]);
     assert_eq!(init.major, FUSE_KERNEL_VERSION, "INIT major");
     assert!(

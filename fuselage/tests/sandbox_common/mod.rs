@@ -253,3 +253,17 @@ pub fn stream_channel() -> (StreamKernel, OwnedFd) {
         .expect("SO_RCVTIMEO");
     (StreamKernel(kernel), OwnedFd::from(server_end))
 }
+
+/// INIT's argument as Linux 6.18 sends it: this protocol version, 128 KiB of
+/// readahead and every flag the kernel offers (`fuselage_testkit::OFFERED_FLAGS`).
+pub fn linux_init_in() -> fuse_init_in {
+    let (flags, flags2) = fuselage_testkit::OFFERED_FLAGS.to_wire();
+    fuse_init_in {
+        major: FUSE_KERNEL_VERSION,
+        minor: FUSE_KERNEL_MINOR_VERSION,
+        max_readahead: 128 * 1024,
+        flags,
+        flags2,
+        unused: [0; 11],
+    }
+}

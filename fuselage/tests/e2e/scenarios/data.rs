@@ -642,24 +642,7 @@ pub fn enospc(setup: &Setup) {
     let p = fs.join("fill");
     let mut f = File::create(&p).expect("create");
     let chunk = pattern(14, 0, MIB as usize);
-    let mut accepted = 0u64;
-    let mut failure = None;
-    while accepted < 2 * SIZE {
-        match f.write(&chunk) {
-            Ok(0) => {
-                failure = Some(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
-                break;
-            }
-            Ok(n) => accepted += n as u64,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    if failure.is_none() {
-        failure = f.sync_all().err();
-    }
+    let (accepted, failure) = write_until_error(&mut f, &chunk, 2 * SIZE);
     let failure = failure.unwrap_or_else(|| {
         panic!("wrote {accepted} bytes into a 16 MiB filesystem without an error")
     });

@@ -6,7 +6,7 @@
 use super::*;
 use crate::common::*;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
 /// The host filesystem under the server is full (the source is a 4 MiB
@@ -28,24 +28,7 @@ pub fn enospc_host(setup: &Setup) {
     let p = fs.join("fill");
     let mut f = File::create(&p).expect("create");
     let chunk = pattern(17, 0, (256 * KIB) as usize);
-    let mut accepted = 0u64;
-    let mut failure = None;
-    while accepted < 4 * SIZE {
-        match f.write(&chunk) {
-            Ok(0) => {
-                failure = Some(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
-                break;
-            }
-            Ok(n) => accepted += n as u64,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    if failure.is_none() {
-        failure = f.sync_all().err();
-    }
+    let (accepted, failure) = write_until_error(&mut f, &chunk, 4 * SIZE);
     let failure = failure.unwrap_or_else(|| {
         panic!("wrote {accepted} bytes onto a 4 MiB host filesystem without an error")
     });

@@ -137,3 +137,23 @@ fn start_args(setup: &Setup, dir: &Path, extra: &[&str]) -> Vec<String> {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     mount_args(setup, source.as_deref(), &extra)
 }
+
+/// Writes `chunk` to `f` again and again until a write fails (or accepts
+/// nothing) or `limit` bytes went in, then syncs if no write failed. Returns
+/// the bytes accepted and the first error, if any: the write's, else the
+/// sync's.
+fn write_until_error(f: &mut fs::File, chunk: &[u8], limit: u64) -> (u64, Option<io::Error>) {
+    use std::io::Write;
+    let mut accepted = 0u64;
+    while accepted < limit {
+        match f.write(chunk) {
+            Ok(0) => {
+                let zero = io::Error::new(io::ErrorKind::WriteZero, "write returned 0");
+                return (accepted, Some(zero));
+            }
+            Ok(n) => accepted += n as u64,
+            Err(e) => return (accepted, Some(e)),
+        }
+    }
+    (accepted, f.sync_all().err())
+}
