@@ -27,6 +27,10 @@ use crate::request::{Operation, ParseContext, Request, parse_header};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use zerocopy::IntoBytes;
 
+/// Bytes per page in `max_pages` (the kernel's unit on every architecture
+/// FUSE servers meet here).
+const PAGE_SIZE: u32 = 4096;
+
 const WAITING_INIT: u8 = 0;
 const RUNNING: u8 = 1;
 const DESTROYED: u8 = 2;
@@ -64,6 +68,8 @@ pub struct Dispatcher<F> {
     state: AtomicU8,
     minor: AtomicU32,
     setxattr_ext: AtomicBool,
+    /// The most bytes a READ may ask for (`max_pages` pages), set at INIT.
+    read_limit: AtomicU32,
 }
 
 impl<F: Filesystem> Dispatcher<F> {
@@ -76,6 +82,7 @@ impl<F: Filesystem> Dispatcher<F> {
             state: AtomicU8::new(WAITING_INIT),
             minor: AtomicU32::new(FUSE_KERNEL_MINOR_VERSION),
             setxattr_ext: AtomicBool::new(false),
+            read_limit: AtomicU32::new(0),
         }
     }
 
@@ -186,6 +193,10 @@ impl<F: Filesystem> Dispatcher<F> {
                 negotiated,
             }) => {
                 self.minor.store(negotiated.minor, Ordering::Relaxed);
+                self.read_limit.store(
+                    u32::from(negotiated.max_pages.max(1)) * PAGE_SIZE,
+                    Ordering::Relaxed,
+                );
                 self.setxattr_ext.store(
                     negotiated.flags.contains(InitFlags::SETXATTR_EXT),
                     Ordering::Relaxed,
@@ -343,6 +354,18 @@ impl<F: Filesystem> Dispatcher<F> {
                 fs.open(h, op::Open::new(ino, arg), ReplyOpen::new(unique, cold!()))
             }
             Operation::Read { arg } => {
+                let limit = self.read_limit.load(Ordering::Relaxed);
+                if arg.size > limit {
+                    let error = ParseError::ReadTooLarge {
+                        size: arg.size,
+                        limit,
+                    };
+                    ReplyHandle::new(unique, sink).send_error(error.errno());
+                    return Dispatched::Malformed {
+                        error,
+                        replied: true,
+                    };
+                }
                 fs.read(h, op::Read::new(ino, arg), ReplyData::new(unique, sink))
             }
             Operation::Write { arg, data } => fs.write(

@@ -169,6 +169,15 @@ pub enum ParseError {
         /// The opcode.
         opcode: u32,
     },
+    /// A READ asks for more bytes than the session agreed a request may
+    /// carry (`max_pages` pages). A Linux kernel never does; serving it
+    /// would make a backend stage gigabytes for one reply.
+    ReadTooLarge {
+        /// Bytes asked for.
+        size: u32,
+        /// The agreed limit.
+        limit: u32,
+    },
 }
 
 impl ParseError {
@@ -215,11 +224,12 @@ impl ParseError {
             ParseError::NotInitialized { .. } => 10,
             ParseError::RepeatedInit => 11,
             ParseError::ZeroUnique { .. } => 12,
+            ParseError::ReadTooLarge { .. } => 13,
         }
     }
 
     /// How many values [`ParseError::kind`] takes.
-    pub const KINDS: usize = 13;
+    pub const KINDS: usize = 14;
 }
 
 impl fmt::Display for ParseError {
@@ -267,6 +277,10 @@ impl fmt::Display for ParseError {
                 f,
                 "opcode {opcode} with unique 0 (a reply would read as a notification)"
             ),
+            ParseError::ReadTooLarge { size, limit } => write!(
+                f,
+                "READ of {size} bytes, more than the {limit} a request may carry"
+            ),
         }
     }
 }
@@ -296,9 +310,9 @@ mod tests {
         assert!(ParseError::MissingNul { opcode: 1 }.can_reply());
         assert!(!ParseError::ZeroUnique { opcode: 1 }.can_reply());
         assert_eq!(ParseError::RepeatedInit.errno(), Errno::EIO);
-        assert_eq!(
-            ParseError::ZeroUnique { opcode: 1 }.kind(),
-            ParseError::KINDS - 1
-        );
+        let too_large = ParseError::ReadTooLarge { size: 2, limit: 1 };
+        assert_eq!(too_large.errno(), Errno::EINVAL);
+        assert!(too_large.can_reply());
+        assert_eq!(too_large.kind(), ParseError::KINDS - 1);
     }
 }

@@ -313,3 +313,58 @@ fn a_peer_claiming_731_gets_no_newer_flag_whatever_it_offers() {
     // SETXATTR_EXT (7.33) was not agreed: the 7.31 setxattr layout parses.
     assert!(!h.disp.parse_context().setxattr_ext);
 }
+
+/// A READ argument: `size` bytes at offset 0 of handle 0x55.
+fn read_arg(size: u32) -> Vec<u8> {
+    W::new()
+        .u64(0x55)
+        .u64(0)
+        .u32(size)
+        .u32(0)
+        .u64(0)
+        .u32(0)
+        .u32(0)
+        .done()
+}
+
+#[test]
+fn a_read_larger_than_the_agreed_pages_is_refused() {
+    const EINVAL: i32 = 22;
+    for (minor, flags) in [(45, FULL_OFFER), (27, 0)] {
+        let mut h = Harness::fresh(RecFs::new(), InitConfig::default(), false);
+        let (_, d, _) = h.send(FUSE_INIT, 0, &init_arg(7, minor, 131072, flags), &[]);
+        let Dispatched::Initialized(n) = d else {
+            panic!("INIT: {d:?}")
+        };
+        h.calls();
+        // Without MAX_PAGES the kernel's own 32 pages stand.
+        let limit = u32::from(n.max_pages) * 4096;
+        if minor == 27 {
+            assert_eq!(limit, 32 * 4096);
+        }
+        // The largest READ the session allows reaches the filesystem.
+        let (u, d, _) = h.send(FUSE_READ, 8, &read_arg(limit), &[]);
+        assert_eq!(d, Dispatched::Handled(Opcode::Read));
+        assert!(matches!(
+            h.only_call(FUSE_READ, u, 8),
+            Call::Read { size, .. } if size == limit
+        ));
+        // One byte more, and a gigabyte, are refused without a call.
+        for size in [limit + 1, 1 << 30, u32::MAX] {
+            let (u, d, out) = h.send(FUSE_READ, 8, &read_arg(size), &[]);
+            assert_eq!(
+                d,
+                Dispatched::Malformed {
+                    error: ParseError::ReadTooLarge { size, limit },
+                    replied: true
+                }
+            );
+            assert_error(&out, u, EINVAL);
+            assert!(
+                h.calls().is_empty(),
+                "READ of {size} reached the filesystem"
+            );
+            serves(&mut h, 9);
+        }
+    }
+}
