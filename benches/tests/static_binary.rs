@@ -3,7 +3,7 @@
 //! Builds it exactly as documented (a no-op when `.ci/run` built it already):
 //!
 //! ```sh
-//! cargo build --profile static -p fuselage --no-default-features --target x86_64-unknown-linux-musl
+//! cargo build --profile static -p fuselage --target x86_64-unknown-linux-musl
 //! ```
 //!
 //! or, where the musl target is not installed, the glibc static build
@@ -95,8 +95,6 @@ fn static_binary() -> (PathBuf, Option<&'static str>) {
             "static",
             "-p",
             "fuselage",
-            // `--sandbox` (seccompiler) does not fit in 1 MiB.
-            "--no-default-features",
             "--target",
             target,
         ])
@@ -253,22 +251,42 @@ fn static_binary_is_static_and_under_one_mib() {
 
 #[test]
 fn memfs_blocking_in_an_empty_root() {
-    serve_in_empty_root(Backend::Memfs, "blocking");
+    serve_in_empty_root(Backend::Memfs, "blocking", false);
+}
+
+#[test]
+fn memfs_blocking_sandboxed_in_an_empty_root() {
+    serve_in_empty_root(Backend::Memfs, "blocking", true);
 }
 
 #[test]
 fn memfs_uring_in_an_empty_root() {
-    serve_in_empty_root(Backend::Memfs, "uring");
+    serve_in_empty_root(Backend::Memfs, "uring", false);
+}
+
+#[test]
+fn memfs_uring_sandboxed_in_an_empty_root() {
+    serve_in_empty_root(Backend::Memfs, "uring", true);
 }
 
 #[test]
 fn passthrough_blocking_in_an_empty_root() {
-    serve_in_empty_root(Backend::Passthrough, "blocking");
+    serve_in_empty_root(Backend::Passthrough, "blocking", false);
+}
+
+#[test]
+fn passthrough_blocking_sandboxed_in_an_empty_root() {
+    serve_in_empty_root(Backend::Passthrough, "blocking", true);
 }
 
 #[test]
 fn passthrough_uring_in_an_empty_root() {
-    serve_in_empty_root(Backend::Passthrough, "uring");
+    serve_in_empty_root(Backend::Passthrough, "uring", false);
+}
+
+#[test]
+fn passthrough_uring_sandboxed_in_an_empty_root() {
+    serve_in_empty_root(Backend::Passthrough, "uring", true);
 }
 
 /// 200 KB of a pattern that is not all one byte.
@@ -276,7 +294,9 @@ fn pattern() -> Vec<u8> {
     (0..200_000u32).map(|i| (i % 251) as u8).collect()
 }
 
-fn serve_in_empty_root(backend: Backend, transport: &str) {
+/// Serves `backend` on `transport` from the static binary in an empty root;
+/// with `sandbox`, confined by `--sandbox` (seccomp, capabilities).
+fn serve_in_empty_root(backend: Backend, transport: &str, sandbox: bool) {
     if let Some(why) = unmet_needs(transport) {
         return skip(&why);
     }
@@ -284,8 +304,9 @@ fn serve_in_empty_root(backend: Backend, transport: &str) {
 
     // The empty root: the binary, /dev/fuse, an empty mountpoint (and what passthrough serves).
     let dir = std::env::temp_dir().join(format!(
-        "fuselage-static-{}-{transport}.{}",
+        "fuselage-static-{}-{transport}{}.{}",
         backend.name(),
+        if sandbox { "-sandbox" } else { "" },
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -312,6 +333,9 @@ fn serve_in_empty_root(backend: Backend, transport: &str) {
     }
     let mut expected = vec!["dev", "dev/fuse", "fuselage", "mnt"];
     let mut args = vec!["mount", "--transport", transport];
+    if sandbox {
+        args.push("--sandbox");
+    }
     if backend == Backend::Passthrough {
         std::fs::create_dir(dir.join("src")).unwrap();
         std::fs::write(dir.join("src/data.bin"), pattern()).unwrap();
@@ -375,6 +399,11 @@ fn serve_in_empty_root(backend: Backend, transport: &str) {
     assert!(
         !startup.contains("fallback"),
         "the startup line reports a fallback: {startup}"
+    );
+    assert_eq!(
+        startup.contains(" sandbox=on("),
+        sandbox,
+        "the startup line and --sandbox disagree: {startup}"
     );
     let mnt = dir.join("mnt");
     assert!(

@@ -177,11 +177,8 @@ impl PassthroughChoice {
 impl MountArgs {
     /// Worker threads: `--threads`, else the number of CPUs.
     pub fn worker_threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        self.threads
+            .unwrap_or_else(fuselage_linux::sys::usable_cpus)
     }
 
     /// How many workers may wait for a contended lock: all but one, so a

@@ -517,6 +517,11 @@ pub(crate) fn serve_fs<F: Served>(
     let confined = match args.sandbox {
         Some(mode) => {
             let needs = sandbox_needs(args, &fs, mount.as_ref());
+            if needs.uring {
+                // What native io_uring reads from sysfs, read while a
+                // private sysfs instance can still be made (no /sys).
+                fuselage_transport_uring::read_ahead();
+            }
             let confined = crate::sandbox::confine(mode, &needs).map_err(ServeError::Sandbox)?;
             Some((confined, needs))
         }

@@ -135,7 +135,7 @@ impl Default for UringConfig {
         UringConfig {
             choice: Choice::Auto,
             depth: DEFAULT_DEPTH,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: fuselage_linux::sys::usable_cpus(),
             rw_depth: DEFAULT_RW_DEPTH,
             init: InitConfig::default(),
             read_only: false,

@@ -2,7 +2,7 @@
 //! completely, non-blocking fds, pipes for splice and their size, CPU affinity, the page size.
 //!
 //! Each function takes typed fds and returns `io::Result` with the errno, as rustix does; none
-//! allocates except [`online_cpu`] (it lists the allowed CPUs) and [`grow_pipe`] when the
+//! allocates except [`online_cpu`] and [`usable_cpus`] (they list the allowed CPUs) and [`grow_pipe`] when the
 //! kernel refuses the size (it reads `/proc/sys/fs/pipe-max-size`).
 
 use std::io;
@@ -95,26 +95,43 @@ fn pipe_max_size() -> usize {
         .unwrap_or(1 << 20)
 }
 
-/// The `i`-th CPU the process may run on (wrapping), from its affinity
-/// mask; `None` if it may run on fewer than two (nothing to choose) or the
-/// mask cannot be read. Used to place one worker per CPU.
-pub fn online_cpu(i: usize) -> Option<usize> {
+/// The CPUs the process may run on (its affinity mask), in order; empty if
+/// the mask cannot be read.
+fn allowed_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is a valid empty set, and
     // sched_getaffinity writes at most its size.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
     if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
     {
-        return None;
+        return Vec::new();
     }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+    (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
         .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect();
+        .collect()
+}
+
+/// The `i`-th CPU the process may run on (wrapping), from its affinity
+/// mask; `None` if it may run on fewer than two (nothing to choose) or the
+/// mask cannot be read. Used to place one worker per CPU.
+pub fn online_cpu(i: usize) -> Option<usize> {
+    let cpus = allowed_cpus();
     if cpus.len() < 2 {
         return None;
     }
     Some(cpus[i % cpus.len()])
+}
+
+/// How many CPUs the process may run on (its affinity mask, at least 1):
+/// the default worker count.
+///
+/// Unlike `std::thread::available_parallelism` it does not read cgroup CPU
+/// quotas, which keeps the cgroup parsing (about 9 KB) out of the static
+/// binary; a quota limits time, not where threads run, so a worker per
+/// allowed CPU is still the right default.
+pub fn usable_cpus() -> usize {
+    allowed_cpus().len().max(1)
 }
 
 /// Pins the calling thread to `cpu` (`EINVAL` for a CPU at or above

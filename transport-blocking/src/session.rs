@@ -56,9 +56,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            threads: thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            threads: fuselage_linux::sys::usable_cpus(),
             init: InitConfig::default(),
             read_only: false,
             splice: true,

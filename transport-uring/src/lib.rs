@@ -61,5 +61,5 @@ pub mod sqe;
 pub mod sysfs;
 
 pub use native::{NativeQueues, RingReply};
-pub use probe::{Unavailable, possible_cpus, probe_native, probe_uring};
+pub use probe::{Unavailable, possible_cpus, probe_native, probe_uring, read_ahead};
 pub use rw::RwEnd;

@@ -26,6 +26,21 @@ use std::io;
 /// The fuse module parameter that enables FUSE-over-io_uring.
 pub const ENABLE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
 
+/// [`ENABLE_URING_PARAM`] relative to the sysfs root.
+const ENABLE_URING_REL: &str = "module/fuse/parameters/enable_uring";
+
+/// The possible CPU list, relative to the sysfs root.
+const POSSIBLE_CPUS_REL: &str = "devices/system/cpu/possible";
+
+/// Reads the sysfs attributes native FUSE-over-io_uring needs
+/// (`enable_uring`, the possible CPUs) now, for a server about to confine
+/// itself: where `/sys` is not mounted, reading them later would need a
+/// private sysfs instance (`fsopen`, `CAP_SYS_ADMIN`) that `--sandbox`
+/// takes away. See [`sysfs::keep`].
+pub fn read_ahead() {
+    sysfs::keep(&[ENABLE_URING_REL, POSSIBLE_CPUS_REL]);
+}
+
 /// The first kernel release with FUSE-over-io_uring.
 pub const NATIVE_MIN_KERNEL: (u32, u32) = (6, 14);
 
@@ -173,7 +188,7 @@ pub fn probe_native() -> Result<(), Unavailable> {
 /// first (by opening `/dev/fuse`) if the parameter is missing, since it only
 /// exists once the module is loaded.
 pub fn read_enable_uring() -> Option<bool> {
-    let rel = ENABLE_URING_PARAM.trim_start_matches("/sys/");
+    let rel = ENABLE_URING_REL;
     let v = sysfs::read(rel).ok().or_else(|| {
         let _ = fs::OpenOptions::new()
             .read(true)
@@ -212,7 +227,7 @@ pub fn parse_release(release: &str) -> Option<(u32, u32)> {
 /// The possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-3,8`):
 /// FUSE-over-io_uring wants one queue for each.
 pub fn possible_cpus() -> io::Result<Vec<usize>> {
-    let text = sysfs::read("devices/system/cpu/possible")?;
+    let text = sysfs::read(POSSIBLE_CPUS_REL)?;
     parse_cpu_list(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -18,14 +18,38 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// Where sysfs is normally mounted.
 const SYSFS_ROOT: &str = "/sys";
+
+/// Attributes read by [`keep`] before the process gave up the right to make
+/// a private instance (`--sandbox`), with what they held.
+static KEPT: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+
+/// Reads the attributes `rels` now and answers later [`read`]s of them from
+/// what was read, for a process about to confine itself (seccomp without
+/// `fsopen`, no `CAP_SYS_ADMIN`) in a root without `/sys`: an init
+/// container's `--sandbox`. Attributes that cannot be read are left to
+/// [`read`]. Only the first call keeps anything.
+pub fn keep(rels: &[&'static str]) {
+    KEPT.get_or_init(|| {
+        rels.iter()
+            .filter_map(|&rel| read(rel).ok().map(|text| (rel, text)))
+            .collect()
+    });
+}
 
 /// Reads the sysfs attribute `rel` (relative to the sysfs root, e.g.
 /// `devices/system/cpu/possible`): from `/sys` when sysfs is mounted there,
 /// else through a private, detached sysfs instance (see the module docs).
 pub fn read(rel: &str) -> io::Result<String> {
+    if let Some((_, text)) = KEPT
+        .get()
+        .and_then(|kept| kept.iter().find(|(r, _)| *r == rel))
+    {
+        return Ok(text.clone());
+    }
     match fs::read_to_string(Path::new(SYSFS_ROOT).join(rel)) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !mounted() => read_private(rel),
         other => other,
@@ -35,7 +59,7 @@ pub fn read(rel: &str) -> io::Result<String> {
 /// Whether sysfs can be read at all: mounted at `/sys`, or a private
 /// instance can be made.
 pub fn reachable() -> bool {
-    mounted() || private_instance().is_ok()
+    KEPT.get().is_some_and(|kept| !kept.is_empty()) || mounted() || private_instance().is_ok()
 }
 
 /// Whether `/sys` holds a sysfs (every sysfs has `module/`).

@@ -184,10 +184,39 @@ const UNMOUNT: &[c_long] = &[libc::SYS_umount2];
 /// sd_notify datagrams.
 const NOTIFY: &[c_long] = &[libc::SYS_socket, libc::SYS_sendto];
 
+/// One past the highest syscall number the lists hold (x86_64 and aarch64
+/// numbers are all below it), checked at compile time.
+const NR_LIMIT: usize = 512;
+
+/// Whether every number in `list` is in `0..NR_LIMIT`.
+const fn below_limit(list: &[c_long]) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if list[i] < 0 || list[i] as usize >= NR_LIMIT {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const _: () = assert!(
+    below_limit(BASE)
+        && below_limit(URING)
+        && below_limit(HOST)
+        && below_limit(WATCH)
+        && below_limit(UNMOUNT)
+        && below_limit(NOTIFY)
+);
+
 /// The allow-list for `needs`, sorted and without duplicates.
+///
+/// Gathered in a bitmap rather than sorted: the static binary then carries
+/// no sorting code for it.
 pub fn syscalls(needs: &Needs) -> Vec<c_long> {
-    let mut all: Vec<c_long> = BASE.to_vec();
+    let mut set = [0u64; NR_LIMIT / 64];
     for (on, list) in [
+        (true, BASE),
         (needs.uring, URING),
         (needs.host_files, HOST),
         (needs.watch, WATCH),
@@ -195,12 +224,17 @@ pub fn syscalls(needs: &Needs) -> Vec<c_long> {
         (needs.notify, NOTIFY),
     ] {
         if on {
-            all.extend_from_slice(list);
+            for &nr in list {
+                // Below NR_LIMIT: checked at compile time above.
+                let nr = nr as usize;
+                set[nr / 64] |= 1 << (nr % 64);
+            }
         }
     }
-    all.sort_unstable();
-    all.dedup();
-    all
+    (0..NR_LIMIT)
+        .filter(|&nr| set[nr / 64] & (1 << (nr % 64)) != 0)
+        .map(|nr| nr as c_long)
+        .collect()
 }
 
 /// Capabilities (numbers as in `linux/capability.h`) the mount needs; all
@@ -277,6 +311,19 @@ mod tests {
         assert!(host.contains(&libc::SYS_io_uring_enter) && host.contains(&libc::SYS_setfsuid));
         assert!(!host.contains(&libc::SYS_fanotify_init));
         assert!(host.windows(2).all(|w| w[0] < w[1]));
+        // Everything on: exactly the sorted union of the lists.
+        let all = syscalls(&Needs {
+            uring: true,
+            host_files: true,
+            watch: true,
+            unmount: true,
+            notify: true,
+            ..Needs::default()
+        });
+        let mut want: Vec<c_long> = [BASE, URING, HOST, WATCH, UNMOUNT, NOTIFY].concat();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(all, want);
         assert_eq!(capabilities(&Needs::default()), 0);
         assert_eq!(
             capabilities(&Needs {
