@@ -142,6 +142,9 @@ pub struct MountArgs {
     /// `--sandbox[=kill|log]`: once mounted, confine the server (seccomp
     /// allow-list, capabilities, no_new_privs); `None` leaves it unconfined.
     pub sandbox: Option<crate::sandbox::SeccompMode>,
+    /// `--sandbox-namespace`: confine in a private mount namespace whose
+    /// root is empty (implies `--sandbox` when that is not given).
+    pub sandbox_namespace: bool,
 }
 
 /// What a `--route` places at its path.
@@ -213,6 +216,7 @@ impl MountArgs {
             cache: CacheChoice::Auto,
             watch_inotify_only: false,
             sandbox: None,
+            sandbox_namespace: false,
         }
     }
 }
@@ -365,11 +369,15 @@ Options:
                          the capabilities they need, no_new_privs; a refused
                          syscall kills the server (kill, the default) or fails
                          with EPERM (log); both name it on stderr
+  --sandbox-namespace    also move into a private mount namespace whose root
+                         is an empty read-only tmpfs with only /proc: no host
+                         path is reachable (needs root; implies --sandbox)
 
   -o OPT[,OPT...]        options as mount(8) gives them; every option above also
                          as -o NAME[=VALUE] (source=, transport=, threads=,
                          passthrough=, lower=, upper=, route=, ro, allow_other,
-                         no_auto_unmount, size=, poll_us=, cache=, sandbox[=]),
+                         no_auto_unmount, size=, poll_us=, cache=, sandbox[=],
+                         sandbox_namespace),
                          plus debug, fsname=,
                          subtype=, max_read=,
                          default_permissions, rw, and the generic mount flags
@@ -460,6 +468,7 @@ fn parse_mount(args: &[String], helper: bool) -> Result<Command, UsageError> {
             "--route" => m.routes.push(route(&value("--route")?)?),
             "--cache" => m.cache = cache(value("--cache")?, "--cache")?,
             "--sandbox" => m.sandbox = Some(sandbox(inline.clone(), "--sandbox")?),
+            "--sandbox-namespace" => m.sandbox_namespace = true,
             "-o" => {
                 let opts = it.next().ok_or(UsageError::MissingValue("-o"))?;
                 apply_mount_options(&mut m, &opts)?;
@@ -579,6 +588,7 @@ pub fn apply_mount_options(m: &mut MountArgs, opts: &str) -> Result<(), UsageErr
             "route" => m.routes.push(route(&need("-o route=")?)?),
             "cache" => m.cache = cache(need("-o cache=")?, "-o cache")?,
             "sandbox" => m.sandbox = Some(sandbox(value.clone(), "-o sandbox")?),
+            "sandbox_namespace" => flag(&mut m.sandbox_namespace, true)?,
             "fsname" => m.fs_name = Some(nonempty(need("-o fsname=")?, "-o fsname")?),
             "subtype" => m.subtype = Some(nonempty(need("-o subtype=")?, "-o subtype")?),
             "max_read" => {
@@ -890,6 +900,29 @@ mod tests {
                 expected: "nothing, kill or log",
             })
         );
+    }
+
+    #[test]
+    fn sandbox_namespace_flag() {
+        let namespace = |args: &[&str]| match p(args) {
+            Ok(Command::Mount(m)) => Ok((m.sandbox_namespace, m.sandbox)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(namespace(&["mount", "/m"]), Ok((false, None)));
+        assert_eq!(
+            namespace(&["mount", "--sandbox-namespace", "/m"]),
+            Ok((true, None))
+        );
+        assert_eq!(
+            namespace(&["mount", "-o", "ro,sandbox_namespace", "/m"]),
+            Ok((true, None))
+        );
+        assert_eq!(
+            namespace(&["mount", "--sandbox=log", "--sandbox-namespace", "/m"]),
+            Ok((true, Some(crate::sandbox::SeccompMode::Log)))
+        );
+        assert!(namespace(&["mount", "-o", "sandbox_namespace=yes", "/m"]).is_err());
     }
 
     #[test]

@@ -145,7 +145,42 @@ pub(crate) fn prepare(args: &MountArgs) -> Result<(), ServeError> {
     if args.debug || log::enabled(log::Level::Debug) {
         crate::debug::enable();
     }
+    // SAFETY: geteuid has no preconditions.
+    if args.sandbox_namespace && unsafe { libc::geteuid() } != 0 {
+        return Err(ServeError::Options(
+            "--sandbox-namespace needs root (CAP_SYS_ADMIN, in the initial or a user namespace) \
+             to make a private mount namespace"
+                .into(),
+        ));
+    }
+    if args.sandbox_namespace && (!args.auto_unmount || is_pid1()) {
+        return Err(ServeError::Options(
+            "--sandbox-namespace: a server in a private mount namespace cannot unmount its mount, \
+             which needs the auto-unmount watchdog: drop --no-auto-unmount (and, as PID 1, \
+             where the watchdog dies with the server, run without --sandbox-namespace)"
+                .into(),
+        ));
+    }
+    if args.sandbox_namespace && !root_is_a_mount() {
+        return Err(ServeError::Options(
+            "--sandbox-namespace: the root directory is not a mount point (inside a chroot?), \
+             so a private namespace cannot make another root of it (pivot_root): run from a root \
+             that is a mount, or use --sandbox alone"
+                .into(),
+        ));
+    }
     transport_preflight(args)
+}
+
+/// Whether `/` is the root of a mount (`STATX_ATTR_MOUNT_ROOT`); true where
+/// the kernel cannot say (before 5.8), leaving the refusal to `pivot_root`.
+fn root_is_a_mount() -> bool {
+    // SAFETY: an all-zero statx is a valid value for statx to overwrite.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid statx to write.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c"/".as_ptr(), 0, 0, &mut st) };
+    let known = u64::from(libc::STATX_ATTR_MOUNT_ROOT as u32);
+    rc != 0 || st.stx_attributes_mask & known == 0 || st.stx_attributes & known != 0
 }
 
 /// The stock backends' choice for a mount no registered backend claimed:
@@ -512,9 +547,20 @@ pub(crate) fn serve_fs<F: Served>(
         _ => None,
     };
 
+    // Under --sandbox-namespace neither the mountpoint nor mountinfo shows
+    // the host's mounts afterwards: what tells an abort from an unmount at
+    // the end is opened now.
+    let presence = match &mount {
+        Some(m) if args.sandbox_namespace => m.lock().ok().and_then(|m| m.presence().ok()),
+        _ => None,
+    };
+
     // --sandbox: confine before the first thread starts, so every thread
     // inherits the capabilities and the filter.
-    let confined = match args.sandbox {
+    let sandbox = args.sandbox.or(args
+        .sandbox_namespace
+        .then_some(crate::sandbox::SeccompMode::Kill));
+    let confined = match sandbox {
         Some(mode) => {
             let needs = sandbox_needs(args, &fs, mount.as_ref());
             if needs.uring {
@@ -522,7 +568,24 @@ pub(crate) fn serve_fs<F: Served>(
                 // private sysfs instance can still be made (no /sys).
                 fuselage_transport_uring::read_ahead();
             }
-            let confined = crate::sandbox::confine(mode, &needs).map_err(ServeError::Sandbox)?;
+            if needs.notify {
+                // The service manager's socket by path is out of reach
+                // from a private namespace: connect it now.
+                crate::service::connect();
+            }
+            let confined = match crate::sandbox::confine(mode, &needs, args.sandbox_namespace) {
+                Ok(c) => c,
+                Err(e) => {
+                    if args.sandbox_namespace {
+                        // Perhaps in a namespace of its own already, where an
+                        // unmount would only remove its copy: leave the
+                        // host's mount to the watchdog, which sees this
+                        // process go without a clean goodbye.
+                        std::mem::forget(mount);
+                    }
+                    return Err(ServeError::Sandbox(e));
+                }
+            };
             Some((confined, needs))
         }
         None => None,
@@ -625,7 +688,7 @@ pub(crate) fn serve_fs<F: Served>(
     crate::service::stopping();
     if let Some(m) = &mount
         && result.is_ok()
-        && m.lock().is_ok_and(|m| aborted(&m))
+        && m.lock().is_ok_and(|m| aborted(&m, presence.as_ref()))
     {
         // Confined, the watchdog removes it once this process is gone.
         eprintln!(
@@ -766,11 +829,17 @@ fn uring_choice(choice: TransportChoice) -> Choice {
 
 /// Whether serving ended with `m` still mounted by us and its connection
 /// still at the mountpoint: nobody unmounted it, so the kernel ended the
-/// connection itself (an abort through fusectl).
-fn aborted(m: &Mount) -> bool {
+/// connection itself (an abort through fusectl). In a private mount namespace
+/// only `presence` (opened before entering it) can tell.
+fn aborted(m: &Mount, presence: Option<&fuselage_linux::mount::MountPresence>) -> bool {
     m.is_mounted()
-        && m.connection_id().is_some()
-        && fuselage_linux::mount::connection_id(m.mountpoint()) == m.connection_id()
+        && match presence {
+            Some(p) => p.still_mounted(),
+            None => {
+                m.connection_id().is_some()
+                    && fuselage_linux::mount::connection_id(m.mountpoint()) == m.connection_id()
+            }
+        }
 }
 
 /// Whether this process is PID 1 of its PID namespace.

@@ -16,12 +16,49 @@ pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
 
 static STOPPING_SENT: AtomicBool = AtomicBool::new(false);
 
+/// The socket [`connect`] connected to `NOTIFY_SOCKET`, used from then on.
+static CONNECTED: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
+/// Connects a socket to `NOTIFY_SOCKET` now and sends every later
+/// notification through it: for a server about to enter a private mount
+/// namespace (`--sandbox-namespace`), where the socket's path no longer
+/// resolves. Failing, it says so and leaves notifications to [`notify`]'s
+/// usual path.
+pub fn connect() {
+    let Some(name) = std::env::var_os(NOTIFY_SOCKET_ENV) else {
+        return;
+    };
+    let name = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec();
+    match socket_to(&name, true) {
+        Ok((fd, _, _)) => {
+            let _ = CONNECTED.set(fd);
+        }
+        Err(e) => crate::log!(Warn, "cannot connect to ${NOTIFY_SOCKET_ENV}: {e}"),
+    }
+}
+
 /// Sends `state` (e.g. `"READY=1"`) to the socket named by `NOTIFY_SOCKET`.
 /// `Ok(false)` when the variable is not set: nobody is listening.
 pub fn notify(state: &str) -> io::Result<bool> {
     let Some(name) = std::env::var_os(NOTIFY_SOCKET_ENV) else {
         return Ok(false);
     };
+    if let Some(fd) = CONNECTED.get() {
+        // SAFETY: `state` is valid for its length; `fd` is a connected
+        // datagram socket.
+        let sent = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                state.as_ptr().cast(),
+                state.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(true);
+    }
     let name = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec();
     send_datagram(&name, state.as_bytes())?;
     Ok(true)
@@ -44,9 +81,13 @@ pub fn stopping() {
     }
 }
 
-/// Sends one datagram to the unix socket `name` (a path, or `@name` for
-/// the abstract namespace).
-fn send_datagram(name: &[u8], message: &[u8]) -> io::Result<()> {
+/// A datagram socket for the unix socket `name` (a path, or `@name` for the
+/// abstract namespace), with its address and the address's length;
+/// connected to it when `connect`.
+fn socket_to(
+    name: &[u8],
+    connect: bool,
+) -> io::Result<(OwnedFd, libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -65,6 +106,7 @@ fn send_datagram(name: &[u8], message: &[u8]) -> io::Result<()> {
     }
     // Abstract names are exactly as long as given; paths end at their NUL.
     let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(!abstract_name);
+    let len = len as libc::socklen_t;
     // SAFETY: socket(2) with constant arguments; the result is checked.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -72,8 +114,22 @@ fn send_datagram(name: &[u8], message: &[u8]) -> io::Result<()> {
     }
     // SAFETY: `fd` was just created and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `message` and `addr` are valid for the lengths given, which
-    // do not exceed their sizes (checked above).
+    if connect {
+        // SAFETY: `addr` is valid for `len` bytes, which do not exceed its
+        // size (checked above).
+        let rc = unsafe { libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&addr).cast(), len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((fd, addr, len))
+}
+
+/// Sends one datagram to the unix socket `name` (a path, or `@name` for
+/// the abstract namespace).
+fn send_datagram(name: &[u8], message: &[u8]) -> io::Result<()> {
+    let (fd, addr, len) = socket_to(name, false)?;
+    // SAFETY: `message` and `addr` are valid for the lengths given.
     let sent = unsafe {
         libc::sendto(
             fd.as_raw_fd(),
@@ -81,7 +137,7 @@ fn send_datagram(name: &[u8], message: &[u8]) -> io::Result<()> {
             message.len(),
             libc::MSG_NOSIGNAL,
             std::ptr::from_ref(&addr).cast(),
-            len as libc::socklen_t,
+            len,
         )
     };
     if sent < 0 {

@@ -18,6 +18,10 @@
 //!    SIGSYS: the mount then answers ENOTCONN and the auto-unmount watchdog
 //!    removes it) or makes the syscall fail with `EPERM` and goes on.
 //!
+//! With `--sandbox-namespace` it first moves into a private mount namespace
+//! whose root is an empty, read-only tmpfs holding only `/proc`
+//! ([`namespace`]): no host path is reachable from the server any more.
+//!
 //! A confined server does not unmount by itself when the auto-unmount
 //! watchdog (or fusermount3's helper) is there to do it: on SIGTERM it
 //! exits, and the watchdog unmounts. Only with `--no-auto-unmount` does it
@@ -25,6 +29,8 @@
 
 #[cfg(feature = "sandbox")]
 mod names;
+#[cfg(feature = "sandbox")]
+pub mod namespace;
 pub mod policy;
 
 pub use policy::Needs;
@@ -72,6 +78,9 @@ pub enum SandboxError {
     /// Building or installing the seccomp filter failed.
     #[cfg(feature = "sandbox")]
     Filter(seccompiler::Error),
+    /// Entering the private mount namespace failed.
+    #[cfg(feature = "sandbox")]
+    Namespace(namespace::NamespaceError),
     /// This binary was built without the `sandbox` feature (the small
     /// static build).
     NotBuilt,
@@ -91,6 +100,8 @@ impl fmt::Display for SandboxError {
             SandboxError::Handler(e) => write!(f, "--sandbox: installing the SIGSYS handler: {e}"),
             #[cfg(feature = "sandbox")]
             SandboxError::Filter(e) => write!(f, "--sandbox: seccomp filter: {e}"),
+            #[cfg(feature = "sandbox")]
+            SandboxError::Namespace(e) => write!(f, "--sandbox-namespace: {e}"),
             SandboxError::NotBuilt => f.write_str(
                 "--sandbox: this fuselage was built without the sandbox feature (the small static build)",
             ),
@@ -109,24 +120,33 @@ pub struct Confined {
     pub syscalls: usize,
     /// The capabilities kept (bit n = capability n).
     pub caps: u64,
+    /// Whether it runs in a private mount namespace (`--sandbox-namespace`).
+    pub namespace: bool,
 }
 
 impl Confined {
     /// The startup line's word, with its leading space:
-    /// ` sandbox=on(seccomp=kill,syscalls=58,caps=none,no_new_privs)`.
+    /// ` sandbox=on(seccomp=kill,syscalls=58,caps=none,no_new_privs)`,
+    /// with `,mountns=private` inside the parentheses under
+    /// `--sandbox-namespace`.
     pub fn word(&self) -> String {
         let caps: Vec<&str> = (0..64)
             .filter(|c| self.caps & (1 << c) != 0)
             .map(policy::capability_name)
             .collect();
         format!(
-            " sandbox=on(seccomp={},syscalls={},caps={},no_new_privs)",
+            " sandbox=on(seccomp={},syscalls={},caps={},no_new_privs{})",
             self.mode.name(),
             self.syscalls,
             if caps.is_empty() {
                 "none".to_string()
             } else {
                 caps.join("+")
+            },
+            if self.namespace {
+                ",mountns=private"
+            } else {
+                ""
             }
         )
     }
@@ -139,20 +159,34 @@ static LOG_ONLY: AtomicBool = AtomicBool::new(false);
 /// Confines the calling process as described in the [module](self) docs.
 /// Must run before the server starts any thread.
 #[cfg(not(feature = "sandbox"))]
-pub fn confine(_mode: SeccompMode, _needs: &Needs) -> Result<Confined, SandboxError> {
+pub fn confine(
+    _mode: SeccompMode,
+    _needs: &Needs,
+    _namespace: bool,
+) -> Result<Confined, SandboxError> {
     Err(SandboxError::NotBuilt)
 }
 
 /// Confines the calling process as described in the [module](self) docs.
 /// Must run before the server starts any thread.
+/// With `namespace`, it first enters a private mount namespace
+/// ([`namespace::enter`]).
 #[cfg(feature = "sandbox")]
-pub fn confine(mode: SeccompMode, needs: &Needs) -> Result<Confined, SandboxError> {
+pub fn confine(
+    mode: SeccompMode,
+    needs: &Needs,
+    namespace: bool,
+) -> Result<Confined, SandboxError> {
     let arch = target_arch().ok_or(SandboxError::Architecture)?;
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         let n = tasks.count();
         if n > 1 {
             return Err(SandboxError::Threads(n));
         }
+    }
+    if namespace {
+        // Before the capabilities go: it needs CAP_SYS_ADMIN.
+        namespace::enter().map_err(SandboxError::Namespace)?;
     }
     let caps = policy::capabilities(needs);
     drop_capabilities(caps).map_err(SandboxError::Capabilities)?;
@@ -182,6 +216,7 @@ pub fn confine(mode: SeccompMode, needs: &Needs) -> Result<Confined, SandboxErro
         mode,
         syscalls: allowed.len(),
         caps,
+        namespace,
     })
 }
 
@@ -432,6 +467,7 @@ mod tests {
             mode: SeccompMode::Kill,
             syscalls: 58,
             caps: (1 << 21) | 1,
+            namespace: false,
         };
         assert_eq!(
             c.word(),
@@ -441,10 +477,19 @@ mod tests {
             mode: SeccompMode::Log,
             syscalls: 3,
             caps: 0,
+            namespace: false,
         };
         assert_eq!(
             c.word(),
             " sandbox=on(seccomp=log,syscalls=3,caps=none,no_new_privs)"
+        );
+        let c = Confined {
+            namespace: true,
+            ..c
+        };
+        assert_eq!(
+            c.word(),
+            " sandbox=on(seccomp=log,syscalls=3,caps=none,no_new_privs,mountns=private)"
         );
     }
 

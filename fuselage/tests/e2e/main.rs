@@ -77,6 +77,7 @@ macro_rules! e2e_suite {
                     sigkill_during_write,
                     remount_after_sigkill,
                     fusectl_abort,
+                    host_unmount_ends_the_server,
                     no_auto_unmount,
                     unprivileged_fusermount3,
                     user_namespace,
@@ -126,4 +127,12 @@ e2e_suite!(
     sandbox_router_blocking: Setup { backend: Backend::Router, transport: "blocking", options: &["--sandbox"] },
     sandbox_router_uring: Setup { backend: Backend::Router, transport: "uring", options: &["--sandbox"] },
     sandbox_router_uring_rw: Setup { backend: Backend::Router, transport: "uring-rw", options: &["--sandbox"] },
+    // --sandbox-namespace: confined as above, in a private mount namespace
+    // whose root is an empty tmpfs with /proc.
+    sandboxns_memfs_blocking: Setup { backend: Backend::Memfs, transport: "blocking", options: &["--sandbox-namespace"] },
+    sandboxns_memfs_uring: Setup { backend: Backend::Memfs, transport: "uring", options: &["--sandbox-namespace"] },
+    sandboxns_passthrough_uring: Setup { backend: Backend::Passthrough, transport: "uring", options: &["--sandbox-namespace"] },
+    sandboxns_passthrough_nokernel_blocking: Setup { backend: Backend::PassthroughNoKernel, transport: "blocking", options: &["--sandbox-namespace"] },
+    sandboxns_overlay_uring: Setup { backend: Backend::Overlay, transport: "uring", options: &["--sandbox-namespace"] },
+    sandboxns_router_uring_rw: Setup { backend: Backend::Router, transport: "uring-rw", options: &["--sandbox-namespace"] },
 );

@@ -25,9 +25,10 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::channel::Channel;
@@ -498,6 +499,34 @@ impl Mount {
         Ok(ReadaheadKnob { file })
     }
 
+    /// Opens what [`MountPresence::still_mounted`] needs to tell, later and from anywhere,
+    /// whether this mount is still at its mountpoint: the mountpoint's parent directory
+    /// (`O_PATH`) and the device number. Open it before the process leaves the host's mount
+    /// namespace (`--sandbox-namespace`), after which neither the mountpoint nor
+    /// `/proc/self/mountinfo` shows the host's mounts. The descriptor pins the parent
+    /// directory's mount only, never the FUSE mount. Unknown device (an adopted fd) or the
+    /// mountpoint `/`: `ENODEV`.
+    pub fn presence(&self) -> io::Result<MountPresence> {
+        let dev = self
+            .dev
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+        let (Some(parent), Some(name)) = (self.mountpoint.parent(), self.mountpoint.file_name())
+        else {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        };
+        let parent = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(parent)?;
+        let name = CString::new(name.as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        Ok(MountPresence {
+            parent: parent.into(),
+            name,
+            dev,
+        })
+    }
+
     /// Unmounts lazily (`MNT_DETACH`: works while files are still open). Idempotent; a
     /// filesystem someone else already unmounted counts as success.
     pub fn unmount(&mut self) -> Result<(), MountError> {
@@ -573,6 +602,54 @@ impl ReadaheadKnob {
     pub fn set(&self, kib: u32) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         self.file.write_all_at(format!("{kib}\n").as_bytes(), 0)
+    }
+}
+
+/// Whether one mount is still at its mountpoint, from [`Mount::presence`].
+#[derive(Debug)]
+pub struct MountPresence {
+    parent: OwnedFd,
+    name: CString,
+    dev: (u32, u32),
+}
+
+impl MountPresence {
+    /// Whether the top mount at the mountpoint is still this one: one `statx` of the
+    /// mountpoint through the parent directory's descriptor, with `AT_STATX_DONT_SYNC` and an
+    /// empty mask, so a FUSE mount answers from its cached attributes and the server is
+    /// never asked. A connection the kernel aborted (`ENOTCONN`) is still mounted.
+    pub fn still_mounted(&self) -> bool {
+        match cached_dev_at(self.parent.as_raw_fd(), &self.name) {
+            Ok(dev) => dev == self.dev,
+            Err(errno) => errno == libc::ENOTCONN,
+        }
+    }
+}
+
+/// The device number of what `path` (relative to `dir`, not following a final symlink)
+/// names, from one `statx` with `AT_STATX_DONT_SYNC` and an empty mask: a FUSE mount
+/// answers from its cached attributes, without asking its server (which may be gone or
+/// not serving yet). `Err(errno)` on failure. Allocation-free, for the watchdog after fork.
+pub(super) fn cached_dev_at(dir: RawFd, path: &std::ffi::CStr) -> Result<(u32, u32), i32> {
+    // SAFETY: an all-zero statx is a valid value for statx to overwrite.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is AT_FDCWD or an open directory descriptor, `path` a NUL-terminated
+    // string and `st` a valid statx to write.
+    let rc = unsafe {
+        libc::statx(
+            dir,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+            0,
+            &mut st,
+        )
+    };
+    if rc == 0 {
+        Ok((st.stx_dev_major, st.stx_dev_minor))
+    } else {
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     }
 }
 

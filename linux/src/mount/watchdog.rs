@@ -266,10 +266,15 @@ fn watchdog_main(
     let unmount = match armed {
         None => false,
         Some(None) => true,
-        Some(Some(dev)) => matches!(
-            mount_dev_of_type(raw_path, FsType::Fuse),
-            Ok(Some(found)) if found == dev
-        ),
+        Some(Some(dev)) => match mount_dev_of_type(raw_path, FsType::Fuse) {
+            Ok(found) => found == Some(dev),
+            // No /proc to ask (a chroot without it): the device at the path, from
+            // cached attributes; a connection that died with its server says ENOTCONN.
+            Err(_) => match super::cached_dev_at(libc::AT_FDCWD, c_path) {
+                Ok(found) => found == dev,
+                Err(errno) => errno == libc::ENOTCONN,
+            },
+        },
     };
     if !unmount {
         exit_child(0);

@@ -49,9 +49,14 @@ pub fn mounted_line(setup: &Setup) {
     if setup.options.iter().any(|o| o.starts_with("--sandbox")) {
         extra.push("sandbox");
         let word = words.last().copied().unwrap_or_default();
+        let end = if namespace_row(setup) {
+            ",no_new_privs,mountns=private)"
+        } else {
+            ",no_new_privs)"
+        };
         assert!(
-            word.starts_with("sandbox=on(seccomp=") && word.ends_with(",no_new_privs)"),
-            "expected sandbox=on(seccomp=...,syscalls=N,caps=...,no_new_privs) last in {line:?}"
+            word.starts_with("sandbox=on(seccomp=") && word.ends_with(end),
+            "expected sandbox=on(seccomp=...,syscalls=N,caps=...{end} last in {line:?}"
         );
         let caps = word.split(",caps=").nth(1).unwrap_or_default();
         if setup.backend == Backend::Memfs {
@@ -274,6 +279,11 @@ pub fn sigkill_during_read(setup: &Setup) {
 /// --no-auto-unmount: a killed server leaves a dead mount (ENOTCONN), which
 /// the guard then removes.
 pub fn no_auto_unmount(setup: &Setup) {
+    if namespace_row(setup) {
+        // A server in a private mount namespace cannot unmount: the
+        // combination is refused before anything is mounted.
+        return refused_before_mounting(setup, &["--no-auto-unmount"], None, "--sandbox-namespace");
+    }
     let mut fs = MountedFs::mount(setup, &["--no-auto-unmount"]);
     write(&fs.join("f"), b"x");
     fs.server().signal(libc::SIGKILL);
@@ -301,6 +311,10 @@ pub fn no_auto_unmount(setup: &Setup) {
 pub fn unprivileged_fusermount3(setup: &Setup) {
     if !require_program("fusermount3") || !require_program("setpriv") {
         return;
+    }
+    if namespace_row(setup) {
+        // A private mount namespace needs root: refused up front.
+        return refused_before_mounting(setup, &[], Some(NOBODY), "needs root");
     }
     // fusermount3 opens /dev/fuse as the calling user: a server started
     // while that is refused must say so in one line; then open it to all.
@@ -763,4 +777,105 @@ pub fn fusectl_abort(setup: &Setup) {
         fs.path().display()
     );
     drop(open);
+}
+
+/// The host unmounts the mountpoint (`umount -l`) under a running server:
+/// the session ends and the server exits 0, saying nothing about an abort.
+/// First, what the server sees of the host: with `--sandbox-namespace` a
+/// root holding only `proc` and a mount table of two mounts (the read-only
+/// tmpfs root and `/proc`), otherwise the host's root with the mount in its
+/// table. (A server in a private namespace that kept a copy of the FUSE mount
+/// would hold the superblock, and the host's unmount would not end it.)
+pub fn host_unmount_ends_the_server(setup: &Setup) {
+    let mut fs = MountedFs::mount(setup, &[]);
+    write(&fs.join("f"), b"data");
+    let pid = fs.pid();
+    let root: Vec<String> = fs::read_dir(format!("/proc/{pid}/root"))
+        .expect("the server's root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let mounts: Vec<&str> = mountinfo.lines().collect();
+    if namespace_row(setup) {
+        assert_eq!(root, ["proc"], "the server's root");
+        assert_eq!(mounts.len(), 2, "the server's mounts: {mountinfo}");
+        let fields = |line: &str| -> (String, String) {
+            let f: Vec<&str> = line.split(' ').collect();
+            (f[4].to_string(), f[5].to_string())
+        };
+        let (point, options) = fields(mounts[0]);
+        assert_eq!(point, "/", "{mountinfo}");
+        assert!(
+            options.starts_with("ro,"),
+            "the root is writable: {mountinfo}"
+        );
+        assert_eq!(fields(mounts[1]).0, "/proc", "{mountinfo}");
+    } else {
+        assert_eq!(
+            fs::read_link(format!("/proc/{pid}/root")).expect("readlink"),
+            Path::new("/")
+        );
+        let mp = fs.path().display().to_string();
+        assert!(
+            mounts
+                .iter()
+                .any(|l| l.split(' ').nth(4) == Some(mp.as_str())),
+            "{mp} not in the server's mount table"
+        );
+    }
+    lazy_unmount(fs.path());
+    let status = fs.server().wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "the server did not exit within {EXIT_TIMEOUT:?} of the host's unmount; stderr: {:?}",
+            fs.stderr_lines()
+        )
+    });
+    fs.server().drain_stderr(Duration::from_secs(1));
+    let lines = fs.stderr_lines();
+    assert!(status.success(), "exit status: {status}; stderr: {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("aborted")),
+        "an unmount taken for an abort: {lines:?}"
+    );
+    assert!(!fs.is_mounted());
+}
+
+/// Whether the row runs with `--sandbox-namespace`.
+fn namespace_row(setup: &Setup) -> bool {
+    setup.options.contains(&"--sandbox-namespace")
+}
+
+/// The row's server with `extra` options (as uid `run_as`, through
+/// `setpriv`) exits 2 with one line on stderr containing `says`, and
+/// nothing gets mounted.
+fn refused_before_mounting(setup: &Setup, extra: &[&str], run_as: Option<u32>, says: &str) {
+    let dir = traversable_tempdir();
+    let mp = dir.path().join("mnt");
+    fs::create_dir(&mp).expect("mkdir");
+    let args = start_args(setup, dir.path(), extra);
+    let mut cmd = match run_as {
+        Some(uid) => {
+            chown(&mp, uid, uid);
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                fuselage_bin(),
+            ]);
+            c
+        }
+        None => Command::new(fuselage_bin()),
+    };
+    cmd.args(args).arg(&mp);
+    let out = run_bounded(cmd, EXIT_TIMEOUT, "a server refusing its options");
+    assert_eq!(out.status.code(), Some(2), "exit status: {}", out.status);
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got {lines:?}");
+    assert!(
+        lines[0].contains(says),
+        "{:?} does not say {says:?}",
+        lines[0]
+    );
+    assert!(!is_mountpoint(&mp), "something got mounted");
 }
