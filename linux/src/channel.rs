@@ -335,6 +335,9 @@ impl Channel {
     /// (`FUSE_DEV_IOC_CLONE`), so a worker thread can read requests on its own fd; replies
     /// must go to the fd the request came from.
     ///
+    /// Opens `/dev/fuse`, or where that path is missing (a private mount namespace, a chroot)
+    /// the device behind the session fd through `/proc/self/fd/N`.
+    ///
     /// Fails with [`ChannelError::NotADevice`] for socket channels; on any error the caller
     /// can fall back to sharing this channel (or [`try_clone`](Channel::try_clone)).
     pub fn clone_device(&self) -> io::Result<Channel> {
@@ -342,9 +345,18 @@ impl Channel {
             return Err(ChannelError::NotADevice.into());
         }
         // SAFETY: the path is a NUL-terminated literal; the returned fd is checked below.
-        let raw = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        let mut raw = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         if raw < 0 {
-            return Err(io::Error::last_os_error());
+            // No /dev/fuse by name (a private mount namespace, a chroot): the device again
+            // through the session fd's /proc link, which names the open file, not a path.
+            let first = io::Error::last_os_error();
+            let link = std::ffi::CString::new(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+                .map_err(|_| first)?;
+            // SAFETY: `link` is a NUL-terminated string; the returned fd is checked below.
+            raw = unsafe { libc::open(link.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         // SAFETY: `raw` was just opened by us and is owned by nobody else.
         let clone = unsafe { OwnedFd::from_raw_fd(raw) };

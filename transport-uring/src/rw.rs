@@ -4,7 +4,8 @@
 //! Each of `threads` worker threads owns a ring (64-byte SQEs), a `/dev/fuse`
 //! fd of its own (`FUSE_DEV_IOC_CLONE`, made non-blocking so a READ with no
 //! request waiting parks on the ring's poll instead of an io-wq thread; the
-//! shared session fd, left blocking, when cloning fails) registered as fixed
+//! shared session fd, made non-blocking too for as long as they run, when
+//! cloning fails: see `SharedNonblocking`) registered as fixed
 //! file 0, and `depth` request buffers with a READ in flight on each. With
 //! `cpu_local` (the default) and cloned fds, thread i is pinned to the i-th
 //! CPU the process may use: a new request wakes the READs of every thread,
@@ -88,15 +89,22 @@ pub fn run<F: Filesystem + Send + Sync + 'static>(
     let depth = depth.clamp(1, 64);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(threads);
+    // Put back on return, after every thread ended (declared before them).
+    let mut shared_nonblocking: Option<SharedNonblocking> = None;
     for i in 0..threads {
-        // Own fds when /dev/fuse can be opened again; else share, blocking.
+        // Own fds when the device can be opened again; else the shared one.
         let fd = match channel.clone_device() {
             Ok(c) => {
                 let fd = c.into_fd();
                 set_nonblocking(fd.as_fd())?;
                 Some(fd)
             }
-            Err(_) => None,
+            Err(_) => {
+                if shared_nonblocking.is_none() {
+                    shared_nonblocking = Some(SharedNonblocking::set(&channel)?);
+                }
+                None
+            }
         };
         // With a fd of its own, thread i serves the i-th CPU: READs of all
         // threads wait on the same kernel queue, and the one on the caller's
@@ -437,6 +445,42 @@ struct RwThread<F> {
     stop: Arc<AtomicBool>,
     _own_fd: Option<OwnedFd>,
     _shared: Arc<Channel>,
+}
+
+/// The shared session fd made non-blocking while the READs of threads
+/// without a fd of their own use it; its flags are put back on drop (the
+/// blocking transport, a fallback, reads it after).
+///
+/// A blocking fd would do harm: io_uring issues a READ inline, from the
+/// thread's task work, when poll says a request is waiting, and when
+/// another READ takes that request first, the READ blocks in the kernel's
+/// `fuse_dev_do_read` inside the thread, whose completed READs then sit in
+/// its ring unserved: the mount hangs.
+struct SharedNonblocking {
+    channel: Arc<Channel>,
+    flags: libc::c_int,
+}
+
+impl SharedNonblocking {
+    fn set(channel: &Arc<Channel>) -> io::Result<Self> {
+        // SAFETY: F_GETFL on a descriptor the channel holds; no memory involved.
+        let flags = unsafe { libc::fcntl(channel.fd().as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set_nonblocking(channel.fd())?;
+        Ok(SharedNonblocking {
+            channel: channel.clone(),
+            flags,
+        })
+    }
+}
+
+impl Drop for SharedNonblocking {
+    fn drop(&mut self) {
+        // SAFETY: F_SETFL on a descriptor the channel (kept alive here) holds.
+        unsafe { libc::fcntl(self.channel.fd().as_raw_fd(), libc::F_SETFL, self.flags) };
+    }
 }
 
 impl<F: Filesystem> RwThread<F> {
