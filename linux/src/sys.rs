@@ -152,6 +152,60 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// A thread's CPU affinity mask (`cpu_set_t`), kept to put back later
+/// without allocating.
+#[derive(Clone, Copy)]
+pub struct CpuMask(libc::cpu_set_t);
+
+impl CpuMask {
+    /// The calling thread's affinity mask.
+    pub fn current() -> io::Result<CpuMask> {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set, and
+        // sched_getaffinity writes at most its size.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, writable cpu_set_t of the given size.
+        if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(CpuMask(set))
+    }
+
+    /// How many CPUs the mask holds.
+    pub fn len(&self) -> usize {
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &self.0) })
+            .count()
+    }
+
+    /// Whether the mask holds no CPU.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes this the calling thread's affinity mask.
+    pub fn apply(&self) -> io::Result<()> {
+        // SAFETY: `self.0` is a valid cpu_set_t of the given size.
+        if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CpuMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cpus = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, the bound CPU_ISSET requires.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &self.0) });
+        f.debug_list().entries(cpus).finish()
+    }
+}
+
 /// The system page size (4096 if sysconf cannot tell).
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
