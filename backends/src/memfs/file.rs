@@ -54,6 +54,9 @@ pub const PAGE: u64 = 4096;
 /// slices, so reads of files that are not fragmented within chunks never
 /// copy.
 pub const CHUNK: usize = 128 * 1024;
+/// Writes into one chunk of at least this many bytes populate their pages
+/// first ([`PageRun::prefault`]); smaller ones take the faults.
+const PREFAULT_MIN: usize = 64 * 1024;
 const CHUNK_U64: u64 = CHUNK as u64;
 
 /// Pages per chunk.
@@ -615,6 +618,9 @@ impl FileData {
             };
             let extent = self.extents.get_mut(&start).expect("make_data stored it");
             let at = (pos - start * PAGE) as usize;
+            if n >= PREFAULT_MIN {
+                extent.prefault(at..at + n);
+            }
             extent[at..at + n].copy_from_slice(&rest[..n]);
             rest = &rest[n..];
             pos += n as u64;

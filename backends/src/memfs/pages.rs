@@ -180,6 +180,29 @@ impl PageRun {
         self.len = len;
     }
 
+    /// Makes the pages under `range` (bytes, within the length) resident
+    /// and writable in one `madvise(MADV_POPULATE_WRITE)`, before a large
+    /// write fills them: one system call instead of a page fault per page
+    /// (a quarter of a memfs server's time when writing a big file went to
+    /// faults). Best effort: on a kernel without it (before 5.14) or out of
+    /// memory, the write faults the pages in as before.
+    pub(crate) fn prefault(&mut self, range: std::ops::Range<usize>) {
+        let start = range.start - range.start % PAGE;
+        let end = range.end.next_multiple_of(PAGE).min(self.len);
+        if start >= end {
+            return;
+        }
+        // SAFETY: `start..end` lies inside this run's own mapping (below
+        // `len`); populating changes no byte a reference could see.
+        unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(start).cast(),
+                end - start,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+    }
+
     /// Drops the bytes past `len` (a multiple of [`PAGE`], at most the
     /// length), giving their pages back to the system at once.
     pub(crate) fn truncate(&mut self, len: usize) {
@@ -272,6 +295,29 @@ mod tests {
     fn sized(run: &mut PageRun, len: usize, cap: usize) {
         run.reserve(cap).unwrap();
         run.set_len(len);
+    }
+
+    #[test]
+    fn prefault_makes_exactly_the_written_pages_resident() {
+        let mut run = PageRun::default();
+        sized(&mut run, 8 * PAGE, CHUNK);
+        let p = run.as_ptr();
+        // SAFETY: every offset below is inside the run's 8 pages.
+        let at = |i: usize| unsafe { p.add(i * PAGE) };
+        assert!((0..8).all(|i| !resident(at(i))), "nothing resident yet");
+        // Bytes 1..3 pages + 1 byte: pages 1, 2 and 3 (partly covered).
+        run.prefault(PAGE + 1..3 * PAGE + 1);
+        let now: Vec<bool> = (0..8).map(|i| resident(at(i))).collect();
+        assert_eq!(
+            now,
+            [false, true, true, true, false, false, false, false],
+            "resident pages"
+        );
+        assert!(run.iter().all(|&b| b == 0), "populated pages read as zeros");
+        // Past the length: nothing (and no fault).
+        run.prefault(7 * PAGE..16 * PAGE);
+        assert!(resident(at(7)));
+        run.prefault(8 * PAGE..9 * PAGE);
     }
 
     #[test]
