@@ -34,7 +34,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The variable that makes `child_server` serve: `TRANSPORT MODE MOUNTPOINT`.
+/// The variable that makes `child_server` serve:
+/// `PROBE TRANSPORT MODE MOUNTPOINT` (PROBE: `seccomp-probe` or `unshare-probe`).
 const CHILD_ENV: &str = "FUSELAGE_TEST_SECCOMP_CHILD";
 
 /// A directory whose lookup of `socket` opens an IPv4 socket.
@@ -77,6 +78,37 @@ impl Served for ProbeFs {
     }
 }
 
+/// A directory whose lookup of `unshare-fs` calls `unshare(CLONE_FS)` (as
+/// the host-file backends do for a worker's own umask) and of `unshare-ns`
+/// `unshare(CLONE_NEWNS)`, which the filter refuses by its argument.
+struct UnshareProbeFs;
+
+impl Filesystem for UnshareProbeFs {
+    fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
+        let flags = match op.name().to_bytes() {
+            b"unshare-fs" => libc::CLONE_FS,
+            b"unshare-ns" => libc::CLONE_NEWNS,
+            _ => return reply.negative(Duration::ZERO),
+        };
+        // SAFETY: unshare(2) with integer flags; it affects only this thread.
+        if unsafe { libc::unshare(flags) } != 0 {
+            return reply.error(Errno::EPERM);
+        }
+        reply.negative(Duration::ZERO)
+    }
+
+    fn getattr<S: ReplySink>(&self, req: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
+        ProbeFs.getattr(req, op, reply)
+    }
+}
+
+/// Counts as serving host files, so that its filter allows `unshare`.
+impl Served for UnshareProbeFs {
+    fn uses_host_files(&self) -> bool {
+        true
+    }
+}
+
 /// The server: serves the probe with `--sandbox[=MODE]` when run as the
 /// child of a test below, and does nothing otherwise.
 #[test]
@@ -85,8 +117,9 @@ fn child_server() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut words = spec.splitn(3, ' ');
-    let (transport, mode, mountpoint) = (
+    let mut words = spec.splitn(4, ' ');
+    let (probe, transport, mode, mountpoint) = (
+        words.next().unwrap(),
         words.next().unwrap(),
         words.next().unwrap(),
         words.next().unwrap(),
@@ -96,7 +129,7 @@ fn child_server() {
         "--transport",
         transport,
         "--source",
-        "seccomp-probe",
+        probe,
         &format!("--sandbox={mode}"),
         mountpoint,
     ];
@@ -128,6 +161,10 @@ fn child_server() {
         registry.register("probe", |spec| {
             (spec.source_str()? == "seccomp-probe").then(|| Ok(Backend::new("probe", ProbeFs)))
         });
+        registry.register("unshare-probe", |spec| {
+            (spec.source_str()? == "unshare-probe")
+                .then(|| Ok(Backend::new("unshare-probe", UnshareProbeFs)))
+        });
         let code = match registry.serve(&args) {
             Ok(()) => 0,
             Err(e) => {
@@ -158,12 +195,16 @@ struct Server {
 
 impl Server {
     fn start(transport: &str, mode: &str, mountpoint: &Path) -> Server {
+        Server::start_probe("seccomp-probe", transport, mode, mountpoint)
+    }
+
+    fn start_probe(probe: &str, transport: &str, mode: &str, mountpoint: &Path) -> Server {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["child_server", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads", "1"])
             .env(
                 CHILD_ENV,
-                format!("{transport} {mode} {}", mountpoint.display()),
+                format!("{probe} {transport} {mode} {}", mountpoint.display()),
             )
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
@@ -300,4 +341,48 @@ fn log_mode_fails_with_eperm(transport: &str) {
     assert!(status.success(), "{status}: {:?}", server.seen);
 }
 
-every_transport!(kill_mode_names_and_stops, log_mode_fails_with_eperm);
+/// `unshare` is allowed only with `CLONE_FS`: a new mount namespace is
+/// refused by the filter (named on stderr), not only for want of
+/// CAP_SYS_ADMIN (which alone would fail it silently).
+fn unshare_only_for_a_worker_umask(transport: &str) {
+    let dir = traversable_tempdir();
+    let mp = dir.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    let mut server = Server::start_probe("unshare-probe", transport, "log", &mp);
+    server.wait_line("fuselage: mounted ");
+    expect_errno(
+        mp.join("unshare-fs").metadata(),
+        libc::ENOENT,
+        "unshare(CLONE_FS)",
+    );
+    expect_errno(
+        mp.join("unshare-ns").metadata(),
+        libc::EPERM,
+        "unshare(CLONE_NEWNS)",
+    );
+    let refused = server.wait_line("fuselage: sandbox: refused syscall");
+    assert_eq!(
+        refused,
+        format!(
+            "fuselage: sandbox: refused syscall {} (unshare): failed with EPERM (--sandbox=log)",
+            libc::SYS_unshare
+        )
+    );
+    assert!(
+        !server
+            .seen
+            .iter()
+            .any(|l| l.contains("refused") && l != &refused),
+        "more than one refusal: {:?}",
+        server.seen
+    );
+    lazy_unmount(&mp);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}: {:?}", server.seen);
+}
+
+every_transport!(
+    kill_mode_names_and_stops,
+    log_mode_fails_with_eperm,
+    unshare_only_for_a_worker_umask
+);

@@ -200,6 +200,20 @@ pub fn confine(
     for &nr in &allowed {
         rules.insert(nr, Vec::new());
     }
+    // unshare only as the host-file backends use it (a worker's own umask):
+    // never a new mount, user or other namespace, even where CAP_SYS_ADMIN
+    // stays (kernel passthrough).
+    if let Some(unshare) = rules.get_mut(&libc::SYS_unshare) {
+        let clone_fs = seccompiler::SeccompCondition::new(
+            0,
+            seccompiler::SeccompCmpArgLen::Dword,
+            seccompiler::SeccompCmpOp::Eq,
+            libc::CLONE_FS as u64,
+        )
+        .and_then(|c| seccompiler::SeccompRule::new(vec![c]))
+        .map_err(|e| SandboxError::Filter(e.into()))?;
+        unshare.push(clone_fs);
+    }
     let filter = seccompiler::SeccompFilter::new(
         rules,
         seccompiler::SeccompAction::Trap,
