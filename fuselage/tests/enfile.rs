@@ -17,8 +17,6 @@ mod common;
 
 use common::*;
 use std::fs::{self, File};
-use std::io::Read;
-use std::time::Duration;
 
 const FILE_MAX: &str = "/proc/sys/fs/file-max";
 
@@ -105,29 +103,8 @@ fn out_of_files_in_the_system(transport: &'static str) {
         err.raw_os_error().map(errno_name)
     );
     eprintln!("file {at} failed with {err}");
-    // The files already open still read.
-    let mut s = String::new();
-    open[0].read_to_string(&mut s).expect("read an open file");
-    assert_eq!(s, "0");
-    drop(open);
-    // The limit is back (the guard): the server opens and creates again.
-    let reopened = wait_until(Duration::from_secs(5), || {
-        File::open(fs.join(format!("f{at}"))).is_ok()
-    });
-    assert!(
-        reopened,
-        "the server cannot open a file after the limit was raised"
-    );
-    assert_eq!(
-        fs::read_to_string(fs.join(format!("f{at}"))).expect("read"),
-        format!("{at}")
-    );
-    fs::write(fs.join("new"), "created after running out").expect("create");
-    assert_eq!(
-        fs::read_to_string(fs.join("new")).expect("read"),
-        "created after running out"
-    );
-    assert!(fs.server().try_wait().is_none(), "the server died");
+    // The limit is back (the guard).
+    serves_again_after_running_out(&mut fs, open, at, "the limit was raised");
 }
 
 every_transport!(out_of_files_in_the_system);

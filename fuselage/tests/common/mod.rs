@@ -762,6 +762,38 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 }
 
 /// Polls `cond` every 20 ms for at most `timeout`; returns whether it held.
+/// After a server of `fs` ran out of files (opening `f{at}` failed; the
+/// files `f{i}` hold `i`): the files in `open` still read (the first is
+/// `f0`), and once they are closed (`why`: what else had to change) the
+/// server opens `f{at}` again, reads it back, creates a file and is alive.
+pub fn serves_again_after_running_out(
+    fs: &mut MountedFs,
+    mut open: Vec<std::fs::File>,
+    at: usize,
+    why: &str,
+) {
+    use std::io::Read;
+    let mut s = String::new();
+    open[0].read_to_string(&mut s).expect("read an open file");
+    assert_eq!(s, "0");
+    drop(open);
+    // Releases reach the server asynchronously.
+    let reopened = wait_until(Duration::from_secs(5), || {
+        std::fs::File::open(fs.join(format!("f{at}"))).is_ok()
+    });
+    assert!(reopened, "the server still cannot open a file after {why}");
+    assert_eq!(
+        std::fs::read_to_string(fs.join(format!("f{at}"))).expect("read"),
+        format!("{at}")
+    );
+    std::fs::write(fs.join("new"), "created after running out").expect("create");
+    assert_eq!(
+        std::fs::read_to_string(fs.join("new")).expect("read"),
+        "created after running out"
+    );
+    assert!(fs.server().try_wait().is_none(), "the server died");
+}
+
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -128,23 +128,7 @@ pub fn emfile(setup: &Setup) {
         err.raw_os_error().map(errno_name)
     );
     eprintln!("file {at} failed with {err} at a limit of {limit}");
-    // The files already open still read.
-    let mut s = String::new();
-    std::io::Read::read_to_string(&mut open[0], &mut s).expect("read an open file");
-    assert_eq!(s, "0");
-    drop(open);
-    // Releases reach the server asynchronously.
-    let reopened = wait_until(Duration::from_secs(5), || {
-        File::open(fs.join(format!("f{at}"))).is_ok()
-    });
-    assert!(
-        reopened,
-        "the server still cannot open a file after every other was closed"
-    );
-    assert_eq!(read(&fs.join(format!("f{at}"))), format!("{at}").as_bytes());
-    write(&fs.join("new"), b"created after running out");
-    assert_eq!(read(&fs.join("new")), b"created after running out");
-    assert!(fs.server().try_wait().is_none(), "the server died");
+    serves_again_after_running_out(&mut fs, open, at, "every other was closed");
 }
 
 /// A client blocked in F_SETLKW on a lock another process holds is
