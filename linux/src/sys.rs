@@ -206,6 +206,79 @@ impl std::fmt::Debug for CpuMask {
     }
 }
 
+/// A new mount of `fstype` (`fsopen`, an `fsconfig` string per
+/// `options`, `fsmount` with the `MOUNT_ATTR_*` bits `attrs`), attached
+/// nowhere: reachable only through the returned descriptor (the root of the
+/// instance), until `move_mount` places it.
+pub fn detached_mount(
+    fstype: &std::ffi::CStr,
+    options: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    attrs: u64,
+) -> io::Result<OwnedFd> {
+    let owned = |ret: libc::c_long| {
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the system call just returned this descriptor and nothing
+        // else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) })
+    };
+    let fsconfig =
+        |ctx: &OwnedFd, cmd: libc::c_uint, key: *const libc::c_char, value: *const libc::c_void| {
+            // SAFETY: `ctx` is an open file system context; `key` and `value`
+            // are NUL-terminated strings for FSCONFIG_SET_STRING, or null for
+            // FSCONFIG_CMD_CREATE, which takes neither; aux is 0.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    ctx.as_raw_fd(),
+                    cmd,
+                    key,
+                    value,
+                    0 as libc::c_int,
+                )
+            };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+    // SAFETY: fsopen reads a NUL-terminated file system name and returns a
+    // new descriptor or -1.
+    let ctx = owned(unsafe {
+        libc::syscall(
+            libc::SYS_fsopen,
+            fstype.as_ptr(),
+            libc::FSOPEN_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    for (key, value) in options {
+        fsconfig(
+            &ctx,
+            libc::FSCONFIG_SET_STRING as libc::c_uint,
+            key.as_ptr(),
+            value.as_ptr().cast(),
+        )?;
+    }
+    fsconfig(
+        &ctx,
+        libc::FSCONFIG_CMD_CREATE as libc::c_uint,
+        std::ptr::null(),
+        std::ptr::null(),
+    )?;
+    // SAFETY: fsmount takes the created context, flags and mount attributes
+    // by value and returns a new descriptor or -1.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            ctx.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC as libc::c_uint,
+            attrs as libc::c_uint,
+        )
+    })
+}
+
 /// The system page size (4096 if sysconf cannot tell).
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.

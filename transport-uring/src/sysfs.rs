@@ -89,44 +89,14 @@ fn read_private(rel: &str) -> io::Result<String> {
 /// A detached, read-only sysfs mount, reachable only through the returned
 /// descriptor (the root directory of the instance).
 fn private_instance() -> io::Result<OwnedFd> {
-    // SAFETY: fsopen reads a NUL-terminated file system name and returns a
-    // new descriptor or -1.
-    let ctx = owned(unsafe {
-        libc::syscall(
-            libc::SYS_fsopen,
-            c"sysfs".as_ptr(),
-            libc::FSOPEN_CLOEXEC as libc::c_uint,
-        )
-    })?;
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument (null,
-    // null, 0); `ctx` is the file system context opened above.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE as libc::c_uint,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::c_int,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let attrs = libc::MOUNT_ATTR_RDONLY
-        | libc::MOUNT_ATTR_NOSUID
-        | libc::MOUNT_ATTR_NODEV
-        | libc::MOUNT_ATTR_NOEXEC;
-    // SAFETY: fsmount takes the created context, flags and mount attributes
-    // by value and returns a new descriptor or -1.
-    owned(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            ctx.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC as libc::c_uint,
-            attrs as libc::c_uint,
-        )
-    })
+    fuselage_linux::sys::detached_mount(
+        c"sysfs",
+        &[],
+        libc::MOUNT_ATTR_RDONLY
+            | libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NODEV
+            | libc::MOUNT_ATTR_NOEXEC,
+    )
 }
 
 /// Takes ownership of a descriptor returned by a system call (-1: errno).

@@ -102,49 +102,14 @@ fn owned(step: &'static str, r: libc::c_long) -> Result<OwnedFd, NamespaceError>
 
 /// A detached tmpfs for the new root (a few KiB: it holds one directory).
 fn detached_tmpfs() -> Result<OwnedFd, NamespaceError> {
-    // SAFETY: fsopen reads a NUL-terminated name and returns a descriptor.
-    let ctx = owned("fsopen(tmpfs)", unsafe {
-        libc::syscall(
-            libc::SYS_fsopen,
-            c"tmpfs".as_ptr(),
-            libc::FSOPEN_CLOEXEC as libc::c_uint,
-        )
-    })?;
-    for (key, value) in [(c"size", c"64k"), (c"mode", c"0755")] {
-        // SAFETY: FSCONFIG_SET_STRING takes a NUL-terminated key and value
-        // and aux 0; `ctx` is the context opened above.
-        check("fsconfig(tmpfs)", unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                ctx.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING as libc::c_uint,
-                key.as_ptr(),
-                value.as_ptr(),
-                0 as libc::c_int,
-            )
-        })?;
-    }
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux.
-    check("fsconfig(tmpfs, create)", unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE as libc::c_uint,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::c_int,
-        )
-    })?;
-    let attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
-    // SAFETY: fsmount takes the created context, flags and attributes by
-    // value and returns a descriptor.
-    owned("fsmount(tmpfs)", unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            ctx.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC as libc::c_uint,
-            attrs as libc::c_uint,
-        )
+    fuselage_linux::sys::detached_mount(
+        c"tmpfs",
+        &[(c"size", c"64k"), (c"mode", c"0755")],
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(|error| NamespaceError {
+        step: "making the root tmpfs (fsopen, fsconfig, fsmount)",
+        error,
     })
 }
 
