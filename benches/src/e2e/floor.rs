@@ -3,22 +3,29 @@
 //!
 //! It serves the data set's shape with nothing behind it: `big.bin` (reads answered with zeros
 //! from a static buffer), `small/` (a flat directory of the small files' names, constant
-//! attributes) and nothing else; writes are refused. Entry and attribute timeouts are those of
-//! fuselage's passthrough (1 s, no negative entries), so a cold `lstat` is one LOOKUP of the file,
-//! as it is there. `fuselage-bench --floor-server mount --source floor:BIG:FILES:SMALL ...`
+//! attributes), both read-only, and a writable area for the write workloads: directories and
+//! regular files made in the root (or below) are names and sizes only, and their data is
+//! dropped as it arrives (WRITE answers at once with the full count), so `seqwrite` and
+//! `create-unlink` measure the round trips of a write or a create with no work behind them.
+//! FLUSH and FSYNC are answered (as fuselage's passthrough does), so the kernel sends the same
+//! requests as there. Entry and attribute timeouts are those of fuselage's passthrough (1 s, no
+//! negative entries), so a cold `lstat` is one LOOKUP of the file, as it is there. `fuselage-bench --floor-server mount --source floor:BIG:FILES:SMALL ...`
 //! serves it with the `fuselage mount` machinery (a [`Registry`] claim), on any `--transport`.
 
 use crate::source::{BIG, SMALL};
 use fuselage::cli::{self, Command};
-use fuselage::core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_kstatfs};
+use fuselage::core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out, fuse_kstatfs};
 use fuselage::core::dirent::dtype;
 use fuselage::core::reply::{
-    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, entry_out,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, entry_out,
 };
 use fuselage::core::{Errno, Filesystem, ReplySink, RequestHeader, op};
 use fuselage::registry::{Backend, Registry};
 use fuselage::serve::Served;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The first argument that makes `fuselage-bench` a floor server.
@@ -48,6 +55,26 @@ pub struct FloorFs {
     small_bytes: u64,
     uid: u32,
     gid: u32,
+    made: Mutex<Made>,
+}
+
+/// The writable area: what was made in the root or below it, names and sizes only.
+#[derive(Debug, Default)]
+struct Made {
+    /// The next inode number to hand out.
+    next_ino: u64,
+    /// Directory (the root or a made one) -> its made entries, name -> inode.
+    dirs: HashMap<u64, BTreeMap<Box<[u8]>, u64>>,
+    /// Inode -> what it is.
+    nodes: HashMap<u64, MadeNode>,
+}
+
+/// A directory or regular file of the writable area.
+#[derive(Debug, Clone, Copy)]
+struct MadeNode {
+    dir: bool,
+    /// A file's size: the end of its furthest WRITE, or what SETATTR set.
+    size: u64,
 }
 
 /// Digits of `n` in decimal.
@@ -96,7 +123,112 @@ impl FloorFs {
             small_bytes,
             uid,
             gid,
+            made: Mutex::new(Made {
+                next_ino: FIRST_FILE_INO + files,
+                ..Made::default()
+            }),
         })
+    }
+
+    fn made(&self) -> MutexGuard<'_, Made> {
+        self.made.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attributes of a made inode.
+    fn made_attr(&self, ino: u64, node: MadeNode) -> fuse_attr {
+        let (mode, nlink) = if node.dir {
+            (libc::S_IFDIR | 0o755, 2)
+        } else {
+            (libc::S_IFREG | 0o644, 1)
+        };
+        fuse_attr {
+            ino,
+            size: node.size,
+            blocks: node.size.div_ceil(512),
+            mode,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            blksize: 4096,
+            ..Default::default()
+        }
+    }
+
+    /// Attributes of any inode, static or made.
+    fn any_attr(&self, ino: u64) -> Option<fuse_attr> {
+        self.attr(ino).or_else(|| {
+            let node = *self.made().nodes.get(&ino)?;
+            Some(self.made_attr(ino, node))
+        })
+    }
+
+    /// Whether new entries may go in `parent`: the root or a made directory.
+    fn writable_dir(made: &Made, parent: u64) -> Result<(), Errno> {
+        match made.nodes.get(&parent) {
+            Some(node) if node.dir => Ok(()),
+            Some(_) => Err(Errno::ENOTDIR),
+            None if parent == FUSE_ROOT_ID => Ok(()),
+            None if parent == SMALL_INO => Err(Errno::EROFS),
+            None => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// Makes `parent/name`; returns its entry.
+    fn make(&self, parent: u64, name: &[u8], dir: bool) -> Result<fuse_entry_out, Errno> {
+        if parent == FUSE_ROOT_ID && (name == BIG.as_bytes() || name == SMALL.as_bytes()) {
+            return Err(Errno::EEXIST);
+        }
+        let mut made = self.made();
+        Self::writable_dir(&made, parent)?;
+        if made.dirs.get(&parent).is_some_and(|d| d.contains_key(name)) {
+            return Err(Errno::EEXIST);
+        }
+        let ino = made.next_ino;
+        made.next_ino += 1;
+        let node = MadeNode { dir, size: 0 };
+        made.dirs
+            .entry(parent)
+            .or_default()
+            .insert(name.into(), ino);
+        made.nodes.insert(ino, node);
+        drop(made);
+        Ok(entry_out(self.made_attr(ino, node), 0, TTL, TTL))
+    }
+
+    /// Removes `parent/name` (a directory only if `dir`, and only if empty).
+    fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
+        let data_set = parent == SMALL_INO
+            || (parent == FUSE_ROOT_ID && (name == BIG.as_bytes() || name == SMALL.as_bytes()));
+        if data_set {
+            return Err(Errno::EROFS);
+        }
+        let mut made = self.made();
+        let Some(ino) = made.dirs.get(&parent).and_then(|d| d.get(name)).copied() else {
+            return Err(Errno::ENOENT);
+        };
+        let node = made.nodes[&ino];
+        match (dir, node.dir) {
+            (true, false) => return Err(Errno::ENOTDIR),
+            (false, true) => return Err(Errno::EISDIR),
+            _ => {}
+        }
+        if node.dir && Self::children(&made, ino).next().is_some() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        if let Some(d) = made.dirs.get_mut(&parent) {
+            d.remove(name);
+        }
+        // The node stays: an open file may still be written, fsynced, released.
+        Ok(())
+    }
+
+    /// The entries of made directory (or root) `dir`, in name order.
+    fn children(made: &Made, dir: u64) -> impl Iterator<Item = (&[u8], u64)> {
+        made.dirs
+            .get(&dir)
+            .into_iter()
+            .flatten()
+            .map(|(name, ino)| (&name[..], *ino))
     }
 
     fn attr(&self, ino: u64) -> Option<fuse_attr> {
@@ -131,6 +263,8 @@ impl FloorFs {
     }
 
     /// READDIR or READDIRPLUS of the root or `small/` from entry `offset` on.
+    /// What was made in the root is not listed there (no workload lists the root);
+    /// made directories list their own entries ([`FloorFs::list_made`]).
     fn list<S: ReplySink>(
         &self,
         ino: u64,
@@ -164,7 +298,7 @@ impl FloorFs {
                     small_name_into(n - 2, &mut name),
                 ),
                 (FUSE_ROOT_ID | SMALL_INO, _) => break,
-                _ => return reply.error(Errno::ENOTDIR),
+                _ => return self.list_made(ino, offset, plus, reply),
             };
             let pushed = match (plus, self.attr(child)) {
                 (true, Some(attr)) => {
@@ -181,19 +315,68 @@ impl FloorFs {
     }
 }
 
+impl FloorFs {
+    /// READDIR or READDIRPLUS of a made directory from entry `offset` on (the cleanup's
+    /// `remove_dir_all`; never timed).
+    fn list_made<S: ReplySink>(
+        &self,
+        ino: u64,
+        offset: u64,
+        plus: bool,
+        mut reply: ReplyDirectory<'_, S>,
+    ) {
+        let made = self.made();
+        if !made.nodes.get(&ino).is_some_and(|n| n.dir) {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let dots = [(&b"."[..], ino), (&b".."[..], FUSE_ROOT_ID)];
+        let entries = dots
+            .into_iter()
+            .chain(Self::children(&made, ino))
+            .enumerate()
+            .skip(offset as usize);
+        for (at, (name, child)) in entries {
+            let node = made.nodes.get(&child).copied();
+            let typ = match node {
+                Some(n) if !n.dir => dtype::REG,
+                _ => dtype::DIR,
+            };
+            let pushed = match (plus, node) {
+                (true, Some(n)) if child != ino => reply.push_plus(
+                    &entry_out(self.made_attr(child, n), 0, TTL, TTL),
+                    at as u64 + 1,
+                    typ,
+                    name,
+                ),
+                _ => reply.push(child, at as u64 + 1, typ, name),
+            };
+            if pushed.is_err() {
+                break;
+            }
+        }
+        reply.ok()
+    }
+}
+
 impl Filesystem for FloorFs {
     fn lookup<S: ReplySink>(&self, _: &RequestHeader, op: op::Lookup<'_>, reply: ReplyEntry<S>) {
         let name = op.name().to_bytes();
         let ino = match op.parent() {
             FUSE_ROOT_ID if name == BIG.as_bytes() => Some(BIG_INO),
             FUSE_ROOT_ID if name == SMALL.as_bytes() => Some(SMALL_INO),
-            FUSE_ROOT_ID => None,
             SMALL_INO => small_index(name)
                 .filter(|i| *i < self.files)
                 .map(|i| FIRST_FILE_INO + i),
-            _ => return reply.error(Errno::ENOTDIR),
+            parent => {
+                let made = self.made();
+                if let Err(e) = Self::writable_dir(&made, parent) {
+                    drop(made);
+                    return reply.error(e);
+                }
+                made.dirs.get(&parent).and_then(|d| d.get(name)).copied()
+            }
         };
-        match ino.and_then(|i| self.attr(i)) {
+        match ino.and_then(|i| self.any_attr(i)) {
             // Static inodes: lookup counts need no tracking.
             Some(attr) => reply.entry(&entry_out(attr, 0, TTL, TTL)),
             None => reply.negative(Duration::ZERO),
@@ -201,13 +384,92 @@ impl Filesystem for FloorFs {
     }
 
     fn getattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Getattr<'_>, reply: ReplyAttr<S>) {
-        match self.attr(op.ino()) {
+        match self.any_attr(op.ino()) {
             Some(attr) => reply.attr(TTL, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
 
+    /// Made files take a new size (truncate, extend); other changes are accepted and
+    /// forgotten. The data set is read-only.
+    fn setattr<S: ReplySink>(&self, _: &RequestHeader, op: op::Setattr<'_>, reply: ReplyAttr<S>) {
+        let mut made = self.made();
+        let Some(node) = made.nodes.get_mut(&op.ino()) else {
+            drop(made);
+            return reply.error(Errno::EROFS);
+        };
+        if let Some(size) = op.attr().size {
+            if node.dir {
+                drop(made);
+                return reply.error(Errno::EISDIR);
+            }
+            node.size = size;
+        }
+        let node = *node;
+        drop(made);
+        reply.attr(TTL, &self.made_attr(op.ino(), node))
+    }
+
+    fn mkdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
+        match self.make(op.parent(), op.name().to_bytes(), true) {
+            Ok(entry) => reply.entry(&entry),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create<S: ReplySink>(&self, _: &RequestHeader, op: op::Create<'_>, reply: ReplyCreate<S>) {
+        if op.mode() & libc::S_IFMT != libc::S_IFREG {
+            return reply.error(Errno::EPERM);
+        }
+        match self.make(op.parent(), op.name().to_bytes(), false) {
+            Ok(entry) => reply.created(&entry, 0, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink<S: ReplySink>(&self, _: &RequestHeader, op: op::Unlink<'_>, reply: ReplyEmpty<S>) {
+        match self.remove(op.parent(), op.name().to_bytes(), false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Rmdir<'_>, reply: ReplyEmpty<S>) {
+        match self.remove(op.parent(), op.name().to_bytes(), true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Drops the data and answers with the full count.
+    fn write<S: ReplySink>(&self, _: &RequestHeader, op: op::Write<'_>, reply: ReplyWrite<S>) {
+        let len = op.data().len();
+        let mut made = self.made();
+        match made.nodes.get_mut(&op.ino()) {
+            Some(node) if !node.dir => {
+                node.size = node.size.max(op.offset().saturating_add(len as u64));
+                drop(made);
+                reply.written(len as u32)
+            }
+            _ => {
+                drop(made);
+                reply.error(Errno::EBADF)
+            }
+        }
+    }
+
+    fn fsync<S: ReplySink>(&self, _: &RequestHeader, _: op::Fsync<'_>, reply: ReplyEmpty<S>) {
+        reply.ok()
+    }
+
     fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
+        if let Some(node) = self.made().nodes.get(&op.ino()).copied() {
+            return if node.dir {
+                reply.error(Errno::EISDIR)
+            } else {
+                reply.opened(0, 0)
+            };
+        }
         if self.size_of(op.ino()).is_none() {
             return reply.error(Errno::EISDIR);
         }
@@ -218,7 +480,8 @@ impl Filesystem for FloorFs {
     }
 
     fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
-        let Some(size) = self.size_of(op.ino()) else {
+        let made = self.made().nodes.get(&op.ino()).map(|n| n.size);
+        let Some(size) = self.size_of(op.ino()).or(made) else {
             return reply.error(Errno::EISDIR);
         };
         let left = size.saturating_sub(op.offset());
@@ -231,8 +494,10 @@ impl Filesystem for FloorFs {
     }
 
     fn opendir<S: ReplySink>(&self, _: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
+        let made_dir = self.made().nodes.get(&op.ino()).is_some_and(|n| n.dir);
         match op.ino() {
             FUSE_ROOT_ID | SMALL_INO => reply.opened(0, 0),
+            _ if made_dir => reply.opened(0, 0),
             _ => reply.error(Errno::ENOTDIR),
         }
     }
@@ -343,5 +608,54 @@ mod tests {
         assert_eq!(fs.attr(FIRST_FILE_INO + 9_999).map(|a| a.size), Some(4096));
         assert!(fs.attr(FIRST_FILE_INO + 10_000).is_none());
         assert!(FloorFs::from_spec("floor:1:2").is_none());
+    }
+
+    #[test]
+    fn made_names_and_sizes() {
+        let fs = FloorFs::from_spec(&source_spec(1 << 20, 10, 4096)).unwrap();
+        let first = FIRST_FILE_INO + 10;
+        let dir = fs.make(FUSE_ROOT_ID, b"scratch", true).unwrap();
+        assert_eq!(dir.nodeid, first);
+        assert_eq!(dir.attr.mode, libc::S_IFDIR | 0o755);
+        let file = fs.make(first, b"a", false).unwrap();
+        assert_eq!(file.attr.mode, libc::S_IFREG | 0o644);
+        assert_eq!(fs.make(first, b"a", false).unwrap_err(), Errno::EEXIST);
+        assert_eq!(
+            fs.make(FUSE_ROOT_ID, b"big.bin", false).unwrap_err(),
+            Errno::EEXIST
+        );
+        assert_eq!(fs.make(SMALL_INO, b"x", false).unwrap_err(), Errno::EROFS);
+        assert_eq!(
+            fs.make(file.nodeid, b"x", false).unwrap_err(),
+            Errno::ENOTDIR
+        );
+        let names: Vec<_> = FloorFs::children(&fs.made(), first)
+            .map(|(name, ino)| (name.to_vec(), ino))
+            .collect();
+        assert_eq!(names, [(b"a".to_vec(), file.nodeid)]);
+
+        assert_eq!(
+            fs.remove(FUSE_ROOT_ID, b"scratch", true).unwrap_err(),
+            Errno::ENOTEMPTY
+        );
+        assert_eq!(fs.remove(first, b"a", true).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(
+            fs.remove(FUSE_ROOT_ID, b"scratch", false).unwrap_err(),
+            Errno::EISDIR
+        );
+        assert_eq!(
+            fs.remove(SMALL_INO, b"f000001", false).unwrap_err(),
+            Errno::EROFS
+        );
+        assert_eq!(
+            fs.remove(FUSE_ROOT_ID, b"small", true).unwrap_err(),
+            Errno::EROFS
+        );
+        assert_eq!(fs.remove(first, b"nope", false).unwrap_err(), Errno::ENOENT);
+        fs.remove(first, b"a", false).unwrap();
+        // An unlinked file keeps its node (an open descriptor may still use it).
+        assert!(fs.any_attr(file.nodeid).is_some());
+        fs.remove(FUSE_ROOT_ID, b"scratch", true).unwrap();
+        assert_eq!(FloorFs::children(&fs.made(), FUSE_ROOT_ID).count(), 0);
     }
 }

@@ -100,7 +100,7 @@ impl Target {
         }
     }
 
-    /// Whether workload `w` runs on it: every one but on the floor, which only reads.
+    /// Whether workload `w` runs on it: every one but `tar -x` on the floor ([`Workload::on_floor`]).
     fn runs(&self, w: Workload) -> bool {
         !matches!(self, Target::Floor { .. }) || w.on_floor()
     }

@@ -92,15 +92,18 @@ impl Workload {
         !matches!(self, Workload::Mount | Workload::CopyUp | Workload::TarX)
     }
 
-    /// Whether it runs on the floor (which only serves reads of the data set).
+    /// Whether it runs on the floor (which serves reads of the data set, and writes and
+    /// creates with nothing behind them, but not the metadata `tar -x` sets).
     pub fn on_floor(self) -> bool {
         matches!(
             self,
             Workload::Mount
                 | Workload::SeqRead
+                | Workload::SeqWrite
                 | Workload::RandReadQd1
                 | Workload::RandReadQd32
                 | Workload::Stat
+                | Workload::CreateUnlink
                 | Workload::Readdir
         )
     }
