@@ -346,8 +346,10 @@ impl Report {
                  that uses it, without for one that does not, as the peers are tagged with \
                  `passthrough=on|off`) and the floor (a trivial server through fuselage's own \
                  transport: constant attributes, reads copied from a static zero-filled buffer, \
-                 passthrough's timeouts; the one of the transport `auto` chose). `× best peer` and `× floor` are speed ratios: above 1 \
-                 fuselage is faster (for times, the other's time over fuselage's).\n\n\
+                 written data dropped, created files names and sizes only, passthrough's timeouts; \
+                 the one of the transport `auto` chose). `× best peer` and `× floor` are speed \
+                 ratios: above 1 fuselage is faster (for times, the other's time over \
+                 fuselage's).\n\n\
                  | workload | fuselage default | median | best peer | median | × best peer | floor | median | × floor |\n\
                  |---|---|---:|---|---:|---:|---|---:|---:|",
                 if pinned { " (pinned)" } else { "" }
