@@ -316,6 +316,9 @@ fn scratch(env: &Env<'_>) -> Result<PathBuf, String> {
 fn seq_write(env: &Env<'_>) -> Result<Timed, String> {
     let path = scratch(env)?.join(format!("seqwrite-{}.bin", env.rep));
     let block = source::pattern_block();
+    // The written file takes twice its size of new memory: the mount's page cache and the
+    // server's copy (a host file or memfs's pages).
+    procfs::warm_free_memory(2 * env.layout.big_bytes);
     let meter = Meter::start(env);
     let mut f = File::create(&path).map_err(ctx("create", &path))?;
     let mut left = env.layout.big_bytes;
