@@ -3,10 +3,11 @@
 //!
 //! It serves the data set's shape with nothing behind it: `big.bin` (reads answered with zeros
 //! from a static buffer), `small/` (a flat directory of the small files' names, constant
-//! attributes), both read-only, and a writable area for the write workloads: directories and
-//! regular files made in the root (or below) are names and sizes only, and their data is
-//! dropped as it arrives (WRITE answers at once with the full count), so `seqwrite` and
-//! `create-unlink` measure the round trips of a write or a create with no work behind them.
+//! attributes), both read-only, and a writable area for the write workloads: directories,
+//! regular files, symlinks and hard links made in the root (or below) are names, sizes and
+//! link targets only, their data is dropped as it arrives (WRITE answers at once with the
+//! full count) and SETATTR changes nothing but a size, so `seqwrite`, `create-unlink` and
+//! `tar-x` measure the round trips of their requests with no work behind them.
 //! FLUSH and FSYNC are answered (as fuselage's passthrough does), so the kernel sends the same
 //! requests as there. Entry and attribute timeouts are those of fuselage's passthrough (1 s, no
 //! negative entries), so a cold `lstat` is one LOOKUP of the file, as it is there. `fuselage-bench --floor-server mount --source floor:BIG:FILES:SMALL ...`
@@ -25,7 +26,7 @@ use fuselage::registry::{Backend, Registry};
 use fuselage::serve::Served;
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The first argument that makes `fuselage-bench` a floor server.
@@ -63,18 +64,72 @@ pub struct FloorFs {
 struct Made {
     /// The next inode number to hand out.
     next_ino: u64,
-    /// Directory (the root or a made one) -> its made entries, name -> inode.
-    dirs: HashMap<u64, BTreeMap<Box<[u8]>, u64>>,
+    /// Directory (the root or a made one) -> its made entries.
+    dirs: HashMap<u64, MadeDir>,
+    /// The next directory offset to hand out (1 and 2 are the dots').
+    next_cookie: u64,
     /// Inode -> what it is.
     nodes: HashMap<u64, MadeNode>,
+    /// Symlink inode -> its target.
+    targets: HashMap<u64, Box<[u8]>>,
 }
 
-/// A directory or regular file of the writable area.
+/// The made entries of a directory.
+#[derive(Debug, Default)]
+struct MadeDir {
+    /// Name -> (inode, offset).
+    by_name: HashMap<Arc<[u8]>, (u64, u64)>,
+    /// Offset -> (name, inode): the listing order, stable while entries go (a
+    /// `remove_dir_all` unlinks as it reads).
+    by_cookie: BTreeMap<u64, (Arc<[u8]>, u64)>,
+}
+
+impl Made {
+    fn entry(&self, dir: u64, name: &[u8]) -> Option<u64> {
+        Some(self.dirs.get(&dir)?.by_name.get(name)?.0)
+    }
+
+    fn insert(&mut self, dir: u64, name: &[u8], ino: u64) {
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        let name: Arc<[u8]> = name.into();
+        let d = self.dirs.entry(dir).or_default();
+        d.by_name.insert(name.clone(), (ino, cookie));
+        d.by_cookie.insert(cookie, (name, ino));
+    }
+
+    fn remove(&mut self, dir: u64, name: &[u8]) {
+        if let Some(d) = self.dirs.get_mut(&dir)
+            && let Some((_, cookie)) = d.by_name.remove(name)
+        {
+            d.by_cookie.remove(&cookie);
+        }
+    }
+}
+
+/// What a made inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// A directory, regular file or symlink of the writable area.
 #[derive(Debug, Clone, Copy)]
 struct MadeNode {
-    dir: bool,
-    /// A file's size: the end of its furthest WRITE, or what SETATTR set.
+    kind: Kind,
+    /// A file's size (the end of its furthest WRITE, or what SETATTR set), a symlink's
+    /// target length.
     size: u64,
+    /// Names of a file or symlink (LINK adds one, UNLINK takes one away).
+    nlink: u32,
+}
+
+impl MadeNode {
+    fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
 }
 
 /// Digits of `n` in decimal.
@@ -125,6 +180,7 @@ impl FloorFs {
             gid,
             made: Mutex::new(Made {
                 next_ino: FIRST_FILE_INO + files,
+                next_cookie: 3,
                 ..Made::default()
             }),
         })
@@ -136,10 +192,10 @@ impl FloorFs {
 
     /// The attributes of a made inode.
     fn made_attr(&self, ino: u64, node: MadeNode) -> fuse_attr {
-        let (mode, nlink) = if node.dir {
-            (libc::S_IFDIR | 0o755, 2)
-        } else {
-            (libc::S_IFREG | 0o644, 1)
+        let (mode, nlink) = match node.kind {
+            Kind::Dir => (libc::S_IFDIR | 0o755, 2),
+            Kind::File => (libc::S_IFREG | 0o644, node.nlink),
+            Kind::Symlink => (libc::S_IFLNK | 0o777, node.nlink),
         };
         fuse_attr {
             ino,
@@ -165,7 +221,7 @@ impl FloorFs {
     /// Whether new entries may go in `parent`: the root or a made directory.
     fn writable_dir(made: &Made, parent: u64) -> Result<(), Errno> {
         match made.nodes.get(&parent) {
-            Some(node) if node.dir => Ok(()),
+            Some(node) if node.is_dir() => Ok(()),
             Some(_) => Err(Errno::ENOTDIR),
             None if parent == FUSE_ROOT_ID => Ok(()),
             None if parent == SMALL_INO => Err(Errno::EROFS),
@@ -173,24 +229,34 @@ impl FloorFs {
         }
     }
 
-    /// Makes `parent/name`; returns its entry.
-    fn make(&self, parent: u64, name: &[u8], dir: bool) -> Result<fuse_entry_out, Errno> {
+    /// Makes `parent/name` (a symlink to `target`); returns its entry.
+    fn make(
+        &self,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        target: &[u8],
+    ) -> Result<fuse_entry_out, Errno> {
         if parent == FUSE_ROOT_ID && (name == BIG.as_bytes() || name == SMALL.as_bytes()) {
             return Err(Errno::EEXIST);
         }
         let mut made = self.made();
         Self::writable_dir(&made, parent)?;
-        if made.dirs.get(&parent).is_some_and(|d| d.contains_key(name)) {
+        if made.entry(parent, name).is_some() {
             return Err(Errno::EEXIST);
         }
         let ino = made.next_ino;
         made.next_ino += 1;
-        let node = MadeNode { dir, size: 0 };
-        made.dirs
-            .entry(parent)
-            .or_default()
-            .insert(name.into(), ino);
+        let node = MadeNode {
+            kind,
+            size: target.len() as u64,
+            nlink: 1,
+        };
+        made.insert(parent, name, ino);
         made.nodes.insert(ino, node);
+        if kind == Kind::Symlink {
+            made.targets.insert(ino, target.into());
+        }
         drop(made);
         Ok(entry_out(self.made_attr(ino, node), 0, TTL, TTL))
     }
@@ -203,32 +269,57 @@ impl FloorFs {
             return Err(Errno::EROFS);
         }
         let mut made = self.made();
-        let Some(ino) = made.dirs.get(&parent).and_then(|d| d.get(name)).copied() else {
+        let Some(ino) = made.entry(parent, name) else {
             return Err(Errno::ENOENT);
         };
         let node = made.nodes[&ino];
-        match (dir, node.dir) {
+        match (dir, node.is_dir()) {
             (true, false) => return Err(Errno::ENOTDIR),
             (false, true) => return Err(Errno::EISDIR),
             _ => {}
         }
-        if node.dir && Self::children(&made, ino).next().is_some() {
+        if node.is_dir() && Self::children(&made, ino, 0).next().is_some() {
             return Err(Errno::ENOTEMPTY);
         }
-        if let Some(d) = made.dirs.get_mut(&parent) {
-            d.remove(name);
+        made.remove(parent, name);
+        if let Some(n) = made.nodes.get_mut(&ino) {
+            n.nlink = n.nlink.saturating_sub(1);
         }
         // The node stays: an open file may still be written, fsynced, released.
         Ok(())
     }
 
-    /// The entries of made directory (or root) `dir`, in name order.
-    fn children(made: &Made, dir: u64) -> impl Iterator<Item = (&[u8], u64)> {
+    /// Adds the name `parent/name` for made file or symlink `ino`; returns its entry.
+    fn link_made(&self, ino: u64, parent: u64, name: &[u8]) -> Result<fuse_entry_out, Errno> {
+        let mut made = self.made();
+        Self::writable_dir(&made, parent)?;
+        let node = match made.nodes.get(&ino) {
+            Some(n) if n.is_dir() => return Err(Errno::EPERM),
+            Some(n) => *n,
+            None => return Err(Errno::EROFS),
+        };
+        let exists = parent == FUSE_ROOT_ID && (name == BIG.as_bytes() || name == SMALL.as_bytes());
+        if exists || made.entry(parent, name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        made.insert(parent, name, ino);
+        let node = MadeNode {
+            nlink: node.nlink + 1,
+            ..node
+        };
+        made.nodes.insert(ino, node);
+        drop(made);
+        Ok(entry_out(self.made_attr(ino, node), 0, TTL, TTL))
+    }
+
+    /// The entries of made directory (or root) `dir` after offset `after`, in the
+    /// order they were made: (offset, name, inode).
+    fn children(made: &Made, dir: u64, after: u64) -> impl Iterator<Item = (u64, &[u8], u64)> {
         made.dirs
             .get(&dir)
             .into_iter()
-            .flatten()
-            .map(|(name, ino)| (&name[..], *ino))
+            .flat_map(move |d| d.by_cookie.range(after.saturating_add(1)..))
+            .map(|(cookie, (name, ino))| (*cookie, &name[..], *ino))
     }
 
     fn attr(&self, ino: u64) -> Option<fuse_attr> {
@@ -326,29 +417,33 @@ impl FloorFs {
         mut reply: ReplyDirectory<'_, S>,
     ) {
         let made = self.made();
-        if !made.nodes.get(&ino).is_some_and(|n| n.dir) {
+        if !made.nodes.get(&ino).is_some_and(|n| n.is_dir()) {
             return reply.error(Errno::ENOTDIR);
         }
-        let dots = [(&b"."[..], ino), (&b".."[..], FUSE_ROOT_ID)];
+        // The kernel takes neither dot's inode from a listing: ".." may name the root.
+        let dots = [(1, &b"."[..], ino), (2, &b".."[..], FUSE_ROOT_ID)];
         let entries = dots
             .into_iter()
-            .chain(Self::children(&made, ino))
-            .enumerate()
-            .skip(offset as usize);
-        for (at, (name, child)) in entries {
+            .filter(|(cookie, _, _)| *cookie > offset)
+            .chain(Self::children(&made, ino, offset));
+        for (cookie, name, child) in entries {
             let node = made.nodes.get(&child).copied();
-            let typ = match node {
-                Some(n) if !n.dir => dtype::REG,
+            let typ = match node.map(|n| n.kind) {
+                Some(Kind::File) => dtype::REG,
+                Some(Kind::Symlink) => dtype::LNK,
                 _ => dtype::DIR,
             };
-            let pushed = match (plus, node) {
-                (true, Some(n)) if child != ino => reply.push_plus(
-                    &entry_out(self.made_attr(child, n), 0, TTL, TTL),
-                    at as u64 + 1,
-                    typ,
-                    name,
-                ),
-                _ => reply.push(child, at as u64 + 1, typ, name),
+            // Every entry of a READDIRPLUS answer is a direntplus, the dots too (the
+            // kernel skips them, but a plain dirent among them garbles the rest).
+            let attr = match node {
+                Some(n) => Some(self.made_attr(child, n)),
+                None => self.attr(child),
+            };
+            let pushed = match (plus, attr) {
+                (true, Some(attr)) => {
+                    reply.push_plus(&entry_out(attr, 0, TTL, TTL), cookie, typ, name)
+                }
+                _ => reply.push(child, cookie, typ, name),
             };
             if pushed.is_err() {
                 break;
@@ -373,7 +468,7 @@ impl Filesystem for FloorFs {
                     drop(made);
                     return reply.error(e);
                 }
-                made.dirs.get(&parent).and_then(|d| d.get(name)).copied()
+                made.entry(parent, name)
             }
         };
         match ino.and_then(|i| self.any_attr(i)) {
@@ -399,7 +494,7 @@ impl Filesystem for FloorFs {
             return reply.error(Errno::EROFS);
         };
         if let Some(size) = op.attr().size {
-            if node.dir {
+            if node.kind != Kind::File {
                 drop(made);
                 return reply.error(Errno::EISDIR);
             }
@@ -411,7 +506,30 @@ impl Filesystem for FloorFs {
     }
 
     fn mkdir<S: ReplySink>(&self, _: &RequestHeader, op: op::Mkdir<'_>, reply: ReplyEntry<S>) {
-        match self.make(op.parent(), op.name().to_bytes(), true) {
+        match self.make(op.parent(), op.name().to_bytes(), Kind::Dir, b"") {
+            Ok(entry) => reply.entry(&entry),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink<S: ReplySink>(&self, _: &RequestHeader, op: op::Symlink<'_>, reply: ReplyEntry<S>) {
+        let target = op.target().to_bytes();
+        match self.make(op.parent(), op.name().to_bytes(), Kind::Symlink, target) {
+            Ok(entry) => reply.entry(&entry),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink<S: ReplySink>(&self, _: &RequestHeader, op: op::Readlink, reply: ReplyData<S>) {
+        let made = self.made();
+        match made.targets.get(&op.ino()) {
+            Some(target) => reply.data(target),
+            None => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn link<S: ReplySink>(&self, _: &RequestHeader, op: op::Link<'_>, reply: ReplyEntry<S>) {
+        match self.link_made(op.ino(), op.newparent(), op.newname().to_bytes()) {
             Ok(entry) => reply.entry(&entry),
             Err(e) => reply.error(e),
         }
@@ -421,7 +539,7 @@ impl Filesystem for FloorFs {
         if op.mode() & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
-        match self.make(op.parent(), op.name().to_bytes(), false) {
+        match self.make(op.parent(), op.name().to_bytes(), Kind::File, b"") {
             Ok(entry) => reply.created(&entry, 0, 0),
             Err(e) => reply.error(e),
         }
@@ -446,7 +564,7 @@ impl Filesystem for FloorFs {
         let len = op.data().len();
         let mut made = self.made();
         match made.nodes.get_mut(&op.ino()) {
-            Some(node) if !node.dir => {
+            Some(node) if node.kind == Kind::File => {
                 node.size = node.size.max(op.offset().saturating_add(len as u64));
                 drop(made);
                 reply.written(len as u32)
@@ -464,10 +582,10 @@ impl Filesystem for FloorFs {
 
     fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
         if let Some(node) = self.made().nodes.get(&op.ino()).copied() {
-            return if node.dir {
-                reply.error(Errno::EISDIR)
-            } else {
-                reply.opened(0, 0)
+            return match node.kind {
+                Kind::File => reply.opened(0, 0),
+                Kind::Dir => reply.error(Errno::EISDIR),
+                Kind::Symlink => reply.error(Errno::ELOOP),
             };
         }
         if self.size_of(op.ino()).is_none() {
@@ -480,7 +598,12 @@ impl Filesystem for FloorFs {
     }
 
     fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
-        let made = self.made().nodes.get(&op.ino()).map(|n| n.size);
+        let made = self
+            .made()
+            .nodes
+            .get(&op.ino())
+            .filter(|n| n.kind == Kind::File)
+            .map(|n| n.size);
         let Some(size) = self.size_of(op.ino()).or(made) else {
             return reply.error(Errno::EISDIR);
         };
@@ -494,7 +617,7 @@ impl Filesystem for FloorFs {
     }
 
     fn opendir<S: ReplySink>(&self, _: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
-        let made_dir = self.made().nodes.get(&op.ino()).is_some_and(|n| n.dir);
+        let made_dir = self.made().nodes.get(&op.ino()).is_some_and(|n| n.is_dir());
         match op.ino() {
             FUSE_ROOT_ID | SMALL_INO => reply.opened(0, 0),
             _ if made_dir => reply.opened(0, 0),
@@ -614,23 +737,30 @@ mod tests {
     fn made_names_and_sizes() {
         let fs = FloorFs::from_spec(&source_spec(1 << 20, 10, 4096)).unwrap();
         let first = FIRST_FILE_INO + 10;
-        let dir = fs.make(FUSE_ROOT_ID, b"scratch", true).unwrap();
+        let dir = fs.make(FUSE_ROOT_ID, b"scratch", Kind::Dir, b"").unwrap();
         assert_eq!(dir.nodeid, first);
         assert_eq!(dir.attr.mode, libc::S_IFDIR | 0o755);
-        let file = fs.make(first, b"a", false).unwrap();
+        let file = fs.make(first, b"a", Kind::File, b"").unwrap();
         assert_eq!(file.attr.mode, libc::S_IFREG | 0o644);
-        assert_eq!(fs.make(first, b"a", false).unwrap_err(), Errno::EEXIST);
         assert_eq!(
-            fs.make(FUSE_ROOT_ID, b"big.bin", false).unwrap_err(),
+            fs.make(first, b"a", Kind::File, b"").unwrap_err(),
             Errno::EEXIST
         );
-        assert_eq!(fs.make(SMALL_INO, b"x", false).unwrap_err(), Errno::EROFS);
         assert_eq!(
-            fs.make(file.nodeid, b"x", false).unwrap_err(),
+            fs.make(FUSE_ROOT_ID, b"big.bin", Kind::File, b"")
+                .unwrap_err(),
+            Errno::EEXIST
+        );
+        assert_eq!(
+            fs.make(SMALL_INO, b"x", Kind::File, b"").unwrap_err(),
+            Errno::EROFS
+        );
+        assert_eq!(
+            fs.make(file.nodeid, b"x", Kind::File, b"").unwrap_err(),
             Errno::ENOTDIR
         );
-        let names: Vec<_> = FloorFs::children(&fs.made(), first)
-            .map(|(name, ino)| (name.to_vec(), ino))
+        let names: Vec<_> = FloorFs::children(&fs.made(), first, 0)
+            .map(|(_, name, ino)| (name.to_vec(), ino))
             .collect();
         assert_eq!(names, [(b"a".to_vec(), file.nodeid)]);
 
@@ -652,10 +782,36 @@ mod tests {
             Errno::EROFS
         );
         assert_eq!(fs.remove(first, b"nope", false).unwrap_err(), Errno::ENOENT);
+        let link = fs.make(first, b"l", Kind::Symlink, b"a").unwrap();
+        assert_eq!(link.attr.mode, libc::S_IFLNK | 0o777);
+        assert_eq!(link.attr.size, 1);
+        assert_eq!(&fs.made().targets[&link.nodeid][..], b"a");
+        // Offsets stay put while entries go: the listing goes on after the last one read.
+        let listed = |after| -> Vec<Vec<u8>> {
+            FloorFs::children(&fs.made(), first, after)
+                .map(|(_, name, _)| name.to_vec())
+                .collect()
+        };
+        assert_eq!(listed(0), [b"a".to_vec(), b"l".to_vec()]);
+        let hard = fs.link_made(file.nodeid, first, b"b").unwrap();
+        assert_eq!((hard.nodeid, hard.attr.nlink), (file.nodeid, 2));
+        assert_eq!(
+            fs.link_made(first, FUSE_ROOT_ID, b"d").unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            fs.link_made(file.nodeid, first, b"l").unwrap_err(),
+            Errno::EEXIST
+        );
+        let after_a = FloorFs::children(&fs.made(), first, 0).next().unwrap().0;
         fs.remove(first, b"a", false).unwrap();
+        assert_eq!(listed(after_a), [b"l".to_vec(), b"b".to_vec()]);
+        assert_eq!(listed(0), [b"l".to_vec(), b"b".to_vec()]);
+        fs.remove(first, b"b", false).unwrap();
+        fs.remove(first, b"l", false).unwrap();
         // An unlinked file keeps its node (an open descriptor may still use it).
         assert!(fs.any_attr(file.nodeid).is_some());
         fs.remove(FUSE_ROOT_ID, b"scratch", true).unwrap();
-        assert_eq!(FloorFs::children(&fs.made(), FUSE_ROOT_ID).count(), 0);
+        assert_eq!(FloorFs::children(&fs.made(), FUSE_ROOT_ID, 0).count(), 0);
     }
 }

@@ -100,7 +100,7 @@ impl Target {
         }
     }
 
-    /// Whether workload `w` runs on it: every one but `tar -x` on the floor ([`Workload::on_floor`]).
+    /// Whether workload `w` runs on it: every one but what [`Workload::on_floor`] leaves out on the floor.
     fn runs(&self, w: Workload) -> bool {
         !matches!(self, Target::Floor { .. }) || w.on_floor()
     }

@@ -92,20 +92,11 @@ impl Workload {
         !matches!(self, Workload::Mount | Workload::CopyUp | Workload::TarX)
     }
 
-    /// Whether it runs on the floor (which serves reads of the data set, and writes and
-    /// creates with nothing behind them, but not the metadata `tar -x` sets).
+    /// Whether it runs on the floor (reads of the data set; writes, creates, directories,
+    /// symlinks and links with nothing behind them): all but copy-up, which needs a lower
+    /// layer.
     pub fn on_floor(self) -> bool {
-        matches!(
-            self,
-            Workload::Mount
-                | Workload::SeqRead
-                | Workload::SeqWrite
-                | Workload::RandReadQd1
-                | Workload::RandReadQd32
-                | Workload::Stat
-                | Workload::CreateUnlink
-                | Workload::Readdir
-        )
+        !self.overlay_only()
     }
 
     /// Whether it runs on overlays only (it writes to the lower layer's files).
