@@ -59,7 +59,8 @@ pub struct FloorFs {
     made: Mutex<Made>,
 }
 
-/// The writable area: what was made in the root or below it, names and sizes only.
+/// The writable area: what was made in the root or below it, names, sizes and link
+/// targets only.
 #[derive(Debug, Default)]
 struct Made {
     /// The next inode number to hand out.
@@ -85,10 +86,12 @@ struct MadeDir {
 }
 
 impl Made {
+    /// The inode of `dir/name`, if made.
     fn entry(&self, dir: u64, name: &[u8]) -> Option<u64> {
         Some(self.dirs.get(&dir)?.by_name.get(name)?.0)
     }
 
+    /// Enters `dir/name` -> `ino` at the end of the directory's listing.
     fn insert(&mut self, dir: u64, name: &[u8], ino: u64) {
         let cookie = self.next_cookie;
         self.next_cookie += 1;
@@ -98,6 +101,7 @@ impl Made {
         d.by_cookie.insert(cookie, (name, ino));
     }
 
+    /// Takes the name `dir/name` away (the inode stays).
     fn remove(&mut self, dir: u64, name: &[u8]) {
         if let Some(d) = self.dirs.get_mut(&dir)
             && let Some((_, cookie)) = d.by_name.remove(name)
@@ -127,6 +131,7 @@ struct MadeNode {
 }
 
 impl MadeNode {
+    /// Whether it is a directory.
     fn is_dir(&self) -> bool {
         self.kind == Kind::Dir
     }
