@@ -16,7 +16,7 @@
 use crate::source::{BIG, SMALL};
 use fuselage::cli::{self, Command};
 use fuselage::core::abi::{FUSE_ROOT_ID, fuse_attr, fuse_entry_out, fuse_kstatfs};
-use fuselage::core::dirent::dtype;
+use fuselage::core::dirent::{DirentError, dtype};
 use fuselage::core::reply::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyWrite, entry_out,
@@ -202,10 +202,15 @@ impl FloorFs {
             Kind::File => (libc::S_IFREG | 0o644, node.nlink),
             Kind::Symlink => (libc::S_IFLNK | 0o777, node.nlink),
         };
+        self.attr_of(ino, mode, node.size, nlink)
+    }
+
+    /// The attributes of inode `ino`, owned by the server's user.
+    fn attr_of(&self, ino: u64, mode: u32, size: u64, nlink: u32) -> fuse_attr {
         fuse_attr {
             ino,
-            size: node.size,
-            blocks: node.size.div_ceil(512),
+            size,
+            blocks: size.div_ceil(512),
             mode,
             nlink,
             uid: self.uid,
@@ -337,17 +342,7 @@ impl FloorFs {
             }
             _ => return None,
         };
-        Some(fuse_attr {
-            ino,
-            size,
-            blocks: size.div_ceil(512),
-            mode,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            blksize: 4096,
-            ..Default::default()
-        })
+        Some(self.attr_of(ino, mode, size, nlink))
     }
 
     fn size_of(&self, ino: u64) -> Option<u64> {
@@ -396,13 +391,8 @@ impl FloorFs {
                 (FUSE_ROOT_ID | SMALL_INO, _) => break,
                 _ => return self.list_made(ino, offset, plus, reply),
             };
-            let pushed = match (plus, self.attr(child)) {
-                (true, Some(attr)) => {
-                    reply.push_plus(&entry_out(attr, 0, TTL, TTL), at + 1, typ, &name[..len])
-                }
-                _ => reply.push(child, at + 1, typ, &name[..len]),
-            };
-            if pushed.is_err() {
+            let attr = self.attr(child);
+            if push_entry(&mut reply, plus, child, attr, at + 1, typ, &name[..len]).is_err() {
                 break;
             }
             at += 1;
@@ -444,17 +434,30 @@ impl FloorFs {
                 Some(n) => Some(self.made_attr(child, n)),
                 None => self.attr(child),
             };
-            let pushed = match (plus, attr) {
-                (true, Some(attr)) => {
-                    reply.push_plus(&entry_out(attr, 0, TTL, TTL), cookie, typ, name)
-                }
-                _ => reply.push(child, cookie, typ, name),
-            };
-            if pushed.is_err() {
+            if push_entry(&mut reply, plus, child, attr, cookie, typ, name).is_err() {
                 break;
             }
         }
         reply.ok()
+    }
+}
+
+/// Adds `name` (inode `child`, attributes `attr` if known) to a listing: a direntplus
+/// in a READDIRPLUS answer, a dirent otherwise.
+fn push_entry<S: ReplySink>(
+    reply: &mut ReplyDirectory<'_, S>,
+    plus: bool,
+    child: u64,
+    attr: Option<fuse_attr>,
+    next_offset: u64,
+    typ: u32,
+    name: &[u8],
+) -> Result<(), DirentError> {
+    match (plus, attr) {
+        (true, Some(attr)) => {
+            reply.push_plus(&entry_out(attr, 0, TTL, TTL), next_offset, typ, name)
+        }
+        _ => reply.push(child, next_offset, typ, name),
     }
 }
 
@@ -473,10 +476,17 @@ impl Filesystem for FloorFs {
                     drop(made);
                     return reply.error(e);
                 }
-                made.entry(parent, name)
+                let attr = made
+                    .entry(parent, name)
+                    .and_then(|i| Some(self.made_attr(i, *made.nodes.get(&i)?)));
+                drop(made);
+                return match attr {
+                    Some(attr) => reply.entry(&entry_out(attr, 0, TTL, TTL)),
+                    None => reply.negative(Duration::ZERO),
+                };
             }
         };
-        match ino.and_then(|i| self.any_attr(i)) {
+        match ino.and_then(|i| self.attr(i)) {
             // Static inodes: lookup counts need no tracking.
             Some(attr) => reply.entry(&entry_out(attr, 0, TTL, TTL)),
             None => reply.negative(Duration::ZERO),
@@ -586,30 +596,31 @@ impl Filesystem for FloorFs {
     }
 
     fn open<S: ReplySink>(&self, _: &RequestHeader, op: op::Open<'_>, reply: ReplyOpen<S>) {
-        if let Some(node) = self.made().nodes.get(&op.ino()).copied() {
-            return match node.kind {
-                Kind::File => reply.opened(0, 0),
-                Kind::Dir => reply.error(Errno::EISDIR),
-                Kind::Symlink => reply.error(Errno::ELOOP),
+        if self.size_of(op.ino()).is_some() {
+            return if op.flags() & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
+                reply.error(Errno::EROFS)
+            } else {
+                reply.opened(0, 0)
             };
         }
-        if self.size_of(op.ino()).is_none() {
-            return reply.error(Errno::EISDIR);
+        let kind = self.made().nodes.get(&op.ino()).map(|n| n.kind);
+        match kind {
+            Some(Kind::File) => reply.opened(0, 0),
+            Some(Kind::Symlink) => reply.error(Errno::ELOOP),
+            Some(Kind::Dir) | None => reply.error(Errno::EISDIR),
         }
-        if op.flags() & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
-            return reply.error(Errno::EROFS);
-        }
-        reply.opened(0, 0)
     }
 
     fn read<S: ReplySink>(&self, _: &RequestHeader, op: op::Read<'_>, reply: ReplyData<S>) {
-        let made = self
-            .made()
-            .nodes
-            .get(&op.ino())
-            .filter(|n| n.kind == Kind::File)
-            .map(|n| n.size);
-        let Some(size) = self.size_of(op.ino()).or(made) else {
+        // The data set's reads take no lock.
+        let size = self.size_of(op.ino()).or_else(|| {
+            let made = self.made();
+            made.nodes
+                .get(&op.ino())
+                .filter(|n| n.kind == Kind::File)
+                .map(|n| n.size)
+        });
+        let Some(size) = size else {
             return reply.error(Errno::EISDIR);
         };
         let left = size.saturating_sub(op.offset());
@@ -622,10 +633,9 @@ impl Filesystem for FloorFs {
     }
 
     fn opendir<S: ReplySink>(&self, _: &RequestHeader, op: op::Opendir<'_>, reply: ReplyOpen<S>) {
-        let made_dir = self.made().nodes.get(&op.ino()).is_some_and(|n| n.is_dir());
         match op.ino() {
             FUSE_ROOT_ID | SMALL_INO => reply.opened(0, 0),
-            _ if made_dir => reply.opened(0, 0),
+            ino if self.made().nodes.get(&ino).is_some_and(|n| n.is_dir()) => reply.opened(0, 0),
             _ => reply.error(Errno::ENOTDIR),
         }
     }
