@@ -1,6 +1,7 @@
 //! What the harness reads from /proc: memory and CPU time of a server, the mount table, and
 //! the page cache switch.
 
+use fuselage::uring::region::Region;
 use std::path::Path;
 use std::time::Duration;
 
@@ -112,32 +113,20 @@ pub fn drop_caches() -> bool {
 /// that needs more new memory than the configuration before it freed pays that cost
 /// and the next does not. Calling this first gives every configuration the same start.
 pub fn warm_free_memory(bytes: u64) {
-    let len = bytes as usize;
-    // SAFETY: a new private anonymous mapping; nothing else refers to it.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
+    let Ok(region) = Region::new(bytes as usize) else {
         return;
-    }
-    // SAFETY: `p` is the mapping of `len` bytes just made.
-    let populated = unsafe { libc::madvise(p, len, libc::MADV_POPULATE_WRITE) } == 0;
+    };
+    let (p, len) = (region.at(0, region.len()), region.len());
+    // SAFETY: `p` is the start of the region's mapping of `len` bytes.
+    let populated = unsafe { libc::madvise(p.cast(), len, libc::MADV_POPULATE_WRITE) } == 0;
     if !populated {
         // Kernels before 5.14: touch every page.
         for off in (0..len).step_by(4096) {
             // SAFETY: `off` is inside the writable mapping.
-            unsafe { p.cast::<u8>().add(off).write_volatile(1) };
+            unsafe { p.add(off).write_volatile(1) };
         }
     }
-    // SAFETY: unmaps exactly the mapping made above.
-    unsafe { libc::munmap(p, len) };
+    // Dropping the region unmaps it.
 }
 
 /// Whether this process runs as root.
