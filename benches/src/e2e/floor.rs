@@ -10,8 +10,9 @@
 //! `tar-x` measure the round trips of their requests with no work behind them.
 //! FLUSH and FSYNC are answered (as fuselage's passthrough does), so the kernel sends the same
 //! requests as there. Entry and attribute timeouts are those of fuselage's passthrough (1 s, no
-//! negative entries), so a cold `lstat` is one LOOKUP of the file, as it is there. `fuselage-bench --floor-server mount --source floor:BIG:FILES:SMALL ...`
-//! serves it with the `fuselage mount` machinery (a [`Registry`] claim), on any `--transport`.
+//! negative entries), so a cold `lstat` is one LOOKUP of the file, as it is there.
+//! `fuselage-bench --floor-server mount --source floor:BIG:FILES:SMALL ...` serves it with the
+//! `fuselage mount` machinery (a [`Registry`] claim), on any `--transport`.
 
 use crate::source::{BIG, SMALL};
 use fuselage::cli::{self, Command};

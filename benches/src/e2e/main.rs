@@ -100,7 +100,8 @@ impl Target {
         }
     }
 
-    /// Whether workload `w` runs on it: every one but what [`Workload::on_floor`] leaves out on the floor.
+    /// Whether workload `w` runs on it: every one, but on the floor only those
+    /// [`Workload::on_floor`] names.
     fn runs(&self, w: Workload) -> bool {
         !matches!(self, Target::Floor { .. }) || w.on_floor()
     }
